@@ -1,0 +1,79 @@
+//! The running application: listeners, the hub and the shutdown tree.
+//!
+//! Used by `prism serve` and by the integration tests, which run the real server
+//! in-process on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::hub::Hub;
+use crate::rtmp::server::ServerConfig;
+use crate::server::{ConnectionContext, RtmpListener};
+
+/// A started prism.
+pub struct App {
+    rtmp_addr: SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl App {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: Config) -> Result<Self, Error> {
+        let hub = Hub::new(config.hub_limits());
+        let ctx = Arc::new(ConnectionContext {
+            hub: Arc::clone(&hub),
+            session: ServerConfig {
+                chunk_size: config.rtmp.chunk_size,
+                window_ack_size: config.rtmp.window_ack_size,
+                limits: config.decoder_limits(),
+            },
+            handshake_timeout: config.handshake_timeout(),
+            idle_timeout: config.idle_timeout(),
+        });
+        let addr = config.rtmp.listen;
+        let listener = RtmpListener::bind(addr, ctx, config.rtmp.max_connections)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let rtmp_addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
+        tracing::info!(%rtmp_addr, "rtmp listening");
+        Ok(Self {
+            rtmp_addr,
+            hub,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The RTMP address actually bound.
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp_addr
+    }
+
+    /// The stream registry.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Stops accepting, ends every connection and waits up to `grace` for them.
+    /// Returns false if some task outlived the grace period.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,257 @@
+//! Configuration: embedded defaults, then a TOML file, then `PRISM_*` environment
+//! variables, then command-line flags, each layer overriding the one before.
+//!
+//! The defaults live in `config/default.toml`, compiled in, so `prism serve` runs with
+//! no file at all and the documented defaults are the ones in effect.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::hub::{HubLimits, QueueLimits};
+use crate::rtmp::chunk::DecoderLimits;
+
+/// The embedded defaults (also the reference for every key).
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file or variable did not parse or had the wrong type.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value parsed but makes no sense.
+    #[error("configuration: {key}: {reason}")]
+    Invalid {
+        /// The offending key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// All of prism's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The RTMP listener.
+    pub rtmp: RtmpConfig,
+    /// Bounds on what a peer can make prism hold.
+    pub limits: LimitsConfig,
+    /// Per-stream caches and queues.
+    pub hub: HubConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The RTMP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Outgoing chunk size.
+    pub chunk_size: u32,
+    /// Acknowledgement window asked of peers.
+    pub window_ack_size: u32,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Seconds for the handshake and the connect command.
+    pub handshake_timeout_secs: u64,
+    /// Seconds of silence allowed before publish/play, and from a publisher.
+    pub idle_timeout_secs: u64,
+}
+
+/// Bounds on what a peer can make prism buffer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest message accepted.
+    pub max_message_len: u32,
+    /// Chunk streams per peer.
+    pub max_chunk_streams: usize,
+    /// Bytes in partial messages per peer.
+    pub max_pending_bytes: usize,
+}
+
+/// Per-stream caches and per-subscriber queues.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// GOP cache bound in bytes.
+    pub gop_cache_max_bytes: usize,
+    /// GOP cache bound in packets.
+    pub gop_cache_max_packets: usize,
+    /// Subscriber queue bound in bytes.
+    pub queue_max_bytes: usize,
+    /// Subscriber queue bound in packets.
+    pub queue_max_packets: usize,
+    /// Streams at once.
+    pub max_streams: usize,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter directive.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+/// Command-line values that override everything else.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    /// `--rtmp ADDR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmp_listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads defaults < `file` < `PRISM_*` environment < `overrides`, then validates.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("PRISM_").split("__"));
+        if let Some(listen) = overrides.rtmp_listen {
+            figment = figment.merge(Serialized::default("rtmp.listen", listen));
+        }
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults alone, for tests and tools.
+    pub fn defaults() -> Self {
+        Self::load(None, &Overrides::default()).unwrap_or_else(|e| {
+            unreachable!("the embedded defaults are valid (a unit test checks): {e}")
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if !(128..=65_536).contains(&self.rtmp.chunk_size) {
+            return invalid("rtmp.chunk_size", "must be between 128 and 65536");
+        }
+        if self.rtmp.max_connections == 0 {
+            return invalid("rtmp.max_connections", "must be at least 1");
+        }
+        if self.rtmp.handshake_timeout_secs == 0 || self.rtmp.idle_timeout_secs == 0 {
+            return invalid("rtmp.*_timeout_secs", "timeouts must be at least 1 second");
+        }
+        if !(128..=0xFF_FFFF).contains(&self.limits.max_message_len) {
+            return invalid("limits.max_message_len", "must be between 128 and 16777215");
+        }
+        if self.limits.max_chunk_streams < 4 {
+            return invalid("limits.max_chunk_streams", "must be at least 4");
+        }
+        if self.limits.max_pending_bytes < self.limits.max_message_len as usize {
+            return invalid(
+                "limits.max_pending_bytes",
+                "must be at least limits.max_message_len",
+            );
+        }
+        if self.hub.queue_max_packets == 0 || self.hub.queue_max_bytes == 0 {
+            return invalid("hub.queue_max_*", "must be positive");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return invalid("log.format", "must be \"text\" or \"json\"");
+        }
+        Ok(())
+    }
+
+    /// The chunk decoder's bounds.
+    pub fn decoder_limits(&self) -> DecoderLimits {
+        DecoderLimits {
+            max_message_len: self.limits.max_message_len,
+            max_chunk_streams: self.limits.max_chunk_streams,
+            max_pending_bytes: self.limits.max_pending_bytes,
+        }
+    }
+
+    /// The hub's bounds.
+    pub fn hub_limits(&self) -> HubLimits {
+        HubLimits {
+            gop_max_bytes: self.hub.gop_cache_max_bytes,
+            gop_max_packets: self.hub.gop_cache_max_packets,
+            queue: QueueLimits {
+                max_bytes: self.hub.queue_max_bytes,
+                max_packets: self.hub.queue_max_packets,
+            },
+            max_streams: self.hub.max_streams,
+        }
+    }
+
+    /// Handshake plus connect deadline.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.rtmp.handshake_timeout_secs)
+    }
+
+    /// Idle deadline.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.rtmp.idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+// figment's Jail closures return its large error type by design.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_load_and_validate() {
+        let config = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(config.rtmp.listen.port(), 1935);
+        assert_eq!(config.rtmp.chunk_size, 4096);
+    }
+
+    #[test]
+    fn file_then_env_then_flags_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "prism.toml",
+                "[rtmp]\nlisten = \"127.0.0.1:2000\"\nchunk_size = 8192\n",
+            )?;
+            let config =
+                Config::load(Some(Path::new("prism.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.rtmp.listen.port(), 2000);
+            jail.set_env("PRISM_RTMP__LISTEN", "127.0.0.1:3000");
+            let config =
+                Config::load(Some(Path::new("prism.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.rtmp.listen.port(), 3000);
+            assert_eq!(config.rtmp.chunk_size, 8192);
+            let overrides = Overrides {
+                rtmp_listen: Some("127.0.0.1:4000".parse().unwrap()),
+            };
+            let config = Config::load(Some(Path::new("prism.toml")), &overrides).unwrap();
+            assert_eq!(config.rtmp.listen.port(), 4000);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[rtmp]\nlisten_addr = \"127.0.0.1:1\"\n")?;
+            assert!(Config::load(Some(Path::new("typo.toml")), &Overrides::default()).is_err());
+            jail.create_file("bad.toml", "[rtmp]\nchunk_size = 1\n")?;
+            let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(err.to_string().contains("rtmp.chunk_size"), "{err}");
+            assert!(Config::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,25 @@
+//! The one error type at the application edge.
+
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+
+/// Why prism could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration did not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Logging could not be set up.
+    #[error("logging: {0}")]
+    Logging(String),
+}

@@ -1,0 +1,623 @@
+//! The hub: one entry per live stream, fanning the publisher's packets out to every
+//! subscriber (players now, relay destinations later).
+//!
+//! Each stream keeps what a newcomer needs to start cleanly (metadata, the audio and
+//! video sequence headers, the GOP cache) and a list of subscriber queues. The
+//! publisher pushes each packet once; subscribers get `Bytes` handles to the same
+//! payload. A push never waits: a full queue makes that subscriber drop frames.
+
+pub mod gop;
+pub mod packet;
+pub mod queue;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
+
+use crate::flv;
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::stream_name::StreamName;
+pub use gop::GopCache;
+pub use packet::{Packet, PacketKind};
+pub use queue::{PushOutcome, QueueLimits, SubscriberQueue};
+
+/// Hub-wide bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct HubLimits {
+    /// Largest GOP kept for joiners, in payload bytes.
+    pub gop_max_bytes: usize,
+    /// Largest GOP kept for joiners, in packets.
+    pub gop_max_packets: usize,
+    /// Each subscriber's queue bounds.
+    pub queue: QueueLimits,
+    /// How many streams may exist at once (published or awaited by players).
+    pub max_streams: usize,
+}
+
+impl Default for HubLimits {
+    fn default() -> Self {
+        Self {
+            gop_max_bytes: 16 << 20,
+            gop_max_packets: 4096,
+            queue: QueueLimits {
+                max_bytes: 16 << 20,
+                max_packets: 4096,
+            },
+            max_streams: 10_000,
+        }
+    }
+}
+
+/// Why the hub refused something.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HubError {
+    /// Someone already publishes under this name.
+    #[error("stream is already being published")]
+    AlreadyPublishing,
+    /// The configured stream limit is reached.
+    #[error("too many streams ({0})")]
+    TooManyStreams(usize),
+}
+
+/// (app, bare name): what identifies a stream in the hub.
+type StreamKey = (String, String);
+
+/// The registry of streams.
+#[derive(Debug)]
+pub struct Hub {
+    streams: DashMap<StreamKey, Arc<Stream>>,
+    limits: HubLimits,
+    next_id: AtomicU64,
+}
+
+/// One stream: its cached state and its subscribers.
+#[derive(Debug)]
+pub struct Stream {
+    app: String,
+    name: String,
+    state: Mutex<StreamState>,
+}
+
+#[derive(Debug)]
+struct StreamState {
+    /// The current publisher's id; `None` while no one publishes.
+    publisher: Option<u64>,
+    /// The query string the current publisher connected with (destination keys).
+    query: String,
+    since: Option<Instant>,
+    metadata: Option<Packet>,
+    video_config: Option<Packet>,
+    audio_config: Option<Packet>,
+    /// Bumped whenever metadata or a sequence header changes.
+    config_generation: u64,
+    has_video: bool,
+    gop: GopCache,
+    subscribers: Vec<Arc<SubscriberQueue>>,
+    packets_in: u64,
+    bytes_in: u64,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(limits: HubLimits) -> Arc<Self> {
+        Arc::new(Self {
+            streams: DashMap::new(),
+            limits,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn key(app: &str, name: &str) -> StreamKey {
+        (app.to_owned(), name.to_owned())
+    }
+
+    fn new_stream(&self, app: &str, name: &str) -> Arc<Stream> {
+        Arc::new(Stream {
+            app: app.to_owned(),
+            name: name.to_owned(),
+            state: Mutex::new(StreamState {
+                publisher: None,
+                query: String::new(),
+                since: None,
+                metadata: None,
+                video_config: None,
+                audio_config: None,
+                config_generation: 0,
+                has_video: false,
+                gop: GopCache::new(self.limits.gop_max_bytes, self.limits.gop_max_packets),
+                subscribers: Vec::new(),
+                packets_in: 0,
+                bytes_in: 0,
+            }),
+        })
+    }
+
+    /// Claims `name` for a publisher. Players already waiting for it are kept.
+    pub fn publish(self: &Arc<Self>, name: &StreamName) -> Result<Publisher, HubError> {
+        let key = Self::key(&name.app, &name.name);
+        if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
+            return Err(HubError::TooManyStreams(self.limits.max_streams));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The entry guard is held while the state is updated so that an idle stream
+        // cannot be removed between lookup and claim (lock order: shard, then state).
+        let entry = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| self.new_stream(&name.app, &name.name));
+        let stream = Arc::clone(entry.value());
+        {
+            let mut state = stream.lock();
+            if state.publisher.is_some() {
+                return Err(HubError::AlreadyPublishing);
+            }
+            state.publisher = Some(id);
+            state.query = name.query.clone();
+            state.since = Some(Instant::now());
+        }
+        drop(entry);
+        Ok(Publisher {
+            hub: Arc::clone(self),
+            stream,
+            id,
+        })
+    }
+
+    /// Subscribes to a stream, live or not yet live. The queue starts with the
+    /// metadata, sequence headers and the GOP cache, so the first frame is a keyframe.
+    pub fn subscribe(self: &Arc<Self>, app: &str, name: &str) -> Result<Subscriber, HubError> {
+        let key = Self::key(app, name);
+        if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
+            return Err(HubError::TooManyStreams(self.limits.max_streams));
+        }
+        let entry = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| self.new_stream(app, name));
+        let stream = Arc::clone(entry.value());
+        let queue = {
+            let mut state = stream.lock();
+            let has_gop = state.gop.packets().len() > 0;
+            let queue = Arc::new(SubscriberQueue::new(
+                self.limits.queue,
+                !has_gop,
+                state.config_generation,
+            ));
+            queue.push_initial(
+                [&state.metadata, &state.video_config, &state.audio_config]
+                    .into_iter()
+                    .flatten()
+                    .chain(state.gop.packets()),
+            );
+            state.subscribers.push(Arc::clone(&queue));
+            queue
+        };
+        drop(entry);
+        Ok(Subscriber {
+            hub: Arc::clone(self),
+            stream,
+            queue,
+        })
+    }
+
+    /// The stream entry for `app/name`, live or awaited by players.
+    pub fn stream(&self, app: &str, name: &str) -> Option<Arc<Stream>> {
+        self.streams
+            .get(&Self::key(app, name))
+            .map(|entry| Arc::clone(entry.value()))
+    }
+
+    /// Whether someone publishes `app/name` right now.
+    pub fn is_live(&self, app: &str, name: &str) -> bool {
+        self.streams
+            .get(&Self::key(app, name))
+            .is_some_and(|s| s.lock().publisher.is_some())
+    }
+
+    /// A snapshot of every live stream.
+    pub fn live_streams(&self) -> Vec<StreamInfo> {
+        self.streams
+            .iter()
+            .filter_map(|entry| entry.value().info())
+            .collect()
+    }
+
+    /// Number of entries (live streams plus streams players wait for).
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Whether the hub holds no stream at all.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    fn remove_if_idle(&self, stream: &Arc<Stream>) {
+        let key = Self::key(&stream.app, &stream.name);
+        self.streams.remove_if(&key, |_, current| {
+            Arc::ptr_eq(current, stream) && {
+                let state = current.lock();
+                state.publisher.is_none() && state.subscribers.is_empty()
+            }
+        });
+    }
+}
+
+/// What the status of a live stream looks like from the outside.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// The app.
+    pub app: String,
+    /// The bare stream name (a stream key: mask it before showing it).
+    pub name: String,
+    /// When publishing started.
+    pub since: Instant,
+    /// Subscribers attached.
+    pub subscribers: usize,
+    /// Media and data packets received.
+    pub packets_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+}
+
+impl Stream {
+    fn lock(&self) -> MutexGuard<'_, StreamState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn info(&self) -> Option<StreamInfo> {
+        let state = self.lock();
+        state.publisher?;
+        Some(StreamInfo {
+            app: self.app.clone(),
+            name: self.name.clone(),
+            since: state.since?,
+            subscribers: state.subscribers.len(),
+            packets_in: state.packets_in,
+            bytes_in: state.bytes_in,
+        })
+    }
+
+    /// Subscribers attached right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.lock().subscribers.len()
+    }
+
+    /// The query string the current publisher connected with.
+    pub fn query(&self) -> String {
+        self.lock().query.clone()
+    }
+}
+
+/// The publishing side of a stream. Dropping it ends the stream for its subscribers.
+#[derive(Debug)]
+pub struct Publisher {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+    id: u64,
+}
+
+impl Publisher {
+    /// The stream this publisher feeds.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Replaces the stream's metadata and sends it to subscribers.
+    pub fn set_metadata(&self, metadata: &Amf0Value, timestamp: u32) {
+        let mut body = BytesMut::with_capacity(256);
+        amf0::encode(&Amf0Value::from("onMetaData"), &mut body);
+        amf0::encode(metadata, &mut body);
+        self.push(Packet {
+            kind: PacketKind::Metadata,
+            timestamp,
+            payload: body.freeze(),
+            keyframe: false,
+            config: false,
+        });
+    }
+
+    /// Classifies and pushes an audio message.
+    pub fn push_audio(&self, timestamp: u32, payload: Bytes) {
+        let config = flv::parse_audio(&payload)
+            .is_ok_and(|tag| tag.track_id == 0 && tag.kind == flv::AudioPacketKind::SequenceHeader);
+        self.push(Packet {
+            kind: PacketKind::Audio,
+            timestamp,
+            payload,
+            keyframe: false,
+            config,
+        });
+    }
+
+    /// Classifies and pushes a video message. Only the default track (0) of an
+    /// enhanced-RTMP multitrack stream drives the caches: extra encodings on other
+    /// tracks must not replace its sequence header or restart its GOP.
+    pub fn push_video(&self, timestamp: u32, payload: Bytes) {
+        let (config, keyframe) = match flv::parse_video(&payload) {
+            Ok(tag) if tag.track_id == 0 => (
+                tag.kind == flv::VideoPacketKind::SequenceHeader,
+                tag.keyframe && tag.kind == flv::VideoPacketKind::Frame,
+            ),
+            _ => (false, false),
+        };
+        self.push(Packet {
+            kind: PacketKind::Video,
+            timestamp,
+            payload,
+            keyframe,
+            config,
+        });
+    }
+
+    /// Pushes another data message (cue points, captions) as is.
+    pub fn push_data(&self, timestamp: u32, payload: Bytes) {
+        self.push(Packet {
+            kind: PacketKind::Data,
+            timestamp,
+            payload,
+            keyframe: false,
+            config: false,
+        });
+    }
+
+    /// Hands one packet to every subscriber. Never waits on a subscriber.
+    pub fn push(&self, mut packet: Packet) {
+        let mut guard = self.stream.lock();
+        let state = &mut *guard;
+        state.packets_in += 1;
+        state.bytes_in += packet.len() as u64;
+        match (packet.kind, packet.config) {
+            (PacketKind::Metadata, _) => {
+                state.metadata = Some(packet.clone());
+                state.config_generation += 1;
+            }
+            (PacketKind::Video, true) => {
+                state.has_video = true;
+                state.video_config = Some(packet.clone());
+                state.config_generation += 1;
+            }
+            (PacketKind::Audio, true) => {
+                state.audio_config = Some(packet.clone());
+                state.config_generation += 1;
+            }
+            (PacketKind::Video, false) => {
+                state.has_video |= packet.keyframe;
+                state.gop.push(&packet);
+            }
+            (PacketKind::Audio, false) => {
+                // Without video every audio packet is a place to start.
+                packet.keyframe = !state.has_video;
+                state.gop.push(&packet);
+            }
+            (PacketKind::Data, _) => state.gop.push(&packet),
+        }
+        let generation = state.config_generation;
+        let configs = [
+            state.metadata.as_ref(),
+            state.video_config.as_ref(),
+            state.audio_config.as_ref(),
+        ];
+        state.subscribers.retain(
+            |queue| match queue.push(&packet, || (generation, configs)) {
+                PushOutcome::Closed => false,
+                PushOutcome::StartedDropping => {
+                    tracing::warn!(
+                        stream = %crate::mask::Masked(&self.stream.name),
+                        "subscriber too slow: dropping frames until the next keyframe"
+                    );
+                    true
+                }
+                PushOutcome::Queued | PushOutcome::Dropped => true,
+            },
+        );
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut state = self.stream.lock();
+            if state.publisher != Some(self.id) {
+                return;
+            }
+            state.publisher = None;
+            state.query.clear();
+            state.since = None;
+            state.metadata = None;
+            state.video_config = None;
+            state.audio_config = None;
+            state.has_video = false;
+            state.gop.clear();
+            for queue in state.subscribers.drain(..) {
+                queue.close();
+            }
+        }
+        self.hub.remove_if_idle(&self.stream);
+    }
+}
+
+/// The receiving side: a player or a relay destination.
+#[derive(Debug)]
+pub struct Subscriber {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+    queue: Arc<SubscriberQueue>,
+}
+
+impl Subscriber {
+    /// Waits for packets and moves them all into `out`; false when the stream ended.
+    pub async fn recv_batch(&self, out: &mut Vec<Packet>) -> bool {
+        self.queue.recv_batch(out).await
+    }
+
+    /// Frames this subscriber dropped for being slow.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped()
+    }
+
+    /// The stream subscribed to.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.queue.close();
+        self.stream
+            .lock()
+            .subscribers
+            .retain(|queue| !Arc::ptr_eq(queue, &self.queue));
+        self.hub.remove_if_idle(&self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(key: &str) -> StreamName {
+        StreamName::parse("live", "", key).unwrap()
+    }
+
+    const AVC_SH: &[u8] = &[0x17, 0x00, 0, 0, 0, 1, 2, 3];
+    const AVC_KEY: &[u8] = &[0x17, 0x01, 0, 0, 0, 9];
+    const AVC_INTER: &[u8] = &[0x27, 0x01, 0, 0, 0, 8];
+    const AAC_SH: &[u8] = &[0xAF, 0x00, 0x12, 0x10];
+    const AAC_RAW: &[u8] = &[0xAF, 0x01, 7];
+
+    #[test]
+    fn a_second_publisher_is_refused_until_the_first_leaves() {
+        let hub = Hub::new(HubLimits::default());
+        let first = hub.publish(&name("k")).unwrap();
+        assert_eq!(
+            hub.publish(&name("k")).unwrap_err(),
+            HubError::AlreadyPublishing
+        );
+        assert!(hub.is_live("live", "k"));
+        drop(first);
+        assert!(!hub.is_live("live", "k"));
+        assert!(hub.is_empty(), "idle streams are removed");
+        hub.publish(&name("k")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_late_joiner_gets_config_then_the_gop_from_its_keyframe() {
+        let hub = Hub::new(HubLimits::default());
+        let publisher = hub.publish(&name("k")).unwrap();
+        publisher.set_metadata(&Amf0Value::EcmaArray(vec![]), 0);
+        publisher.push_video(0, Bytes::from_static(AVC_SH));
+        publisher.push_audio(0, Bytes::from_static(AAC_SH));
+        publisher.push_video(0, Bytes::from_static(AVC_KEY));
+        publisher.push_audio(10, Bytes::from_static(AAC_RAW));
+        publisher.push_video(33, Bytes::from_static(AVC_INTER));
+        publisher.push_video(66, Bytes::from_static(AVC_KEY));
+        publisher.push_video(99, Bytes::from_static(AVC_INTER));
+
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        let mut got = Vec::new();
+        assert!(subscriber.recv_batch(&mut got).await);
+        let kinds: Vec<_> = got
+            .iter()
+            .map(|p| (p.kind, p.config, p.keyframe, p.timestamp))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (PacketKind::Metadata, false, false, 0),
+                (PacketKind::Video, true, false, 0),
+                (PacketKind::Audio, true, false, 0),
+                (PacketKind::Video, false, true, 66),
+                (PacketKind::Video, false, false, 99),
+            ]
+        );
+        // The payload is the publisher's buffer, not a copy.
+        assert_eq!(got[3].payload.as_ptr(), AVC_KEY.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_player_gets_the_stream_when_it_starts_and_the_end_when_it_stops() {
+        let hub = Hub::new(HubLimits::default());
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        assert!(!hub.is_live("live", "k"));
+        let publisher = hub.publish(&name("k?youtube=x")).unwrap();
+        assert_eq!(publisher.stream().query(), "youtube=x");
+        publisher.push_video(0, Bytes::from_static(AVC_SH));
+        publisher.push_video(0, Bytes::from_static(AVC_INTER));
+        publisher.push_video(5, Bytes::from_static(AVC_KEY));
+        drop(publisher);
+        let mut got = Vec::new();
+        assert!(subscriber.recv_batch(&mut got).await);
+        let ts: Vec<_> = got.iter().map(|p| (p.config, p.timestamp)).collect();
+        assert_eq!(
+            ts,
+            vec![(true, 0), (false, 5)],
+            "inter frame before the first keyframe dropped"
+        );
+        got.clear();
+        assert!(!subscriber.recv_batch(&mut got).await, "stream ended");
+        drop(subscriber);
+        assert!(hub.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_never_blocks_the_publisher_or_others() {
+        let limits = HubLimits {
+            queue: QueueLimits {
+                max_bytes: 1 << 20,
+                max_packets: 8,
+            },
+            ..HubLimits::default()
+        };
+        let hub = Hub::new(limits);
+        let publisher = hub.publish(&name("k")).unwrap();
+        let slow = hub.subscribe("live", "k").unwrap();
+        let fast = hub.subscribe("live", "k").unwrap();
+        let mut got = Vec::new();
+        let mut fast_count = 0;
+        for i in 0..100u32 {
+            let payload = if i % 10 == 0 { AVC_KEY } else { AVC_INTER };
+            publisher.push_video(i, Bytes::from_static(payload));
+            got.clear();
+            fast.recv_batch(&mut got).await;
+            fast_count += got.len();
+        }
+        assert_eq!(fast_count, 100);
+        assert!(slow.dropped() > 0);
+        got.clear();
+        slow.recv_batch(&mut got).await;
+        assert!(got.len() <= 8);
+        assert!(got[0].keyframe);
+    }
+
+    #[test]
+    fn audio_only_streams_start_anywhere() {
+        let hub = Hub::new(HubLimits::default());
+        let publisher = hub.publish(&name("k")).unwrap();
+        publisher.push_audio(0, Bytes::from_static(AAC_SH));
+        publisher.push_audio(1, Bytes::from_static(AAC_RAW));
+        publisher.push_audio(2, Bytes::from_static(AAC_RAW));
+        let state = publisher.stream.lock();
+        assert_eq!(state.gop.packets().len(), 1, "last audio packet only");
+    }
+
+    #[test]
+    fn the_stream_limit_is_enforced() {
+        let hub = Hub::new(HubLimits {
+            max_streams: 1,
+            ..HubLimits::default()
+        });
+        let _a = hub.publish(&name("a")).unwrap();
+        assert_eq!(
+            hub.publish(&name("b")).unwrap_err(),
+            HubError::TooManyStreams(1)
+        );
+        assert!(hub.subscribe("live", "c").is_err());
+    }
+}

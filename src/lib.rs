@@ -1,0 +1,21 @@
+//! prism: a live-streaming relay. One RTMP publish in, every platform out.
+//!
+//! The crate is layered so that the protocol can be tested without sockets:
+//! [`rtmp`] and [`flv`] are sans-I/O codecs and session state machines, [`hub`] fans
+//! packets out to subscribers, [`server`] drives sessions over tokio transports, and
+//! [`app`] wires them into a running process with one shutdown tree.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod flv;
+pub mod hub;
+pub mod mask;
+pub mod rtmp;
+pub mod server;
+pub mod stream_name;
+pub mod timestamp;
+
+pub use app::App;
+pub use config::Config;
+pub use error::Error;

@@ -1,0 +1,610 @@
+//! The server side of an RTMP session, free of I/O: what an encoder or a player says,
+//! and what a server must answer.
+//!
+//! [`ServerSession::poll`] turns received bytes into [`ServerEvent`]s and queues the
+//! protocol's own replies (connect result, createStream result, status messages).
+//! Decisions that need the rest of prism (may this name be published? does that
+//! stream exist?) come out as events, and the application answers through
+//! [`ServerSession::accept_publish`], [`ServerSession::reject_publish`] and friends.
+
+use bytes::{Bytes, BytesMut};
+
+use super::amf0::Amf0Value;
+use super::chunk::{DecoderLimits, MessageHeader, OutBuf};
+use super::link::{CSID_COMMAND, CSID_STREAM, Incoming, Link, LinkError, media_csid};
+use super::message::{Command, Message, UserControl, type_id};
+use crate::stream_name::StreamName;
+
+/// How many NetStreams one connection may create. Encoders use one, players one or
+/// two; the cap keeps a peer from growing per-connection state without end.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 16;
+
+/// Server-side session settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Our outgoing chunk size, announced right after connect.
+    pub chunk_size: u32,
+    /// The acknowledgement window we ask the peer to use.
+    pub window_ack_size: u32,
+    /// Bounds on what the peer may make us buffer.
+    pub limits: DecoderLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 4096,
+            window_ack_size: 5_000_000,
+            limits: DecoderLimits::default(),
+        }
+    }
+}
+
+/// Why a session was ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The chunk stream or a message was malformed.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The peer broke the command sequence.
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+}
+
+/// What the application must act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// The peer wants to publish; answer with `accept_publish` or `reject_publish`.
+    Publish {
+        /// The NetStream it publishes on.
+        stream_id: u32,
+        /// App, bare name and query string.
+        name: StreamName,
+    },
+    /// The peer wants to play; answer with `accept_play` or `reject_play`.
+    Play {
+        /// The NetStream it plays on.
+        stream_id: u32,
+        /// App, bare name and query string.
+        name: StreamName,
+    },
+    /// Stream metadata (`onMetaData` object), already unwrapped from `@setDataFrame`.
+    Metadata {
+        /// The publishing NetStream.
+        stream_id: u32,
+        /// The metadata object (an ECMA array or object).
+        metadata: Amf0Value,
+    },
+    /// An audio message from the publisher.
+    Audio {
+        /// The publishing NetStream.
+        stream_id: u32,
+        /// Its timestamp in ms.
+        timestamp: u32,
+        /// The FLV audio tag body.
+        payload: Bytes,
+    },
+    /// A video message from the publisher.
+    Video {
+        /// The publishing NetStream.
+        stream_id: u32,
+        /// Its timestamp in ms.
+        timestamp: u32,
+        /// The FLV video tag body.
+        payload: Bytes,
+    },
+    /// Another data message from the publisher (cue points, text), passed on as is.
+    Data {
+        /// The publishing NetStream.
+        stream_id: u32,
+        /// Its timestamp in ms.
+        timestamp: u32,
+        /// The AMF0 body.
+        payload: Bytes,
+    },
+    /// The publisher ended its stream (FCUnpublish, deleteStream or closeStream).
+    Unpublish {
+        /// The NetStream that stops publishing.
+        stream_id: u32,
+    },
+    /// The player stopped playing (deleteStream or closeStream).
+    StopPlay {
+        /// The NetStream that stops playing.
+        stream_id: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamRole {
+    Created,
+    PublishPending,
+    Publishing,
+    PlayPending,
+    Playing,
+}
+
+/// State of one server-side RTMP connection after the handshake.
+pub struct ServerSession {
+    config: ServerConfig,
+    link: Link,
+    /// The app and the query from connect; `None` until connect arrived.
+    connection: Option<(String, String)>,
+    /// NetStreams created by the peer: (id, role). Tiny, so a Vec beats a map.
+    streams: Vec<(u32, StreamRole)>,
+    next_stream_id: u32,
+    /// Aggregate messages expand to several events; they wait here.
+    pending: std::collections::VecDeque<ServerEvent>,
+}
+
+impl ServerSession {
+    /// A session that has completed its handshake.
+    pub fn new(config: ServerConfig) -> Self {
+        Self {
+            link: Link::new(config.limits),
+            config,
+            connection: None,
+            streams: Vec::new(),
+            next_stream_id: 1,
+            pending: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Whether connect has been received.
+    pub fn is_connected(&self) -> bool {
+        self.connection.is_some()
+    }
+
+    /// Bytes received on the chunk stream so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.link.bytes_in()
+    }
+
+    /// Bytes waiting to be written to the peer.
+    pub fn out(&mut self) -> &mut OutBuf {
+        self.link.out()
+    }
+
+    /// Processes received bytes until an event comes out or more bytes are needed.
+    pub fn poll(&mut self, buf: &mut BytesMut) -> Result<Option<ServerEvent>, SessionError> {
+        if let Some(event) = self.pending.pop_front() {
+            return Ok(Some(event));
+        }
+        while let Some(incoming) = self.link.poll(buf)? {
+            if let Some(event) = self.handle(incoming)? {
+                return Ok(Some(event));
+            }
+        }
+        Ok(None)
+    }
+
+    fn role(&self, stream_id: u32) -> Option<StreamRole> {
+        self.streams
+            .iter()
+            .find(|(id, _)| *id == stream_id)
+            .map(|(_, role)| *role)
+    }
+
+    fn set_role(&mut self, stream_id: u32, role: StreamRole) {
+        if let Some(entry) = self.streams.iter_mut().find(|(id, _)| *id == stream_id) {
+            entry.1 = role;
+        }
+    }
+
+    fn handle(&mut self, incoming: Incoming) -> Result<Option<ServerEvent>, SessionError> {
+        let Incoming {
+            stream_id,
+            timestamp,
+            message,
+        } = incoming;
+        match message {
+            Message::Command(command) => self.handle_command(stream_id, command),
+            Message::Audio(payload) | Message::Video(payload)
+                if self.role(stream_id) != Some(StreamRole::Publishing) =>
+            {
+                tracing::debug!(
+                    stream_id,
+                    len = payload.len(),
+                    "media on a stream that is not publishing; ignored"
+                );
+                Ok(None)
+            }
+            Message::Audio(payload) => Ok(Some(ServerEvent::Audio {
+                stream_id,
+                timestamp,
+                payload,
+            })),
+            Message::Video(payload) => Ok(Some(ServerEvent::Video {
+                stream_id,
+                timestamp,
+                payload,
+            })),
+            Message::Data { values, payload } => {
+                Ok(self.handle_data(stream_id, timestamp, values, payload))
+            }
+            Message::Aggregate(payload) => {
+                if self.role(stream_id) == Some(StreamRole::Publishing) {
+                    self.expand_aggregate(stream_id, timestamp, &payload);
+                }
+                Ok(self.pending.pop_front())
+            }
+            Message::UserControl(_) | Message::Other { .. } => Ok(None),
+            // Control messages were consumed by the link.
+            _ => Ok(None),
+        }
+    }
+
+    fn handle_data(
+        &mut self,
+        stream_id: u32,
+        timestamp: u32,
+        values: Vec<Amf0Value>,
+        payload: Bytes,
+    ) -> Option<ServerEvent> {
+        if self.role(stream_id) != Some(StreamRole::Publishing) {
+            return None;
+        }
+        let mut values = values.into_iter();
+        let mut first = values.next();
+        if first.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
+            first = values.next();
+        }
+        match first.as_ref().and_then(Amf0Value::as_str) {
+            Some("onMetaData") => values.next().map(|metadata| ServerEvent::Metadata {
+                stream_id,
+                metadata,
+            }),
+            _ => Some(ServerEvent::Data {
+                stream_id,
+                timestamp,
+                payload,
+            }),
+        }
+    }
+
+    fn expand_aggregate(&mut self, stream_id: u32, timestamp: u32, payload: &Bytes) {
+        let mut base = None;
+        for tag in super::aggregate::tags(payload) {
+            let first = *base.get_or_insert(tag.timestamp);
+            let timestamp = timestamp.wrapping_add(tag.timestamp.wrapping_sub(first));
+            let event = match tag.type_id {
+                type_id::AUDIO => ServerEvent::Audio {
+                    stream_id,
+                    timestamp,
+                    payload: tag.data,
+                },
+                type_id::VIDEO => ServerEvent::Video {
+                    stream_id,
+                    timestamp,
+                    payload: tag.data,
+                },
+                _ => continue,
+            };
+            self.pending.push_back(event);
+        }
+    }
+
+    fn handle_command(
+        &mut self,
+        stream_id: u32,
+        command: Command,
+    ) -> Result<Option<ServerEvent>, SessionError> {
+        if self.connection.is_none() && command.name != "connect" {
+            return Err(SessionError::Protocol("a command arrived before connect"));
+        }
+        match command.name.as_str() {
+            "connect" => self.on_connect(&command).map(|()| None),
+            "createStream" => {
+                self.on_create_stream(&command);
+                Ok(None)
+            }
+            "releaseStream" | "FCPublish" | "getStreamLength" => {
+                self.on_preparation(&command);
+                Ok(None)
+            }
+            "publish" => Ok(self.on_publish(stream_id, &command)),
+            "play" => Ok(self.on_play(stream_id, &command)),
+            "FCUnpublish" => Ok(self.on_fc_unpublish()),
+            "deleteStream" => {
+                let id = command
+                    .args
+                    .first()
+                    .and_then(Amf0Value::as_f64)
+                    .unwrap_or(0.0);
+                Ok(self.on_close_stream(id as u32))
+            }
+            "closeStream" => Ok(self.on_close_stream(stream_id)),
+            other => {
+                tracing::debug!(command = other, "command ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    fn on_connect(&mut self, command: &Command) -> Result<(), SessionError> {
+        if self.connection.is_some() {
+            return Err(SessionError::Protocol("connect sent twice"));
+        }
+        let field = |key: &str| command.object.get(key).and_then(Amf0Value::as_str);
+        let app = field("app").unwrap_or_default();
+        let tc_url = field("tcUrl").unwrap_or_default();
+        let (app, query) = StreamName::split_app(app, tc_url);
+        let object_encoding = command
+            .object
+            .get("objectEncoding")
+            .and_then(Amf0Value::as_f64)
+            .unwrap_or(0.0);
+        self.connection = Some((app, query));
+
+        self.link.send_window_ack_size(self.config.window_ack_size);
+        self.link.send_peer_bandwidth(self.config.window_ack_size);
+        self.link.set_chunk_size(self.config.chunk_size);
+        let properties = Amf0Value::Object(vec![
+            ("fmsVer".into(), "FMS/3,0,1,123".into()),
+            ("capabilities".into(), 31.0.into()),
+        ]);
+        let info = status_object(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+            Some(object_encoding),
+        );
+        self.send_command(0, "_result", command.transaction_id, properties, vec![info]);
+        Ok(())
+    }
+
+    fn on_create_stream(&mut self, command: &Command) {
+        if self.streams.len() as u32 >= MAX_STREAMS_PER_CONNECTION {
+            let info = status_object(
+                "error",
+                "NetConnection.Call.Failed",
+                "Too many streams on one connection.",
+                None,
+            );
+            self.send_command(
+                0,
+                "_error",
+                command.transaction_id,
+                Amf0Value::Null,
+                vec![info],
+            );
+            return;
+        }
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        self.streams.push((id, StreamRole::Created));
+        self.send_command(
+            0,
+            "_result",
+            command.transaction_id,
+            Amf0Value::Null,
+            vec![f64::from(id).into()],
+        );
+    }
+
+    /// releaseStream and FCPublish are courtesy calls before publish; ffmpeg and OBS
+    /// send them, some old clients abort on an `_error`, so they always succeed.
+    fn on_preparation(&mut self, command: &Command) {
+        match command.name.as_str() {
+            "FCPublish" => {
+                let info = status_object("status", "NetStream.Publish.Start", "FCPublish", None);
+                self.send_command(0, "onFCPublish", 0.0, Amf0Value::Null, vec![info]);
+            }
+            "getStreamLength" => self.send_command(
+                0,
+                "_result",
+                command.transaction_id,
+                Amf0Value::Null,
+                vec![0.0.into()],
+            ),
+            _ => self.send_command(
+                0,
+                "_result",
+                command.transaction_id,
+                Amf0Value::Null,
+                vec![Amf0Value::Undefined],
+            ),
+        }
+    }
+
+    fn stream_name(&self, command: &Command) -> Option<StreamName> {
+        let (app, query) = self.connection.as_ref()?;
+        StreamName::parse(app, query, command.first_string_arg()?)
+    }
+
+    fn on_publish(&mut self, stream_id: u32, command: &Command) -> Option<ServerEvent> {
+        if self.role(stream_id) != Some(StreamRole::Created) {
+            self.send_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "publish on a stream that was not created or is in use",
+            );
+            return None;
+        }
+        let Some(name) = self.stream_name(command) else {
+            self.send_status(
+                stream_id,
+                "error",
+                "NetStream.Publish.BadName",
+                "invalid stream name",
+            );
+            return None;
+        };
+        self.set_role(stream_id, StreamRole::PublishPending);
+        Some(ServerEvent::Publish { stream_id, name })
+    }
+
+    fn on_play(&mut self, stream_id: u32, command: &Command) -> Option<ServerEvent> {
+        if self.role(stream_id) != Some(StreamRole::Created) {
+            self.send_status(
+                stream_id,
+                "error",
+                "NetStream.Play.Failed",
+                "play on a stream that was not created or is in use",
+            );
+            return None;
+        }
+        let Some(name) = self.stream_name(command) else {
+            self.send_status(
+                stream_id,
+                "error",
+                "NetStream.Play.StreamNotFound",
+                "invalid stream name",
+            );
+            return None;
+        };
+        self.set_role(stream_id, StreamRole::PlayPending);
+        Some(ServerEvent::Play { stream_id, name })
+    }
+
+    fn on_fc_unpublish(&mut self) -> Option<ServerEvent> {
+        let stream_id = self
+            .streams
+            .iter()
+            .find(|(_, role)| *role == StreamRole::Publishing)
+            .map(|(id, _)| *id)?;
+        self.finish_publishing(stream_id)
+    }
+
+    fn on_close_stream(&mut self, stream_id: u32) -> Option<ServerEvent> {
+        match self.role(stream_id)? {
+            StreamRole::Publishing | StreamRole::PublishPending => {
+                let event = self.finish_publishing(stream_id);
+                self.streams.retain(|(id, _)| *id != stream_id);
+                event
+            }
+            StreamRole::Playing | StreamRole::PlayPending => {
+                self.streams.retain(|(id, _)| *id != stream_id);
+                Some(ServerEvent::StopPlay { stream_id })
+            }
+            StreamRole::Created => {
+                self.streams.retain(|(id, _)| *id != stream_id);
+                None
+            }
+        }
+    }
+
+    fn finish_publishing(&mut self, stream_id: u32) -> Option<ServerEvent> {
+        let was_publishing = self.role(stream_id) == Some(StreamRole::Publishing);
+        self.set_role(stream_id, StreamRole::Created);
+        if !was_publishing {
+            return None;
+        }
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Unpublish.Success",
+            "Stopped publishing.",
+        );
+        Some(ServerEvent::Unpublish { stream_id })
+    }
+
+    /// Tells the encoder it may start sending media.
+    pub fn accept_publish(&mut self, stream_id: u32) {
+        self.set_role(stream_id, StreamRole::Publishing);
+        self.link
+            .send_user_control(UserControl::StreamBegin(stream_id));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            "Publishing started.",
+        );
+    }
+
+    /// Refuses a publish with a status code such as `NetStream.Publish.BadName`.
+    pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
+        self.set_role(stream_id, StreamRole::Created);
+        self.send_status(stream_id, "error", code, description);
+    }
+
+    /// Starts playback: the replies a player waits for before it reads media.
+    pub fn accept_play(&mut self, stream_id: u32) {
+        self.set_role(stream_id, StreamRole::Playing);
+        self.link
+            .send_user_control(UserControl::StreamBegin(stream_id));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Reset",
+            "Playing and resetting.",
+        );
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            "Started playing.",
+        );
+        let access = Message::data(vec!["|RtmpSampleAccess".into(), false.into(), false.into()]);
+        self.link.send(CSID_STREAM, 0, stream_id, &access);
+    }
+
+    /// Refuses a play request, e.g. with `NetStream.Play.StreamNotFound`.
+    pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
+        self.set_role(stream_id, StreamRole::Created);
+        self.send_status(stream_id, "error", code, description);
+    }
+
+    /// Tells a player its stream has ended (the publisher left), as nginx-rtmp does:
+    /// ffmpeg treats `NetStream.Play.UnpublishNotify` as a clean end of stream.
+    pub fn end_play(&mut self, stream_id: u32) {
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.UnpublishNotify",
+            "The stream was unpublished.",
+        );
+        self.link
+            .send_user_control(UserControl::StreamEof(stream_id));
+        self.set_role(stream_id, StreamRole::Created);
+    }
+
+    /// Queues one media or data message for a player; the payload is shared, not copied.
+    pub fn send_media(&mut self, stream_id: u32, type_id: u8, timestamp: u32, payload: &Bytes) {
+        let header = MessageHeader {
+            csid: media_csid(type_id),
+            timestamp,
+            type_id,
+            stream_id,
+        };
+        self.link.send_raw(&header, payload);
+    }
+
+    fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
+        let info = status_object(level, code, description, None);
+        let command = Command::new("onStatus", 0.0, Amf0Value::Null, vec![info]);
+        self.link
+            .send(CSID_STREAM, 0, stream_id, &Message::Command(command));
+    }
+
+    fn send_command(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        transaction_id: f64,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+    ) {
+        let command = Command::new(name, transaction_id, object, args);
+        self.link
+            .send(CSID_COMMAND, 0, stream_id, &Message::Command(command));
+    }
+}
+
+/// The `{level, code, description}` object of `onStatus` and `_result` replies.
+pub fn status_object(
+    level: &str,
+    code: &str,
+    description: &str,
+    object_encoding: Option<f64>,
+) -> Amf0Value {
+    let mut fields = vec![
+        ("level".to_owned(), Amf0Value::from(level)),
+        ("code".to_owned(), Amf0Value::from(code)),
+        ("description".to_owned(), Amf0Value::from(description)),
+    ];
+    if let Some(encoding) = object_encoding {
+        fields.push(("objectEncoding".to_owned(), encoding.into()));
+    }
+    Amf0Value::Object(fields)
+}

@@ -1,0 +1,361 @@
+//! One RTMP connection: the handshake, then the server session, driven over any
+//! `AsyncRead + AsyncWrite` transport (TCP now, TLS the same way).
+//!
+//! All protocol decisions are made by the sans-I/O [`ServerSession`]; this task only
+//! moves bytes, enforces deadlines and connects the session to the hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::io::write_out;
+use crate::hub::{Hub, HubError, Packet, PacketKind, Publisher, Subscriber};
+use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
+use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
+use crate::timestamp::Rebaser;
+
+/// Read buffer growth step. Big enough for a 4 KiB-chunked video burst per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct ConnectionContext {
+    /// The stream registry.
+    pub hub: Arc<Hub>,
+    /// Session settings.
+    pub session: ServerConfig,
+    /// Deadline for the handshake and the connect command.
+    pub handshake_timeout: Duration,
+    /// Allowed silence before publish/play and from a publisher; also the longest a
+    /// player may refuse to read before it is dropped.
+    pub idle_timeout: Duration,
+}
+
+/// Why a connection ended abnormally. Logged once, for that connection only.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The handshake bytes were not RTMP.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The handshake or connect did not complete in time.
+    #[error("no handshake and connect within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The peer broke the protocol.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// The peer went silent.
+    #[error("idle for {0:?}")]
+    Idle(Duration),
+    /// A player stopped reading.
+    #[error("peer did not read for {0:?}")]
+    WriteStalled(Duration),
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Role {
+    Idle,
+    Publishing {
+        publisher: Publisher,
+    },
+    Playing {
+        stream_id: u32,
+        subscriber: Subscriber,
+        rebaser: Rebaser,
+    },
+}
+
+/// What the event handler wants the loop to do next.
+enum Next {
+    Continue,
+    Close,
+}
+
+/// Serves one connection to its end. `Ok` means the peer or prism ended it cleanly.
+pub async fn serve<S>(
+    mut io: S,
+    ctx: Arc<ConnectionContext>,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let handshake_deadline = started + ctx.handshake_timeout;
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let handshake = handshake(&mut io, &mut buf);
+    tokio::select! {
+        result = timeout_at(handshake_deadline, handshake) => match result {
+            Ok(result) => result?,
+            Err(_) => return Err(ConnectionError::HandshakeTimeout(ctx.handshake_timeout)),
+        },
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    Connection {
+        io,
+        buf,
+        session: ServerSession::new(ctx.session.clone()),
+        role: Role::Idle,
+        batch: Vec::with_capacity(256),
+        handshake_deadline,
+        ctx,
+    }
+    .run(shutdown)
+    .await
+}
+
+async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut handshake = ServerHandshake::new(0);
+    loop {
+        let progress = handshake.read(buf)?;
+        while let Some(out) = handshake.take_output() {
+            io.write_all(&out).await?;
+        }
+        if let Progress::Done = progress {
+            io.flush().await?;
+            return Ok(());
+        }
+        if io.read_buf(buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+}
+
+struct Connection<S> {
+    io: S,
+    buf: BytesMut,
+    session: ServerSession,
+    role: Role,
+    batch: Vec<Packet>,
+    handshake_deadline: Instant,
+    ctx: Arc<ConnectionContext>,
+}
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnectionError> {
+        loop {
+            while let Some(event) = self.session.poll(&mut self.buf)? {
+                if let Next::Close = self.on_event(event) {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            }
+            self.flush().await?;
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let deadline = self.read_deadline();
+            let playing = matches!(self.role, Role::Playing { .. });
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                read = read_until(&mut self.io, &mut self.buf, deadline) => match read? {
+                    0 => return Ok(()),
+                    _ => continue,
+                },
+                more = recv_batch(&self.role, &mut self.batch), if playing => {
+                    if more {
+                        self.send_batch();
+                    } else {
+                        self.end_play();
+                        self.flush().await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the next read must have arrived, or `None` for players (they may stay
+    /// silent for hours while they watch).
+    fn read_deadline(&self) -> Option<(Instant, ConnectionError)> {
+        if !self.session.is_connected() {
+            let err = ConnectionError::HandshakeTimeout(self.ctx.handshake_timeout);
+            return Some((self.handshake_deadline, err));
+        }
+        match self.role {
+            Role::Playing { .. } => None,
+            Role::Idle | Role::Publishing { .. } => Some((
+                Instant::now() + self.ctx.idle_timeout,
+                ConnectionError::Idle(self.ctx.idle_timeout),
+            )),
+        }
+    }
+
+    fn on_event(&mut self, event: ServerEvent) -> Next {
+        match event {
+            ServerEvent::Publish { stream_id, name } => {
+                if !matches!(self.role, Role::Idle) {
+                    self.session.reject_publish(
+                        stream_id,
+                        "NetStream.Publish.BadName",
+                        "this connection already publishes or plays",
+                    );
+                    return Next::Close;
+                }
+                match self.ctx.hub.publish(&name) {
+                    Ok(publisher) => {
+                        tracing::info!(stream = %name.masked(), "publishing");
+                        self.session.accept_publish(stream_id);
+                        self.role = Role::Publishing { publisher };
+                        Next::Continue
+                    }
+                    Err(err) => {
+                        tracing::warn!(stream = %name.masked(), "publish refused: {err}");
+                        let code = match err {
+                            HubError::AlreadyPublishing => "NetStream.Publish.BadName",
+                            HubError::TooManyStreams(_) => "NetStream.Publish.Rejected",
+                        };
+                        self.session
+                            .reject_publish(stream_id, code, &err.to_string());
+                        Next::Close
+                    }
+                }
+            }
+            ServerEvent::Play { stream_id, name } => {
+                if !matches!(self.role, Role::Idle) {
+                    self.session.reject_play(
+                        stream_id,
+                        "NetStream.Play.Failed",
+                        "this connection already publishes or plays",
+                    );
+                    return Next::Close;
+                }
+                match self.ctx.hub.subscribe(&name.app, &name.name) {
+                    Ok(subscriber) => {
+                        tracing::info!(stream = %name.masked(), "playing");
+                        self.session.accept_play(stream_id);
+                        self.role = Role::Playing {
+                            stream_id,
+                            subscriber,
+                            rebaser: Rebaser::new(),
+                        };
+                        Next::Continue
+                    }
+                    Err(err) => {
+                        tracing::warn!(stream = %name.masked(), "play refused: {err}");
+                        self.session.reject_play(
+                            stream_id,
+                            "NetStream.Play.Failed",
+                            &err.to_string(),
+                        );
+                        Next::Close
+                    }
+                }
+            }
+            ServerEvent::Metadata { metadata, .. } => {
+                if let Role::Publishing { publisher } = &self.role {
+                    publisher.set_metadata(&metadata, 0);
+                }
+                Next::Continue
+            }
+            ServerEvent::Audio {
+                timestamp, payload, ..
+            } => {
+                if let Role::Publishing { publisher } = &self.role {
+                    publisher.push_audio(timestamp, payload);
+                }
+                Next::Continue
+            }
+            ServerEvent::Video {
+                timestamp, payload, ..
+            } => {
+                if let Role::Publishing { publisher } = &self.role {
+                    publisher.push_video(timestamp, payload);
+                }
+                Next::Continue
+            }
+            ServerEvent::Data {
+                timestamp, payload, ..
+            } => {
+                if let Role::Publishing { publisher } = &self.role {
+                    publisher.push_data(timestamp, payload);
+                }
+                Next::Continue
+            }
+            ServerEvent::Unpublish { .. } => {
+                if matches!(self.role, Role::Publishing { .. }) {
+                    tracing::info!("unpublished");
+                    self.role = Role::Idle;
+                }
+                Next::Continue
+            }
+            ServerEvent::StopPlay { .. } => {
+                self.role = Role::Idle;
+                Next::Continue
+            }
+        }
+    }
+
+    /// Encodes a batch of packets for the player: payloads are shared, only chunk
+    /// headers are written, and timestamps are rebased to start at 0.
+    fn send_batch(&mut self) {
+        let Role::Playing {
+            stream_id, rebaser, ..
+        } = &mut self.role
+        else {
+            self.batch.clear();
+            return;
+        };
+        for packet in self.batch.drain(..) {
+            let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
+                rebaser.now()
+            } else {
+                rebaser.rebase(packet.track(), packet.timestamp)
+            };
+            self.session
+                .send_media(*stream_id, packet.type_id(), timestamp, &packet.payload);
+        }
+    }
+
+    fn end_play(&mut self) {
+        if let Role::Playing { stream_id, .. } = self.role {
+            tracing::info!("stream ended; closing player");
+            self.session.end_play(stream_id);
+            self.role = Role::Idle;
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        if self.session.out().is_empty() {
+            return Ok(());
+        }
+        let limit = self.ctx.idle_timeout;
+        match timeout(limit, write_out(&mut self.io, self.session.out())).await {
+            Ok(result) => result.map(|_| ()).map_err(ConnectionError::from),
+            Err(_) => Err(ConnectionError::WriteStalled(limit)),
+        }
+    }
+}
+
+async fn read_until<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    deadline: Option<(Instant, ConnectionError)>,
+) -> Result<usize, ConnectionError> {
+    match deadline {
+        None => Ok(io.read_buf(buf).await?),
+        Some((at, err)) => match timeout_at(at, io.read_buf(buf)).await {
+            Ok(read) => Ok(read?),
+            Err(_) => Err(err),
+        },
+    }
+}
+
+async fn recv_batch(role: &Role, batch: &mut Vec<Packet>) -> bool {
+    match role {
+        Role::Playing { subscriber, .. } => subscriber.recv_batch(batch).await,
+        _ => std::future::pending().await,
+    }
+}

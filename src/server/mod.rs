@@ -1,0 +1,96 @@
+//! The RTMP listener: accepts connections within a limit and runs each one as a task
+//! in the shutdown tree.
+
+pub mod connection;
+pub mod io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use connection::{ConnectionContext, ConnectionError};
+
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A bound RTMP listener.
+pub struct RtmpListener {
+    listener: TcpListener,
+    ctx: Arc<ConnectionContext>,
+    limit: Arc<Semaphore>,
+}
+
+impl RtmpListener {
+    /// Binds the listen address; port 0 picks a free port (see [`Self::local_addr`]).
+    pub async fn bind(
+        addr: SocketAddr,
+        ctx: Arc<ConnectionContext>,
+        max_connections: usize,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            ctx,
+            limit: Arc::new(Semaphore::new(max_connections)),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts until `shutdown`; each connection runs in `tracker`.
+    pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
+        loop {
+            // Waiting for a permit before accepting leaves excess connections in the
+            // kernel's backlog instead of holding sockets we will not serve.
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.limit).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                () = shutdown.cancelled() => return,
+            };
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = shutdown.cancelled() => return,
+            };
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!("accept failed: {err}");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            };
+            let ctx = Arc::clone(&self.ctx);
+            let shutdown = shutdown.child_token();
+            let span = tracing::info_span!("rtmp", %peer);
+            tracker.spawn(
+                async move {
+                    serve_tcp(socket, ctx, shutdown).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
+
+async fn serve_tcp(socket: TcpStream, ctx: Arc<ConnectionContext>, shutdown: CancellationToken) {
+    // Media must not wait for the peer's delayed ACK (Nagle): it adds tens of ms.
+    if let Err(err) = socket.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY: {err}");
+    }
+    tracing::debug!("connected");
+    match connection::serve(socket, ctx, shutdown).await {
+        Ok(()) => tracing::debug!("closed"),
+        Err(err) => tracing::warn!("closing connection: {err}"),
+    }
+}

@@ -1,0 +1,381 @@
+//! Shared harness for integration tests: real third-party tools against the real
+//! server, all on 127.0.0.1, every process stopped by the test that started it.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prism::App;
+use prism::config::{Config, Overrides};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// Upper bound for any child process in a test; a hung tool fails the test instead
+/// of hanging CI.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Fails loudly when a tool is missing: a test never skips silently.
+pub fn require(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{tool}` is required by this test but is not on PATH. \
+             Run scripts/test, which installs the test dependencies (see README)."
+        )
+    })
+}
+
+/// Sends the tracing output of the in-process server to the test's output.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "prism=debug".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A prism running in this process on an ephemeral port.
+pub struct Prism {
+    pub app: Option<App>,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Prism {
+    /// Starts prism on 127.0.0.1:0 with the embedded defaults, adjusted by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Self {
+        init_logging();
+        let overrides = Overrides {
+            rtmp_listen: Some("127.0.0.1:0".parse().unwrap()),
+        };
+        let mut config = Config::load(None, &overrides).expect("defaults load");
+        tune(&mut config);
+        let app = App::start(config).await.expect("prism starts");
+        let addr = app.rtmp_addr();
+        Self {
+            app: Some(app),
+            addr,
+        }
+    }
+
+    /// Starts prism with the embedded defaults.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// `rtmp://127.0.0.1:PORT/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{}", self.addr, path)
+    }
+
+    pub fn hub(&self) -> &std::sync::Arc<prism::hub::Hub> {
+        self.app.as_ref().unwrap().hub()
+    }
+
+    /// Waits until `app/name` is live (or panics after `CHILD_TIMEOUT`).
+    pub async fn wait_live(&self, app: &str, name: &str) {
+        let deadline = tokio::time::Instant::now() + CHILD_TIMEOUT;
+        while !self.hub().is_live(app, name) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{app}/{name} never went live"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `app/name` has at least `n` subscribers.
+    pub async fn wait_subscribers(&self, app: &str, name: &str, n: usize) {
+        let deadline = tokio::time::Instant::now() + CHILD_TIMEOUT;
+        loop {
+            let count = self
+                .hub()
+                .stream(app, name)
+                .map(|s| s.subscriber_count())
+                .unwrap_or(0);
+            if count >= n {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{app}/{name}: {count} subscribers, wanted {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(app) = self.app.take() {
+            assert!(
+                app.shutdown(Duration::from_secs(5)).await,
+                "prism shut down in time"
+            );
+        }
+    }
+}
+
+/// The generated test clip: 6 s of 320x240 30 fps H.264 (keyframe every 2 s, no
+/// scene-cut keyframes) and 44.1 kHz AAC, as FLV. Generated once per build directory.
+pub fn test_flv() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| generate_clip("clip-6s.flv", 6)).clone()
+}
+
+fn generate_clip(name: &str, seconds: u32) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if path.exists() {
+        return path;
+    }
+    let ffmpeg = require("ffmpeg");
+    // Tests run as separate processes: write to a private name, then rename atomically.
+    let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
+    let status = std::process::Command::new(ffmpeg)
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size=320x240:rate=30:duration={seconds}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:sample_rate=44100:duration={seconds}"),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-shortest", "-f", "flv"])
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(status.success(), "generating the test clip failed");
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Spawns a tool with its stdout captured and stderr passed through; killed on drop.
+pub fn spawn(program: &str, args: &[&str]) -> Child {
+    Command::new(require(program))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} starts: {e}"))
+}
+
+/// `ffmpeg -re -i FILE -c copy -f flv URL`: a real-time publisher.
+pub fn publish(file: &Path, url: &str) -> Child {
+    spawn(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+            file.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            url,
+        ],
+    )
+}
+
+/// `ffmpeg -i URL -c copy -f framemd5 -`: a player that hashes every packet.
+pub fn play_framemd5(url: &str) -> Child {
+    spawn(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+    )
+}
+
+/// Waits for a child (bounded), returning its status and stdout.
+pub async fn finish(mut child: Child) -> (ExitStatus, String) {
+    let mut stdout = child.stdout.take().expect("stdout piped");
+    let collect = async {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).await.unwrap();
+        let status = child.wait().await.unwrap();
+        (status, out)
+    };
+    match tokio::time::timeout(CHILD_TIMEOUT, collect).await {
+        Ok(done) => done,
+        Err(_) => panic!("child process did not finish within {CHILD_TIMEOUT:?}"),
+    }
+}
+
+/// One line of ffmpeg's framemd5 output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub stream: usize,
+    pub size: usize,
+    pub hash: String,
+}
+
+/// Parses framemd5 output (comments skipped).
+pub fn parse_framemd5(text: &str) -> Vec<Frame> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            assert_eq!(fields.len(), 6, "framemd5 line: {line}");
+            Frame {
+                stream: fields[0].parse().unwrap(),
+                size: fields[4].parse().unwrap(),
+                hash: fields[5].to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// The framemd5 of a file (video mapped to stream 0, audio to 1).
+pub fn framemd5_of_file(file: &Path) -> Vec<Frame> {
+    let out = std::process::Command::new(require("ffmpeg"))
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            file.to_str().unwrap(),
+        ])
+        .args([
+            "-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "framemd5", "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success(), "framemd5 of {file:?} failed");
+    parse_framemd5(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// Hashes of the source's video keyframes (from ffprobe's packet flags).
+pub fn keyframe_hashes(file: &Path) -> HashSet<String> {
+    let out = std::process::Command::new(require("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success());
+    let flags: Vec<bool> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.starts_with('K'))
+        .collect();
+    let video: Vec<Frame> = framemd5_of_file(file)
+        .into_iter()
+        .filter(|f| f.stream == 0)
+        .collect();
+    assert_eq!(
+        flags.len(),
+        video.len(),
+        "ffprobe and framemd5 agree on the packet count"
+    );
+    video
+        .into_iter()
+        .zip(flags)
+        .filter(|(_, key)| *key)
+        .map(|(f, _)| f.hash)
+        .collect()
+}
+
+fn track(frames: &[Frame], stream: usize) -> Vec<&Frame> {
+    frames.iter().filter(|f| f.stream == stream).collect()
+}
+
+/// Asserts that `got` is the source from one of its keyframes to its end: every
+/// video packet identical and in order, starting on a keyframe; audio a contiguous
+/// run of the source's audio ending with the source's last packet, missing at most
+/// the packets before the first keyframe. Returns the index of the first video
+/// packet received.
+pub fn assert_source_from_keyframe(source: &Path, got: &[Frame]) -> usize {
+    let expected = framemd5_of_file(source);
+    let keyframes = keyframe_hashes(source);
+    let (src_video, got_video) = (track(&expected, 0), track(got, 0));
+    assert!(!got_video.is_empty(), "no video arrived");
+    assert!(
+        keyframes.contains(&got_video[0].hash),
+        "first video packet is a keyframe"
+    );
+    let start = src_video
+        .iter()
+        .position(|f| f.hash == got_video[0].hash)
+        .expect("first video packet comes from the source");
+    assert_eq!(
+        &src_video[start..],
+        &got_video[..],
+        "video packets identical to the source from its keyframe #{start} on"
+    );
+    let (src_audio, got_audio) = (track(&expected, 1), track(got, 1));
+    assert!(!got_audio.is_empty(), "no audio arrived");
+    let audio_start = src_audio
+        .len()
+        .checked_sub(got_audio.len())
+        .expect("no extra audio");
+    assert_eq!(
+        &src_audio[audio_start..],
+        &got_audio[..],
+        "audio packets identical to the source's tail"
+    );
+    // Audio that precedes the keyframe may be skipped, nothing more: at 44.1 kHz AAC
+    // one video frame spans fewer than 2 audio packets.
+    let expected_audio_start = start * src_audio.len() / src_video.len();
+    assert!(
+        audio_start <= expected_audio_start + 3,
+        "audio starts near the video (audio #{audio_start}, video #{start})"
+    );
+    start
+}
