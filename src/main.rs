@@ -98,6 +98,7 @@ fn init_logging(config: &Config) -> Result<(), Error> {
         .map_err(|e| Error::Logging(e.to_string()))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = if config.log.format == "json" {
         builder.json().try_init()

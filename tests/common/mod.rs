@@ -39,6 +39,7 @@ pub fn init_logging() {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "prism=debug".into()),
         )
+        .with_ansi(false)
         .with_test_writer()
         .try_init();
 }

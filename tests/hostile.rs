@@ -1,0 +1,255 @@
+//! Bad input from the network: each bad connection gets closed, with a log line,
+//! and nothing else is disturbed. A live stream runs through all of it and its
+//! player must still get every packet.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use prism::rtmp::amf0::Amf0Value;
+use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
+use prism::rtmp::handshake::ClientHandshake;
+use prism::rtmp::message::{Command, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a bad connection may take to be closed in these tests.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+async fn connect(prism: &Prism) -> TcpStream {
+    TcpStream::connect(prism.addr).await.expect("connects")
+}
+
+/// Completes a plain client handshake on `socket`.
+async fn handshake(socket: &mut TcpStream) {
+    let mut hs = ClientHandshake::new(0);
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        while let Some(out) = hs.take_output() {
+            socket.write_all(&out).await.unwrap();
+        }
+        if hs.is_done() {
+            return;
+        }
+        assert!(
+            socket.read_buf(&mut buf).await.unwrap() > 0,
+            "server closed during handshake"
+        );
+        hs.read(&mut buf).expect("server handshake is valid");
+    }
+}
+
+/// Asserts the server closes `socket` (EOF or reset) within `CLOSE_WITHIN`.
+async fn assert_closed(socket: TcpStream) {
+    assert_closed_within(socket, CLOSE_WITHIN).await;
+}
+
+/// Asserts the server closes `socket` (EOF or reset) within `limit`.
+async fn assert_closed_within(mut socket: TcpStream, limit: Duration) {
+    let drain = async {
+        let mut sink = vec![0u8; 64 * 1024];
+        loop {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    };
+    tokio::time::timeout(limit, drain)
+        .await
+        .expect("the server closed the bad connection in time");
+}
+
+fn encode(messages: &[(u32, u32, Message)]) -> Vec<u8> {
+    let mut encoder = ChunkEncoder::new();
+    let mut out = OutBuf::new();
+    for (csid, stream_id, message) in messages {
+        let (type_id, payload) = message.encode();
+        let header = MessageHeader {
+            csid: *csid,
+            timestamp: 0,
+            type_id,
+            stream_id: *stream_id,
+        };
+        encoder.encode(&header, &payload, &mut out);
+    }
+    let mut bytes = Vec::new();
+    while !out.is_empty() {
+        let mut slices = [std::io::IoSlice::new(&[]); 64];
+        let n = out.io_slices(&mut slices);
+        let before = bytes.len();
+        for slice in &slices[..n] {
+            bytes.extend_from_slice(slice);
+        }
+        out.advance(bytes.len() - before);
+    }
+    bytes
+}
+
+fn connect_command() -> Message {
+    Message::Command(Command::new(
+        "connect",
+        1.0,
+        Amf0Value::Object(vec![
+            ("app".into(), "live".into()),
+            ("tcUrl".into(), "rtmp://127.0.0.1/live".into()),
+        ]),
+        vec![],
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_connections_are_closed_and_a_live_stream_is_untouched() {
+    // Protocol errors must close a connection at once, well before these timeouts.
+    let prism = Prism::start_with(|c| {
+        c.rtmp.handshake_timeout_secs = 4;
+        c.limits.max_message_len = 1 << 20;
+        c.limits.max_pending_bytes = 4 << 20;
+    })
+    .await;
+    let clip = test_flv();
+    let player = play_framemd5(&prism.url("live/victim"));
+    prism.wait_subscribers("live", "victim", 1).await;
+    let publisher = publish(&clip, &prism.url("live/victim"));
+    prism.wait_live("live", "victim").await;
+
+    // Not RTMP at all.
+    let mut http = connect(&prism).await;
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Encrypted RTMPE (version 6), which prism does not speak.
+    let mut rtmpe = connect(&prism).await;
+    rtmpe.write_all(&[6u8; 1537]).await.unwrap();
+    // Connections that never finish the handshake: closed by the handshake timeout.
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        let mut socket = connect(&prism).await;
+        socket.write_all(&[3u8; 100]).await.unwrap();
+        silent.push(socket);
+    }
+    // A chunk size of 2^31-1, then a message longer than the configured 1 MiB limit:
+    // the length is refused before anything is allocated.
+    let mut giant = connect(&prism).await;
+    handshake(&mut giant).await;
+    let mut bytes = encode(&[(2, 0, Message::SetChunkSize(0x7FFF_FFFF))]);
+    // Type-0 header on csid 3: timestamp 0, length 0xFFFFFF, type 9, stream 1.
+    bytes.extend_from_slice(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0]);
+    bytes.extend_from_slice(&[0u8; 1024]);
+    giant.write_all(&bytes).await.unwrap();
+    // More chunk streams than the limit (64), each with a partial message; the
+    // two-byte basic header form reaches csids 64..319.
+    let mut streams = connect(&prism).await;
+    handshake(&mut streams).await;
+    let mut bytes = Vec::new();
+    for csid in 0u8..100 {
+        bytes.extend_from_slice(&[0x00, csid, 0, 0, 0, 0, 0x10, 0, 9, 1, 0, 0, 0]);
+        bytes.extend_from_slice(&[0u8; 128]);
+    }
+    streams.write_all(&bytes).await.unwrap();
+    // AMF nested far deeper than any real command.
+    let mut deep = connect(&prism).await;
+    handshake(&mut deep).await;
+    let mut body = vec![0x02, 0x00, 0x07];
+    body.extend_from_slice(b"connect");
+    body.extend_from_slice(&[0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0]);
+    for _ in 0..10_000 {
+        body.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
+    }
+    let payload = Bytes::from(body);
+    let bytes = encode(&[(
+        3,
+        0,
+        Message::Other {
+            type_id: 20,
+            payload,
+        },
+    )]);
+    deep.write_all(&bytes).await.unwrap();
+    // A command before connect.
+    let mut early = connect(&prism).await;
+    handshake(&mut early).await;
+    let publish = Message::Command(Command::new(
+        "publish",
+        2.0,
+        Amf0Value::Null,
+        vec!["victim".into()],
+    ));
+    early.write_all(&encode(&[(3, 1, publish)])).await.unwrap();
+    // A second connect.
+    let mut twice = connect(&prism).await;
+    handshake(&mut twice).await;
+    twice
+        .write_all(&encode(&[
+            (3, 0, connect_command()),
+            (3, 0, connect_command()),
+        ]))
+        .await
+        .unwrap();
+
+    for socket in [http, rtmpe, giant, streams, deep, early, twice] {
+        assert_closed_within(socket, Duration::from_secs(2)).await;
+    }
+    assert!(
+        prism.hub().is_live("live", "victim"),
+        "the live stream is still live"
+    );
+    for socket in silent {
+        assert_closed(socket).await;
+    }
+
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "the publisher never noticed: {status}");
+    let (status, out) = finish(player).await;
+    assert!(status.success());
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
+        0,
+        "the player lost nothing"
+    );
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_publishes_is_closed_when_idle() {
+    let prism = Prism::start_with(|c| c.rtmp.idle_timeout_secs = 1).await;
+    let mut socket = connect(&prism).await;
+    handshake(&mut socket).await;
+    socket
+        .write_all(&encode(&[(3, 0, connect_command())]))
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    assert_closed(socket).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed by the idle timeout, not at once"
+    );
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_holds_extra_connections_back() {
+    let prism = Prism::start_with(|c| {
+        c.rtmp.max_connections = 2;
+        c.rtmp.handshake_timeout_secs = 30;
+    })
+    .await;
+    let mut first = connect(&prism).await;
+    let mut second = connect(&prism).await;
+    handshake(&mut first).await;
+    handshake(&mut second).await;
+    // The third is accepted by the kernel but not served while two are open.
+    let mut third = connect(&prism).await;
+    third.write_all(&[3u8; 1537]).await.unwrap();
+    let mut byte = [0u8; 1];
+    let served = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
+    assert!(served.is_err(), "no S0 while at the limit");
+    drop(first);
+    let served = tokio::time::timeout(CLOSE_WITHIN, third.read(&mut byte)).await;
+    assert!(matches!(served, Ok(Ok(1))), "served once a slot is free");
+    assert_eq!(byte[0], 3, "S0");
+    prism.stop().await;
+}
