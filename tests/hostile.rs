@@ -253,3 +253,61 @@ async fn the_connection_limit_holds_extra_connections_back() {
     assert_eq!(byte[0], 3, "S0");
     prism.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_that_stops_reading_drops_frames_and_holds_back_no_one() {
+    // A small queue, so the stalled player overflows within the clip.
+    let prism = Prism::start_with(|c| {
+        c.hub.queue_max_bytes = 256 * 1024;
+        c.rtmp.idle_timeout_secs = 60;
+    })
+    .await;
+    let clip = heavy_flv();
+    let url = prism.url("live/stall");
+
+    // The stalled player: plays, then never reads again. A small receive buffer
+    // makes the kernel stop absorbing bytes early.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(prism.addr).await.unwrap();
+    handshake(&mut stalled).await;
+    let play = Message::Command(Command::new(
+        "play",
+        3.0,
+        Amf0Value::Null,
+        vec!["stall".into()],
+    ));
+    let create = Message::Command(Command::new("createStream", 2.0, Amf0Value::Null, vec![]));
+    stalled
+        .write_all(&encode(&[
+            (3, 0, connect_command()),
+            (3, 0, create),
+            (8, 1, play),
+        ]))
+        .await
+        .unwrap();
+
+    let healthy = play_framemd5(&url);
+    prism.wait_subscribers("live", "stall", 2).await;
+    let publisher = publish(&clip, &url);
+    prism.wait_live("live", "stall").await;
+    let stream = prism.hub().stream("live", "stall").expect("live");
+    let (status, _) = finish(publisher).await;
+    assert!(
+        status.success(),
+        "the publisher was never held back: {status}"
+    );
+    let (status, out) = finish(healthy).await;
+    assert!(status.success());
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
+        0,
+        "the healthy player got every packet"
+    );
+    assert!(
+        stream.drop_episodes() >= 1,
+        "the stalled player dropped frames"
+    );
+    drop(stalled);
+    prism.stop().await;
+}

@@ -98,6 +98,8 @@ struct StreamState {
     subscribers: Vec<Arc<SubscriberQueue>>,
     packets_in: u64,
     bytes_in: u64,
+    /// Times any subscriber started dropping frames for being slow.
+    drop_episodes: u64,
 }
 
 impl Hub {
@@ -131,6 +133,7 @@ impl Hub {
                 subscribers: Vec::new(),
                 packets_in: 0,
                 bytes_in: 0,
+                drop_episodes: 0,
             }),
         })
     }
@@ -283,6 +286,12 @@ impl Stream {
         })
     }
 
+    /// How many times a subscriber of this stream started dropping frames because
+    /// it was too slow (since the stream entry was created).
+    pub fn drop_episodes(&self) -> u64 {
+        self.lock().drop_episodes
+    }
+
     /// Subscribers attached right now.
     pub fn subscriber_count(&self) -> usize {
         self.lock().subscribers.len()
@@ -403,10 +412,12 @@ impl Publisher {
             state.video_config.as_ref(),
             state.audio_config.as_ref(),
         ];
+        let mut episodes = 0;
         state.subscribers.retain(
             |queue| match queue.push(&packet, || (generation, configs)) {
                 PushOutcome::Closed => false,
                 PushOutcome::StartedDropping => {
+                    episodes += 1;
                     tracing::warn!(
                         stream = %crate::mask::Masked(&self.stream.name),
                         "subscriber too slow: dropping frames until the next keyframe"
@@ -416,6 +427,7 @@ impl Publisher {
                 PushOutcome::Queued | PushOutcome::Dropped => true,
             },
         );
+        state.drop_episodes += episodes;
     }
 }
 

@@ -32,6 +32,28 @@ pub fn require(tool: &str) -> PathBuf {
     })
 }
 
+/// The FFmpeg 9 binary shipped by the PyPI package imageio-ffmpeg (Debian's 5.1
+/// predates enhanced RTMP). Fails loudly when it is missing.
+pub fn ffmpeg9() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let out = std::process::Command::new(require("python3"))
+            .args([
+                "-c",
+                "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "FFmpeg 9 from the PyPI package imageio-ffmpeg is required by this test. \
+             Run scripts/test, which installs it (see README)."
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .clone()
+}
+
 /// Sends the tracing output of the in-process server to the test's output.
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
@@ -130,39 +152,74 @@ pub fn test_flv() -> PathBuf {
     PATH.get_or_init(|| generate_clip("clip-6s.flv", 6)).clone()
 }
 
+/// A heavier clip for back-pressure tests: 6 s of 640x360 noise at about 4 Mbit/s
+/// (keyframe every 2 s) and AAC, so that a reader that stops reading fills every
+/// socket buffer and the queue behind it.
+pub fn heavy_flv() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        generate(
+            "heavy-6s.flv",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=30:duration=6,noise=alls=60:allf=t",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=44100:duration=6",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-b:v",
+                "4M",
+                "-maxrate",
+                "4M",
+                "-bufsize",
+                "2M",
+                "-g",
+                "60",
+                "-keyint_min",
+                "60",
+                "-sc_threshold",
+                "0",
+                "-bf",
+                "0",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-shortest",
+            ],
+        )
+    })
+    .clone()
+}
+
 fn generate_clip(name: &str, seconds: u32) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    if path.exists() {
-        return path;
-    }
-    let ffmpeg = require("ffmpeg");
-    // Tests run as separate processes: write to a private name, then rename atomically.
-    let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
-    let status = std::process::Command::new(ffmpeg)
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
+    let video = format!("testsrc=size=320x240:rate=30:duration={seconds}");
+    let audio = format!("sine=frequency=440:sample_rate=44100:duration={seconds}");
+    generate(
+        name,
+        &[
             "-f",
             "lavfi",
             "-i",
-            &format!("testsrc=size=320x240:rate=30:duration={seconds}"),
-        ])
-        .args([
+            &video,
             "-f",
             "lavfi",
             "-i",
-            &format!("sine=frequency=440:sample_rate=44100:duration={seconds}"),
-        ])
-        .args([
+            &audio,
             "-c:v",
             "libx264",
             "-preset",
             "ultrafast",
             "-pix_fmt",
             "yuv420p",
-        ])
-        .args([
             "-g",
             "60",
             "-keyint_min",
@@ -171,26 +228,52 @@ fn generate_clip(name: &str, seconds: u32) -> PathBuf {
             "0",
             "-bf",
             "0",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-shortest", "-f", "flv"])
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+        ],
+    )
+}
+
+/// Runs Debian's ffmpeg with `args` to make `target/tmp/media/<name>` (FLV) once.
+fn generate(name: &str, args: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if path.exists() {
+        return path;
+    }
+    // Tests run as separate processes: write to a private name, then rename atomically.
+    let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
+    let status = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .args(["-f", "flv"])
         .arg(&tmp)
         .status()
         .expect("ffmpeg runs");
-    assert!(status.success(), "generating the test clip failed");
+    assert!(status.success(), "generating {name} failed");
     std::fs::rename(&tmp, &path).unwrap();
     path
 }
 
 /// Spawns a tool with its stdout captured and stderr passed through; killed on drop.
 pub fn spawn(program: &str, args: &[&str]) -> Child {
-    Command::new(require(program))
+    spawn_path(&require(program), args)
+}
+
+/// Like [`spawn`], for a program given by path.
+pub fn spawn_path(program: &Path, args: &[&str]) -> Child {
+    Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("{program} starts: {e}"))
+        .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()))
 }
 
 /// `ffmpeg -re -i FILE -c copy -f flv URL`: a real-time publisher.
@@ -277,7 +360,12 @@ pub fn parse_framemd5(text: &str) -> Vec<Frame> {
 
 /// The framemd5 of a file (video mapped to stream 0, audio to 1).
 pub fn framemd5_of_file(file: &Path) -> Vec<Frame> {
-    let out = std::process::Command::new(require("ffmpeg"))
+    framemd5_of_file_with(&require("ffmpeg"), file)
+}
+
+/// The framemd5 of a file, computed by the given ffmpeg binary.
+pub fn framemd5_of_file_with(ffmpeg: &Path, file: &Path) -> Vec<Frame> {
+    let out = std::process::Command::new(ffmpeg)
         .args([
             "-hide_banner",
             "-loglevel",

@@ -1,0 +1,164 @@
+//! Enhanced RTMP: HEVC and AV1 (FourCC video tags) pass through prism untouched.
+//! Published and played with FFmpeg 9, which speaks enhanced RTMP; Debian's 5.1 does not.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// A 4 s clip in the given codec with AAC audio, keyframe every 2 s, as enhanced FLV.
+fn enhanced_clip(name: &str, video_args: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    if path.exists() {
+        return path;
+    }
+    let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
+    let status = std::process::Command::new(ffmpeg9())
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30:duration=4",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=4",
+        ])
+        .args(video_args)
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+            "-f",
+            "flv",
+        ])
+        .arg(&tmp)
+        .status()
+        .expect("ffmpeg 9 runs");
+    assert!(status.success(), "generating {name} failed");
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+async fn passes_through_untouched(clip: PathBuf, key: &str) {
+    let prism = Prism::start().await;
+    let ffmpeg = ffmpeg9();
+    let url = prism.url(&format!("live/{key}"));
+    let player = spawn_path(
+        &ffmpeg,
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            &url,
+            "-map",
+            "0:v",
+            "-map",
+            "0:a",
+            "-c",
+            "copy",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+    );
+    prism.wait_subscribers("live", key, 1).await;
+    let publisher = spawn_path(
+        &ffmpeg,
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-i",
+            clip.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+            &url,
+        ],
+    );
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "publisher: {status}");
+    let (status, out) = finish(player).await;
+    assert!(status.success(), "player: {status}");
+    let got = parse_framemd5(&out);
+    let expected = framemd5_of_file_with(&ffmpeg, &clip);
+    let video = |frames: &[Frame]| {
+        frames
+            .iter()
+            .filter(|f| f.stream == 0)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let audio = |frames: &[Frame]| {
+        frames
+            .iter()
+            .filter(|f| f.stream == 1)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(!video(&got).is_empty());
+    assert_eq!(
+        video(&got),
+        video(&expected),
+        "every video packet identical, from the first keyframe"
+    );
+    let (src_audio, got_audio) = (audio(&expected), audio(&got));
+    let skipped = src_audio
+        .len()
+        .checked_sub(got_audio.len())
+        .expect("no extra audio");
+    assert!(
+        skipped <= 3,
+        "at most the audio before the first keyframe is skipped ({skipped})"
+    );
+    assert_eq!(&src_audio[skipped..], &got_audio[..]);
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_passes_through_untouched() {
+    let clip = enhanced_clip(
+        "hevc-4s.flv",
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error:scenecut=0",
+        ],
+    );
+    passes_through_untouched(clip, "hevc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av1_passes_through_untouched() {
+    let clip = enhanced_clip(
+        "av1-4s.flv",
+        &[
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-svtav1-params",
+            "scd=0",
+        ],
+    );
+    passes_through_untouched(clip, "av1").await;
+}
