@@ -3,53 +3,27 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::*;
 
 /// A 4 s clip in the given codec with AAC audio, keyframe every 2 s, as enhanced FLV.
-fn enhanced_clip(name: &str, video_args: &[&str]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    if path.exists() {
-        return path;
-    }
-    let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
-    let status = std::process::Command::new(ffmpeg9())
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30:duration=4",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=4",
-        ])
-        .args(video_args)
-        .args([
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-            "-f",
-            "flv",
-        ])
-        .arg(&tmp)
-        .status()
-        .expect("ffmpeg 9 runs");
-    assert!(status.success(), "generating {name} failed");
-    std::fs::rename(&tmp, &path).unwrap();
-    path
+fn enhanced_clip(name: &str, video_args: &str) -> PathBuf {
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=30:duration=4",
+    ];
+    args.extend([
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=4",
+    ]);
+    args.extend(video_args.split_whitespace());
+    args.extend("-pix_fmt yuv420p -g 60 -c:a aac -b:a 64k -shortest".split_whitespace());
+    generate(&ffmpeg9(), name, &args)
 }
 
 async fn passes_through_untouched(clip: PathBuf, key: &str) {
@@ -135,14 +109,7 @@ async fn passes_through_untouched(clip: PathBuf, key: &str) {
 async fn hevc_passes_through_untouched() {
     let clip = enhanced_clip(
         "hevc-4s.flv",
-        &[
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error:scenecut=0",
-        ],
+        "-c:v libx265 -preset ultrafast -x265-params log-level=error:scenecut=0",
     );
     passes_through_untouched(clip, "hevc").await;
 }
@@ -151,14 +118,7 @@ async fn hevc_passes_through_untouched() {
 async fn av1_passes_through_untouched() {
     let clip = enhanced_clip(
         "av1-4s.flv",
-        &[
-            "-c:v",
-            "libsvtav1",
-            "-preset",
-            "12",
-            "-svtav1-params",
-            "scd=0",
-        ],
+        "-c:v libsvtav1 -preset 12 -svtav1-params scd=0",
     );
     passes_through_untouched(clip, "av1").await;
 }

@@ -149,7 +149,8 @@ impl Prism {
 /// scene-cut keyframes) and 44.1 kHz AAC, as FLV. Generated once per build directory.
 pub fn test_flv() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| generate_clip("clip-6s.flv", 6)).clone()
+    PATH.get_or_init(|| h264_clip("clip-6s.flv", "testsrc=size=320x240:rate=30:duration=6", ""))
+        .clone()
 }
 
 /// A heavier clip for back-pressure tests: 6 s of 640x360 noise at about 4 Mbit/s
@@ -158,87 +159,38 @@ pub fn test_flv() -> PathBuf {
 pub fn heavy_flv() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        generate(
+        h264_clip(
             "heavy-6s.flv",
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=size=640x360:rate=30:duration=6,noise=alls=60:allf=t",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=44100:duration=6",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-b:v",
-                "4M",
-                "-maxrate",
-                "4M",
-                "-bufsize",
-                "2M",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-                "-bf",
-                "0",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "64k",
-                "-shortest",
-            ],
+            "testsrc2=size=640x360:rate=30:duration=6,noise=alls=60:allf=t",
+            "-b:v 4M -maxrate 4M -bufsize 2M",
         )
     })
     .clone()
 }
 
-fn generate_clip(name: &str, seconds: u32) -> PathBuf {
-    let video = format!("testsrc=size=320x240:rate=30:duration={seconds}");
-    let audio = format!("sine=frequency=440:sample_rate=44100:duration={seconds}");
-    generate(
-        name,
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            &video,
-            "-f",
-            "lavfi",
-            "-i",
-            &audio,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-        ],
-    )
+/// Encodes a lavfi video source and a 6 s sine as H.264 (2 s GOPs, no B-frames)
+/// plus AAC, with Debian's ffmpeg.
+fn h264_clip(name: &str, video_source: &str, rate_args: &str) -> PathBuf {
+    let audio = "sine=frequency=440:sample_rate=44100:duration=6";
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        video_source,
+        "-f",
+        "lavfi",
+        "-i",
+        audio,
+    ];
+    args.extend("-c:v libx264 -preset ultrafast -pix_fmt yuv420p".split_whitespace());
+    args.extend(rate_args.split_whitespace());
+    args.extend("-g 60 -keyint_min 60 -sc_threshold 0 -bf 0".split_whitespace());
+    args.extend("-c:a aac -b:a 64k -shortest".split_whitespace());
+    generate(&require("ffmpeg"), name, &args)
 }
 
-/// Runs Debian's ffmpeg with `args` to make `target/tmp/media/<name>` (FLV) once.
-fn generate(name: &str, args: &[&str]) -> PathBuf {
+/// Runs `ffmpeg` with `args` to make `target/tmp/media/<name>` (FLV) once.
+pub fn generate(ffmpeg: &Path, name: &str, args: &[&str]) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("media");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
@@ -247,7 +199,7 @@ fn generate(name: &str, args: &[&str]) -> PathBuf {
     }
     // Tests run as separate processes: write to a private name, then rename atomically.
     let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
-    let status = std::process::Command::new(require("ffmpeg"))
+    let status = std::process::Command::new(ffmpeg)
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(args)
         .args(["-f", "flv"])
