@@ -1,0 +1,59 @@
+//! Helpers shared by the fuzz targets (not part of prism itself).
+
+/// Cuts an input into pieces of pseudo-random sizes, so the targets see every way a socket
+/// read can split the stream. The sizes come from a seed byte (not from the payload), so the
+/// fuzzer can change the split without changing the bytes, and a run is reproducible.
+pub struct Splitter<'a> {
+    rest: &'a [u8],
+    state: u32,
+    max: usize,
+}
+
+impl<'a> Splitter<'a> {
+    /// Splits `data` into pieces of 1..=`max` bytes (`max` >= 1) chosen by `seed`.
+    /// Seed 0 yields the whole input at once.
+    pub fn new(data: &'a [u8], seed: u8, max: usize) -> Self {
+        let max = if seed == 0 { usize::MAX } else { max.max(1) };
+        Self {
+            rest: data,
+            state: u32::from(seed).wrapping_mul(0x9E37_79B9) | 1,
+            max,
+        }
+    }
+}
+
+impl<'a> Iterator for Splitter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        // xorshift32: cheap and deterministic.
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 17;
+        self.state ^= self.state << 5;
+        let len = if self.max == usize::MAX {
+            self.rest.len()
+        } else {
+            1 + (self.state as usize) % self.max
+        };
+        let (piece, rest) = self.rest.split_at(len.min(self.rest.len()));
+        self.rest = rest;
+        Some(piece)
+    }
+}
+
+/// XORs `data` over `base` (extra bytes of `data` are appended): lets the fuzzer start from a
+/// genuine packet and flip only a few bytes of it, which it could never build from scratch
+/// (e.g. an RTMP handshake packet with a valid HMAC digest).
+pub fn xor_over(base: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut out = base.to_vec();
+    for (i, &b) in data.iter().enumerate() {
+        match out.get_mut(i) {
+            Some(slot) => *slot ^= b,
+            None => out.push(b),
+        }
+    }
+    out
+}
