@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
+use crate::relay::Relay;
 use crate::rtmp::server::ServerConfig;
 use crate::server::{ConnectionContext, RtmpListener};
 
@@ -20,6 +21,7 @@ use crate::server::{ConnectionContext, RtmpListener};
 pub struct App {
     rtmp_addr: SocketAddr,
     hub: Arc<Hub>,
+    relay: Arc<Relay>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -28,8 +30,17 @@ impl App {
     /// Binds every listener and starts serving.
     pub async fn start(config: Config) -> Result<Self, Error> {
         let hub = Hub::new(config.hub_limits());
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let relay = Arc::new(Relay::new(
+            &config,
+            Arc::clone(&hub),
+            tracker.clone(),
+            shutdown.clone(),
+        )?);
         let ctx = Arc::new(ConnectionContext {
             hub: Arc::clone(&hub),
+            relay: Arc::clone(&relay),
             session: ServerConfig {
                 chunk_size: config.rtmp.chunk_size,
                 window_ack_size: config.rtmp.window_ack_size,
@@ -45,13 +56,12 @@ impl App {
         let rtmp_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
         tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
         tracing::info!(%rtmp_addr, "rtmp listening");
         Ok(Self {
             rtmp_addr,
             hub,
+            relay,
             shutdown,
             tracker,
         })
@@ -65,6 +75,11 @@ impl App {
     /// The stream registry.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// The relay (destination status).
+    pub fn relay(&self) -> &Arc<Relay> {
+        &self.relay
     }
 
     /// Stops accepting, ends every connection and waits up to `grace` for them.

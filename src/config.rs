@@ -4,8 +4,9 @@
 //! The defaults live in `config/default.toml`, compiled in, so `prism serve` runs with
 //! no file at all and the documented defaults are the ones in effect.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
@@ -13,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::hub::{HubLimits, QueueLimits};
+use crate::presets::PresetOverride;
 use crate::rtmp::chunk::DecoderLimits;
 
 /// The embedded defaults (also the reference for every key).
@@ -46,6 +48,55 @@ pub struct Config {
     pub hub: HubConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Outbound destinations.
+    pub relay: RelayConfig,
+    /// TLS for outbound RTMPS.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Per-user destination files.
+    #[serde(default)]
+    pub users: UsersConfig,
+    /// Preset overrides and additions, by preset id.
+    #[serde(default)]
+    pub presets: BTreeMap<String, PresetOverride>,
+}
+
+/// Outbound destinations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Connect + handshake + publish deadline.
+    pub connect_timeout_secs: u64,
+    /// How long an ingest may stop reading.
+    pub stall_timeout_secs: u64,
+    /// First reconnect delay.
+    pub backoff_initial_ms: u64,
+    /// Largest reconnect delay.
+    pub backoff_max_secs: u64,
+    /// Uptime after which the backoff starts over.
+    pub backoff_reset_after_secs: u64,
+    /// Retry delay after a refusal.
+    pub failed_retry_secs: u64,
+    /// Outgoing chunk size.
+    pub chunk_size: u32,
+}
+
+/// TLS for outbound RTMPS.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Extra CA certificates (PEM) trusted beside the built-in roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Per-user destination files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersConfig {
+    /// The directory of user files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
 }
 
 /// The RTMP listener.
@@ -166,6 +217,15 @@ impl Config {
         if self.hub.queue_max_packets == 0 || self.hub.queue_max_bytes == 0 {
             return invalid("hub.queue_max_*", "must be positive");
         }
+        if !(128..=65_536).contains(&self.relay.chunk_size) {
+            return invalid("relay.chunk_size", "must be between 128 and 65536");
+        }
+        if self.relay.connect_timeout_secs == 0 || self.relay.stall_timeout_secs == 0 {
+            return invalid("relay.*_timeout_secs", "timeouts must be at least 1 second");
+        }
+        if self.relay.backoff_initial_ms == 0 || self.relay.backoff_max_secs == 0 {
+            return invalid("relay.backoff_*", "backoff delays must be positive");
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");
         }
@@ -249,8 +309,15 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
-                Config::load(Some(&path), &Overrides::default())
+                let config = Config::load(Some(&path), &Overrides::default())
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let presets = crate::presets::Presets::load(&config.presets)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                if let Some(dir) = &config.users.dir {
+                    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+                    crate::users::Users::load_dir(&dir, &presets)
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                }
                 checked += 1;
             }
         }

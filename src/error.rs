@@ -19,6 +19,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Presets, user files or TLS could not be set up.
+    #[error(transparent)]
+    Relay(#[from] crate::relay::RelayError),
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),

@@ -11,10 +11,13 @@ pub mod error;
 pub mod flv;
 pub mod hub;
 pub mod mask;
+pub mod presets;
+pub mod relay;
 pub mod rtmp;
 pub mod server;
 pub mod stream_name;
 pub mod timestamp;
+pub mod users;
 
 pub use app::App;
 pub use config::Config;

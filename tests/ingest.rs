@@ -57,7 +57,20 @@ async fn a_late_player_starts_on_a_keyframe_and_two_players_play_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_string_in_the_stream_key_is_kept_apart_from_the_name() {
-    let prism = Prism::start().await;
+    // The query names relay destinations; keep them on loopback (port 9 is
+    // "discard", nothing listens there) so that no test reaches for the internet.
+    let prism = Prism::start_with(|c| {
+        for preset in ["youtube", "twitch"] {
+            c.presets.insert(
+                preset.to_owned(),
+                prism::presets::PresetOverride {
+                    url: Some("rtmp://127.0.0.1:9/app".to_owned()),
+                    ..Default::default()
+                },
+            );
+        }
+    })
+    .await;
     let clip = test_flv();
     let publisher = publish(
         &clip,

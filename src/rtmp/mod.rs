@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod amf0;
 pub mod amf3;
 pub mod chunk;
+pub mod client;
 pub mod handshake;
 pub mod link;
 pub mod message;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::write_out;
 use crate::hub::{Hub, HubError, Packet, PacketKind, Publisher, Subscriber};
+use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use crate::timestamp::Rebaser;
@@ -26,6 +27,8 @@ const READ_CHUNK: usize = 64 * 1024;
 pub struct ConnectionContext {
     /// The stream registry.
     pub hub: Arc<Hub>,
+    /// Authorizes publishers and starts their destinations.
+    pub relay: Arc<Relay>,
     /// Session settings.
     pub session: ServerConfig,
     /// Deadline for the handshake and the connect command.
@@ -60,8 +63,11 @@ pub enum ConnectionError {
 
 enum Role {
     Idle,
+    /// Field order matters: the publisher is dropped first, ending the hub queues
+    /// so live destinations drain and unpublish, then the relay handle stops the rest.
     Publishing {
         publisher: Publisher,
+        _relay: RelayHandle,
     },
     Playing {
         stream_id: u32,
@@ -204,11 +210,32 @@ where
                     );
                     return Next::Close;
                 }
+                let user = match self.ctx.relay.authorize(&name) {
+                    Ok(user) => user,
+                    Err(err) => {
+                        tracing::warn!(stream = %name.masked(), "publish refused: {err}");
+                        self.session.reject_publish(
+                            stream_id,
+                            "NetStream.Publish.BadName",
+                            &err.to_string(),
+                        );
+                        return Next::Close;
+                    }
+                };
                 match self.ctx.hub.publish(&name) {
                     Ok(publisher) => {
-                        tracing::info!(stream = %name.masked(), "publishing");
+                        match &user {
+                            Some(user) => {
+                                tracing::info!(stream = %name.masked(), user = %user.name, "publishing")
+                            }
+                            None => tracing::info!(stream = %name.masked(), "publishing"),
+                        }
                         self.session.accept_publish(stream_id);
-                        self.role = Role::Publishing { publisher };
+                        let relay = self.ctx.relay.start(&name, user.as_ref());
+                        self.role = Role::Publishing {
+                            publisher,
+                            _relay: relay,
+                        };
                         Next::Continue
                     }
                     Err(err) => {
@@ -255,7 +282,7 @@ where
                 }
             }
             ServerEvent::Metadata { metadata, .. } => {
-                if let Role::Publishing { publisher } = &self.role {
+                if let Role::Publishing { publisher, .. } = &self.role {
                     publisher.set_metadata(&metadata, 0);
                 }
                 Next::Continue
@@ -263,7 +290,7 @@ where
             ServerEvent::Audio {
                 timestamp, payload, ..
             } => {
-                if let Role::Publishing { publisher } = &self.role {
+                if let Role::Publishing { publisher, .. } = &self.role {
                     publisher.push_audio(timestamp, payload);
                 }
                 Next::Continue
@@ -271,7 +298,7 @@ where
             ServerEvent::Video {
                 timestamp, payload, ..
             } => {
-                if let Role::Publishing { publisher } = &self.role {
+                if let Role::Publishing { publisher, .. } = &self.role {
                     publisher.push_video(timestamp, payload);
                 }
                 Next::Continue
@@ -279,7 +306,7 @@ where
             ServerEvent::Data {
                 timestamp, payload, ..
             } => {
-                if let Role::Publishing { publisher } = &self.role {
+                if let Role::Publishing { publisher, .. } = &self.role {
                     publisher.push_data(timestamp, payload);
                 }
                 Next::Continue

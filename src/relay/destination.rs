@@ -1,0 +1,268 @@
+//! Which destinations a publish starts: the user's file, then the publish URL's
+//! query string (`?youtube=KEY&twitch=KEY&facebook_s_bl=1&twitch_profile=720p30`).
+//!
+//! Only presets can be named in the query string, so a publisher cannot point
+//! prism at an arbitrary host; custom URLs come only from the operator's user files.
+
+use crate::presets::{Constraints, Presets};
+use crate::relay::target::Target;
+use crate::users::{PROFILES, User};
+
+/// The query-string suffix that names a destination's re-encode profile.
+pub const PROFILE_SUFFIX: &str = "profile";
+
+/// One destination of a live stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationSpec {
+    /// Unique within the stream: the preset id (`youtube`, `youtube-2`) or `custom`.
+    pub id: String,
+    /// The preset it came from, if any.
+    pub preset: Option<String>,
+    /// Where it publishes.
+    pub target: Target,
+    /// A re-encode profile name.
+    pub profile: Option<String>,
+    /// What the platform accepts (empty for custom URLs).
+    pub constraints: Constraints,
+}
+
+/// The destinations of a publish, and what was wrong with the request (messages
+/// that name parameters and presets, never keys).
+#[derive(Debug, Default)]
+pub struct Resolution {
+    /// Destinations to start, without duplicates.
+    pub destinations: Vec<DestinationSpec>,
+    /// Ignored parameters and similar notes, safe to log.
+    pub problems: Vec<String>,
+}
+
+#[derive(Default)]
+struct QueryDestination {
+    key: Option<String>,
+    extra: Vec<(String, String)>,
+    profile: Option<String>,
+}
+
+/// Resolves a publish's destinations.
+pub fn resolve(query: &str, user: Option<&User>, presets: &Presets) -> Resolution {
+    let mut resolution = Resolution::default();
+    if let Some(user) = user {
+        for destination in &user.destinations {
+            let target = match (&destination.preset, &destination.key, &destination.url) {
+                (Some(preset), Some(key), _) => presets.target(preset, key, &[]),
+                (_, _, Some(url)) => Target::from_full_url(url).ok(),
+                _ => None,
+            };
+            // The file was validated when loaded; a preset removed since is reported.
+            let Some(target) = target else {
+                resolution.problems.push(format!(
+                    "user {}: a destination is no longer valid",
+                    user.name
+                ));
+                continue;
+            };
+            add(
+                &mut resolution,
+                destination.preset.as_deref(),
+                target,
+                destination.profile.clone(),
+                presets,
+            );
+        }
+    }
+    for (preset, wanted) in parse_query(query, presets, &mut resolution.problems) {
+        let Some(key) = wanted.key else {
+            resolution.problems.push(format!(
+                "parameters for {preset} given without {preset}=KEY"
+            ));
+            continue;
+        };
+        if let Some(profile) = &wanted.profile
+            && !PROFILES.contains(&profile.as_str())
+        {
+            resolution.problems.push(format!(
+                "unknown profile for {preset} (known: {}); destination not started",
+                PROFILES.join(", ")
+            ));
+            continue;
+        }
+        match presets.target(&preset, &key, &wanted.extra) {
+            Some(target) => add(
+                &mut resolution,
+                Some(&preset),
+                target,
+                wanted.profile,
+                presets,
+            ),
+            None => resolution
+                .problems
+                .push(format!("preset {preset} has no valid URL")),
+        }
+    }
+    resolution
+}
+
+/// Groups query parameters by preset, in order of first appearance.
+fn parse_query(
+    query: &str,
+    presets: &Presets,
+    problems: &mut Vec<String>,
+) -> Vec<(String, QueryDestination)> {
+    let mut wanted: Vec<(String, QueryDestination)> = Vec::new();
+    for (param, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let (preset, sub) = match presets.id_for_param(&param) {
+            Some(id) => (id.to_owned(), None),
+            None => match param.split_once('_') {
+                Some((prefix, sub)) if !sub.is_empty() => match presets.id_for_param(prefix) {
+                    Some(id) => (id.to_owned(), Some(sub.to_owned())),
+                    None => {
+                        problems.push(format!("unknown parameter `{}` ignored", printable(&param)));
+                        continue;
+                    }
+                },
+                _ => {
+                    problems.push(format!("unknown parameter `{}` ignored", printable(&param)));
+                    continue;
+                }
+            },
+        };
+        let index = match wanted.iter().position(|(id, _)| *id == preset) {
+            Some(index) => index,
+            None => {
+                wanted.push((preset, QueryDestination::default()));
+                wanted.len() - 1
+            }
+        };
+        let entry = &mut wanted[index].1;
+        match sub.as_deref() {
+            None => entry.key = Some(value.into_owned()),
+            Some(PROFILE_SUFFIX) => entry.profile = Some(value.into_owned()),
+            Some(sub) => entry.extra.push((sub.to_owned(), value.into_owned())),
+        }
+    }
+    wanted
+}
+
+/// A parameter name for a log line: short and printable (it is not a secret, but it
+/// comes from the network).
+fn printable(param: &str) -> String {
+    param
+        .chars()
+        .take(32)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+fn add(
+    resolution: &mut Resolution,
+    preset: Option<&str>,
+    target: Target,
+    profile: Option<String>,
+    presets: &Presets,
+) {
+    if resolution
+        .destinations
+        .iter()
+        .any(|d| d.target == target && d.profile == profile)
+    {
+        // Two entries for the same ingest and key would fight over one broadcast.
+        resolution.problems.push(format!(
+            "duplicate destination {} started once",
+            preset.unwrap_or("custom")
+        ));
+        return;
+    }
+    let base = preset.unwrap_or("custom");
+    let taken = |id: &str| resolution.destinations.iter().any(|d| d.id == id);
+    let id = std::iter::once(base.to_owned())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| !taken(id))
+        .unwrap_or_else(|| base.to_owned());
+    let constraints = preset
+        .and_then(|p| presets.get(p))
+        .map(|p| p.constraints.clone())
+        .unwrap_or_default();
+    resolution.destinations.push(DestinationSpec {
+        id,
+        preset: preset.map(str::to_owned),
+        target,
+        profile,
+        constraints,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn presets() -> Presets {
+        Presets::load(&BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn the_query_string_names_presets_and_passes_parameters_through() {
+        let r = resolve(
+            "youtube=yt-key&twitch=live_1&facebook=FB-1&facebook_s_bl=1&twitch_profile=720p30",
+            None,
+            &presets(),
+        );
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["youtube", "twitch", "facebook"]);
+        assert_eq!(r.destinations[0].target.stream_name, "yt-key");
+        assert_eq!(r.destinations[1].profile.as_deref(), Some("720p30"));
+        assert_eq!(r.destinations[2].target.stream_name, "FB-1?s_bl=1");
+        assert!(r.destinations[2].target.tls);
+        assert_eq!(r.destinations[1].constraints.video_codecs, ["h264"]);
+    }
+
+    #[test]
+    fn unknown_parameters_never_reach_a_host_and_are_reported_without_values() {
+        let r = resolve(
+            "evil=rtmp://attacker/x&url=rtmp://h/a/b&youtube_=x",
+            None,
+            &presets(),
+        );
+        assert!(r.destinations.is_empty());
+        assert_eq!(r.problems.len(), 3);
+        assert!(
+            r.problems.iter().all(|p| !p.contains("attacker")),
+            "{:?}",
+            r.problems
+        );
+    }
+
+    #[test]
+    fn extra_parameters_without_a_key_and_bad_profiles_are_reported() {
+        let r = resolve(
+            "facebook_s_bl=1&twitch=k&twitch_profile=8k",
+            None,
+            &presets(),
+        );
+        assert!(r.destinations.is_empty());
+        assert!(r.problems[0].contains("without facebook=KEY"));
+        assert!(r.problems[1].contains("unknown profile"));
+    }
+
+    #[test]
+    fn duplicates_start_once_and_same_preset_twice_gets_distinct_ids() {
+        let dir = std::env::temp_dir().join(format!("prism-dest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("u.toml"),
+            "stream_key = \"user-key-123\"\n[[destinations]]\npreset = \"youtube\"\nkey = \"a\"\n\
+             [[destinations]]\nurl = \"rtmp://10.0.0.1/live/x\"\n",
+        )
+        .unwrap();
+        let users = crate::users::Users::load_dir(&dir, &presets()).unwrap();
+        let user = users.authenticate("user-key-123");
+        let r = resolve("youtube=a&twitch=t", user, &presets());
+        let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["youtube", "custom", "twitch"]);
+        assert!(r.problems[0].contains("duplicate"));
+        let r = resolve("youtube=b", user, &presets());
+        let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["youtube", "custom", "youtube-2"]);
+    }
+}

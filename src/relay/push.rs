@@ -1,0 +1,385 @@
+//! One destination's life: connect, publish, forward the stream, and on failure
+//! reconnect with backoff, for as long as the stream is live.
+//!
+//! Each attempt subscribes to the hub before connecting, so the new connection
+//! starts with the metadata, the sequence headers and the GOP cache from a keyframe,
+//! and whatever arrives while it connects waits in its bounded queue. Timestamps are
+//! rebased per connection to start at 0. A slow ingest fills only its own queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
+
+use super::destination::DestinationSpec;
+use super::status::{DestinationStatus, State};
+use super::tls::TlsError;
+use super::{RelayContext, backoff::Backoff};
+use crate::hub::{Packet, PacketKind, Subscriber};
+use crate::mask::Masked;
+use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
+use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
+use crate::server::io::write_out;
+use crate::timestamp::Rebaser;
+
+/// Read buffer growth step for the (small) traffic ingests send back.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a clean unpublish may take before the connection is dropped anyway.
+const UNPUBLISH_GRACE: Duration = Duration::from_secs(2);
+
+/// Why one connection attempt ended.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// TCP connect failed.
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    /// TLS failed (certificate, SNI...).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The RTMP handshake failed.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The ingest refused or broke the session.
+    #[error(transparent)]
+    Session(#[from] ClientError),
+    /// Connect + handshake + publish took too long.
+    #[error("not publishing after {0:?}")]
+    Timeout(Duration),
+    /// The ingest stopped reading.
+    #[error("ingest did not read for {0:?}")]
+    Stalled(Duration),
+    /// The ingest closed the connection.
+    #[error("connection closed by the ingest")]
+    Closed,
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PushError {
+    /// Whether retrying soon is pointless (the ingest refused the key or app).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PushError::Session(e) => e.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
+/// How an attempt ended without error.
+enum Ended {
+    /// The publisher stopped; the ingest got a clean unpublish.
+    StreamEnded,
+    /// prism is stopping or the destination was removed; clean unpublish sent.
+    Stopped,
+}
+
+/// Runs one destination until the stream ends or `stop` is cancelled.
+///
+/// `stop` (prism shuts down, the destination is removed) ends a live connection at
+/// once with a clean unpublish. `ended` (the publisher left) only cuts short a
+/// connect or a backoff wait: a live connection first forwards what is still queued,
+/// then unpublishes when the hub closes its queue.
+pub async fn run(
+    ctx: Arc<RelayContext>,
+    app: String,
+    name: String,
+    spec: DestinationSpec,
+    status: Arc<DestinationStatus>,
+    stop: CancellationToken,
+    ended: CancellationToken,
+) {
+    let mut backoff = Backoff::new(ctx.backoff);
+    let mut first = true;
+    loop {
+        if stop.is_cancelled() || ended.is_cancelled() || !ctx.hub.is_live(&app, &name) {
+            break;
+        }
+        if !first {
+            status.count_reconnect();
+        }
+        first = false;
+        status.set_state(State::Connecting);
+        let subscriber = match ctx.hub.subscribe(&app, &name) {
+            Ok(subscriber) => subscriber,
+            Err(err) => {
+                tracing::warn!("cannot subscribe: {err}");
+                break;
+            }
+        };
+        let result = attempt(&ctx, &spec, &subscriber, &status, &stop, &ended).await;
+        status.set_dropped_current(subscriber.dropped());
+        status.end_connection_drops();
+        drop(subscriber);
+        let error = match result {
+            Ok(Ended::StreamEnded) => {
+                tracing::info!("stream ended; unpublished");
+                break;
+            }
+            Ok(Ended::Stopped) => break,
+            Err(error) => error,
+        };
+        let message = mask_error(&error.to_string(), &spec.target.stream_name);
+        status.record_failure(message.clone());
+        if status
+            .live_for()
+            .is_some_and(|up| up >= ctx.backoff_reset_after)
+        {
+            backoff.reset();
+        }
+        let (state, delay) = if error.is_permanent() {
+            (State::Failed, ctx.failed_retry)
+        } else {
+            (State::Backoff, backoff.next_delay())
+        };
+        tracing::warn!(retry_in = ?delay, "destination {}: {message}", state_word(state));
+        status.set_state(state);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => break,
+            () = ended.cancelled() => break,
+        }
+    }
+    status.set_state(State::Stopped);
+}
+
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Failed => "refused",
+        _ => "failed",
+    }
+}
+
+/// Replaces every occurrence of the key (with and without its query) by its mask:
+/// ingests echo stream names in their error descriptions.
+pub fn mask_error(message: &str, stream_name: &str) -> String {
+    let mut masked = message.to_owned();
+    let bare = stream_name.split('?').next().unwrap_or(stream_name);
+    for secret in [stream_name, bare] {
+        if !secret.is_empty() {
+            masked = masked.replace(secret, &Masked(secret).to_string());
+        }
+    }
+    masked
+}
+
+async fn attempt(
+    ctx: &RelayContext,
+    spec: &DestinationSpec,
+    subscriber: &Subscriber,
+    status: &DestinationStatus,
+    stop: &CancellationToken,
+    ended: &CancellationToken,
+) -> Result<Ended, PushError> {
+    let target = &spec.target;
+    let deadline = Instant::now() + ctx.connect_timeout;
+    let tcp = timeout_at(
+        deadline,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| PushError::Timeout(ctx.connect_timeout))?
+    .map_err(PushError::Connect)?;
+    // Media must not wait for the ingest's delayed ACK.
+    tcp.set_nodelay(true)?;
+    if target.tls {
+        let tls = timeout_at(deadline, super::tls::connect(&ctx.tls, &target.host, tcp))
+            .await
+            .map_err(|_| PushError::Timeout(ctx.connect_timeout))??;
+        publish(ctx, spec, tls, deadline, subscriber, status, stop, ended).await
+    } else {
+        publish(ctx, spec, tcp, deadline, subscriber, status, stop, ended).await
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish<S>(
+    ctx: &RelayContext,
+    spec: &DestinationSpec,
+    mut io: S,
+    deadline: Instant,
+    subscriber: &Subscriber,
+    status: &DestinationStatus,
+    stop: &CancellationToken,
+    ended: &CancellationToken,
+) -> Result<Ended, PushError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let ready = async {
+        handshake(&mut io, &mut buf).await?;
+        let mut session = ClientSession::new(ClientConfig {
+            app: spec.target.app.clone(),
+            tc_url: spec.target.tc_url.clone(),
+            stream_name: spec.target.stream_name.clone(),
+            flash_ver: ctx.flash_ver.clone(),
+            chunk_size: ctx.chunk_size,
+            limits: ctx.limits,
+        });
+        loop {
+            // Whatever the session queued (connect, then the calls each reply
+            // triggers) goes out before we wait for the next reply.
+            status.add_bytes_out(write_out(&mut io, session.out()).await?);
+            read_more(&mut io, &mut buf).await?;
+            while let Some(event) = session.poll(&mut buf)? {
+                if let ClientEvent::Publishing { .. } = event {
+                    status.add_bytes_out(write_out(&mut io, session.out()).await?);
+                    return Ok::<_, PushError>(session);
+                }
+                log_event(&event);
+            }
+        }
+    };
+    let session = tokio::select! {
+        ready = timeout_at(deadline, ready) => ready.map_err(|_| PushError::Timeout(ctx.connect_timeout))??,
+        () = stop.cancelled() => return Ok(Ended::Stopped),
+        () = ended.cancelled() => return Ok(Ended::StreamEnded),
+    };
+    status.set_state(State::Live);
+    tracing::info!("live");
+    Forwarder {
+        io,
+        buf,
+        session,
+        rebaser: Rebaser::new(),
+        batch: Vec::with_capacity(256),
+        stall_timeout: ctx.stall_timeout,
+        status,
+    }
+    .run(subscriber, stop)
+    .await
+}
+
+async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), PushError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut handshake = ClientHandshake::new(0);
+    loop {
+        while let Some(out) = handshake.take_output() {
+            io.write_all(&out).await?;
+        }
+        io.flush().await?;
+        if handshake.is_done() {
+            return Ok(());
+        }
+        read_more(io, buf).await?;
+        handshake.read(buf)?;
+    }
+}
+
+async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Result<(), PushError> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    match io.read_buf(buf).await? {
+        0 => Err(PushError::Closed),
+        _ => Ok(()),
+    }
+}
+
+fn log_event(event: &ClientEvent) {
+    match event {
+        ClientEvent::Status { level, code, .. } => tracing::info!(%level, %code, "ingest status"),
+        other => tracing::debug!(?other, "ingest event"),
+    }
+}
+
+/// The live phase: packets from the hub to the ingest, replies from the ingest.
+struct Forwarder<'a, S> {
+    io: S,
+    buf: BytesMut,
+    session: ClientSession,
+    rebaser: Rebaser,
+    batch: Vec<Packet>,
+    stall_timeout: Duration,
+    status: &'a DestinationStatus,
+}
+
+impl<S> Forwarder<'_, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(
+        mut self,
+        subscriber: &Subscriber,
+        stop: &CancellationToken,
+    ) -> Result<Ended, PushError> {
+        loop {
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    self.unpublish().await;
+                    return Ok(Ended::Stopped);
+                }
+                read = self.io.read_buf(&mut self.buf) => {
+                    if read? == 0 {
+                        return Err(PushError::Closed);
+                    }
+                    while let Some(event) = self.session.poll(&mut self.buf)? {
+                        log_event(&event);
+                    }
+                }
+                more = subscriber.recv_batch(&mut self.batch) => {
+                    if !more {
+                        self.unpublish().await;
+                        return Ok(Ended::StreamEnded);
+                    }
+                    self.status.set_dropped_current(subscriber.dropped());
+                    self.send_batch();
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// Encodes the batch: shared payloads, chunk headers only, rebased timestamps.
+    fn send_batch(&mut self) {
+        for packet in self.batch.drain(..) {
+            let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
+                self.rebaser.now()
+            } else {
+                self.rebaser.rebase(packet.track(), packet.timestamp)
+            };
+            match packet.kind {
+                PacketKind::Metadata => self.session.send_metadata(timestamp, &packet.payload),
+                _ => self
+                    .session
+                    .send_media(packet.type_id(), timestamp, &packet.payload),
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), PushError> {
+        match timeout(
+            self.stall_timeout,
+            write_out(&mut self.io, self.session.out()),
+        )
+        .await
+        {
+            Ok(written) => {
+                self.status.add_bytes_out(written?);
+                Ok(())
+            }
+            Err(_) => Err(PushError::Stalled(self.stall_timeout)),
+        }
+    }
+
+    /// FCUnpublish + deleteStream, then close: how platforms tell an end from a drop.
+    async fn unpublish(&mut self) {
+        self.session.unpublish();
+        let _ = timeout(UNPUBLISH_GRACE, async {
+            let _ = write_out(&mut self.io, self.session.out()).await;
+            let _ = self.io.shutdown().await;
+        })
+        .await;
+    }
+}

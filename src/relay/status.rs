@@ -1,0 +1,181 @@
+//! What each destination is doing, held where the status API can read it.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use serde::Serialize;
+
+/// A destination's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Connecting, handshaking or waiting for NetStream.Publish.Start.
+    Connecting,
+    /// Publishing.
+    Live,
+    /// Waiting before the next attempt after a failure.
+    Backoff,
+    /// Refused for a reason retrying will not fix soon (bad key); retried slowly.
+    Failed,
+    /// Ended: the stream stopped or prism is shutting down.
+    Stopped,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    state_since: SystemTime,
+    connected_since: Option<SystemTime>,
+    connected_at: Option<Instant>,
+    last_error: Option<(String, SystemTime)>,
+    reconnects: u64,
+}
+
+/// The live status of one destination.
+#[derive(Debug)]
+pub struct DestinationStatus {
+    /// The destination id within its stream.
+    pub id: String,
+    /// The preset it came from.
+    pub preset: Option<String>,
+    /// Its URL with the key masked.
+    pub url: String,
+    /// Its re-encode profile.
+    pub profile: Option<String>,
+    inner: Mutex<Inner>,
+    bytes_out: AtomicU64,
+    /// Frames dropped by connections that have ended.
+    dropped_before: AtomicU64,
+    /// Frames dropped so far by the current connection's queue.
+    dropped_current: AtomicU64,
+}
+
+/// A consistent copy of a destination's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationSnapshot {
+    /// The destination id within its stream.
+    pub id: String,
+    /// The preset it came from.
+    pub preset: Option<String>,
+    /// Its URL with the key masked.
+    pub url: String,
+    /// Its re-encode profile.
+    pub profile: Option<String>,
+    /// What it is doing.
+    pub state: State,
+    /// When it entered that state.
+    pub state_since: SystemTime,
+    /// When the current connection went live.
+    pub connected_since: Option<SystemTime>,
+    /// Bytes written to the ingest, all connections together.
+    pub bytes_out: u64,
+    /// Frames skipped because the ingest was too slow.
+    pub dropped_frames: u64,
+    /// Connections after the first.
+    pub reconnects: u64,
+    /// The last error, masked, and when it happened.
+    pub last_error: Option<String>,
+    /// When the last error happened.
+    pub last_error_at: Option<SystemTime>,
+}
+
+impl DestinationStatus {
+    /// A destination that is about to connect for the first time.
+    pub fn new(id: String, preset: Option<String>, url: String, profile: Option<String>) -> Self {
+        Self {
+            id,
+            preset,
+            url,
+            profile,
+            inner: Mutex::new(Inner {
+                state: State::Connecting,
+                state_since: SystemTime::now(),
+                connected_since: None,
+                connected_at: None,
+                last_error: None,
+                reconnects: 0,
+            }),
+            bytes_out: AtomicU64::new(0),
+            dropped_before: AtomicU64::new(0),
+            dropped_current: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves to `state`.
+    pub fn set_state(&self, state: State) {
+        let mut inner = self.lock();
+        if inner.state != state {
+            inner.state = state;
+            inner.state_since = SystemTime::now();
+        }
+        if state == State::Live {
+            inner.connected_since = Some(SystemTime::now());
+            inner.connected_at = Some(Instant::now());
+        } else if state != State::Connecting {
+            inner.connected_since = None;
+            inner.connected_at = None;
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.lock().state
+    }
+
+    /// How long the current connection has been live.
+    pub fn live_for(&self) -> Option<std::time::Duration> {
+        self.lock().connected_at.map(|at| at.elapsed())
+    }
+
+    /// Records a failure (already masked) and counts the coming reconnect.
+    pub fn record_failure(&self, error: String) {
+        let mut inner = self.lock();
+        inner.last_error = Some((error, SystemTime::now()));
+    }
+
+    /// Counts a reconnect attempt.
+    pub fn count_reconnect(&self) {
+        self.lock().reconnects += 1;
+    }
+
+    /// Adds written bytes.
+    pub fn add_bytes_out(&self, n: u64) {
+        self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets the frames the current connection's queue has dropped so far.
+    pub fn set_dropped_current(&self, n: u64) {
+        self.dropped_current.store(n, Ordering::Relaxed);
+    }
+
+    /// The current connection ended: its drops join the total.
+    pub fn end_connection_drops(&self) {
+        let n = self.dropped_current.swap(0, Ordering::Relaxed);
+        self.dropped_before.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A copy for the status API.
+    pub fn snapshot(&self) -> DestinationSnapshot {
+        let inner = self.lock();
+        DestinationSnapshot {
+            id: self.id.clone(),
+            preset: self.preset.clone(),
+            url: self.url.clone(),
+            profile: self.profile.clone(),
+            state: inner.state,
+            state_since: inner.state_since,
+            connected_since: inner.connected_since,
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            dropped_frames: self.dropped_before.load(Ordering::Relaxed)
+                + self.dropped_current.load(Ordering::Relaxed),
+            reconnects: inner.reconnects,
+            last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
+            last_error_at: inner.last_error.as_ref().map(|(_, at)| *at),
+        }
+    }
+}

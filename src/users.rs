@@ -1,0 +1,393 @@
+//! Per-user destination files and stream-key authentication.
+//!
+//! Each user has one TOML file in the configured directory: their stream key(s) and
+//! where their stream goes. Publishing with a user's key starts that user's
+//! destinations. When any user is configured, only their keys may publish.
+//!
+//! ```toml
+//! name = "alice"                 # optional; defaults to the file name
+//! stream_key = "alice-secret"    # or stream_keys = ["a", "b"]
+//!
+//! [[destinations]]
+//! preset = "youtube"
+//! key = "xxxx-xxxx-xxxx"
+//!
+//! [[destinations]]
+//! url = "rtmps://my.server/live/streamkey"
+//! profile = "720p30"
+//! ```
+//!
+//! Error messages never quote the file's values: a wrong-typed or mistyped key
+//! would otherwise end up in a log.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::presets::Presets;
+use crate::relay::target::Target;
+
+/// Re-encode profiles a destination may name. The names are an external
+/// interface, fixed here so that files written today stay valid.
+pub const PROFILES: &[&str] = &["720p30", "1080p30", "h264"];
+
+/// The most user files read from one directory; a bound on startup work and memory.
+pub const MAX_USERS: usize = 10_000;
+
+/// The most destinations one user may have; every one is a live outbound connection.
+pub const MAX_DESTINATIONS_PER_USER: usize = 32;
+
+/// Shortest stream key accepted: short keys can be guessed.
+pub const MIN_KEY_LEN: usize = 8;
+
+/// Why the user files could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// The directory could not be read.
+    #[error("users directory {dir}: {source}")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// One file is invalid.
+    #[error("user file {file}: {reason}")]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong, without any value from the file.
+        reason: String,
+    },
+    /// Too many files.
+    #[error("users directory {0}: more than {MAX_USERS} user files")]
+    TooMany(PathBuf),
+}
+
+/// One destination of a user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserDestination {
+    /// A preset id (`youtube`); needs `key`.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// The stream key for the preset.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A full `rtmp://` or `rtmps://` URL ending in the stream name, instead of a preset.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A re-encode profile name (see [`PROFILES`]).
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    stream_key: Option<String>,
+    #[serde(default)]
+    stream_keys: Vec<String>,
+    #[serde(default)]
+    destinations: Vec<UserDestination>,
+}
+
+/// A user: a name, the keys they publish with, and their destinations.
+#[derive(Clone)]
+pub struct User {
+    /// The user's name (shown in status instead of the key).
+    pub name: String,
+    keys: Vec<String>,
+    /// Where their stream goes.
+    pub destinations: Vec<UserDestination>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("name", &self.name)
+            .field("destinations", &self.destinations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    /// Whether `key` is one of this user's keys, compared in constant time so that
+    /// response timing does not leak how much of a guessed key was right.
+    fn has_key(&self, key: &str) -> bool {
+        self.keys.iter().fold(false, |found, own| {
+            found | bool::from(own.as_bytes().ct_eq(key.as_bytes()))
+        })
+    }
+}
+
+/// Every configured user.
+#[derive(Debug, Clone, Default)]
+pub struct Users {
+    users: Vec<User>,
+}
+
+impl Users {
+    /// Reads every `*.toml` file in `dir`.
+    pub fn load_dir(dir: &Path, presets: &Presets) -> Result<Self, UsersError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| UsersError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|source| UsersError::Dir {
+                    dir: dir.to_owned(),
+                    source,
+                })?
+                .path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+            if files.len() > MAX_USERS {
+                return Err(UsersError::TooMany(dir.to_owned()));
+            }
+        }
+        files.sort();
+        let mut users: Vec<User> = Vec::with_capacity(files.len());
+        for file in files {
+            let user = load_file(&file, presets)?;
+            let clash = user
+                .keys
+                .iter()
+                .any(|key| users.iter().any(|other| other.has_key(key)));
+            if clash {
+                return Err(file_error(
+                    &file,
+                    "a stream key is also another user's key".into(),
+                ));
+            }
+            users.push(user);
+        }
+        Ok(Self { users })
+    }
+
+    /// The user whose key this is. Every user is checked, so the time taken does not
+    /// depend on which user (if any) matched.
+    pub fn authenticate(&self, key: &str) -> Option<&User> {
+        self.users.iter().fold(
+            None,
+            |found, user| if user.has_key(key) { Some(user) } else { found },
+        )
+    }
+
+    /// Whether no user is configured (then any key may publish).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// How many users there are.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+}
+
+fn file_error(file: &Path, reason: String) -> UsersError {
+    UsersError::File {
+        file: file.to_owned(),
+        reason,
+    }
+}
+
+/// A figment error described without the values it may quote.
+fn describe(error: &figment::Error) -> String {
+    use figment::error::Kind;
+    let at = if error.path.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{}`", error.path.join("."))
+    };
+    let what = match &error.kind {
+        Kind::InvalidType(_, expected) => format!("wrong type, expected {expected}"),
+        Kind::MissingField(field) => format!("missing field `{field}`"),
+        Kind::UnknownField(field, _) => format!("unknown field `{field}`"),
+        Kind::DuplicateField(field) => format!("duplicate field `{field}`"),
+        // TOML syntax errors quote the offending line after the first line.
+        Kind::Message(message) => message.lines().next().unwrap_or("invalid").to_owned(),
+        _ => "invalid value".to_owned(),
+    };
+    format!("{what}{at}")
+}
+
+fn load_file(file: &Path, presets: &Presets) -> Result<User, UsersError> {
+    let parsed: UserFile = Figment::from(Toml::file_exact(file))
+        .extract()
+        .map_err(|e| file_error(file, describe(&e)))?;
+    let name = parsed.name.clone().unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let keys: Vec<String> = parsed
+        .stream_key
+        .into_iter()
+        .chain(parsed.stream_keys)
+        .collect();
+    if keys.is_empty() {
+        return Err(file_error(file, "no stream_key".into()));
+    }
+    if keys.iter().any(|k| {
+        k.len() < MIN_KEY_LEN || k.contains(['?', '/', '&']) || k.chars().any(char::is_control)
+    }) {
+        return Err(file_error(
+            file,
+            format!(
+                "stream keys need at least {MIN_KEY_LEN} characters and no '?', '/', '&' or control characters"
+            ),
+        ));
+    }
+    if parsed.destinations.len() > MAX_DESTINATIONS_PER_USER {
+        return Err(file_error(
+            file,
+            format!("more than {MAX_DESTINATIONS_PER_USER} destinations"),
+        ));
+    }
+    for (index, destination) in parsed.destinations.iter().enumerate() {
+        validate_destination(destination, presets)
+            .map_err(|reason| file_error(file, format!("destination {}: {reason}", index + 1)))?;
+    }
+    Ok(User {
+        name,
+        keys,
+        destinations: parsed.destinations,
+    })
+}
+
+fn validate_destination(destination: &UserDestination, presets: &Presets) -> Result<(), String> {
+    match (&destination.preset, &destination.key, &destination.url) {
+        (Some(preset), Some(key), None) => {
+            if presets.get(preset).is_none() {
+                let known: Vec<_> = presets.ids().collect();
+                return Err(format!(
+                    "unknown preset `{preset}` (known: {})",
+                    known.join(", ")
+                ));
+            }
+            if key.is_empty() {
+                return Err("empty key".into());
+            }
+        }
+        (None, None, Some(url)) => {
+            Target::from_full_url(url).map_err(|e| e.to_string())?;
+        }
+        (Some(_), None, None) => return Err("a preset needs a key".into()),
+        _ => return Err("give either preset and key, or url".into()),
+    }
+    match &destination.profile {
+        Some(profile) if !PROFILES.contains(&profile.as_str()) => Err(format!(
+            "unknown profile `{profile}` (known: {})",
+            PROFILES.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn presets() -> Presets {
+        Presets::load(&BTreeMap::new()).unwrap()
+    }
+
+    fn dir_with(files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "prism-users-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn users_load_and_authenticate() {
+        let dir = dir_with(&[
+            (
+                "alice.toml",
+                "stream_key = \"alice-key-1\"\n[[destinations]]\npreset = \"youtube\"\nkey = \"yt\"\n\
+                 [[destinations]]\nurl = \"rtmp://example.com/live/custom\"\nprofile = \"720p30\"\n",
+            ),
+            (
+                "bob.toml",
+                "name = \"Bob\"\nstream_keys = [\"bob-key-111\", \"bob-key-222\"]\n",
+            ),
+            ("notes.txt", "ignored"),
+        ]);
+        let users = Users::load_dir(&dir, &presets()).unwrap();
+        assert_eq!(users.len(), 2);
+        let alice = users.authenticate("alice-key-1").unwrap();
+        assert_eq!(alice.name, "alice");
+        assert_eq!(alice.destinations.len(), 2);
+        assert_eq!(users.authenticate("bob-key-222").unwrap().name, "Bob");
+        assert!(users.authenticate("alice-key-").is_none());
+        assert!(users.authenticate("").is_none());
+        assert!(!format!("{alice:?}").contains("alice-key-1"));
+    }
+
+    #[test]
+    fn broken_files_are_refused_with_a_clear_error_that_quotes_no_value() {
+        let cases = [
+            ("stream_key = 12345678\n", "wrong type"),
+            ("stream_key = \"secret-value\n", "parse error"),
+            ("stream_key = \"short\"\n", "at least"),
+            (
+                "stream_key = \"secret-value\"\ncolour = 1\n",
+                "unknown field",
+            ),
+            (
+                "stream_key = \"secret-value\"\n[[destinations]]\npreset = \"nope\"\nkey = \"k\"\n",
+                "unknown preset",
+            ),
+            (
+                "stream_key = \"secret-value\"\n[[destinations]]\npreset = \"youtube\"\n",
+                "needs a key",
+            ),
+            (
+                "stream_key = \"secret-value\"\n[[destinations]]\nurl = \"http://x/y/z\"\n",
+                "scheme",
+            ),
+            (
+                "stream_key = \"secret-value\"\n[[destinations]]\nurl = \"rtmp://x/y/z\"\nprofile = \"4k\"\n",
+                "unknown profile",
+            ),
+        ];
+        for (text, expected) in cases {
+            let dir = dir_with(&[("u.toml", text)]);
+            let err = Users::load_dir(&dir, &presets()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+            assert!(
+                !err.contains("secret-value") && !err.contains("12345678"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_users_cannot_share_a_key() {
+        let dir = dir_with(&[
+            ("a.toml", "stream_key = \"same-key-123\"\n"),
+            ("b.toml", "stream_key = \"same-key-123\"\n"),
+        ]);
+        let err = Users::load_dir(&dir, &presets()).unwrap_err().to_string();
+        assert!(err.contains("another user"), "{err}");
+    }
+}
