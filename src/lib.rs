@@ -12,6 +12,7 @@ pub mod flv;
 pub mod hub;
 pub mod mask;
 pub mod presets;
+pub mod rate;
 pub mod relay;
 pub mod rtmp;
 pub mod server;

@@ -11,6 +11,7 @@ use common::sinks::{NginxSink, StunnelFront, process_rss_kib, recording_framemd5
 use common::*;
 use prism::Config;
 use prism::presets::PresetOverride;
+use prism::relay::status::State;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -275,4 +276,71 @@ async fn a_stalled_sink_drops_to_a_keyframe_while_the_others_keep_every_packet()
         "it resumed and ran to the end"
     );
     prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_marked_failed_with_the_ingests_message() {
+    // The ingest: another prism that only accepts its users' keys (it answers an
+    // unknown key with NetStream.Publish.BadName, as platforms do).
+    let users =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sink-users-{}", std::process::id()));
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("u.toml"), "stream_key = \"the-right-key\"\n").unwrap();
+    let ingest = Prism::start_with(|c| c.users.dir = Some(users.clone())).await;
+    let healthy = NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", format!("rtmp://{}/live2", ingest.addr));
+        point_preset(c, "twitch", healthy.url());
+    })
+    .await;
+    let clip = test_flv();
+    let publisher = publish(
+        &clip,
+        &prism.url("live/failtest?youtube=a-wrong-key&twitch=tw-ok"),
+    );
+    prism.wait_live("live", "failtest").await;
+    let relay = prism.app.as_ref().unwrap().relay();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let youtube = loop {
+        let yt = relay
+            .destinations("live", "failtest")
+            .into_iter()
+            .find(|d| d.id == "youtube")
+            .unwrap();
+        if yt.state == State::Failed {
+            break yt;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked failed: {yt:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = youtube.last_error.expect("the refusal is recorded");
+    assert!(
+        error.contains("NetStream.Publish.BadName"),
+        "the ingest's code: {error}"
+    );
+    assert!(
+        !error.contains("a-wrong-key"),
+        "no key in the error: {error}"
+    );
+    // The healthy destination is live and measured while the other one failed.
+    healthy.wait_publishing("tw-ok", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let twitch = relay
+        .destinations("live", "failtest")
+        .into_iter()
+        .find(|d| d.id == "twitch")
+        .unwrap();
+    assert_eq!(twitch.state, State::Live);
+    assert!(twitch.bitrate_bps > 0 && twitch.bytes_out > 0, "{twitch:?}");
+    assert!(twitch.uptime_secs.is_some());
+
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success());
+    assert!(healthy.saw_clean_unpublish("tw-ok").await);
+    assert_logs_hide(&["a-wrong-key", "tw-ok", "the-right-key", "failtest"]);
+    prism.stop().await;
+    ingest.stop().await;
 }

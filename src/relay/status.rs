@@ -6,6 +6,8 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::rate::RateMeter;
+
 /// A destination's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,6 +32,7 @@ struct Inner {
     connected_at: Option<Instant>,
     last_error: Option<(String, SystemTime)>,
     reconnects: u64,
+    rate: RateMeter,
 }
 
 /// The live status of one destination.
@@ -70,6 +73,10 @@ pub struct DestinationSnapshot {
     pub connected_since: Option<SystemTime>,
     /// Bytes written to the ingest, all connections together.
     pub bytes_out: u64,
+    /// Current output bitrate in bits per second (0 when nothing flows).
+    pub bitrate_bps: u64,
+    /// Seconds the current connection has been live.
+    pub uptime_secs: Option<u64>,
     /// Frames skipped because the ingest was too slow.
     pub dropped_frames: u64,
     /// Connections after the first.
@@ -95,6 +102,7 @@ impl DestinationStatus {
                 connected_at: None,
                 last_error: None,
                 reconnects: 0,
+                rate: RateMeter::new(Instant::now()),
             }),
             bytes_out: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
@@ -146,6 +154,7 @@ impl DestinationStatus {
     /// Adds written bytes.
     pub fn add_bytes_out(&self, n: u64) {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
+        self.lock().rate.add(n, Instant::now());
     }
 
     /// Sets the frames the current connection's queue has dropped so far.
@@ -171,6 +180,8 @@ impl DestinationStatus {
             state_since: inner.state_since,
             connected_since: inner.connected_since,
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bitrate_bps: inner.rate.bits_per_second(Instant::now()),
+            uptime_secs: inner.connected_at.map(|at| at.elapsed().as_secs()),
             dropped_frames: self.dropped_before.load(Ordering::Relaxed)
                 + self.dropped_current.load(Ordering::Relaxed),
             reconnects: inner.reconnects,
