@@ -217,7 +217,7 @@ pub fn heavy_clip(seconds: u32) -> PathBuf {
 
 /// Encodes a lavfi video source and a sine, `seconds` long, as H.264 (2 s GOPs, no
 /// B-frames) plus AAC, with Debian's ffmpeg.
-fn h264_clip(name: &str, seconds: u32, video_source: &str, rate_args: &str) -> PathBuf {
+pub fn h264_clip(name: &str, seconds: u32, video_source: &str, rate_args: &str) -> PathBuf {
     let video = format!("{video_source}:duration={seconds}");
     let video = match video_source.split_once(',') {
         // Filters after the source: the duration belongs to the source.
@@ -465,4 +465,127 @@ pub fn assert_source_from_keyframe(source: &Path, got: &[Frame]) -> usize {
         "audio starts near the video (audio #{audio_start}, video #{start})"
     );
     start
+}
+
+/// What ffprobe (Debian's) sees in the first video stream of a file.
+#[derive(Debug, Clone)]
+pub struct VideoProbe {
+    /// `codec_name`, e.g. `h264`.
+    pub codec: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second measured from the packets' timestamps (not the header's
+    /// claim, which an FLV recording may not carry).
+    pub fps: f64,
+    /// Presentation times (seconds) of the keyframes, in file order.
+    pub keyframes: Vec<f64>,
+    /// Video packets in the file.
+    pub frames: usize,
+    /// Decode times (seconds) of every video packet, in file order: what an
+    /// ingest sees, which must never go backwards.
+    pub dts: Vec<f64>,
+}
+
+/// Runs ffprobe with `args` and the file, and returns the lines of its
+/// `compact` output as key=value maps (one per section).
+fn ffprobe_compact(path: &Path, args: &[&str]) -> Vec<std::collections::HashMap<String, String>> {
+    let out = std::process::Command::new(require("ffprobe"))
+        .args(["-v", "error", "-of", "compact=p=0"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe {path:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            line.split('|')
+                .filter_map(|field| field.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Probes the first video stream of `path`: codec, size, measured frame rate,
+/// keyframe times and packet decode times.
+pub fn ffprobe_video(path: &Path) -> VideoProbe {
+    let streams = ffprobe_compact(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ],
+    );
+    let stream = streams
+        .first()
+        .unwrap_or_else(|| panic!("{path:?} has no video stream"));
+    let field = |name: &str| {
+        stream
+            .get(name)
+            .unwrap_or_else(|| panic!("ffprobe gave no {name} for {path:?}: {stream:?}"))
+            .clone()
+    };
+    let packets = ffprobe_compact(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,dts_time,flags",
+        ],
+    );
+    let time = |packet: &std::collections::HashMap<String, String>, key: &str| -> f64 {
+        packet[key]
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} of a packet in {path:?}: {packet:?}"))
+    };
+    let pts: Vec<f64> = packets.iter().map(|p| time(p, "pts_time")).collect();
+    let dts: Vec<f64> = packets.iter().map(|p| time(p, "dts_time")).collect();
+    let keyframes: Vec<f64> = packets
+        .iter()
+        .filter(|p| p["flags"].starts_with('K'))
+        .map(|p| time(p, "pts_time"))
+        .collect();
+    let first = pts.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = pts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let fps = if pts.len() > 1 && last > first {
+        (pts.len() - 1) as f64 / (last - first)
+    } else {
+        0.0
+    };
+    VideoProbe {
+        codec: field("codec_name"),
+        width: field("width").parse().unwrap(),
+        height: field("height").parse().unwrap(),
+        fps,
+        keyframes,
+        frames: pts.len(),
+        dts,
+    }
+}
+
+/// The codec of the first audio stream of `path` (Debian's ffprobe).
+pub fn ffprobe_audio_codec(path: &Path) -> String {
+    let streams = ffprobe_compact(
+        path,
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name",
+        ],
+    );
+    streams
+        .first()
+        .and_then(|s| s.get("codec_name").cloned())
+        .unwrap_or_else(|| panic!("{path:?} has no audio stream"))
 }

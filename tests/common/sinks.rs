@@ -758,7 +758,7 @@ fn listening(pid: u32, port: u16) -> bool {
 
 /// The PIDs whose parent is `parent` (from /proc/*/stat; this kernel has no
 /// /proc/PID/task/TID/children).
-fn children_of(parent: u32) -> Vec<u32> {
+pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -778,16 +778,23 @@ fn stat_fields(pid: u32) -> Option<(char, u32)> {
     Some((state, parent))
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
+pub fn parent_of(pid: u32) -> Option<u32> {
     stat_fields(pid).map(|(_, parent)| parent)
 }
 
-fn process_state(pid: u32) -> Option<char> {
+/// The command name of a process (/proc/PID/comm: the executable's base name,
+/// whatever path it was started by), or None when it is gone.
+pub fn comm_of(pid: u32) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end().to_owned())
+}
+
+pub fn process_state(pid: u32) -> Option<char> {
     stat_fields(pid).map(|(state, _)| state)
 }
 
 /// Alive and not a zombie.
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     process_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
 }
 
@@ -796,7 +803,7 @@ fn process_alive(pid: u32) -> bool {
 /// its children and [`reap`] can collect them by PID. Otherwise they would be left
 /// to PID 1, which in some containers reaps late or never: zombies, and a `kill`
 /// that cannot tell when its processes are gone.
-fn become_subreaper() {
+pub fn become_subreaper() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers.
@@ -807,7 +814,7 @@ fn become_subreaper() {
 
 /// Waits for a killed process to be gone: reaps it when it is this process's
 /// child (an adopted nginx worker), else waits for it to disappear or turn zombie.
-fn reap(pid: u32) {
+pub fn reap(pid: u32) {
     let raw = libc::pid_t::try_from(pid).expect("PID fits pid_t");
     loop {
         let mut status = 0;
@@ -837,7 +844,7 @@ fn effective_uid() -> Option<u32> {
 }
 
 /// Sends `signal` to one process, by PID.
-fn signal(pid: u32, signal: libc::c_int) {
+pub fn signal(pid: u32, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("PID fits pid_t");
     // SAFETY: kill(2) has no memory-safety preconditions. A process that already
     // exited is not an error here.
@@ -846,7 +853,8 @@ fn signal(pid: u32, signal: libc::c_int) {
     }
 }
 
-fn file_len(path: &Path) -> u64 {
+/// The size of a file, 0 when it does not exist (yet).
+pub fn file_len(path: &Path) -> u64 {
     fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
