@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::hub::{HubLimits, QueueLimits};
 use crate::presets::PresetOverride;
 use crate::rtmp::chunk::DecoderLimits;
+use crate::transcode::Profile;
 
 /// The embedded defaults (also the reference for every key).
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -59,6 +60,25 @@ pub struct Config {
     /// Preset overrides and additions, by preset id.
     #[serde(default)]
     pub presets: BTreeMap<String, PresetOverride>,
+    /// Re-encoding.
+    pub transcode: TranscodeConfig,
+    /// Re-encode profile overrides and additions, by name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// Re-encoding through ffmpeg children.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// The ffmpeg binary: a path, or a name looked up on PATH.
+    pub ffmpeg: String,
+    /// Encoders running at once; more destinations wait for a slot.
+    pub max_encoders: usize,
+    /// An encoder with no output for this long is restarted.
+    pub stall_timeout_secs: u64,
+    /// First restart delay after an encoder failure (then doubling, up to 30 s).
+    pub restart_backoff_ms: u64,
 }
 
 /// Outbound destinations.
@@ -226,6 +246,15 @@ impl Config {
         if self.relay.backoff_initial_ms == 0 || self.relay.backoff_max_secs == 0 {
             return invalid("relay.backoff_*", "backoff delays must be positive");
         }
+        if self.transcode.max_encoders == 0 || self.transcode.stall_timeout_secs == 0 {
+            return invalid(
+                "transcode.max_encoders / stall_timeout_secs",
+                "must be at least 1",
+            );
+        }
+        if self.profiles.values().any(|p| p.args.is_empty()) {
+            return invalid("profiles.*.args", "a profile needs ffmpeg output arguments");
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");
         }
@@ -315,8 +344,12 @@ mod tests {
                     .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 if let Some(dir) = &config.users.dir {
                     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-                    crate::users::Users::load_dir(&dir, &presets)
-                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    crate::users::Users::load_dir(
+                        &dir,
+                        &presets,
+                        &crate::transcode::Profiles::new(&config.profiles),
+                    )
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 }
                 checked += 1;
             }

@@ -18,6 +18,7 @@ pub mod rtmp;
 pub mod server;
 pub mod stream_name;
 pub mod timestamp;
+pub mod transcode;
 pub mod users;
 
 pub use app::App;

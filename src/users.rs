@@ -29,10 +29,7 @@ use subtle::ConstantTimeEq;
 
 use crate::presets::Presets;
 use crate::relay::target::Target;
-
-/// Re-encode profiles a destination may name. The names are an external
-/// interface, fixed here so that files written today stay valid.
-pub const PROFILES: &[&str] = &["720p30", "1080p30", "h264"];
+use crate::transcode::Profiles;
 
 /// The most user files read from one directory; a bound on startup work and memory.
 pub const MAX_USERS: usize = 10_000;
@@ -81,7 +78,7 @@ pub struct UserDestination {
     /// A full `rtmp://` or `rtmps://` URL ending in the stream name, instead of a preset.
     #[serde(default)]
     pub url: Option<String>,
-    /// A re-encode profile name (see [`PROFILES`]).
+    /// A re-encode profile name (built-in `720p30`, `1080p30`, `h264`, or from config).
     #[serde(default)]
     pub profile: Option<String>,
 }
@@ -136,7 +133,11 @@ pub struct Users {
 
 impl Users {
     /// Reads every `*.toml` file in `dir`.
-    pub fn load_dir(dir: &Path, presets: &Presets) -> Result<Self, UsersError> {
+    pub fn load_dir(
+        dir: &Path,
+        presets: &Presets,
+        profiles: &Profiles,
+    ) -> Result<Self, UsersError> {
         let entries = std::fs::read_dir(dir).map_err(|source| UsersError::Dir {
             dir: dir.to_owned(),
             source,
@@ -159,7 +160,7 @@ impl Users {
         files.sort();
         let mut users: Vec<User> = Vec::with_capacity(files.len());
         for file in files {
-            let user = load_file(&file, presets)?;
+            let user = load_file(&file, presets, profiles)?;
             let clash = user
                 .keys
                 .iter()
@@ -222,7 +223,7 @@ fn describe(error: &figment::Error) -> String {
     format!("{what}{at}")
 }
 
-fn load_file(file: &Path, presets: &Presets) -> Result<User, UsersError> {
+fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User, UsersError> {
     let parsed: UserFile = Figment::from(Toml::file_exact(file))
         .extract()
         .map_err(|e| file_error(file, describe(&e)))?;
@@ -256,7 +257,7 @@ fn load_file(file: &Path, presets: &Presets) -> Result<User, UsersError> {
         ));
     }
     for (index, destination) in parsed.destinations.iter().enumerate() {
-        validate_destination(destination, presets)
+        validate_destination(destination, presets, profiles)
             .map_err(|reason| file_error(file, format!("destination {}: {reason}", index + 1)))?;
     }
     Ok(User {
@@ -266,7 +267,11 @@ fn load_file(file: &Path, presets: &Presets) -> Result<User, UsersError> {
     })
 }
 
-fn validate_destination(destination: &UserDestination, presets: &Presets) -> Result<(), String> {
+fn validate_destination(
+    destination: &UserDestination,
+    presets: &Presets,
+    profiles: &Profiles,
+) -> Result<(), String> {
     match (&destination.preset, &destination.key, &destination.url) {
         (Some(preset), Some(key), None) => {
             if presets.get(preset).is_none() {
@@ -287,9 +292,9 @@ fn validate_destination(destination: &UserDestination, presets: &Presets) -> Res
         _ => return Err("give either preset and key, or url".into()),
     }
     match &destination.profile {
-        Some(profile) if !PROFILES.contains(&profile.as_str()) => Err(format!(
+        Some(profile) if !profiles.contains(profile) => Err(format!(
             "unknown profile `{profile}` (known: {})",
-            PROFILES.join(", ")
+            profiles.names()
         )),
         _ => Ok(()),
     }
@@ -332,7 +337,7 @@ mod tests {
             ),
             ("notes.txt", "ignored"),
         ]);
-        let users = Users::load_dir(&dir, &presets()).unwrap();
+        let users = Users::load_dir(&dir, &presets(), &Profiles::default_set()).unwrap();
         assert_eq!(users.len(), 2);
         let alice = users.authenticate("alice-key-1").unwrap();
         assert_eq!(alice.name, "alice");
@@ -372,7 +377,9 @@ mod tests {
         ];
         for (text, expected) in cases {
             let dir = dir_with(&[("u.toml", text)]);
-            let err = Users::load_dir(&dir, &presets()).unwrap_err().to_string();
+            let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "{text:?}: {err}");
             assert!(
                 !err.contains("secret-value") && !err.contains("12345678"),
@@ -387,7 +394,9 @@ mod tests {
             ("a.toml", "stream_key = \"same-key-123\"\n"),
             ("b.toml", "stream_key = \"same-key-123\"\n"),
         ]);
-        let err = Users::load_dir(&dir, &presets()).unwrap_err().to_string();
+        let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("another user"), "{err}");
     }
 }

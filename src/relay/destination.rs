@@ -6,7 +6,8 @@
 
 use crate::presets::{Constraints, Presets};
 use crate::relay::target::Target;
-use crate::users::{PROFILES, User};
+use crate::transcode::Profiles;
+use crate::users::User;
 
 /// The query-string suffix that names a destination's re-encode profile.
 pub const PROFILE_SUFFIX: &str = "profile";
@@ -44,7 +45,12 @@ struct QueryDestination {
 }
 
 /// Resolves a publish's destinations.
-pub fn resolve(query: &str, user: Option<&User>, presets: &Presets) -> Resolution {
+pub fn resolve(
+    query: &str,
+    user: Option<&User>,
+    presets: &Presets,
+    profiles: &Profiles,
+) -> Resolution {
     let mut resolution = Resolution::default();
     if let Some(user) = user {
         for destination in &user.destinations {
@@ -78,11 +84,11 @@ pub fn resolve(query: &str, user: Option<&User>, presets: &Presets) -> Resolutio
             continue;
         };
         if let Some(profile) = &wanted.profile
-            && !PROFILES.contains(&profile.as_str())
+            && !profiles.contains(profile)
         {
             resolution.problems.push(format!(
                 "unknown profile for {preset} (known: {}); destination not started",
-                PROFILES.join(", ")
+                profiles.names()
             ));
             continue;
         }
@@ -206,6 +212,7 @@ mod tests {
             "youtube=yt-key&twitch=live_1&facebook=FB-1&facebook_s_bl=1&twitch_profile=720p30",
             None,
             &presets(),
+            &Profiles::default_set(),
         );
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
@@ -223,6 +230,7 @@ mod tests {
             "evil=rtmp://attacker/x&url=rtmp://h/a/b&youtube_=x",
             None,
             &presets(),
+            &Profiles::default_set(),
         );
         assert!(r.destinations.is_empty());
         assert_eq!(r.problems.len(), 3);
@@ -239,6 +247,7 @@ mod tests {
             "facebook_s_bl=1&twitch=k&twitch_profile=8k",
             None,
             &presets(),
+            &Profiles::default_set(),
         );
         assert!(r.destinations.is_empty());
         assert!(r.problems[0].contains("without facebook=KEY"));
@@ -255,13 +264,19 @@ mod tests {
              [[destinations]]\nurl = \"rtmp://10.0.0.1/live/x\"\n",
         )
         .unwrap();
-        let users = crate::users::Users::load_dir(&dir, &presets()).unwrap();
+        let users =
+            crate::users::Users::load_dir(&dir, &presets(), &Profiles::default_set()).unwrap();
         let user = users.authenticate("user-key-123");
-        let r = resolve("youtube=a&twitch=t", user, &presets());
+        let r = resolve(
+            "youtube=a&twitch=t",
+            user,
+            &presets(),
+            &Profiles::default_set(),
+        );
         let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["youtube", "custom", "twitch"]);
         assert!(r.problems[0].contains("duplicate"));
-        let r = resolve("youtube=b", user, &presets());
+        let r = resolve("youtube=b", user, &presets(), &Profiles::default_set());
         let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["youtube", "custom", "youtube-2"]);
     }

@@ -28,10 +28,13 @@ use crate::mask::Masked;
 use crate::presets::{PresetError, Presets};
 use crate::rtmp::chunk::DecoderLimits;
 use crate::stream_name::StreamName;
+use crate::transcode::Profiles;
+use crate::transcode::encoder::EncoderContext;
 use crate::users::{User, Users, UsersError};
 use backoff::BackoffPolicy;
 use destination::resolve;
 use status::{DestinationSnapshot, DestinationStatus};
+use tokio::sync::Semaphore;
 
 /// Why the relay could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,10 @@ pub struct RelayContext {
     pub limits: DecoderLimits,
     /// The flashVer sent in connect.
     pub flash_ver: String,
+    /// Re-encode profiles.
+    pub profiles: Profiles,
+    /// What encoders share (ffmpeg, slots, their output hub).
+    pub encoders: Arc<EncoderContext>,
 }
 
 /// The relay of every live stream.
@@ -100,7 +107,7 @@ impl Relay {
     ) -> Result<Self, RelayError> {
         let presets = Presets::load(&config.presets)?;
         let users = match &config.users.dir {
-            Some(dir) => Users::load_dir(dir, &presets)?,
+            Some(dir) => Users::load_dir(dir, &presets, &Profiles::new(&config.profiles))?,
             None => Users::default(),
         };
         if users.is_empty() {
@@ -112,6 +119,18 @@ impl Relay {
             tracing::info!(users = users.len(), "user files loaded");
         }
         let relay = &config.relay;
+        let profiles = Profiles::new(&config.profiles);
+        let encoders = Arc::new(EncoderContext {
+            hub: Arc::clone(&hub),
+            output_hub: Hub::new(config.hub_limits()),
+            ffmpeg: config.transcode.ffmpeg.clone(),
+            slots: Arc::new(Semaphore::new(config.transcode.max_encoders)),
+            stall_timeout: Duration::from_secs(config.transcode.stall_timeout_secs),
+            restart_backoff: BackoffPolicy {
+                initial: Duration::from_millis(config.transcode.restart_backoff_ms),
+                ..BackoffPolicy::default()
+            },
+        });
         let ctx = RelayContext {
             hub,
             tls: tls::connector(config.tls.ca_file.as_deref())?,
@@ -127,6 +146,8 @@ impl Relay {
             chunk_size: relay.chunk_size,
             limits: config.decoder_limits(),
             flash_ver: "FMLE/3.0 (compatible; prism)".to_owned(),
+            profiles,
+            encoders,
         };
         Ok(Self {
             ctx: Arc::new(ctx),
@@ -152,7 +173,7 @@ impl Relay {
 
     /// Starts the destinations of a stream that just went live.
     pub fn start(self: &Arc<Self>, name: &StreamName, user: Option<&User>) -> RelayHandle {
-        let resolution = resolve(&name.query, user, &self.presets);
+        let resolution = resolve(&name.query, user, &self.presets, &self.ctx.profiles);
         for problem in &resolution.problems {
             tracing::warn!(stream = %name.masked(), "{problem}");
         }

@@ -19,13 +19,18 @@ use super::destination::DestinationSpec;
 use super::status::{DestinationStatus, State};
 use super::tls::TlsError;
 use super::{RelayContext, backoff::Backoff};
-use crate::hub::{Packet, PacketKind, Subscriber};
+use crate::hub::{Hub, Packet, PacketKind, Subscriber};
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
 use crate::server::io::write_out;
+use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
+use crate::transcode::encoder;
+use tracing::Instrument;
 
+/// How often a re-encoded destination checks whether its encoder has output yet.
+const ENCODER_POLL: Duration = Duration::from_millis(100);
 /// Read buffer growth step for the (small) traffic ingests send back.
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a clean unpublish may take before the connection is dropped anyway.
@@ -93,10 +98,59 @@ pub async fn run(
     stop: CancellationToken,
     ended: CancellationToken,
 ) {
+    let encoder = spec
+        .profile
+        .as_deref()
+        .and_then(|profile| ctx.profiles.get(profile))
+        .map(|profile| {
+            let token = stop.child_token();
+            let output = encoder::output_name(&app, &name, &spec.id);
+            let source = StreamName {
+                app: app.clone(),
+                name: name.clone(),
+                query: String::new(),
+            };
+            let task = encoder::run(
+                Arc::clone(&ctx.encoders),
+                source,
+                output.clone(),
+                profile.args.clone(),
+                Arc::clone(&status),
+                token.clone(),
+            );
+            let handle = tokio::spawn(task.instrument(tracing::Span::current()));
+            (output, token, handle)
+        });
+    // A re-encoded destination publishes its encoder's output, not the source.
+    let (hub, source_app, source_name) = match &encoder {
+        Some((output, _, _)) => (
+            &ctx.encoders.output_hub,
+            output.app.clone(),
+            output.name.clone(),
+        ),
+        None => (&ctx.hub, app.clone(), name.clone()),
+    };
     let mut backoff = Backoff::new(ctx.backoff);
     let mut first = true;
     loop {
-        if stop.is_cancelled() || ended.is_cancelled() || !ctx.hub.is_live(&app, &name) {
+        if stop.is_cancelled() || ended.is_cancelled() {
+            break;
+        }
+        if encoder.is_some() {
+            if !wait_for_encoder(
+                &ctx,
+                hub,
+                (&app, &name),
+                (&source_app, &source_name),
+                &status,
+                &stop,
+                &ended,
+            )
+            .await
+            {
+                break;
+            }
+        } else if !hub.is_live(&app, &name) {
             break;
         }
         if !first {
@@ -104,7 +158,7 @@ pub async fn run(
         }
         first = false;
         status.set_state(State::Connecting);
-        let subscriber = match ctx.hub.subscribe(&app, &name) {
+        let subscriber = match hub.subscribe(&source_app, &source_name) {
             Ok(subscriber) => subscriber,
             Err(err) => {
                 tracing::warn!("cannot subscribe: {err}");
@@ -144,7 +198,39 @@ pub async fn run(
             () = ended.cancelled() => break,
         }
     }
+    if let Some((_, token, handle)) = encoder {
+        token.cancel();
+        let _ = handle.await;
+    }
     status.set_state(State::Stopped);
+}
+
+/// Waits until the encoder publishes output, so that the ingest connection is not
+/// opened (and left idle) before there is something to send. False when the
+/// stream ended or the destination stops meanwhile.
+async fn wait_for_encoder(
+    ctx: &RelayContext,
+    output_hub: &Hub,
+    (app, name): (&str, &str),
+    (out_app, out_name): (&str, &str),
+    status: &DestinationStatus,
+    stop: &CancellationToken,
+    ended: &CancellationToken,
+) -> bool {
+    loop {
+        if output_hub.is_live(out_app, out_name) {
+            return true;
+        }
+        if !ctx.hub.is_live(app, name) {
+            return false;
+        }
+        status.set_state(State::WaitingForEncoder);
+        tokio::select! {
+            () = tokio::time::sleep(ENCODER_POLL) => {}
+            () = stop.cancelled() => return false,
+            () = ended.cancelled() => return false,
+        }
+    }
 }
 
 fn state_word(state: State) -> &'static str {

@@ -22,6 +22,24 @@ pub enum State {
     Failed,
     /// Ended: the stream stopped or prism is shutting down.
     Stopped,
+    /// Re-encoded destination waiting for its encoder (a free slot, or its first
+    /// output) before it connects.
+    WaitingForEncoder,
+}
+
+/// The re-encoding side of a destination, for status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EncoderSnapshot {
+    /// The running ffmpeg's process id.
+    pub pid: Option<u32>,
+    /// How many times ffmpeg was (re)started after the first.
+    pub restarts: u64,
+    /// Frames encoded per second.
+    pub fps: Option<f64>,
+    /// Encoding speed relative to real time.
+    pub speed: Option<f64>,
+    /// Encoder output bitrate in kbit/s.
+    pub bitrate_kbps: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -33,6 +51,7 @@ struct Inner {
     last_error: Option<(String, SystemTime)>,
     reconnects: u64,
     rate: RateMeter,
+    encoder: Option<EncoderSnapshot>,
 }
 
 /// The live status of one destination.
@@ -85,11 +104,14 @@ pub struct DestinationSnapshot {
     pub last_error: Option<String>,
     /// When the last error happened.
     pub last_error_at: Option<SystemTime>,
+    /// The encoder of a re-encoded destination.
+    pub encoder: Option<EncoderSnapshot>,
 }
 
 impl DestinationStatus {
     /// A destination that is about to connect for the first time.
     pub fn new(id: String, preset: Option<String>, url: String, profile: Option<String>) -> Self {
+        let encoder = profile.as_ref().map(|_| EncoderSnapshot::default());
         Self {
             id,
             preset,
@@ -103,6 +125,7 @@ impl DestinationStatus {
                 last_error: None,
                 reconnects: 0,
                 rate: RateMeter::new(Instant::now()),
+                encoder,
             }),
             bytes_out: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
@@ -168,6 +191,12 @@ impl DestinationStatus {
         self.dropped_before.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Updates the encoder's status.
+    pub fn update_encoder(&self, update: impl FnOnce(&mut EncoderSnapshot)) {
+        let mut inner = self.lock();
+        update(inner.encoder.get_or_insert_with(EncoderSnapshot::default));
+    }
+
     /// A copy for the status API.
     pub fn snapshot(&self) -> DestinationSnapshot {
         let inner = self.lock();
@@ -187,6 +216,7 @@ impl DestinationStatus {
             reconnects: inner.reconnects,
             last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: inner.last_error.as_ref().map(|(_, at)| *at),
+            encoder: inner.encoder.clone(),
         }
     }
 }

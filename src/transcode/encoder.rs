@@ -1,0 +1,411 @@
+//! One re-encoded destination's encoder: an ffmpeg child fed FLV on stdin from the
+//! hub, whose FLV output on stdout is published into the relay's private transcode
+//! hub, where the destination's push task subscribes like to any stream.
+//!
+//! ffmpeg never touches the network: RTMPS, reconnects, status and key masking stay
+//! prism's. The encoder outlives destination reconnects. It is restarted with
+//! backoff when it exits or stops producing output. Children die with prism: they
+//! are killed when their task ends, get SIGKILL from the kernel if prism itself is
+//! killed (PR_SET_PDEATHSIG), and see EOF on stdin either way.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
+use crate::flv::{FlvHeader, FlvReader, FlvWriter, TagType};
+use crate::hub::{Hub, Packet, PacketKind, Publisher, Subscriber};
+use crate::relay::backoff::{Backoff, BackoffPolicy};
+use crate::relay::status::DestinationStatus;
+use crate::rtmp::amf0::{self, Amf0Value};
+use crate::stream_name::StreamName;
+use crate::timestamp::Rebaser;
+
+/// stderr lines logged per minute per encoder; ffmpeg can print a warning per frame.
+const LOG_LINES_PER_MINUTE: u32 = 20;
+/// How long ffmpeg gets to flush and exit after its input ended.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every encoder shares.
+#[derive(Debug)]
+pub struct EncoderContext {
+    /// Where the source streams are.
+    pub hub: Arc<Hub>,
+    /// Where encoder outputs are published (not reachable by players).
+    pub output_hub: Arc<Hub>,
+    /// The ffmpeg binary.
+    pub ffmpeg: String,
+    /// Limits concurrent encoders.
+    pub slots: Arc<Semaphore>,
+    /// No output for this long means ffmpeg hangs.
+    pub stall_timeout: Duration,
+    /// Restart delays.
+    pub restart_backoff: BackoffPolicy,
+}
+
+/// Why one ffmpeg run ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// ffmpeg could not be started (missing binary, no permission).
+    #[error("cannot start ffmpeg `{ffmpeg}`: {source}")]
+    Spawn {
+        /// The configured binary.
+        ffmpeg: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// ffmpeg exited while its input was still live.
+    #[error("ffmpeg exited ({0})")]
+    Exited(String),
+    /// ffmpeg produced no output for too long.
+    #[error("ffmpeg produced no output for {0:?}; restarting it")]
+    Stalled(Duration),
+    /// ffmpeg's output was not FLV.
+    #[error("ffmpeg output is not valid FLV: {0}")]
+    Output(crate::flv::FlvError),
+    /// A pipe failed.
+    #[error("ffmpeg pipe: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a run ended without error.
+enum RunEnd {
+    /// The source stream ended and ffmpeg flushed everything.
+    InputEnded,
+    /// prism stops or the destination was removed.
+    Stopped,
+}
+
+/// The identity of a destination's encoder output in the transcode hub.
+pub fn output_name(app: &str, name: &str, destination: &str) -> StreamName {
+    StreamName {
+        app: app.to_owned(),
+        name: format!("{name}#{destination}"),
+        query: String::new(),
+    }
+}
+
+/// Runs the encoder of one destination until the source ends or `stop`.
+pub async fn run(
+    ctx: Arc<EncoderContext>,
+    source: StreamName,
+    output: StreamName,
+    args: Vec<String>,
+    status: Arc<DestinationStatus>,
+    stop: CancellationToken,
+) {
+    let mut publisher: Option<Publisher> = None;
+    let mut backoff = Backoff::new(ctx.restart_backoff);
+    let mut runs = 0u64;
+    loop {
+        if stop.is_cancelled() || !ctx.hub.is_live(&source.app, &source.name) {
+            break;
+        }
+        let permit = tokio::select! {
+            permit = Arc::clone(&ctx.slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = stop.cancelled() => break,
+        };
+        let subscriber = match ctx.hub.subscribe(&source.app, &source.name) {
+            Ok(subscriber) => subscriber,
+            Err(err) => {
+                tracing::warn!("encoder cannot subscribe: {err}");
+                break;
+            }
+        };
+        if runs > 0 {
+            status.update_encoder(|e| e.restarts += 1);
+        }
+        runs += 1;
+        let result = run_once(
+            &ctx,
+            &args,
+            &subscriber,
+            &output,
+            &mut publisher,
+            &status,
+            &stop,
+        )
+        .await;
+        drop(permit);
+        status.update_encoder(|e| e.pid = None);
+        match result {
+            Ok(RunEnd::InputEnded) => {
+                tracing::info!("encoder finished: its input ended");
+                break;
+            }
+            Ok(RunEnd::Stopped) => break,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(retry_in = ?delay, "encoder failed: {err}");
+                status.record_failure(format!("encoder: {err}"));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => break,
+                }
+            }
+        }
+    }
+    // Dropping the publisher ends the output stream: the destination drains it and
+    // unpublishes cleanly.
+    drop(publisher);
+}
+
+fn spawn(ffmpeg: &str, args: &[String]) -> Result<Child, EncoderError> {
+    let mut command = Command::new(ffmpeg);
+    command
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "warning",
+            "-nostats",
+        ])
+        .args(["-progress", "pipe:2", "-stats_period", "1"])
+        .args(["-f", "flv", "-i", "pipe:0"])
+        .args(args)
+        .args(["-f", "flv", "-flvflags", "no_duration_filesize", "pipe:1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it
+    // runs in the forked child before exec, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            // If prism dies, even by SIGKILL, the kernel kills the encoder too.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().map_err(|source| EncoderError::Spawn {
+        ffmpeg: ffmpeg.to_owned(),
+        source,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_once(
+    ctx: &EncoderContext,
+    args: &[String],
+    subscriber: &Subscriber,
+    output: &StreamName,
+    publisher: &mut Option<Publisher>,
+    status: &DestinationStatus,
+    stop: &CancellationToken,
+) -> Result<RunEnd, EncoderError> {
+    let mut child = spawn(&ctx.ffmpeg, args)?;
+    let pid = child.id();
+    status.update_encoder(|e| e.pid = pid);
+    tracing::info!(?pid, "encoder started: {} {}", ctx.ffmpeg, args.join(" "));
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(EncoderError::Exited("pipes unavailable".into()));
+    };
+    let progress = watch_stderr(stderr, status);
+    let feed = feed(stdin, subscriber);
+    let pump = pump(
+        stdout,
+        &ctx.output_hub,
+        output,
+        publisher,
+        ctx.stall_timeout,
+    );
+    tokio::pin!(progress, feed, pump);
+    let mut input_ended = false;
+    let end = loop {
+        tokio::select! {
+            fed = &mut feed, if !input_ended => match fed {
+                // stdin is closed: ffmpeg flushes its output and exits.
+                Ok(()) => input_ended = true,
+                Err(err) => break Err(err),
+            },
+            pumped = &mut pump => break match pumped {
+                Ok(()) if input_ended => Ok(RunEnd::InputEnded),
+                Ok(()) => Err(exit_reason(&mut child).await),
+                Err(err) => Err(err),
+            },
+            () = &mut progress => {}
+            () = stop.cancelled() => break Ok(RunEnd::Stopped),
+        }
+    };
+    finish(&mut child, matches!(end, Ok(RunEnd::InputEnded))).await;
+    end
+}
+
+/// Reaps the child: a clean end gets time to exit, anything else is killed.
+async fn finish(child: &mut Child, clean: bool) {
+    if clean
+        && tokio::time::timeout(DRAIN_TIMEOUT, child.wait())
+            .await
+            .is_ok()
+    {
+        return;
+    }
+    let _ = child.kill().await;
+}
+
+async fn exit_reason(child: &mut Child) -> EncoderError {
+    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(status)) => EncoderError::Exited(status.to_string()),
+        Ok(Err(err)) => EncoderError::Io(err),
+        Err(_) => EncoderError::Exited("closed its output".into()),
+    }
+}
+
+/// Writes the source stream into ffmpeg as FLV: header, then every packet as a tag
+/// with timestamps rebased to start at 0. Returns when the source ends.
+async fn feed(stdin: ChildStdin, subscriber: &Subscriber) -> Result<(), EncoderError> {
+    let mut stdin = BufWriter::with_capacity(256 * 1024, stdin);
+    stdin
+        .write_all(&FlvWriter::header(&FlvHeader {
+            has_audio: true,
+            has_video: true,
+        }))
+        .await?;
+    let mut rebaser = Rebaser::new();
+    let mut batch = Vec::with_capacity(256);
+    while subscriber.recv_batch(&mut batch).await {
+        for packet in batch.drain(..) {
+            let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
+                rebaser.now()
+            } else {
+                rebaser.rebase(packet.track(), packet.timestamp)
+            };
+            write_tag(&mut stdin, &packet, timestamp).await?;
+        }
+        stdin.flush().await?;
+    }
+    stdin.shutdown().await?;
+    Ok(())
+}
+
+async fn write_tag<W: AsyncWrite + Unpin>(
+    out: &mut W,
+    packet: &Packet,
+    timestamp: u32,
+) -> Result<(), EncoderError> {
+    let tag_type = match packet.kind {
+        PacketKind::Audio => TagType::Audio,
+        PacketKind::Video => TagType::Video,
+        PacketKind::Metadata | PacketKind::Data => TagType::Script,
+    };
+    let header = FlvWriter::tag_header(tag_type, timestamp, packet.payload.len())
+        .map_err(EncoderError::Output)?;
+    out.write_all(&header).await?;
+    out.write_all(&packet.payload).await?;
+    out.write_all(&FlvWriter::prev_tag_size(packet.payload.len()))
+        .await?;
+    Ok(())
+}
+
+/// Reads ffmpeg's FLV output and publishes it. Returns at EOF.
+async fn pump(
+    stdout: ChildStdout,
+    output_hub: &Arc<Hub>,
+    output: &StreamName,
+    publisher: &mut Option<Publisher>,
+    stall_timeout: Duration,
+) -> Result<(), EncoderError> {
+    let mut reader = FlvReader::new();
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let mut stdout = stdout;
+    let mut header_read = false;
+    loop {
+        if buf.capacity() - buf.len() < 64 * 1024 {
+            buf.reserve(256 * 1024);
+        }
+        let read = tokio::time::timeout(stall_timeout, stdout.read_buf(&mut buf))
+            .await
+            .map_err(|_| EncoderError::Stalled(stall_timeout))??;
+        if read == 0 {
+            return Ok(());
+        }
+        if !header_read {
+            match reader.read_header(&mut buf).map_err(EncoderError::Output)? {
+                Some(_) => header_read = true,
+                None => continue,
+            }
+        }
+        while let Some(tag) = reader.read_tag(&mut buf).map_err(EncoderError::Output)? {
+            let publisher = match publisher {
+                Some(publisher) => publisher,
+                None => match output_hub.publish(output) {
+                    Ok(new) => publisher.insert(new),
+                    Err(err) => {
+                        return Err(EncoderError::Exited(format!(
+                            "cannot publish output: {err}"
+                        )));
+                    }
+                },
+            };
+            publish_tag(publisher, tag.tag_type, tag.timestamp, tag.data);
+        }
+    }
+}
+
+fn publish_tag(publisher: &Publisher, tag_type: TagType, timestamp: u32, data: Bytes) {
+    match tag_type {
+        TagType::Audio => publisher.push_audio(timestamp, data),
+        TagType::Video => publisher.push_video(timestamp, data),
+        TagType::Script => match amf0::decode_all(&data) {
+            Ok(values) if values.first().and_then(Amf0Value::as_str) == Some("onMetaData") => {
+                if let Some(metadata) = values.get(1) {
+                    publisher.set_metadata(metadata, timestamp);
+                }
+            }
+            _ => publisher.push_data(timestamp, data),
+        },
+    }
+}
+
+/// Turns ffmpeg's stderr into progress for the status and rate-limited log lines.
+async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &DestinationStatus) {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut progress = Progress::default();
+    let mut window = tokio::time::Instant::now();
+    let mut logged = 0u32;
+    let mut suppressed = 0u32;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if progress.apply_line(&line) {
+            if line.starts_with("progress=") {
+                status.update_encoder(|e| {
+                    e.fps = progress.fps;
+                    e.speed = progress.speed;
+                    e.bitrate_kbps = progress.bitrate_kbps;
+                });
+            }
+            continue;
+        }
+        if window.elapsed() >= Duration::from_secs(60) {
+            if suppressed > 0 {
+                tracing::warn!("ffmpeg: {suppressed} more lines not logged");
+            }
+            window = tokio::time::Instant::now();
+            logged = 0;
+            suppressed = 0;
+        }
+        if logged < LOG_LINES_PER_MINUTE {
+            logged += 1;
+            tracing::warn!("ffmpeg: {line}");
+        } else {
+            suppressed += 1;
+        }
+    }
+    // stderr closed: ffmpeg is exiting; park until the run ends.
+    std::future::pending::<()>().await;
+}
