@@ -359,8 +359,10 @@ async fn killing_the_encoder_restarts_it_and_the_passthrough_loses_nothing() {
     })
     .await;
     let killed = encoder_pid(&first).unwrap();
-    // Kill it once its output is reaching the ingest, mid-stream.
+    // Kill it mid-stream, a few seconds after its output started reaching the
+    // ingest, so that there is a timeline for the new encoder to continue.
     twitch.wait_recording("tw-txkill", 50_000, WAIT).await;
+    sleep(Duration::from_secs(4)).await;
     assert_eq!(comm_of(killed).as_deref(), Some("ffmpeg"), "pid {killed}");
     signal(killed, libc::SIGKILL);
 

@@ -241,8 +241,13 @@ pub fn generate(ffmpeg: &Path, name: &str, args: &[&str]) -> PathBuf {
     if path.exists() {
         return path;
     }
-    // Tests run as separate processes: write to a private name, then rename atomically.
-    let tmp = dir.join(format!("{name}.{}.tmp.flv", std::process::id()));
+    // Tests run as separate processes, and as threads of one: write to a name
+    // private to this call, then rename atomically (the same clip generated twice
+    // at once is harmless: x264 and the AAC encoder are deterministic, so the
+    // second rename replaces the first file with the same bytes).
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.{}-{call}.tmp.flv", std::process::id()));
     let status = std::process::Command::new(ffmpeg)
         .args(["-hide_banner", "-loglevel", "error", "-y"])
         .args(args)
