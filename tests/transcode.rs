@@ -726,3 +726,136 @@ async fn past_the_encoder_limit_a_destination_waits_and_the_rest_carry_on() {
     assert_eq!(ffprobe_video(&encoded.recording(key)).codec, "h264");
     prism.stop().await;
 }
+
+/// Not a pass/fail test but the measurement behind README's "Re-encoding
+/// capacity": a 30 s 1920x1080 30 fps source (testsrc2, about 6 Mbit/s) is
+/// published in real time with 1, 2, then 3 destinations on the built-in
+/// `720p30` profile, all into one nginx-rtmp sink, and every encoder's `speed`
+/// and `fps` (ffmpeg's `-progress`, as the status shows them) are sampled once
+/// a second. ffmpeg's speed is its output time over wall time since it started,
+/// so with a real-time input it stays near 1.0 while the encoder keeps up and
+/// sinks below as it falls behind; the drain time (publisher done to the last
+/// re-encoded unpublish) shows the backlog. Run it alone, on an idle machine:
+/// `cargo test --release --test transcode re_encoding_capacity -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: 2 minutes of full CPU; run it alone (see its doc comment)"]
+async fn re_encoding_capacity() {
+    const PRESETS: [&str; 3] = ["youtube", "twitch", "facebook"];
+    let sink = NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        for preset in PRESETS {
+            point_preset(c, preset, sink.url());
+        }
+        c.transcode.max_encoders = PRESETS.len();
+    })
+    .await;
+    let clip = h264_clip(
+        "tx-1080p-30s-6M.flv",
+        30,
+        "testsrc2=size=1920x1080:rate=30",
+        "-b:v 6M -maxrate 6M -bufsize 12M",
+    );
+    let mut report = Vec::new();
+    for n in 1..=PRESETS.len() {
+        let stream = format!("cap{n}");
+        let query: Vec<String> = PRESETS[..n]
+            .iter()
+            .map(|p| format!("{p}=k-{stream}-{p}&{p}_profile=720p30"))
+            .collect();
+        let publisher = publish(
+            &clip,
+            &prism.url(&format!("live/{stream}?{}", query.join("&"))),
+        );
+        prism.wait_live("live", &stream).await;
+        let started = Instant::now();
+        let cpu_before = (machine_busy_secs(), own_cpu_secs());
+        // (speed, fps) per destination: the last sample, and the lowest from 10 s on.
+        let mut last = vec![(0.0, 0.0); n];
+        let mut lowest = vec![(f64::INFINITY, f64::INFINITY); n];
+        while prism.hub().is_live("live", &stream) {
+            let status = prism
+                .app
+                .as_ref()
+                .unwrap()
+                .relay()
+                .destinations("live", &stream);
+            for (i, d) in status.iter().enumerate().take(n) {
+                if let Some(e) = &d.encoder
+                    && let (Some(speed), Some(fps)) = (e.speed, e.fps)
+                {
+                    last[i] = (speed, fps);
+                    if started.elapsed() > Duration::from_secs(10) {
+                        lowest[i] = (lowest[i].0.min(speed), lowest[i].1.min(fps));
+                    }
+                }
+            }
+            sleep(Duration::from_secs(1)).await;
+        }
+        let done = Instant::now();
+        let (exit, _) = finish(publisher).await;
+        assert!(exit.success(), "publisher: {exit}");
+        for p in &PRESETS[..n] {
+            let key = format!("k-{stream}-{p}");
+            assert_eq!(
+                sink.wait_unpublished(&key, Duration::from_secs(120)).await,
+                Ending::Clean
+            );
+        }
+        let drain = done.elapsed();
+        // CPU time the machine spent on anything but this test and its children
+        // (reaped encoders included), as a share of both cores: a noisy
+        // measurement says so.
+        let wall = started.elapsed().as_secs_f64();
+        let foreign = (machine_busy_secs() - cpu_before.0) - (own_cpu_secs() - cpu_before.1);
+        let line = format!(
+            "{n} encoder(s): speed at end {:?}, lowest speed/fps after 10 s {:?}, drain {:.1} s, \
+             other processes {:.0}% of the CPU",
+            last.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            lowest,
+            drain.as_secs_f64(),
+            100.0 * foreign.max(0.0) / (wall * cores())
+        );
+        eprintln!("CAPACITY {line}");
+        report.push(line);
+    }
+    eprintln!("CAPACITY summary:\n{}", report.join("\n"));
+    prism.stop().await;
+}
+
+/// Seconds all CPUs have been busy since boot (/proc/stat: everything but idle
+/// and iowait).
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let busy: u64 = cpu.iter().sum::<u64>() - cpu[3] - cpu[4];
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    busy as f64 / ticks as f64
+}
+
+/// CPU seconds used by this process and its reaped children.
+fn own_cpu_secs() -> f64 {
+    let secs = |who| {
+        // SAFETY: rusage is plain integers, valid all-zero, and getrusage writes
+        // only into it.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut usage);
+            usage
+        };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(usage.ru_utime) + t(usage.ru_stime)
+    };
+    secs(libc::RUSAGE_SELF) + secs(libc::RUSAGE_CHILDREN)
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
