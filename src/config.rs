@@ -62,9 +62,24 @@ pub struct Config {
     pub presets: BTreeMap<String, PresetOverride>,
     /// Re-encoding.
     pub transcode: TranscodeConfig,
+    /// The status and control API.
+    pub http: HttpConfig,
     /// Re-encode profile overrides and additions, by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// The status and control API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Bearer token for control (and reads when protected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Whether reads need the token too.
+    pub protect_reads: bool,
 }
 
 /// Re-encoding through ffmpeg children.
@@ -181,6 +196,9 @@ pub struct Overrides {
     /// `--rtmp ADDR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmp_listen: Option<SocketAddr>,
+    /// `--http ADDR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -193,6 +211,9 @@ impl Config {
         figment = figment.merge(Env::prefixed("PRISM_").split("__"));
         if let Some(listen) = overrides.rtmp_listen {
             figment = figment.merge(Serialized::default("rtmp.listen", listen));
+        }
+        if let Some(listen) = overrides.http_listen {
+            figment = figment.merge(Serialized::default("http.listen", listen));
         }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
@@ -254,6 +275,12 @@ impl Config {
         }
         if self.profiles.values().any(|p| p.args.is_empty()) {
             return invalid("profiles.*.args", "a profile needs ffmpeg output arguments");
+        }
+        if self.http.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return invalid("http.token", "use at least 16 characters");
+        }
+        if self.http.protect_reads && self.http.token.is_none() {
+            return invalid("http.protect_reads", "needs http.token");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");
@@ -324,6 +351,7 @@ mod tests {
             assert_eq!(config.rtmp.chunk_size, 8192);
             let overrides = Overrides {
                 rtmp_listen: Some("127.0.0.1:4000".parse().unwrap()),
+                ..Overrides::default()
             };
             let config = Config::load(Some(Path::new("prism.toml")), &overrides).unwrap();
             assert_eq!(config.rtmp.listen.port(), 4000);

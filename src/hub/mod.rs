@@ -7,12 +7,14 @@
 //! payload. A push never waits: a full queue makes that subscriber drop frames.
 
 pub mod gop;
+pub mod media_info;
 pub mod packet;
 pub mod queue;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
@@ -21,6 +23,7 @@ use crate::flv;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;
 pub use gop::GopCache;
+pub use media_info::{AudioInfo, MediaInfo, VideoInfo};
 pub use packet::{Packet, PacketKind};
 pub use queue::{PushOutcome, QueueLimits, SubscriberQueue};
 
@@ -100,6 +103,14 @@ struct StreamState {
     bytes_in: u64,
     /// Times any subscriber started dropping frames for being slow.
     drop_episodes: u64,
+    /// The publisher's address.
+    peer: Option<SocketAddr>,
+    /// When publishing started, as wall-clock time for status.
+    since_wall: Option<SystemTime>,
+    /// Codecs, sizes, rates and input bitrate.
+    media: MediaInfo,
+    /// Players attached (subscribers that are not relay destinations or encoders).
+    players: usize,
 }
 
 impl Hub {
@@ -134,6 +145,10 @@ impl Hub {
                 packets_in: 0,
                 bytes_in: 0,
                 drop_episodes: 0,
+                peer: None,
+                since_wall: None,
+                media: MediaInfo::default(),
+                players: 0,
             }),
         })
     }
@@ -160,6 +175,10 @@ impl Hub {
             state.publisher = Some(id);
             state.query = name.query.clone();
             state.since = Some(Instant::now());
+            state.since_wall = Some(SystemTime::now());
+            state.media = MediaInfo::default();
+            state.bytes_in = 0;
+            state.packets_in = 0;
         }
         drop(entry);
         Ok(Publisher {
@@ -169,9 +188,20 @@ impl Hub {
         })
     }
 
-    /// Subscribes to a stream, live or not yet live. The queue starts with the
-    /// metadata, sequence headers and the GOP cache, so the first frame is a keyframe.
+    /// Subscribes a player to a stream, live or not yet live. The queue starts with
+    /// the metadata, sequence headers and the GOP cache, so the first frame is a
+    /// keyframe.
     pub fn subscribe(self: &Arc<Self>, app: &str, name: &str) -> Result<Subscriber, HubError> {
+        self.subscribe_as(app, name, SubscriberKind::Player)
+    }
+
+    /// Subscribes as `kind`; only players count as the stream's audience.
+    pub fn subscribe_as(
+        self: &Arc<Self>,
+        app: &str,
+        name: &str,
+        kind: SubscriberKind,
+    ) -> Result<Subscriber, HubError> {
         let key = Self::key(app, name);
         if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
             return Err(HubError::TooManyStreams(self.limits.max_streams));
@@ -196,6 +226,9 @@ impl Hub {
                     .chain(state.gop.packets()),
             );
             state.subscribers.push(Arc::clone(&queue));
+            if kind == SubscriberKind::Player {
+                state.players += 1;
+            }
             queue
         };
         drop(entry);
@@ -203,6 +236,7 @@ impl Hub {
             hub: Arc::clone(self),
             stream,
             queue,
+            kind,
         })
     }
 
@@ -249,6 +283,15 @@ impl Hub {
     }
 }
 
+/// Who reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberKind {
+    /// A local player (counted as audience).
+    Player,
+    /// A relay destination or an encoder.
+    Relay,
+}
+
 /// What the status of a live stream looks like from the outside.
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
@@ -258,12 +301,24 @@ pub struct StreamInfo {
     pub name: String,
     /// When publishing started.
     pub since: Instant,
-    /// Subscribers attached.
+    /// When publishing started, wall clock.
+    pub since_wall: SystemTime,
+    /// The publisher's address.
+    pub peer: Option<SocketAddr>,
+    /// Subscribers attached (players, destinations, encoders).
     pub subscribers: usize,
+    /// Players attached.
+    pub players: usize,
     /// Media and data packets received.
     pub packets_in: u64,
     /// Payload bytes received.
     pub bytes_in: u64,
+    /// Input bitrate in bits per second.
+    pub bitrate_bps: u64,
+    /// The video track.
+    pub video: Option<VideoInfo>,
+    /// The audio track.
+    pub audio: Option<AudioInfo>,
 }
 
 impl Stream {
@@ -280,9 +335,15 @@ impl Stream {
             app: self.app.clone(),
             name: self.name.clone(),
             since: state.since?,
+            since_wall: state.since_wall?,
+            peer: state.peer,
             subscribers: state.subscribers.len(),
+            players: state.players,
             packets_in: state.packets_in,
             bytes_in: state.bytes_in,
+            bitrate_bps: state.media.bitrate_bps(),
+            video: state.media.video.clone(),
+            audio: state.media.audio.clone(),
         })
     }
 
@@ -290,6 +351,11 @@ impl Stream {
     /// it was too slow (since the stream entry was created).
     pub fn drop_episodes(&self) -> u64 {
         self.lock().drop_episodes
+    }
+
+    /// A snapshot of this stream, if live.
+    pub fn snapshot(&self) -> Option<StreamInfo> {
+        self.info()
     }
 
     /// Subscribers attached right now.
@@ -317,8 +383,14 @@ impl Publisher {
         &self.stream
     }
 
+    /// Records the publisher's address for status.
+    pub fn set_peer(&self, peer: SocketAddr) {
+        self.stream.lock().peer = Some(peer);
+    }
+
     /// Replaces the stream's metadata and sends it to subscribers.
     pub fn set_metadata(&self, metadata: &Amf0Value, timestamp: u32) {
+        self.stream.lock().media.on_metadata(metadata);
         let mut body = BytesMut::with_capacity(256);
         amf0::encode(&Amf0Value::from("onMetaData"), &mut body);
         amf0::encode(metadata, &mut body);
@@ -381,6 +453,17 @@ impl Publisher {
         let state = &mut *guard;
         state.packets_in += 1;
         state.bytes_in += packet.len() as u64;
+        state.media.count(packet.len());
+        match packet.kind {
+            PacketKind::Video => state.media.on_video(
+                &packet.payload,
+                packet.timestamp,
+                packet.config,
+                packet.keyframe,
+            ),
+            PacketKind::Audio if packet.config => state.media.on_audio_config(&packet.payload),
+            _ => {}
+        }
         match (packet.kind, packet.config) {
             (PacketKind::Metadata, _) => {
                 state.metadata = Some(packet.clone());
@@ -441,6 +524,8 @@ impl Drop for Publisher {
             state.publisher = None;
             state.query.clear();
             state.since = None;
+            state.since_wall = None;
+            state.peer = None;
             state.metadata = None;
             state.video_config = None;
             state.audio_config = None;
@@ -460,6 +545,7 @@ pub struct Subscriber {
     hub: Arc<Hub>,
     stream: Arc<Stream>,
     queue: Arc<SubscriberQueue>,
+    kind: SubscriberKind,
 }
 
 impl Subscriber {
@@ -482,10 +568,15 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.queue.close();
-        self.stream
-            .lock()
-            .subscribers
-            .retain(|queue| !Arc::ptr_eq(queue, &self.queue));
+        {
+            let mut state = self.stream.lock();
+            state
+                .subscribers
+                .retain(|queue| !Arc::ptr_eq(queue, &self.queue));
+            if self.kind == SubscriberKind::Player {
+                state.players = state.players.saturating_sub(1);
+            }
+        }
         self.hub.remove_if_idle(&self.stream);
     }
 }

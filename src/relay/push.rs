@@ -19,7 +19,7 @@ use super::destination::DestinationSpec;
 use super::status::{DestinationStatus, State};
 use super::tls::TlsError;
 use super::{RelayContext, backoff::Backoff};
-use crate::hub::{Hub, Packet, PacketKind, Subscriber};
+use crate::hub::{Hub, Packet, PacketKind, Subscriber, SubscriberKind};
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
@@ -158,7 +158,7 @@ pub async fn run(
         }
         first = false;
         status.set_state(State::Connecting);
-        let subscriber = match hub.subscribe(&source_app, &source_name) {
+        let subscriber = match hub.subscribe_as(&source_app, &source_name, SubscriberKind::Relay) {
             Ok(subscriber) => subscriber,
             Err(err) => {
                 tracing::warn!("cannot subscribe: {err}");

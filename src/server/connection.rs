@@ -4,6 +4,7 @@
 //! All protocol decisions are made by the sans-I/O [`ServerSession`]; this task only
 //! moves bytes, enforces deadlines and connects the session to the hub.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +86,7 @@ enum Next {
 /// Serves one connection to its end. `Ok` means the peer or prism ended it cleanly.
 pub async fn serve<S>(
     mut io: S,
+    peer: SocketAddr,
     ctx: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError>
@@ -109,6 +111,8 @@ where
         role: Role::Idle,
         batch: Vec::with_capacity(256),
         handshake_deadline,
+        peer,
+        kick: CancellationToken::new(),
         ctx,
     }
     .run(shutdown)
@@ -142,6 +146,9 @@ struct Connection<S> {
     role: Role,
     batch: Vec<Packet>,
     handshake_deadline: Instant,
+    peer: SocketAddr,
+    /// Cancelled by an operator's kick (status API).
+    kick: CancellationToken,
     ctx: Arc<ConnectionContext>,
 }
 
@@ -166,6 +173,10 @@ where
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
+                () = self.kick.cancelled() => {
+                    tracing::info!("publisher kicked by an operator");
+                    return Ok(());
+                }
                 read = read_until(&mut self.io, &mut self.buf, deadline) => match read? {
                     0 => return Ok(()),
                     _ => continue,
@@ -231,7 +242,11 @@ where
                             None => tracing::info!(stream = %name.masked(), "publishing"),
                         }
                         self.session.accept_publish(stream_id);
-                        let relay = self.ctx.relay.start(&name, user.as_ref());
+                        publisher.set_peer(self.peer);
+                        let relay = self
+                            .ctx
+                            .relay
+                            .start(&name, user.as_ref(), self.kick.clone());
                         self.role = Role::Publishing {
                             publisher,
                             _relay: relay,

@@ -40,6 +40,11 @@ impl RtmpListener {
         })
     }
 
+    /// The connection slots, to count open connections.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.limit)
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -74,7 +79,7 @@ impl RtmpListener {
             let span = tracing::info_span!("rtmp", %peer);
             tracker.spawn(
                 async move {
-                    serve_tcp(socket, ctx, shutdown).await;
+                    serve_tcp(socket, peer, ctx, shutdown).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -83,13 +88,18 @@ impl RtmpListener {
     }
 }
 
-async fn serve_tcp(socket: TcpStream, ctx: Arc<ConnectionContext>, shutdown: CancellationToken) {
+async fn serve_tcp(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ConnectionContext>,
+    shutdown: CancellationToken,
+) {
     // Media must not wait for the peer's delayed ACK (Nagle): it adds tens of ms.
     if let Err(err) = socket.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {err}");
     }
     tracing::debug!("connected");
-    match connection::serve(socket, ctx, shutdown).await {
+    match connection::serve(socket, peer, ctx, shutdown).await {
         Ok(()) => tracing::debug!("closed"),
         Err(err) => tracing::warn!("closing connection: {err}"),
     }

@@ -115,6 +115,7 @@ impl Prism {
         init_logging();
         let overrides = Overrides {
             rtmp_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         let mut config = Config::load(None, &overrides).expect("defaults load");
         tune(&mut config);
