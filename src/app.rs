@@ -50,6 +50,7 @@ impl App {
             },
             handshake_timeout: config.handshake_timeout(),
             idle_timeout: config.idle_timeout(),
+            publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
         });
         let addr = config.rtmp.listen;
         let listener = RtmpListener::bind(addr, ctx, config.rtmp.max_connections)

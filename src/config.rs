@@ -112,6 +112,8 @@ pub struct RelayConfig {
     pub backoff_reset_after_secs: u64,
     /// Retry delay after a refusal.
     pub failed_retry_secs: u64,
+    /// How long destinations wait for a publisher whose connection dropped.
+    pub publisher_grace_secs: u64,
     /// Outgoing chunk size.
     pub chunk_size: u32,
 }

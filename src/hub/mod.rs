@@ -88,6 +88,8 @@ pub struct Stream {
 struct StreamState {
     /// The current publisher's id; `None` while no one publishes.
     publisher: Option<u64>,
+    /// The publisher dropped and may come back: subscribers are kept, waiting.
+    in_grace: bool,
     /// The query string the current publisher connected with (destination keys).
     query: String,
     since: Option<Instant>,
@@ -133,6 +135,7 @@ impl Hub {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
                 publisher: None,
+                in_grace: false,
                 query: String::new(),
                 since: None,
                 metadata: None,
@@ -172,6 +175,9 @@ impl Hub {
             if state.publisher.is_some() {
                 return Err(HubError::AlreadyPublishing);
             }
+            // A publisher coming back within its grace period takes over the
+            // stream: subscribers carry on with the new packets.
+            state.in_grace = false;
             state.publisher = Some(id);
             state.query = name.query.clone();
             state.since = Some(Instant::now());
@@ -247,11 +253,13 @@ impl Hub {
             .map(|entry| Arc::clone(entry.value()))
     }
 
-    /// Whether someone publishes `app/name` right now.
+    /// Whether someone publishes `app/name` right now, or its publisher dropped and
+    /// is within its grace period.
     pub fn is_live(&self, app: &str, name: &str) -> bool {
-        self.streams
-            .get(&Self::key(app, name))
-            .is_some_and(|s| s.lock().publisher.is_some())
+        self.streams.get(&Self::key(app, name)).is_some_and(|s| {
+            let state = s.lock();
+            state.publisher.is_some() || state.in_grace
+        })
     }
 
     /// A snapshot of every live stream.
@@ -277,7 +285,7 @@ impl Hub {
         self.streams.remove_if(&key, |_, current| {
             Arc::ptr_eq(current, stream) && {
                 let state = current.lock();
-                state.publisher.is_none() && state.subscribers.is_empty()
+                state.publisher.is_none() && !state.in_grace && state.subscribers.is_empty()
             }
         });
     }
@@ -514,6 +522,50 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Lets go of the stream without ending it: subscribers stay attached, waiting
+    /// for the same name to be published again (the publisher's connection dropped
+    /// and the encoder is expected back). The stream ends when the returned guard is
+    /// dropped, unless a new publisher took over by then.
+    pub fn detach(self) -> Orphan {
+        {
+            let mut state = self.stream.lock();
+            if state.publisher == Some(self.id) {
+                state.publisher = None;
+                state.in_grace = true;
+                reset_media(&mut state);
+            }
+        }
+        Orphan {
+            hub: Arc::clone(&self.hub),
+            stream: Arc::clone(&self.stream),
+        }
+        // `self` drops here and finds no publisher of its own: nothing is closed.
+    }
+}
+
+/// Forgets what the last publisher sent: a new one sends its own metadata and
+/// sequence headers, and its first keyframe starts a new GOP.
+fn reset_media(state: &mut StreamState) {
+    state.query.clear();
+    state.since = None;
+    state.since_wall = None;
+    state.peer = None;
+    state.metadata = None;
+    state.video_config = None;
+    state.audio_config = None;
+    state.has_video = false;
+    state.gop.clear();
+}
+
+fn end_stream(state: &mut StreamState) {
+    reset_media(state);
+    state.in_grace = false;
+    for queue in state.subscribers.drain(..) {
+        queue.close();
+    }
+}
+
 impl Drop for Publisher {
     fn drop(&mut self) {
         {
@@ -522,18 +574,34 @@ impl Drop for Publisher {
                 return;
             }
             state.publisher = None;
-            state.query.clear();
-            state.since = None;
-            state.since_wall = None;
-            state.peer = None;
-            state.metadata = None;
-            state.video_config = None;
-            state.audio_config = None;
-            state.has_video = false;
-            state.gop.clear();
-            for queue in state.subscribers.drain(..) {
-                queue.close();
+            end_stream(&mut state);
+        }
+        self.hub.remove_if_idle(&self.stream);
+    }
+}
+
+/// A stream whose publisher dropped, held open for its grace period.
+#[derive(Debug)]
+pub struct Orphan {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+}
+
+impl Orphan {
+    /// Whether a new publisher took the stream over.
+    pub fn taken_over(&self) -> bool {
+        self.stream.lock().publisher.is_some()
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        {
+            let mut state = self.stream.lock();
+            if state.publisher.is_some() || !state.in_grace {
+                return;
             }
+            end_stream(&mut state);
         }
         self.hub.remove_if_idle(&self.stream);
     }
@@ -557,6 +625,11 @@ impl Subscriber {
     /// Frames this subscriber dropped for being slow.
     pub fn dropped(&self) -> u64 {
         self.queue.dropped()
+    }
+
+    /// Its queue, for reading counters without the subscriber (status).
+    pub fn queue(&self) -> Arc<SubscriberQueue> {
+        Arc::clone(&self.queue)
     }
 
     /// The stream subscribed to.
@@ -697,6 +770,49 @@ mod tests {
         slow.recv_batch(&mut got).await;
         assert!(got.len() <= 8);
         assert!(got[0].keyframe);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_back_within_its_grace_period_takes_over() {
+        let hub = Hub::new(HubLimits::default());
+        let first = hub.publish(&name("k")).unwrap();
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        first.push_video(0, Bytes::from_static(AVC_KEY));
+        let orphan = first.detach();
+        assert!(
+            hub.is_live("live", "k"),
+            "still live during the grace period"
+        );
+        let second = hub.publish(&name("k")).unwrap();
+        assert!(orphan.taken_over());
+        drop(orphan);
+        second.push_video(0, Bytes::from_static(AVC_SH));
+        second.push_video(0, Bytes::from_static(AVC_KEY));
+        let mut got = Vec::new();
+        assert!(subscriber.recv_batch(&mut got).await);
+        assert_eq!(
+            got.len(),
+            3,
+            "the first keyframe, then the new config and keyframe"
+        );
+        drop(second);
+        got.clear();
+        assert!(
+            !subscriber.recv_batch(&mut got).await,
+            "ended with the second publisher"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grace_period_that_expires_ends_the_stream() {
+        let hub = Hub::new(HubLimits::default());
+        let publisher = hub.publish(&name("k")).unwrap();
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        let orphan = publisher.detach();
+        drop(orphan);
+        assert!(!hub.is_live("live", "k"));
+        let mut got = Vec::new();
+        assert!(!subscriber.recv_batch(&mut got).await);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod status;
 pub mod target;
 pub mod tls;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -180,6 +181,22 @@ impl Relay {
         user: Option<&User>,
         kick: CancellationToken,
     ) -> RelayHandle {
+        let key = (name.app.clone(), name.name.clone());
+        if let Some(stream) = self.streams.get(&key).map(|e| Arc::clone(e.value()))
+            && stream.orphaned.swap(false, Ordering::AcqRel)
+        {
+            // The publisher came back within its grace period: its destinations
+            // stayed connected and carry on with the new connection's packets.
+            tracing::info!(stream = %name.masked(), "publisher back within its grace period; destinations continue");
+            let generation = stream.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            *stream.kick.lock().unwrap_or_else(|p| p.into_inner()) = kick;
+            return RelayHandle {
+                relay: Arc::clone(self),
+                key,
+                stream,
+                generation,
+            };
+        }
         let resolution = resolve(&name.query, user, &self.presets, &self.ctx.profiles);
         for problem in &resolution.problems {
             tracing::warn!(stream = %name.masked(), "{problem}");
@@ -189,18 +206,20 @@ impl Relay {
             user: user.map(|u| u.name.clone()),
             stop: self.shutdown.child_token(),
             ended: CancellationToken::new(),
-            kick,
+            kick: Mutex::new(kick),
+            generation: AtomicU64::new(0),
+            orphaned: AtomicBool::new(false),
             destinations: Mutex::new(Vec::new()),
         });
         for spec in resolution.destinations {
             self.spawn_destination(&stream, spec, 0);
         }
-        let key = (name.app.clone(), name.name.clone());
         self.streams.insert(key.clone(), Arc::clone(&stream));
         RelayHandle {
             relay: Arc::clone(self),
             key,
             stream,
+            generation: 0,
         }
     }
 
@@ -354,7 +373,11 @@ impl Relay {
     /// Disconnects the publisher of a stream.
     pub fn kick(&self, stream: &StreamRelay) {
         tracing::info!(stream = %stream.name.masked(), "publisher kicked");
-        stream.kick.cancel();
+        stream
+            .kick
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
     }
 
     /// Platform constraints the stream breaks, per passthrough destination.
@@ -451,7 +474,13 @@ pub struct StreamRelay {
     user: Option<String>,
     stop: CancellationToken,
     ended: CancellationToken,
-    kick: CancellationToken,
+    /// Cancels the current publisher's connection.
+    kick: Mutex<CancellationToken>,
+    /// Bumped when a returning publisher adopts the stream, so that the old
+    /// publisher's handle no longer owns it.
+    generation: AtomicU64,
+    /// The publisher dropped and its grace period runs.
+    orphaned: AtomicBool,
     destinations: Mutex<Vec<DestinationEntry>>,
 }
 
@@ -504,6 +533,17 @@ pub struct RelayHandle {
     relay: Arc<Relay>,
     key: (String, String),
     stream: Arc<StreamRelay>,
+    generation: u64,
+}
+
+impl RelayHandle {
+    /// The publisher dropped: keep the destinations for a returning publisher to
+    /// adopt. Dropping the handle afterwards ends them unless one did.
+    pub fn orphan(&self) {
+        if self.stream.generation.load(Ordering::Acquire) == self.generation {
+            self.stream.orphaned.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -514,6 +554,11 @@ impl std::fmt::Debug for RelayHandle {
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
+        if self.stream.generation.load(Ordering::Acquire) != self.generation {
+            // A returning publisher adopted the stream.
+            return;
+        }
+        self.stream.orphaned.store(false, Ordering::Release);
         // The hub already ended the destinations' queues (the publisher handle is
         // dropped first), so live ones drain and unpublish; this ends the ones that
         // are connecting or waiting to retry.

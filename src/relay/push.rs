@@ -165,8 +165,8 @@ pub async fn run(
                 break;
             }
         };
+        status.attach_queue(subscriber.queue());
         let result = attempt(&ctx, &spec, &subscriber, &status, &stop, &ended).await;
-        status.set_dropped_current(subscriber.dropped());
         status.end_connection_drops();
         drop(subscriber);
         let error = match result {
@@ -419,7 +419,6 @@ where
                         self.unpublish().await;
                         return Ok(Ended::StreamEnded);
                     }
-                    self.status.set_dropped_current(subscriber.dropped());
                     self.send_batch();
                 }
             }

@@ -37,6 +37,8 @@ pub struct ConnectionContext {
     /// Allowed silence before publish/play and from a publisher; also the longest a
     /// player may refuse to read before it is dropped.
     pub idle_timeout: Duration,
+    /// How long a dropped publisher's stream waits for it to come back.
+    pub publisher_grace: Duration,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
@@ -104,7 +106,7 @@ where
         },
         () = shutdown.cancelled() => return Ok(()),
     }
-    Connection {
+    let mut connection = Connection {
         io,
         buf,
         session: ServerSession::new(ctx.session.clone()),
@@ -114,9 +116,47 @@ where
         peer,
         kick: CancellationToken::new(),
         ctx,
+    };
+    let result = connection.run(&shutdown).await;
+    let deliberate = shutdown.is_cancelled() || connection.kick.is_cancelled();
+    let grace = connection.ctx.publisher_grace;
+    let role = std::mem::replace(&mut connection.role, Role::Idle);
+    if !deliberate && !grace.is_zero() {
+        hold_for_grace(role, grace, shutdown);
     }
-    .run(shutdown)
-    .await
+    result
+}
+
+/// A publisher whose connection dropped without unpublishing keeps its stream
+/// and destinations for `grace`: if the encoder publishes the same name again in
+/// time, everything carries on; otherwise the destinations get a clean unpublish.
+fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
+    let Role::Publishing {
+        publisher,
+        _relay: relay,
+    } = role
+    else {
+        return;
+    };
+    // The relay first: a publisher that comes back must find its destinations.
+    relay.orphan();
+    let orphan = publisher.detach();
+    tracing::warn!(
+        ?grace,
+        "publisher dropped; destinations wait for it to come back"
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(grace) => {}
+            () = shutdown.cancelled() => {}
+        }
+        if !orphan.taken_over() {
+            tracing::info!("publisher did not come back; ending the stream");
+        }
+        // The hub's queues end first, so destinations drain and unpublish.
+        drop(orphan);
+        drop(relay);
+    });
 }
 
 async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), ConnectionError>
@@ -156,7 +196,7 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnectionError> {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event) {
