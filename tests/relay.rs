@@ -345,31 +345,6 @@ async fn a_refused_key_is_marked_failed_with_the_ingests_message() {
     ingest.stop().await;
 }
 
-/// The dts of every packet of a recording, per stream index, in file order.
-fn recording_dts(path: &Path) -> Vec<(u32, i64)> {
-    let out = std::process::Command::new(require("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "packet=stream_index,dts",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            let (index, dts) = l.split_once(',')?;
-            Some((index.parse().ok()?, dts.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_that_drops_and_comes_back_within_the_grace_period_keeps_the_broadcast() {
     let youtube = NginxSink::start("live2").await;
