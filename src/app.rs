@@ -53,9 +53,14 @@ impl App {
             publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
         });
         let addr = config.rtmp.listen;
-        let listener = RtmpListener::bind(addr, ctx, config.rtmp.max_connections)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
+        let listener = RtmpListener::bind(
+            addr,
+            ctx,
+            config.rtmp.max_connections,
+            config.rtmp.max_connections_per_ip,
+        )
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
         let rtmp_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
