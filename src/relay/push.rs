@@ -224,7 +224,10 @@ async fn wait_for_encoder(
         if !ctx.hub.is_live(app, name) {
             return false;
         }
-        status.set_state(State::WaitingForEncoder);
+        // An encoder that cannot start at all (no ffmpeg) marked us failed.
+        if status.state() != State::Failed {
+            status.set_state(State::WaitingForEncoder);
+        }
         tokio::select! {
             () = tokio::time::sleep(ENCODER_POLL) => {}
             () = stop.cancelled() => return false,

@@ -156,6 +156,10 @@ pub async fn run(
                 let delay = backoff.next_delay();
                 tracing::warn!(retry_in = ?delay, "encoder failed: {err}");
                 status.record_failure(format!("encoder: {err}"));
+                if matches!(err, EncoderError::Spawn { .. }) && publisher.is_none() {
+                    // Nothing to send until ffmpeg can run: the destination failed.
+                    status.set_state(crate::relay::status::State::Failed);
+                }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stop.cancelled() => break,
