@@ -36,3 +36,7 @@ publish-test KEY="test":
 # Watch a local stream.
 play KEY="test":
     ffplay rtmp://127.0.0.1/live/{{KEY}}
+
+# Criterion micro-benchmarks of the hot paths (results in BENCHMARKS.md).
+bench:
+    cargo bench --bench chunk --bench hub

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::relay::Relay;
 use crate::rtmp::server::ServerConfig;
@@ -20,6 +21,7 @@ use crate::server::{ConnectionContext, RtmpListener};
 /// A started prism.
 pub struct App {
     rtmp_addr: SocketAddr,
+    http_addr: SocketAddr,
     hub: Arc<Hub>,
     relay: Arc<Relay>,
     shutdown: CancellationToken,
@@ -48,18 +50,44 @@ impl App {
             },
             handshake_timeout: config.handshake_timeout(),
             idle_timeout: config.idle_timeout(),
+            publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
         });
         let addr = config.rtmp.listen;
-        let listener = RtmpListener::bind(addr, ctx, config.rtmp.max_connections)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
+        let listener = RtmpListener::bind(
+            addr,
+            ctx,
+            config.rtmp.max_connections,
+            config.rtmp.max_connections_per_ip,
+        )
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
         let rtmp_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
+        let http_addr = config.http.listen;
+        let http_listener = http::bind(http_addr).await.map_err(|source| Error::Bind {
+            addr: http_addr,
+            source,
+        })?;
+        let http_addr = http_listener.local_addr().map_err(|source| Error::Bind {
+            addr: http_addr,
+            source,
+        })?;
+        let http_state = Arc::new(HttpState {
+            hub: Arc::clone(&hub),
+            relay: Arc::clone(&relay),
+            token: config.http.token.clone(),
+            protect_reads: config.http.protect_reads,
+            connection_slots: listener.slots(),
+            max_connections: config.rtmp.max_connections,
+        });
+        tracker.spawn(http::serve(http_listener, http_state, shutdown.clone()));
+        tracing::info!(%http_addr, "http listening");
         tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
         tracing::info!(%rtmp_addr, "rtmp listening");
         Ok(Self {
             rtmp_addr,
+            http_addr,
             hub,
             relay,
             shutdown,
@@ -70,6 +98,11 @@ impl App {
     /// The RTMP address actually bound.
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp_addr
+    }
+
+    /// The HTTP address actually bound.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// The stream registry.

@@ -62,9 +62,24 @@ pub struct Config {
     pub presets: BTreeMap<String, PresetOverride>,
     /// Re-encoding.
     pub transcode: TranscodeConfig,
+    /// The status and control API.
+    pub http: HttpConfig,
     /// Re-encode profile overrides and additions, by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// The status and control API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Bearer token for control (and reads when protected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Whether reads need the token too.
+    pub protect_reads: bool,
 }
 
 /// Re-encoding through ffmpeg children.
@@ -97,6 +112,8 @@ pub struct RelayConfig {
     pub backoff_reset_after_secs: u64,
     /// Retry delay after a refusal.
     pub failed_retry_secs: u64,
+    /// How long destinations wait for a publisher whose connection dropped.
+    pub publisher_grace_secs: u64,
     /// Outgoing chunk size.
     pub chunk_size: u32,
 }
@@ -131,6 +148,8 @@ pub struct RtmpConfig {
     pub window_ack_size: u32,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Connections served at once from one IP address.
+    pub max_connections_per_ip: usize,
     /// Seconds for the handshake and the connect command.
     pub handshake_timeout_secs: u64,
     /// Seconds of silence allowed before publish/play, and from a publisher.
@@ -181,6 +200,9 @@ pub struct Overrides {
     /// `--rtmp ADDR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmp_listen: Option<SocketAddr>,
+    /// `--http ADDR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -193,6 +215,9 @@ impl Config {
         figment = figment.merge(Env::prefixed("PRISM_").split("__"));
         if let Some(listen) = overrides.rtmp_listen {
             figment = figment.merge(Serialized::default("rtmp.listen", listen));
+        }
+        if let Some(listen) = overrides.http_listen {
+            figment = figment.merge(Serialized::default("http.listen", listen));
         }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
@@ -216,8 +241,8 @@ impl Config {
         if !(128..=65_536).contains(&self.rtmp.chunk_size) {
             return invalid("rtmp.chunk_size", "must be between 128 and 65536");
         }
-        if self.rtmp.max_connections == 0 {
-            return invalid("rtmp.max_connections", "must be at least 1");
+        if self.rtmp.max_connections == 0 || self.rtmp.max_connections_per_ip == 0 {
+            return invalid("rtmp.max_connections(_per_ip)", "must be at least 1");
         }
         if self.rtmp.handshake_timeout_secs == 0 || self.rtmp.idle_timeout_secs == 0 {
             return invalid("rtmp.*_timeout_secs", "timeouts must be at least 1 second");
@@ -254,6 +279,12 @@ impl Config {
         }
         if self.profiles.values().any(|p| p.args.is_empty()) {
             return invalid("profiles.*.args", "a profile needs ffmpeg output arguments");
+        }
+        if self.http.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return invalid("http.token", "use at least 16 characters");
+        }
+        if self.http.protect_reads && self.http.token.is_none() {
+            return invalid("http.protect_reads", "needs http.token");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");
@@ -324,6 +355,7 @@ mod tests {
             assert_eq!(config.rtmp.chunk_size, 8192);
             let overrides = Overrides {
                 rtmp_listen: Some("127.0.0.1:4000".parse().unwrap()),
+                ..Overrides::default()
             };
             let config = Config::load(Some(Path::new("prism.toml")), &overrides).unwrap();
             assert_eq!(config.rtmp.listen.port(), 4000);

@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod flv;
+pub mod http;
 pub mod hub;
 pub mod mask;
 pub mod presets;

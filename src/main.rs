@@ -33,6 +33,9 @@ struct Options {
     /// RTMP listen address, e.g. 0.0.0.0:1935 (overrides the config file).
     #[arg(long, global = true)]
     rtmp: Option<std::net::SocketAddr>,
+    /// HTTP (status API, metrics, dashboard) listen address, e.g. 127.0.0.1:8080.
+    #[arg(long, global = true)]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = Overrides {
         rtmp_listen: cli.options.rtmp,
+        http_listen: cli.options.http,
     };
     let config = match Config::load(cli.options.config.as_deref(), &overrides) {
         Ok(config) => config,

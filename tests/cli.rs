@@ -17,7 +17,7 @@ fn prism() -> Command {
 #[tokio::test]
 async fn serve_listens_where_told_publishes_work_and_sigterm_stops_it() {
     let mut child = prism()
-        .args(["serve", "--rtmp", "127.0.0.1:0"])
+        .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -105,6 +105,7 @@ async fn hostile_connections_are_closed_and_a_live_stream_is_untouched() {
     // Protocol errors must close a connection at once, well before these timeouts.
     let prism = Prism::start_with(|c| {
         c.rtmp.handshake_timeout_secs = 4;
+        c.rtmp.max_connections_per_ip = 1000;
         c.limits.max_message_len = 1 << 20;
         c.limits.max_pending_bytes = 4 << 20;
     })
@@ -309,5 +310,26 @@ async fn a_player_that_stops_reading_drops_frames_and_holds_back_no_one() {
         "the stalled player dropped frames"
     );
     drop(stalled);
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let prism = Prism::start_with(|c| c.rtmp.max_connections_per_ip = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut socket = connect(&prism).await;
+        handshake(&mut socket).await;
+        held.push(socket);
+    }
+    // The fourth from the same address is closed at once, without a handshake.
+    let mut fourth = connect(&prism).await;
+    let _ = fourth.write_all(&[3u8; 1537]).await;
+    assert_closed_within(fourth, Duration::from_secs(2)).await;
+    // A slot frees when one of the three closes.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect(&prism).await;
+    handshake(&mut again).await;
     prism.stop().await;
 }

@@ -344,3 +344,83 @@ async fn a_refused_key_is_marked_failed_with_the_ingests_message() {
     prism.stop().await;
     ingest.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_drops_and_comes_back_within_the_grace_period_keeps_the_broadcast() {
+    let youtube = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        c.relay.publisher_grace_secs = 4;
+    })
+    .await;
+    let url = prism.url("live/gracetest?youtube=yt-grace");
+    let mut first = publish(&clip(12), &url);
+    youtube.wait_recording("yt-grace", 20_000, WAIT).await;
+    // The encoder's connection drops without unpublishing (a network cut).
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(
+        prism.hub().is_live("live", "gracetest"),
+        "live during the grace period"
+    );
+    let second = publish(&test_flv(), &url);
+    let (exit, _) = finish(second).await;
+    assert!(
+        exit.success(),
+        "the returning publisher is accepted: {exit}"
+    );
+    assert!(youtube.saw_clean_unpublish("yt-grace").await);
+    assert_eq!(
+        youtube.publishes("yt-grace").len(),
+        1,
+        "one broadcast, never interrupted at the ingest"
+    );
+    let frames = recording_framemd5(&youtube.recording("yt-grace"));
+    let tail = framemd5_of_file(&test_flv());
+    let tail_video: Vec<&Frame> = tail.iter().filter(|f| f.stream == 0).collect();
+    let got_video: Vec<&Frame> = frames.iter().filter(|f| f.stream == 0).collect();
+    assert!(
+        got_video.len() > tail_video.len(),
+        "both publishers' video is in the one recording"
+    );
+    assert_eq!(
+        &got_video[got_video.len() - tail_video.len()..],
+        &tail_video[..],
+        "the second publisher's stream arrived whole"
+    );
+    let mut last = std::collections::HashMap::new();
+    for (index, dts) in recording_dts(&youtube.recording("yt-grace")) {
+        let previous = last.insert(index, dts).unwrap_or(i64::MIN);
+        assert!(
+            dts >= previous,
+            "timestamps stay monotonic across the publisher's return"
+        );
+    }
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_grace_period_destinations_get_a_clean_unpublish() {
+    let youtube = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        c.relay.publisher_grace_secs = 2;
+    })
+    .await;
+    let mut publisher = publish(&clip(12), &prism.url("live/gone?youtube=yt-gone"));
+    youtube.wait_recording("yt-gone", 20_000, WAIT).await;
+    publisher.start_kill().unwrap();
+    let _ = publisher.wait().await;
+    let dropped_at = tokio::time::Instant::now();
+    assert!(
+        youtube.saw_clean_unpublish("yt-gone").await,
+        "a clean end after the grace period"
+    );
+    assert!(
+        dropped_at.elapsed() >= Duration::from_millis(1_500),
+        "not before the grace period"
+    );
+    assert!(!prism.hub().is_live("live", "gone"));
+    prism.stop().await;
+}

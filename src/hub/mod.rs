@@ -7,12 +7,14 @@
 //! payload. A push never waits: a full queue makes that subscriber drop frames.
 
 pub mod gop;
+pub mod media_info;
 pub mod packet;
 pub mod queue;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
@@ -21,6 +23,7 @@ use crate::flv;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;
 pub use gop::GopCache;
+pub use media_info::{AudioInfo, MediaInfo, VideoInfo};
 pub use packet::{Packet, PacketKind};
 pub use queue::{PushOutcome, QueueLimits, SubscriberQueue};
 
@@ -85,6 +88,8 @@ pub struct Stream {
 struct StreamState {
     /// The current publisher's id; `None` while no one publishes.
     publisher: Option<u64>,
+    /// The publisher dropped and may come back: subscribers are kept, waiting.
+    in_grace: bool,
     /// The query string the current publisher connected with (destination keys).
     query: String,
     since: Option<Instant>,
@@ -100,6 +105,14 @@ struct StreamState {
     bytes_in: u64,
     /// Times any subscriber started dropping frames for being slow.
     drop_episodes: u64,
+    /// The publisher's address.
+    peer: Option<SocketAddr>,
+    /// When publishing started, as wall-clock time for status.
+    since_wall: Option<SystemTime>,
+    /// Codecs, sizes, rates and input bitrate.
+    media: MediaInfo,
+    /// Players attached (subscribers that are not relay destinations or encoders).
+    players: usize,
 }
 
 impl Hub {
@@ -122,6 +135,7 @@ impl Hub {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
                 publisher: None,
+                in_grace: false,
                 query: String::new(),
                 since: None,
                 metadata: None,
@@ -134,6 +148,10 @@ impl Hub {
                 packets_in: 0,
                 bytes_in: 0,
                 drop_episodes: 0,
+                peer: None,
+                since_wall: None,
+                media: MediaInfo::default(),
+                players: 0,
             }),
         })
     }
@@ -157,9 +175,16 @@ impl Hub {
             if state.publisher.is_some() {
                 return Err(HubError::AlreadyPublishing);
             }
+            // A publisher coming back within its grace period takes over the
+            // stream: subscribers carry on with the new packets.
+            state.in_grace = false;
             state.publisher = Some(id);
             state.query = name.query.clone();
             state.since = Some(Instant::now());
+            state.since_wall = Some(SystemTime::now());
+            state.media = MediaInfo::default();
+            state.bytes_in = 0;
+            state.packets_in = 0;
         }
         drop(entry);
         Ok(Publisher {
@@ -169,9 +194,20 @@ impl Hub {
         })
     }
 
-    /// Subscribes to a stream, live or not yet live. The queue starts with the
-    /// metadata, sequence headers and the GOP cache, so the first frame is a keyframe.
+    /// Subscribes a player to a stream, live or not yet live. The queue starts with
+    /// the metadata, sequence headers and the GOP cache, so the first frame is a
+    /// keyframe.
     pub fn subscribe(self: &Arc<Self>, app: &str, name: &str) -> Result<Subscriber, HubError> {
+        self.subscribe_as(app, name, SubscriberKind::Player)
+    }
+
+    /// Subscribes as `kind`; only players count as the stream's audience.
+    pub fn subscribe_as(
+        self: &Arc<Self>,
+        app: &str,
+        name: &str,
+        kind: SubscriberKind,
+    ) -> Result<Subscriber, HubError> {
         let key = Self::key(app, name);
         if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
             return Err(HubError::TooManyStreams(self.limits.max_streams));
@@ -196,6 +232,9 @@ impl Hub {
                     .chain(state.gop.packets()),
             );
             state.subscribers.push(Arc::clone(&queue));
+            if kind == SubscriberKind::Player {
+                state.players += 1;
+            }
             queue
         };
         drop(entry);
@@ -203,6 +242,7 @@ impl Hub {
             hub: Arc::clone(self),
             stream,
             queue,
+            kind,
         })
     }
 
@@ -213,11 +253,13 @@ impl Hub {
             .map(|entry| Arc::clone(entry.value()))
     }
 
-    /// Whether someone publishes `app/name` right now.
+    /// Whether someone publishes `app/name` right now, or its publisher dropped and
+    /// is within its grace period.
     pub fn is_live(&self, app: &str, name: &str) -> bool {
-        self.streams
-            .get(&Self::key(app, name))
-            .is_some_and(|s| s.lock().publisher.is_some())
+        self.streams.get(&Self::key(app, name)).is_some_and(|s| {
+            let state = s.lock();
+            state.publisher.is_some() || state.in_grace
+        })
     }
 
     /// A snapshot of every live stream.
@@ -243,10 +285,19 @@ impl Hub {
         self.streams.remove_if(&key, |_, current| {
             Arc::ptr_eq(current, stream) && {
                 let state = current.lock();
-                state.publisher.is_none() && state.subscribers.is_empty()
+                state.publisher.is_none() && !state.in_grace && state.subscribers.is_empty()
             }
         });
     }
+}
+
+/// Who reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberKind {
+    /// A local player (counted as audience).
+    Player,
+    /// A relay destination or an encoder.
+    Relay,
 }
 
 /// What the status of a live stream looks like from the outside.
@@ -258,12 +309,24 @@ pub struct StreamInfo {
     pub name: String,
     /// When publishing started.
     pub since: Instant,
-    /// Subscribers attached.
+    /// When publishing started, wall clock.
+    pub since_wall: SystemTime,
+    /// The publisher's address.
+    pub peer: Option<SocketAddr>,
+    /// Subscribers attached (players, destinations, encoders).
     pub subscribers: usize,
+    /// Players attached.
+    pub players: usize,
     /// Media and data packets received.
     pub packets_in: u64,
     /// Payload bytes received.
     pub bytes_in: u64,
+    /// Input bitrate in bits per second.
+    pub bitrate_bps: u64,
+    /// The video track.
+    pub video: Option<VideoInfo>,
+    /// The audio track.
+    pub audio: Option<AudioInfo>,
 }
 
 impl Stream {
@@ -280,9 +343,15 @@ impl Stream {
             app: self.app.clone(),
             name: self.name.clone(),
             since: state.since?,
+            since_wall: state.since_wall?,
+            peer: state.peer,
             subscribers: state.subscribers.len(),
+            players: state.players,
             packets_in: state.packets_in,
             bytes_in: state.bytes_in,
+            bitrate_bps: state.media.bitrate_bps(),
+            video: state.media.video.clone(),
+            audio: state.media.audio.clone(),
         })
     }
 
@@ -290,6 +359,11 @@ impl Stream {
     /// it was too slow (since the stream entry was created).
     pub fn drop_episodes(&self) -> u64 {
         self.lock().drop_episodes
+    }
+
+    /// A snapshot of this stream, if live.
+    pub fn snapshot(&self) -> Option<StreamInfo> {
+        self.info()
     }
 
     /// Subscribers attached right now.
@@ -317,8 +391,14 @@ impl Publisher {
         &self.stream
     }
 
+    /// Records the publisher's address for status.
+    pub fn set_peer(&self, peer: SocketAddr) {
+        self.stream.lock().peer = Some(peer);
+    }
+
     /// Replaces the stream's metadata and sends it to subscribers.
     pub fn set_metadata(&self, metadata: &Amf0Value, timestamp: u32) {
+        self.stream.lock().media.on_metadata(metadata);
         let mut body = BytesMut::with_capacity(256);
         amf0::encode(&Amf0Value::from("onMetaData"), &mut body);
         amf0::encode(metadata, &mut body);
@@ -381,6 +461,17 @@ impl Publisher {
         let state = &mut *guard;
         state.packets_in += 1;
         state.bytes_in += packet.len() as u64;
+        state.media.count(packet.len());
+        match packet.kind {
+            PacketKind::Video => state.media.on_video(
+                &packet.payload,
+                packet.timestamp,
+                packet.config,
+                packet.keyframe,
+            ),
+            PacketKind::Audio if packet.config => state.media.on_audio_config(&packet.payload),
+            _ => {}
+        }
         match (packet.kind, packet.config) {
             (PacketKind::Metadata, _) => {
                 state.metadata = Some(packet.clone());
@@ -431,6 +522,50 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Lets go of the stream without ending it: subscribers stay attached, waiting
+    /// for the same name to be published again (the publisher's connection dropped
+    /// and the encoder is expected back). The stream ends when the returned guard is
+    /// dropped, unless a new publisher took over by then.
+    pub fn detach(self) -> Orphan {
+        {
+            let mut state = self.stream.lock();
+            if state.publisher == Some(self.id) {
+                state.publisher = None;
+                state.in_grace = true;
+                reset_media(&mut state);
+            }
+        }
+        Orphan {
+            hub: Arc::clone(&self.hub),
+            stream: Arc::clone(&self.stream),
+        }
+        // `self` drops here and finds no publisher of its own: nothing is closed.
+    }
+}
+
+/// Forgets what the last publisher sent: a new one sends its own metadata and
+/// sequence headers, and its first keyframe starts a new GOP.
+fn reset_media(state: &mut StreamState) {
+    state.query.clear();
+    state.since = None;
+    state.since_wall = None;
+    state.peer = None;
+    state.metadata = None;
+    state.video_config = None;
+    state.audio_config = None;
+    state.has_video = false;
+    state.gop.clear();
+}
+
+fn end_stream(state: &mut StreamState) {
+    reset_media(state);
+    state.in_grace = false;
+    for queue in state.subscribers.drain(..) {
+        queue.close();
+    }
+}
+
 impl Drop for Publisher {
     fn drop(&mut self) {
         {
@@ -439,16 +574,34 @@ impl Drop for Publisher {
                 return;
             }
             state.publisher = None;
-            state.query.clear();
-            state.since = None;
-            state.metadata = None;
-            state.video_config = None;
-            state.audio_config = None;
-            state.has_video = false;
-            state.gop.clear();
-            for queue in state.subscribers.drain(..) {
-                queue.close();
+            end_stream(&mut state);
+        }
+        self.hub.remove_if_idle(&self.stream);
+    }
+}
+
+/// A stream whose publisher dropped, held open for its grace period.
+#[derive(Debug)]
+pub struct Orphan {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+}
+
+impl Orphan {
+    /// Whether a new publisher took the stream over.
+    pub fn taken_over(&self) -> bool {
+        self.stream.lock().publisher.is_some()
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        {
+            let mut state = self.stream.lock();
+            if state.publisher.is_some() || !state.in_grace {
+                return;
             }
+            end_stream(&mut state);
         }
         self.hub.remove_if_idle(&self.stream);
     }
@@ -460,6 +613,7 @@ pub struct Subscriber {
     hub: Arc<Hub>,
     stream: Arc<Stream>,
     queue: Arc<SubscriberQueue>,
+    kind: SubscriberKind,
 }
 
 impl Subscriber {
@@ -473,6 +627,11 @@ impl Subscriber {
         self.queue.dropped()
     }
 
+    /// Its queue, for reading counters without the subscriber (status).
+    pub fn queue(&self) -> Arc<SubscriberQueue> {
+        Arc::clone(&self.queue)
+    }
+
     /// The stream subscribed to.
     pub fn stream(&self) -> &Arc<Stream> {
         &self.stream
@@ -482,10 +641,15 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.queue.close();
-        self.stream
-            .lock()
-            .subscribers
-            .retain(|queue| !Arc::ptr_eq(queue, &self.queue));
+        {
+            let mut state = self.stream.lock();
+            state
+                .subscribers
+                .retain(|queue| !Arc::ptr_eq(queue, &self.queue));
+            if self.kind == SubscriberKind::Player {
+                state.players = state.players.saturating_sub(1);
+            }
+        }
         self.hub.remove_if_idle(&self.stream);
     }
 }
@@ -606,6 +770,49 @@ mod tests {
         slow.recv_batch(&mut got).await;
         assert!(got.len() <= 8);
         assert!(got[0].keyframe);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_back_within_its_grace_period_takes_over() {
+        let hub = Hub::new(HubLimits::default());
+        let first = hub.publish(&name("k")).unwrap();
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        first.push_video(0, Bytes::from_static(AVC_KEY));
+        let orphan = first.detach();
+        assert!(
+            hub.is_live("live", "k"),
+            "still live during the grace period"
+        );
+        let second = hub.publish(&name("k")).unwrap();
+        assert!(orphan.taken_over());
+        drop(orphan);
+        second.push_video(0, Bytes::from_static(AVC_SH));
+        second.push_video(0, Bytes::from_static(AVC_KEY));
+        let mut got = Vec::new();
+        assert!(subscriber.recv_batch(&mut got).await);
+        assert_eq!(
+            got.len(),
+            3,
+            "the first keyframe, then the new config and keyframe"
+        );
+        drop(second);
+        got.clear();
+        assert!(
+            !subscriber.recv_batch(&mut got).await,
+            "ended with the second publisher"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grace_period_that_expires_ends_the_stream() {
+        let hub = Hub::new(HubLimits::default());
+        let publisher = hub.publish(&name("k")).unwrap();
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        let orphan = publisher.detach();
+        drop(orphan);
+        assert!(!hub.is_live("live", "k"));
+        let mut got = Vec::new();
+        assert!(!subscriber.recv_batch(&mut got).await);
     }
 
     #[test]

@@ -42,6 +42,9 @@ struct Inner {
     packets: VecDeque<Packet>,
     bytes: usize,
     dropping: bool,
+    /// False until the first keyframe was queued: what a joiner skips while it
+    /// waits for its first keyframe is not a drop (it never had those frames).
+    started: bool,
     closed: bool,
     /// The stream's config generation this subscriber has been sent.
     config_generation: u64,
@@ -65,6 +68,7 @@ impl SubscriberQueue {
                 packets: VecDeque::with_capacity(64),
                 bytes: 0,
                 dropping: waiting_for_keyframe,
+                started: !waiting_for_keyframe,
                 closed: false,
                 config_generation,
             }),
@@ -107,12 +111,13 @@ impl SubscriberQueue {
         }
         if inner.dropping {
             if !packet.keyframe || !self.has_room(&inner, packet) {
-                if !is_config(packet) {
+                if inner.started && !is_config(packet) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 return PushOutcome::Dropped;
             }
             inner.dropping = false;
+            inner.started = true;
             let (generation, current) = config();
             if generation != inner.config_generation {
                 inner.config_generation = generation;
@@ -276,6 +281,23 @@ mod tests {
         q.recv_batch(&mut out).await;
         assert!(out[0].config, "sequence header first");
         assert!(out[1].keyframe);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_joiners_skipped_frames_are_not_drops() {
+        let q = SubscriberQueue::new(
+            QueueLimits {
+                max_bytes: 150,
+                max_packets: 100,
+            },
+            true,
+            0,
+        );
+        q.push(&video(0, false), no_config);
+        q.push(&video(1, true), no_config);
+        assert_eq!(q.dropped(), 0, "nothing was lost before the first keyframe");
+        q.push(&video(2, false), no_config); // overflow: a real drop
+        assert_eq!(q.dropped(), 1);
     }
 
     #[tokio::test]

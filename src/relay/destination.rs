@@ -166,35 +166,51 @@ fn add(
     profile: Option<String>,
     presets: &Presets,
 ) {
-    if resolution
-        .destinations
-        .iter()
-        .any(|d| d.target == target && d.profile == profile)
-    {
+    match DestinationSpec::new_unique(&resolution.destinations, preset, target, profile, presets) {
+        Some(spec) => resolution.destinations.push(spec),
         // Two entries for the same ingest and key would fight over one broadcast.
-        resolution.problems.push(format!(
+        None => resolution.problems.push(format!(
             "duplicate destination {} started once",
             preset.unwrap_or("custom")
-        ));
-        return;
+        )),
     }
-    let base = preset.unwrap_or("custom");
-    let taken = |id: &str| resolution.destinations.iter().any(|d| d.id == id);
-    let id = std::iter::once(base.to_owned())
-        .chain((2..).map(|n| format!("{base}-{n}")))
-        .find(|id| !taken(id))
-        .unwrap_or_else(|| base.to_owned());
-    let constraints = preset
-        .and_then(|p| presets.get(p))
-        .map(|p| p.constraints.clone())
-        .unwrap_or_default();
-    resolution.destinations.push(DestinationSpec {
-        id,
-        preset: preset.map(str::to_owned),
-        target,
-        profile,
-        constraints,
-    });
+}
+
+impl DestinationSpec {
+    /// A destination next to `existing`: `None` when one of them already publishes
+    /// to the same target with the same profile; otherwise with an id none of them
+    /// has (`youtube`, `youtube-2`...).
+    pub fn new_unique(
+        existing: &[DestinationSpec],
+        preset: Option<&str>,
+        target: Target,
+        profile: Option<String>,
+        presets: &Presets,
+    ) -> Option<Self> {
+        if existing
+            .iter()
+            .any(|d| d.target == target && d.profile == profile)
+        {
+            return None;
+        }
+        let base = preset.unwrap_or("custom");
+        let taken = |id: &str| existing.iter().any(|d| d.id == id);
+        let id = std::iter::once(base.to_owned())
+            .chain((2..).map(|n| format!("{base}-{n}")))
+            .find(|id| !taken(id))
+            .unwrap_or_else(|| base.to_owned());
+        let constraints = preset
+            .and_then(|p| presets.get(p))
+            .map(|p| p.constraints.clone())
+            .unwrap_or_default();
+        Some(Self {
+            id,
+            preset: preset.map(str::to_owned),
+            target,
+            profile,
+            constraints,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ pub mod status;
 pub mod target;
 pub mod tls;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{AudioInfo, Hub, VideoInfo};
 use crate::mask::Masked;
 use crate::presets::{PresetError, Presets};
 use crate::rtmp::chunk::DecoderLimits;
@@ -32,7 +33,7 @@ use crate::transcode::Profiles;
 use crate::transcode::encoder::EncoderContext;
 use crate::users::{User, Users, UsersError};
 use backoff::BackoffPolicy;
-use destination::resolve;
+use destination::{DestinationSpec, resolve};
 use status::{DestinationSnapshot, DestinationStatus};
 use tokio::sync::Semaphore;
 
@@ -93,8 +94,8 @@ pub struct Relay {
     users: Users,
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    /// Destinations of each live stream, by (app, name), for the status API.
-    streams: DashMap<(String, String), Vec<Arc<DestinationStatus>>>,
+    /// The relay of each live stream, by (app, name), for status and control.
+    streams: DashMap<(String, String), Arc<StreamRelay>>,
 }
 
 impl Relay {
@@ -125,6 +126,7 @@ impl Relay {
             output_hub: Hub::new(config.hub_limits()),
             ffmpeg: config.transcode.ffmpeg.clone(),
             slots: Arc::new(Semaphore::new(config.transcode.max_encoders)),
+            max_encoders: config.transcode.max_encoders,
             stall_timeout: Duration::from_secs(config.transcode.stall_timeout_secs),
             restart_backoff: BackoffPolicy {
                 initial: Duration::from_millis(config.transcode.restart_backoff_ms),
@@ -171,61 +173,348 @@ impl Relay {
             .ok_or(AuthError::UnknownKey)
     }
 
-    /// Starts the destinations of a stream that just went live.
-    pub fn start(self: &Arc<Self>, name: &StreamName, user: Option<&User>) -> RelayHandle {
+    /// Starts the destinations of a stream that just went live. `kick` is cancelled
+    /// when an operator kicks the publisher.
+    pub fn start(
+        self: &Arc<Self>,
+        name: &StreamName,
+        user: Option<&User>,
+        kick: CancellationToken,
+    ) -> RelayHandle {
+        let key = (name.app.clone(), name.name.clone());
+        if let Some(stream) = self.streams.get(&key).map(|e| Arc::clone(e.value()))
+            && stream.orphaned.swap(false, Ordering::AcqRel)
+        {
+            // The publisher came back within its grace period: its destinations
+            // stayed connected and carry on with the new connection's packets.
+            tracing::info!(stream = %name.masked(), "publisher back within its grace period; destinations continue");
+            let generation = stream.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            *stream.kick.lock().unwrap_or_else(|p| p.into_inner()) = kick;
+            return RelayHandle {
+                relay: Arc::clone(self),
+                key,
+                stream,
+                generation,
+            };
+        }
         let resolution = resolve(&name.query, user, &self.presets, &self.ctx.profiles);
         for problem in &resolution.problems {
             tracing::warn!(stream = %name.masked(), "{problem}");
         }
-        let stop = self.shutdown.child_token();
-        let ended = CancellationToken::new();
-        let mut statuses = Vec::with_capacity(resolution.destinations.len());
+        let stream = Arc::new(StreamRelay {
+            name: name.clone(),
+            user: user.map(|u| u.name.clone()),
+            stop: self.shutdown.child_token(),
+            ended: CancellationToken::new(),
+            kick: Mutex::new(kick),
+            generation: AtomicU64::new(0),
+            orphaned: AtomicBool::new(false),
+            destinations: Mutex::new(Vec::new()),
+        });
         for spec in resolution.destinations {
-            let status = Arc::new(DestinationStatus::new(
-                spec.id.clone(),
-                spec.preset.clone(),
-                spec.target.masked(),
-                spec.profile.clone(),
-            ));
-            statuses.push(Arc::clone(&status));
-            // A root span: the destination outlives nothing of the publisher's
-            // connection but its stream, and its logs must not read as the publisher's.
-            let span = tracing::info_span!(
-                parent: None,
-                "push",
-                stream = %name.masked(),
-                destination = %spec.id,
-                url = %spec.target.masked(),
-            );
-            tracing::info!(parent: &span, "starting destination");
-            self.tracker.spawn(
-                push::run(
-                    Arc::clone(&self.ctx),
-                    name.app.clone(),
-                    name.name.clone(),
-                    spec,
-                    status,
-                    stop.clone(),
-                    ended.clone(),
-                )
-                .instrument(span),
-            );
+            self.spawn_destination(&stream, spec, 0);
         }
-        let key = (name.app.clone(), name.name.clone());
-        self.streams.insert(key.clone(), statuses);
+        self.streams.insert(key.clone(), Arc::clone(&stream));
         RelayHandle {
             relay: Arc::clone(self),
             key,
-            ended,
+            stream,
+            generation: 0,
         }
     }
 
-    /// The destinations of a live stream.
+    fn spawn_destination(
+        &self,
+        stream: &Arc<StreamRelay>,
+        spec: DestinationSpec,
+        reconnects: u64,
+    ) -> Arc<DestinationStatus> {
+        let status = Arc::new(DestinationStatus::new(
+            spec.id.clone(),
+            spec.preset.clone(),
+            spec.target.masked(),
+            spec.profile.clone(),
+        ));
+        for _ in 0..reconnects {
+            status.count_reconnect();
+        }
+        let name = &stream.name;
+        // A root span: the destination's logs must not read as the publisher's.
+        let span = tracing::info_span!(
+            parent: None,
+            "push",
+            stream = %name.masked(),
+            destination = %spec.id,
+            url = %spec.target.masked(),
+        );
+        tracing::info!(parent: &span, "starting destination");
+        let stop = stream.stop.child_token();
+        stream.lock().push(DestinationEntry {
+            spec: spec.clone(),
+            status: Arc::clone(&status),
+            stop: stop.clone(),
+        });
+        self.tracker.spawn(
+            push::run(
+                Arc::clone(&self.ctx),
+                name.app.clone(),
+                name.name.clone(),
+                spec,
+                Arc::clone(&status),
+                stop,
+                stream.ended.clone(),
+            )
+            .instrument(span),
+        );
+        status
+    }
+
+    /// The destinations of a live stream, by app and stream key.
     pub fn destinations(&self, app: &str, name: &str) -> Vec<DestinationSnapshot> {
         self.streams
             .get(&(app.to_owned(), name.to_owned()))
-            .map(|list| list.iter().map(|s| s.snapshot()).collect())
+            .map(|stream| stream.snapshots())
             .unwrap_or_default()
+    }
+
+    /// Every live stream's relay.
+    pub fn streams(&self) -> Vec<Arc<StreamRelay>> {
+        self.streams.iter().map(|e| Arc::clone(e.value())).collect()
+    }
+
+    /// The relay of the live stream shown as `display_name` (its user's name or its
+    /// masked key) in `app`.
+    pub fn find(&self, app: &str, display_name: &str) -> Option<Arc<StreamRelay>> {
+        self.streams
+            .iter()
+            .find(|e| e.value().name.app == app && e.value().display_name() == display_name)
+            .map(|e| Arc::clone(e.value()))
+    }
+
+    /// Adds a destination to a live stream.
+    pub fn add_destination(
+        &self,
+        stream: &Arc<StreamRelay>,
+        request: AddDestination,
+    ) -> Result<DestinationSnapshot, ControlError> {
+        if let Some(profile) = &request.profile
+            && !self.ctx.profiles.contains(profile)
+        {
+            return Err(ControlError::Invalid(format!(
+                "unknown profile `{profile}` (known: {})",
+                self.ctx.profiles.names()
+            )));
+        }
+        let (preset, target) = match (&request.preset, &request.key, &request.url) {
+            (Some(preset), Some(key), None) if !key.is_empty() => {
+                let target = self.presets.target(preset, key, &[]).ok_or_else(|| {
+                    let known: Vec<_> = self.presets.ids().collect();
+                    ControlError::Invalid(format!(
+                        "unknown preset `{preset}` (known: {})",
+                        known.join(", ")
+                    ))
+                })?;
+                (Some(preset.as_str()), target)
+            }
+            (None, None, Some(url)) => (
+                None,
+                target::Target::from_full_url(url)
+                    .map_err(|e| ControlError::Invalid(e.to_string()))?,
+            ),
+            _ => {
+                return Err(ControlError::Invalid(
+                    "give either \"preset\" and a non-empty \"key\", or \"url\"".into(),
+                ));
+            }
+        };
+        let existing: Vec<DestinationSpec> = stream.lock().iter().map(|e| e.spec.clone()).collect();
+        let spec =
+            DestinationSpec::new_unique(&existing, preset, target, request.profile, &self.presets)
+                .ok_or_else(|| ControlError::Conflict("that destination already exists".into()))?;
+        Ok(self.spawn_destination(stream, spec, 0).snapshot())
+    }
+
+    /// Stops a destination with a clean unpublish and forgets it.
+    pub fn remove_destination(&self, stream: &StreamRelay, id: &str) -> Result<(), ControlError> {
+        let entry = {
+            let mut list = stream.lock();
+            let index = list
+                .iter()
+                .position(|e| e.spec.id == id)
+                .ok_or_else(|| ControlError::NotFound(format!("no destination `{id}`")))?;
+            list.remove(index)
+        };
+        entry.stop.cancel();
+        tracing::info!(stream = %stream.name.masked(), destination = id, "destination removed");
+        Ok(())
+    }
+
+    /// Reconnects a destination from scratch (clean unpublish, then a new session).
+    pub fn restart_destination(
+        &self,
+        stream: &Arc<StreamRelay>,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        let entry = {
+            let mut list = stream.lock();
+            let index = list
+                .iter()
+                .position(|e| e.spec.id == id)
+                .ok_or_else(|| ControlError::NotFound(format!("no destination `{id}`")))?;
+            list.remove(index)
+        };
+        entry.stop.cancel();
+        let reconnects = entry.status.snapshot().reconnects + 1;
+        self.spawn_destination(stream, entry.spec, reconnects);
+        tracing::info!(stream = %stream.name.masked(), destination = id, "destination restarted");
+        Ok(())
+    }
+
+    /// Disconnects the publisher of a stream.
+    pub fn kick(&self, stream: &StreamRelay) {
+        tracing::info!(stream = %stream.name.masked(), "publisher kicked");
+        stream
+            .kick
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
+    }
+
+    /// Platform constraints the stream breaks, per passthrough destination.
+    pub fn warnings(
+        &self,
+        stream: &StreamRelay,
+        video: Option<&VideoInfo>,
+        audio: Option<&AudioInfo>,
+    ) -> Vec<String> {
+        let list = stream.lock();
+        let mut warnings = Vec::new();
+        for entry in list.iter().filter(|e| e.spec.profile.is_none()) {
+            let c = &entry.spec.constraints;
+            let id = &entry.spec.id;
+            if let Some(codec) = video.and_then(|v| v.codec.as_deref())
+                && !c.video_codecs.is_empty()
+                && !c.video_codecs.iter().any(|ok| ok == codec)
+            {
+                warnings.push(format!(
+                    "{id}: video codec {codec} is not accepted ({}); add a profile such as h264",
+                    c.video_codecs.join(", ")
+                ));
+            }
+            if let Some(codec) = audio.and_then(|a| a.codec.as_deref())
+                && !c.audio_codecs.is_empty()
+                && !c.audio_codecs.iter().any(|ok| ok == codec)
+            {
+                warnings.push(format!(
+                    "{id}: audio codec {codec} is not accepted ({})",
+                    c.audio_codecs.join(", ")
+                ));
+            }
+            if let (Some(interval), Some(max)) = (
+                video.and_then(|v| v.keyframe_interval_secs),
+                c.keyframe_interval_max_secs,
+            ) && interval > max + 0.1
+            {
+                warnings.push(format!(
+                    "{id}: keyframe interval {interval:.1} s is over the platform's {max} s"
+                ));
+            }
+        }
+        warnings
+    }
+
+    /// Encoders running now.
+    pub fn encoders_running(&self) -> usize {
+        self.ctx.encoders.max_encoders - self.ctx.encoders.slots.available_permits()
+    }
+}
+
+/// A request to add a destination to a live stream.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddDestination {
+    /// A preset id; needs `key`.
+    #[serde(default)]
+    pub preset: Option<String>,
+    /// The stream key for the preset.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A full rtmp:// or rtmps:// URL ending in the stream name, instead of a preset.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A re-encode profile.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
+
+/// Why a control request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// It already exists.
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// One destination of a live stream, with what it takes to stop it.
+struct DestinationEntry {
+    spec: DestinationSpec,
+    status: Arc<DestinationStatus>,
+    stop: CancellationToken,
+}
+
+/// The relay side of one live stream.
+pub struct StreamRelay {
+    name: StreamName,
+    user: Option<String>,
+    stop: CancellationToken,
+    ended: CancellationToken,
+    /// Cancels the current publisher's connection.
+    kick: Mutex<CancellationToken>,
+    /// Bumped when a returning publisher adopts the stream, so that the old
+    /// publisher's handle no longer owns it.
+    generation: AtomicU64,
+    /// The publisher dropped and its grace period runs.
+    orphaned: AtomicBool,
+    destinations: Mutex<Vec<DestinationEntry>>,
+}
+
+impl StreamRelay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DestinationEntry>> {
+        self.destinations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The app.
+    pub fn app(&self) -> &str {
+        &self.name.app
+    }
+
+    /// The stream key. Secret: for looking the stream up in the hub, never for display.
+    pub fn key(&self) -> &str {
+        &self.name.name
+    }
+
+    /// The user who publishes, if users are configured.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// What status shows as the stream's name: its user's name, or its masked key.
+    pub fn display_name(&self) -> String {
+        match &self.user {
+            Some(user) => user.clone(),
+            None => crate::mask::Masked(&self.name.name).to_string(),
+        }
+    }
+
+    /// Every destination's status.
+    pub fn snapshots(&self) -> Vec<DestinationSnapshot> {
+        self.lock().iter().map(|e| e.status.snapshot()).collect()
     }
 }
 
@@ -243,7 +532,18 @@ impl std::fmt::Debug for Relay {
 pub struct RelayHandle {
     relay: Arc<Relay>,
     key: (String, String),
-    ended: CancellationToken,
+    stream: Arc<StreamRelay>,
+    generation: u64,
+}
+
+impl RelayHandle {
+    /// The publisher dropped: keep the destinations for a returning publisher to
+    /// adopt. Dropping the handle afterwards ends them unless one did.
+    pub fn orphan(&self) {
+        if self.stream.generation.load(Ordering::Acquire) == self.generation {
+            self.stream.orphaned.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -254,10 +554,17 @@ impl std::fmt::Debug for RelayHandle {
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
+        if self.stream.generation.load(Ordering::Acquire) != self.generation {
+            // A returning publisher adopted the stream.
+            return;
+        }
+        self.stream.orphaned.store(false, Ordering::Release);
         // The hub already ended the destinations' queues (the publisher handle is
         // dropped first), so live ones drain and unpublish; this ends the ones that
         // are connecting or waiting to retry.
-        self.ended.cancel();
-        self.relay.streams.remove(&self.key);
+        self.stream.ended.cancel();
+        self.relay
+            .streams
+            .remove_if(&self.key, |_, current| Arc::ptr_eq(current, &self.stream));
     }
 }

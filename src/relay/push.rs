@@ -19,7 +19,7 @@ use super::destination::DestinationSpec;
 use super::status::{DestinationStatus, State};
 use super::tls::TlsError;
 use super::{RelayContext, backoff::Backoff};
-use crate::hub::{Hub, Packet, PacketKind, Subscriber};
+use crate::hub::{Hub, Packet, PacketKind, Subscriber, SubscriberKind};
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
@@ -158,15 +158,15 @@ pub async fn run(
         }
         first = false;
         status.set_state(State::Connecting);
-        let subscriber = match hub.subscribe(&source_app, &source_name) {
+        let subscriber = match hub.subscribe_as(&source_app, &source_name, SubscriberKind::Relay) {
             Ok(subscriber) => subscriber,
             Err(err) => {
                 tracing::warn!("cannot subscribe: {err}");
                 break;
             }
         };
+        status.attach_queue(subscriber.queue());
         let result = attempt(&ctx, &spec, &subscriber, &status, &stop, &ended).await;
-        status.set_dropped_current(subscriber.dropped());
         status.end_connection_drops();
         drop(subscriber);
         let error = match result {
@@ -224,7 +224,10 @@ async fn wait_for_encoder(
         if !ctx.hub.is_live(app, name) {
             return false;
         }
-        status.set_state(State::WaitingForEncoder);
+        // An encoder that cannot start at all (no ffmpeg) marked us failed.
+        if status.state() != State::Failed {
+            status.set_state(State::WaitingForEncoder);
+        }
         tokio::select! {
             () = tokio::time::sleep(ENCODER_POLL) => {}
             () = stop.cancelled() => return false,
@@ -419,7 +422,6 @@ where
                         self.unpublish().await;
                         return Ok(Ended::StreamEnded);
                     }
-                    self.status.set_dropped_current(subscriber.dropped());
                     self.send_batch();
                 }
             }

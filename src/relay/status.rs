@@ -1,11 +1,12 @@
 //! What each destination is doing, held where the status API can read it.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::hub::SubscriberQueue;
 use crate::rate::RateMeter;
 
 /// A destination's state.
@@ -69,8 +70,9 @@ pub struct DestinationStatus {
     bytes_out: AtomicU64,
     /// Frames dropped by connections that have ended.
     dropped_before: AtomicU64,
-    /// Frames dropped so far by the current connection's queue.
-    dropped_current: AtomicU64,
+    /// The current connection's queue, whose drop counter is read live: drops
+    /// matter most while the destination is stalled and its task is blocked.
+    queue: Mutex<Option<Arc<SubscriberQueue>>>,
 }
 
 /// A consistent copy of a destination's status.
@@ -129,7 +131,7 @@ impl DestinationStatus {
             }),
             bytes_out: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
-            dropped_current: AtomicU64::new(0),
+            queue: Mutex::new(None),
         }
     }
 
@@ -180,15 +182,29 @@ impl DestinationStatus {
         self.lock().rate.add(n, Instant::now());
     }
 
-    /// Sets the frames the current connection's queue has dropped so far.
-    pub fn set_dropped_current(&self, n: u64) {
-        self.dropped_current.store(n, Ordering::Relaxed);
+    /// A connection attempt starts reading from `queue`.
+    pub fn attach_queue(&self, queue: Arc<SubscriberQueue>) {
+        self.end_connection_drops();
+        *self.queue.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue);
     }
 
     /// The current connection ended: its drops join the total.
     pub fn end_connection_drops(&self) {
-        let n = self.dropped_current.swap(0, Ordering::Relaxed);
-        self.dropped_before.fetch_add(n, Ordering::Relaxed);
+        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(queue) = queue {
+            self.dropped_before
+                .fetch_add(queue.dropped(), Ordering::Relaxed);
+        }
+    }
+
+    fn dropped_frames(&self) -> u64 {
+        let current = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |q| q.dropped());
+        self.dropped_before.load(Ordering::Relaxed) + current
     }
 
     /// Updates the encoder's status.
@@ -211,8 +227,7 @@ impl DestinationStatus {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             bitrate_bps: inner.rate.bits_per_second(Instant::now()),
             uptime_secs: inner.connected_at.map(|at| at.elapsed().as_secs()),
-            dropped_frames: self.dropped_before.load(Ordering::Relaxed)
-                + self.dropped_current.load(Ordering::Relaxed),
+            dropped_frames: self.dropped_frames(),
             reconnects: inner.reconnects,
             last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: inner.last_error.as_ref().map(|(_, at)| *at),

@@ -4,6 +4,7 @@
 //! All protocol decisions are made by the sans-I/O [`ServerSession`]; this task only
 //! moves bytes, enforces deadlines and connects the session to the hub.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub struct ConnectionContext {
     /// Allowed silence before publish/play and from a publisher; also the longest a
     /// player may refuse to read before it is dropped.
     pub idle_timeout: Duration,
+    /// How long a dropped publisher's stream waits for it to come back.
+    pub publisher_grace: Duration,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
@@ -85,6 +88,7 @@ enum Next {
 /// Serves one connection to its end. `Ok` means the peer or prism ended it cleanly.
 pub async fn serve<S>(
     mut io: S,
+    peer: SocketAddr,
     ctx: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError>
@@ -102,17 +106,57 @@ where
         },
         () = shutdown.cancelled() => return Ok(()),
     }
-    Connection {
+    let mut connection = Connection {
         io,
         buf,
         session: ServerSession::new(ctx.session.clone()),
         role: Role::Idle,
         batch: Vec::with_capacity(256),
         handshake_deadline,
+        peer,
+        kick: CancellationToken::new(),
         ctx,
+    };
+    let result = connection.run(&shutdown).await;
+    let deliberate = shutdown.is_cancelled() || connection.kick.is_cancelled();
+    let grace = connection.ctx.publisher_grace;
+    let role = std::mem::replace(&mut connection.role, Role::Idle);
+    if !deliberate && !grace.is_zero() {
+        hold_for_grace(role, grace, shutdown);
     }
-    .run(shutdown)
-    .await
+    result
+}
+
+/// A publisher whose connection dropped without unpublishing keeps its stream
+/// and destinations for `grace`: if the encoder publishes the same name again in
+/// time, everything carries on; otherwise the destinations get a clean unpublish.
+fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
+    let Role::Publishing {
+        publisher,
+        _relay: relay,
+    } = role
+    else {
+        return;
+    };
+    // The relay first: a publisher that comes back must find its destinations.
+    relay.orphan();
+    let orphan = publisher.detach();
+    tracing::warn!(
+        ?grace,
+        "publisher dropped; destinations wait for it to come back"
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            () = tokio::time::sleep(grace) => {}
+            () = shutdown.cancelled() => {}
+        }
+        if !orphan.taken_over() {
+            tracing::info!("publisher did not come back; ending the stream");
+        }
+        // The hub's queues end first, so destinations drain and unpublish.
+        drop(orphan);
+        drop(relay);
+    });
 }
 
 async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), ConnectionError>
@@ -142,6 +186,9 @@ struct Connection<S> {
     role: Role,
     batch: Vec<Packet>,
     handshake_deadline: Instant,
+    peer: SocketAddr,
+    /// Cancelled by an operator's kick (status API).
+    kick: CancellationToken,
     ctx: Arc<ConnectionContext>,
 }
 
@@ -149,7 +196,7 @@ impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    async fn run(mut self, shutdown: CancellationToken) -> Result<(), ConnectionError> {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event) {
@@ -166,6 +213,10 @@ where
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
+                () = self.kick.cancelled() => {
+                    tracing::info!("publisher kicked by an operator");
+                    return Ok(());
+                }
                 read = read_until(&mut self.io, &mut self.buf, deadline) => match read? {
                     0 => return Ok(()),
                     _ => continue,
@@ -231,7 +282,11 @@ where
                             None => tracing::info!(stream = %name.masked(), "publishing"),
                         }
                         self.session.accept_publish(stream_id);
-                        let relay = self.ctx.relay.start(&name, user.as_ref());
+                        publisher.set_peer(self.peer);
+                        let relay = self
+                            .ctx
+                            .relay
+                            .start(&name, user.as_ref(), self.kick.clone());
                         self.role = Role::Publishing {
                             publisher,
                             _relay: relay,

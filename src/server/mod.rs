@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod io;
+pub mod per_ip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub struct RtmpListener {
     listener: TcpListener,
     ctx: Arc<ConnectionContext>,
     limit: Arc<Semaphore>,
+    per_ip: Arc<per_ip::PerIpLimit>,
 }
 
 impl RtmpListener {
@@ -32,12 +34,19 @@ impl RtmpListener {
         addr: SocketAddr,
         ctx: Arc<ConnectionContext>,
         max_connections: usize,
+        max_connections_per_ip: usize,
     ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             ctx,
             limit: Arc::new(Semaphore::new(max_connections)),
+            per_ip: per_ip::PerIpLimit::new(max_connections_per_ip),
         })
+    }
+
+    /// The connection slots, to count open connections.
+    pub fn slots(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.limit)
     }
 
     /// The address actually bound.
@@ -69,12 +78,18 @@ impl RtmpListener {
                     continue;
                 }
             };
+            let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
+                tracing::warn!(%peer, "connection refused: too many connections from this address");
+                drop(socket);
+                continue;
+            };
             let ctx = Arc::clone(&self.ctx);
             let shutdown = shutdown.child_token();
             let span = tracing::info_span!("rtmp", %peer);
             tracker.spawn(
                 async move {
-                    serve_tcp(socket, ctx, shutdown).await;
+                    serve_tcp(socket, peer, ctx, shutdown).await;
+                    drop(ip_slot);
                     drop(permit);
                 }
                 .instrument(span),
@@ -83,13 +98,18 @@ impl RtmpListener {
     }
 }
 
-async fn serve_tcp(socket: TcpStream, ctx: Arc<ConnectionContext>, shutdown: CancellationToken) {
+async fn serve_tcp(
+    socket: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<ConnectionContext>,
+    shutdown: CancellationToken,
+) {
     // Media must not wait for the peer's delayed ACK (Nagle): it adds tens of ms.
     if let Err(err) = socket.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {err}");
     }
     tracing::debug!("connected");
-    match connection::serve(socket, ctx, shutdown).await {
+    match connection::serve(socket, peer, ctx, shutdown).await {
         Ok(()) => tracing::debug!("closed"),
         Err(err) => tracing::warn!("closing connection: {err}"),
     }

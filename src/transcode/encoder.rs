@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
 use crate::flv::{FlvHeader, FlvReader, FlvWriter, TagType};
-use crate::hub::{Hub, Packet, PacketKind, Publisher, Subscriber};
+use crate::hub::{Hub, Packet, PacketKind, Publisher, Subscriber, SubscriberKind};
 use crate::relay::backoff::{Backoff, BackoffPolicy};
 use crate::relay::status::DestinationStatus;
 use crate::rtmp::amf0::{self, Amf0Value};
@@ -45,6 +45,8 @@ pub struct EncoderContext {
     pub ffmpeg: String,
     /// Limits concurrent encoders.
     pub slots: Arc<Semaphore>,
+    /// The number of slots.
+    pub max_encoders: usize,
     /// No output for this long means ffmpeg hangs.
     pub stall_timeout: Duration,
     /// Restart delays.
@@ -117,13 +119,17 @@ pub async fn run(
             },
             () = stop.cancelled() => break,
         };
-        let subscriber = match ctx.hub.subscribe(&source.app, &source.name) {
-            Ok(subscriber) => subscriber,
-            Err(err) => {
-                tracing::warn!("encoder cannot subscribe: {err}");
-                break;
-            }
-        };
+        let subscriber =
+            match ctx
+                .hub
+                .subscribe_as(&source.app, &source.name, SubscriberKind::Relay)
+            {
+                Ok(subscriber) => subscriber,
+                Err(err) => {
+                    tracing::warn!("encoder cannot subscribe: {err}");
+                    break;
+                }
+            };
         if runs > 0 {
             status.update_encoder(|e| e.restarts += 1);
         }
@@ -150,6 +156,10 @@ pub async fn run(
                 let delay = backoff.next_delay();
                 tracing::warn!(retry_in = ?delay, "encoder failed: {err}");
                 status.record_failure(format!("encoder: {err}"));
+                if matches!(err, EncoderError::Spawn { .. }) && publisher.is_none() {
+                    // Nothing to send until ffmpeg can run: the destination failed.
+                    status.set_state(crate::relay::status::State::Failed);
+                }
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stop.cancelled() => break,

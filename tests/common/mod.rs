@@ -115,6 +115,7 @@ impl Prism {
         init_logging();
         let overrides = Overrides {
             rtmp_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
         };
         let mut config = Config::load(None, &overrides).expect("defaults load");
         tune(&mut config);
@@ -593,4 +594,100 @@ pub fn ffprobe_audio_codec(path: &Path) -> String {
         .first()
         .and_then(|s| s.get("codec_name").cloned())
         .unwrap_or_else(|| panic!("{path:?} has no audio stream"))
+}
+
+/// Publishes an FLV file to prism in real time with prism's own RTMP client,
+/// adding `offset_ms` (wrapping) to every timestamp: a publisher whose clock is
+/// about to cross the 32-bit wrap, without waiting 49.7 days.
+pub async fn publish_with_timestamp_offset(
+    addr: std::net::SocketAddr,
+    app: &str,
+    key: &str,
+    file: &Path,
+    offset_ms: u32,
+) {
+    use bytes::BytesMut;
+    use prism::flv::{FlvReader, TagType};
+    use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+    use prism::rtmp::handshake::ClientHandshake;
+    use prism::server::io::write_out;
+    use tokio::io::AsyncWriteExt;
+
+    let mut flv = BytesMut::from(&std::fs::read(file).unwrap()[..]);
+    let mut reader = FlvReader::new();
+    reader
+        .read_header(&mut flv)
+        .unwrap()
+        .expect("an FLV header");
+    let mut io = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut inbound = BytesMut::with_capacity(64 * 1024);
+    let mut handshake = ClientHandshake::new(0);
+    loop {
+        while let Some(out) = handshake.take_output() {
+            io.write_all(&out).await.unwrap();
+        }
+        if handshake.is_done() {
+            break;
+        }
+        assert!(io.read_buf(&mut inbound).await.unwrap() > 0);
+        handshake.read(&mut inbound).unwrap();
+    }
+    let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/{app}"), key));
+    'publishing: loop {
+        write_out(&mut io, session.out()).await.unwrap();
+        assert!(
+            io.read_buf(&mut inbound).await.unwrap() > 0,
+            "server closed"
+        );
+        while let Some(event) = session.poll(&mut inbound).unwrap() {
+            if let ClientEvent::Publishing { .. } = event {
+                break 'publishing;
+            }
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let mut first = None;
+    while let Some(tag) = reader.read_tag(&mut flv).unwrap() {
+        let first = *first.get_or_insert(tag.timestamp);
+        let due = Duration::from_millis(u64::from(tag.timestamp.wrapping_sub(first)));
+        tokio::time::sleep_until(started + due).await;
+        let timestamp = tag.timestamp.wrapping_add(offset_ms);
+        match tag.tag_type {
+            TagType::Script if tag.data.starts_with(b"\x02\x00\x0aonMetaData") => {
+                session.send_metadata(timestamp, &tag.data)
+            }
+            other => session.send_media(other as u8, timestamp, &tag.data),
+        }
+        write_out(&mut io, session.out()).await.unwrap();
+        while io.try_read_buf(&mut inbound).is_ok_and(|n| n > 0) {}
+        while session.poll(&mut inbound).unwrap().is_some() {}
+    }
+    session.unpublish();
+    write_out(&mut io, session.out()).await.unwrap();
+    io.shutdown().await.unwrap();
+}
+
+/// The dts of every packet of a recording in ms, per stream index, in file order.
+pub fn recording_dts(path: &Path) -> Vec<(u32, i64)> {
+    let out = std::process::Command::new(require("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=stream_index,dts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe runs");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (index, dts) = l.split_once(',')?;
+            Some((index.parse().ok()?, dts.trim().parse().ok()?))
+        })
+        .collect()
 }

@@ -1,0 +1,136 @@
+//! Hub and command hot paths: fanning one publisher's packets out to N subscribers, and
+//! decoding the connect command every session starts with.
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use prism::hub::{Hub, HubLimits, Packet, Subscriber};
+use prism::rtmp::amf0::{self, Amf0Value};
+use prism::stream_name::StreamName;
+
+/// Video payload size pushed per packet.
+const PAYLOAD_LEN: usize = 20 * 1024;
+/// One keyframe every this many video packets (2 s GOP at 30 fps).
+const GOP: u64 = 60;
+/// Subscriber counts measured.
+const SUBSCRIBERS: [usize; 4] = [1, 8, 32, 100];
+
+fn video(head: &[u8]) -> Bytes {
+    let mut body = vec![0x5a; PAYLOAD_LEN];
+    body[..head.len()].copy_from_slice(head);
+    Bytes::from(body)
+}
+
+/// Moves every subscriber's queued packets out (each `recv_batch` finds a packet waiting, so
+/// it never parks). Returns the number of packets received.
+async fn drain(subscribers: &[Subscriber], batch: &mut Vec<Packet>) -> usize {
+    let mut received = 0;
+    for subscriber in subscribers {
+        batch.clear();
+        subscriber.recv_batch(batch).await;
+        received += batch.len();
+    }
+    batch.clear();
+    received
+}
+
+fn hub_fanout(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let keyframe = video(&[0x17, 0x01, 0, 0, 0]);
+    let inter = video(&[0x27, 0x01, 0, 0, 0]);
+    let sequence_header = Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1f]);
+
+    let mut group = c.benchmark_group("hub_fanout");
+    for n in SUBSCRIBERS {
+        let hub = Hub::new(HubLimits::default());
+        let name = StreamName::parse("live", "", "bench").expect("valid name");
+        let publisher = hub.publish(&name).expect("publish");
+        publisher.push_video(0, sequence_header.clone());
+        publisher.push_video(0, keyframe.clone());
+        let subscribers: Vec<Subscriber> = (0..n)
+            .map(|_| hub.subscribe("live", "bench").expect("subscribe"))
+            .collect();
+        let mut batch = Vec::with_capacity(64);
+        // Joiners start with the sequence header and the cached keyframe.
+        let joined = runtime.block_on(drain(&subscribers, &mut batch));
+        assert_eq!(joined, 2 * n);
+
+        let mut sequence = 1u64;
+        let push = |sequence: &mut u64| {
+            let payload = if sequence.is_multiple_of(GOP) {
+                &keyframe
+            } else {
+                &inter
+            };
+            let timestamp = (*sequence * 33) as u32;
+            publisher.push_video(timestamp, payload.clone());
+            *sequence += 1;
+        };
+        // Setup check: one push reaches every subscriber, sharing the payload.
+        push(&mut sequence);
+        for subscriber in &subscribers {
+            batch.clear();
+            assert!(runtime.block_on(subscriber.recv_batch(&mut batch)));
+            assert_eq!(batch.len(), 1);
+            assert_eq!(
+                batch[0].payload.as_ptr(),
+                inter.as_ptr(),
+                "shared, not copied"
+            );
+        }
+        batch.clear();
+
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                push(&mut sequence);
+                runtime.block_on(drain(&subscribers, &mut batch))
+            });
+        });
+        assert!(
+            subscribers.iter().all(|s| s.dropped() == 0),
+            "no subscriber fell behind"
+        );
+    }
+    group.finish();
+}
+
+/// An ffmpeg (Lavf) publisher's connect command, byte for byte.
+fn ffmpeg_connect_payload() -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(b"\x02\x00\x07connect");
+    p.extend_from_slice(b"\x00\x3f\xf0\x00\x00\x00\x00\x00\x00");
+    p.extend_from_slice(b"\x03");
+    p.extend_from_slice(b"\x00\x03app\x02\x00\x04live");
+    p.extend_from_slice(b"\x00\x04type\x02\x00\x0anonprivate");
+    p.extend_from_slice(b"\x00\x08flashVer\x02\x00\x23FMLE/3.0 (compatible; Lavf61.7.100)");
+    p.extend_from_slice(b"\x00\x05tcUrl\x02\x00\x1artmp://127.0.0.1:1935/live");
+    p.extend_from_slice(b"\x00\x00\x09");
+    p
+}
+
+fn amf0_decode_connect(c: &mut Criterion) {
+    let payload = ffmpeg_connect_payload();
+    let values = amf0::decode_all(&payload).expect("valid connect");
+    assert_eq!(values.first().and_then(Amf0Value::as_str), Some("connect"));
+    assert_eq!(
+        values
+            .get(2)
+            .and_then(|object| object.get("tcUrl"))
+            .and_then(Amf0Value::as_str),
+        Some("rtmp://127.0.0.1:1935/live")
+    );
+
+    let mut group = c.benchmark_group("amf0_decode_connect");
+    group.throughput(Throughput::Bytes(payload.len() as u64));
+    group.bench_function("ffmpeg", |b| {
+        b.iter(|| amf0::decode_all(black_box(&payload)));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, hub_fanout, amf0_decode_connect);
+criterion_main!(benches);

@@ -1,0 +1,196 @@
+//! `GET /metrics` in the Prometheus text exposition format (version 0.0.4).
+//!
+//! Label values are app, the displayed stream name (user name or masked key) and
+//! destination ids: never a key.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+
+use super::HttpState;
+use super::api::{ApiError, stream_list};
+use crate::relay::status::State as DestinationState;
+
+/// Every destination state, for the one-hot `prism_destination_state` series.
+const STATES: &[(DestinationState, &str)] = &[
+    (DestinationState::Connecting, "connecting"),
+    (DestinationState::Live, "live"),
+    (DestinationState::Backoff, "backoff"),
+    (DestinationState::Failed, "failed"),
+    (DestinationState::Stopped, "stopped"),
+    (DestinationState::WaitingForEncoder, "waiting_for_encoder"),
+];
+
+/// A label value with `\`, `"` and newlines escaped as the format requires.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Family {
+    out: String,
+}
+
+impl Family {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", escape(val));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Renders every series.
+pub fn render(state: &HttpState) -> String {
+    let list = stream_list(state);
+    let mut f = Family {
+        out: String::with_capacity(4096),
+    };
+    f.header("prism_connections", "gauge", "RTMP connections open.");
+    f.sample("prism_connections", &[], state.open_connections() as f64);
+    f.header("prism_streams", "gauge", "Live streams.");
+    f.sample("prism_streams", &[], list.streams.len() as f64);
+    f.header("prism_encoders", "gauge", "ffmpeg encoders running.");
+    f.sample("prism_encoders", &[], state.relay.encoders_running() as f64);
+
+    f.header(
+        "prism_stream_bytes_in_total",
+        "counter",
+        "Media bytes received from the publisher.",
+    );
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_bytes_in_total",
+            &[("app", &s.app), ("stream", &s.name)],
+            s.publisher.bytes_in as f64,
+        );
+    }
+    f.header(
+        "prism_stream_bitrate_bps",
+        "gauge",
+        "Publisher bitrate in bits per second.",
+    );
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_bitrate_bps",
+            &[("app", &s.app), ("stream", &s.name)],
+            s.publisher.bitrate_bps as f64,
+        );
+    }
+    f.header("prism_stream_players", "gauge", "Local players watching.");
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_players",
+            &[("app", &s.app), ("stream", &s.name)],
+            s.players as f64,
+        );
+    }
+
+    type Field = fn(&super::model::DestinationJson) -> f64;
+    let per_destination: [(&str, &str, &str, Field); 4] = [
+        (
+            "prism_destination_bytes_out_total",
+            "counter",
+            "Bytes sent to the destination.",
+            |d| d.bytes_out as f64,
+        ),
+        (
+            "prism_destination_bitrate_bps",
+            "gauge",
+            "Destination bitrate in bits per second.",
+            |d| d.bitrate_bps as f64,
+        ),
+        (
+            "prism_destination_dropped_frames_total",
+            "counter",
+            "Frames dropped because the destination was slow.",
+            |d| d.dropped_frames as f64,
+        ),
+        (
+            "prism_destination_reconnects_total",
+            "counter",
+            "Destination reconnect attempts.",
+            |d| d.reconnects as f64,
+        ),
+    ];
+    for (name, kind, help, field) in per_destination {
+        f.header(name, kind, help);
+        for s in &list.streams {
+            for d in &s.destinations {
+                let labels = [
+                    ("app", s.app.as_str()),
+                    ("stream", s.name.as_str()),
+                    ("destination", d.id.as_str()),
+                ];
+                f.sample(name, &labels, field(d));
+            }
+        }
+    }
+    f.header(
+        "prism_destination_state",
+        "gauge",
+        "1 for the destination's current state, 0 for the others.",
+    );
+    for s in &list.streams {
+        for d in &s.destinations {
+            for (state, word) in STATES {
+                let labels = [
+                    ("app", s.app.as_str()),
+                    ("stream", s.name.as_str()),
+                    ("destination", d.id.as_str()),
+                    ("state", word),
+                ];
+                f.sample(
+                    "prism_destination_state",
+                    &labels,
+                    f64::from(u8::from(d.state == *state)),
+                );
+            }
+        }
+    }
+    f.out
+}
+
+/// `GET /metrics`.
+pub async fn metrics(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    super::api::authorize_read(&state, &headers)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&state),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape("x\ny"), "x\\ny");
+    }
+}

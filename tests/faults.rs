@@ -1,0 +1,217 @@
+//! Faults at the destinations and in the publisher's clock: each ends in the right
+//! state with a clear error, and disturbs no other destination and not the
+//! publisher.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sinks::{NginxSink, StunnelFront, recording_framemd5};
+use common::*;
+use prism::Config;
+use prism::presets::PresetOverride;
+use prism::relay::status::{DestinationSnapshot, State};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn point_preset(config: &mut Config, preset: &str, url: String) {
+    config.presets.insert(
+        preset.to_owned(),
+        PresetOverride {
+            url: Some(url),
+            ..PresetOverride::default()
+        },
+    );
+}
+
+fn quick(config: &mut Config) {
+    config.relay.backoff_initial_ms = 100;
+    config.relay.backoff_max_secs = 1;
+    config.relay.connect_timeout_secs = 1;
+}
+
+async fn wait_for(
+    prism: &Prism,
+    name: &str,
+    id: &str,
+    what: &str,
+    check: impl Fn(&DestinationSnapshot) -> bool,
+) -> DestinationSnapshot {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let relay = prism.app.as_ref().unwrap().relay();
+        if let Some(d) = relay
+            .destinations("live", name)
+            .into_iter()
+            .find(|d| d.id == id)
+            && check(&d)
+        {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_ingest_and_a_wrong_certificate_fail_alone() {
+    // Accepts TCP, then never answers the handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let holder = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(3).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    // RTMPS with a certificate prism does not trust (no tls.ca_file).
+    let facebook = NginxSink::start("rtmp").await;
+    let untrusted = StunnelFront::start(facebook.port()).await;
+    let twitch = NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", format!("rtmp://{silent_addr}/live2"));
+        point_preset(c, "facebook", untrusted.url("rtmp"));
+        point_preset(c, "twitch", twitch.url());
+        quick(c);
+    })
+    .await;
+    let clip = clip(8);
+    let publisher = publish(
+        &clip,
+        &prism.url("live/faults?youtube=yt-f&facebook=fb-f&twitch=tw-f"),
+    );
+    let yt = wait_for(
+        &prism,
+        "faults",
+        "youtube",
+        "times out in the handshake",
+        |d| {
+            d.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("not publishing after"))
+        },
+    )
+    .await;
+    assert!(
+        matches!(yt.state, State::Backoff | State::Connecting),
+        "{yt:?}"
+    );
+    let fb = wait_for(
+        &prism,
+        "faults",
+        "facebook",
+        "refuses the certificate",
+        |d| {
+            d.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("certificate"))
+        },
+    )
+    .await;
+    assert!(
+        matches!(fb.state, State::Backoff | State::Connecting),
+        "{fb:?}"
+    );
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "the publisher never noticed: {exit}");
+    assert!(twitch.saw_clean_unpublish("tw-f").await);
+    let frames = recording_framemd5(&twitch.recording("tw-f"));
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &frames),
+        0,
+        "twitch got every packet"
+    );
+    assert!(
+        facebook.publishes("fb-f").is_empty(),
+        "nothing reached the untrusted ingest"
+    );
+    prism.stop().await;
+    drop(holder);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_killed_ten_times_reconnects_ten_times_and_the_others_lose_nothing() {
+    let mut youtube = NginxSink::start("live2").await;
+    let twitch = NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        point_preset(c, "twitch", twitch.url());
+        quick(c);
+    })
+    .await;
+    let clip = clip(30);
+    let publisher = publish(
+        &clip,
+        &prism.url("live/tenkills?youtube=yt-ten&twitch=tw-ten"),
+    );
+    youtube.wait_publishing("yt-ten", WAIT).await;
+    for round in 1..=10u64 {
+        youtube.kill();
+        youtube.restart().await;
+        youtube.wait_publishing("yt-ten", WAIT).await;
+        wait_for(&prism, "tenkills", "youtube", "live again", |d| {
+            d.state == State::Live && d.reconnects >= round
+        })
+        .await;
+    }
+    let yt = wait_for(&prism, "tenkills", "youtube", "counted", |_| true).await;
+    assert!(yt.reconnects >= 10, "{yt:?}");
+    let (exit, _) = finish(publisher).await;
+    assert!(
+        exit.success(),
+        "the publisher was never disconnected: {exit}"
+    );
+    assert!(twitch.saw_clean_unpublish("tw-ten").await);
+    let frames = recording_framemd5(&twitch.recording("tw-ten"));
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &frames),
+        0,
+        "twitch got every packet"
+    );
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_stay_monotonic_across_the_32_bit_wrap() {
+    let youtube = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| point_preset(c, "youtube", youtube.url())).await;
+    let player = play_framemd5(&prism.url("live/wrap"));
+    prism.wait_subscribers("live", "wrap", 1).await;
+    let clip = test_flv();
+    // The publisher's clock crosses 2^32 ms about 3 s into the clip.
+    let offset = u32::MAX - 3_000;
+    let publishing = tokio::spawn({
+        let addr = prism.addr;
+        let clip = clip.clone();
+        async move {
+            publish_with_timestamp_offset(addr, "live", "wrap?youtube=yt-wrap", &clip, offset).await
+        }
+    });
+    publishing.await.unwrap();
+    let (status, out) = finish(player).await;
+    assert!(status.success());
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
+        0,
+        "the player got every packet"
+    );
+    assert!(youtube.saw_clean_unpublish("yt-wrap").await);
+    let recording = youtube.recording("yt-wrap");
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &recording_framemd5(&recording)),
+        0
+    );
+    let dts = recording_dts(&recording);
+    let mut last = std::collections::HashMap::new();
+    for (index, ts) in dts {
+        let previous = last.insert(index, ts).unwrap_or(i64::MIN);
+        assert!(
+            ts >= previous,
+            "monotonic across the wrap: {previous} -> {ts}"
+        );
+    }
+    assert!(
+        last.values().all(|&ts| ts < 10_000),
+        "rebased near 0, not near 2^32: {last:?}"
+    );
+    prism.stop().await;
+}

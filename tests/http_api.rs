@@ -1,0 +1,318 @@
+//! The status and control API against a real relay run: ffmpeg publishing,
+//! nginx-rtmp sinks receiving, the JSON, the control endpoints and /metrics read
+//! over real HTTP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sinks::NginxSink;
+use common::*;
+use prism::Config;
+use prism::presets::PresetOverride;
+use serde_json::Value;
+
+const TOKEN: &str = "test-token-0123456789";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn point_preset(config: &mut Config, preset: &str, url: String) {
+    config.presets.insert(
+        preset.to_owned(),
+        PresetOverride {
+            url: Some(url),
+            ..PresetOverride::default()
+        },
+    );
+}
+
+fn api(prism: &Prism, path: &str) -> String {
+    format!("http://{}{path}", prism.app.as_ref().unwrap().http_addr())
+}
+
+async fn streams(client: &reqwest::Client, prism: &Prism) -> Value {
+    let response = client
+        .get(api(prism, "/api/v1/streams"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn destination<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list["streams"][0]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap_or_else(|| panic!("no destination {id} in {list}"))
+}
+
+/// Polls the stream list until `check` holds.
+async fn until(
+    client: &reqwest::Client,
+    prism: &Prism,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = streams(client, prism).await;
+        if check(&list) {
+            return list;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {list:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
+    let youtube = NginxSink::start("live2").await;
+    let mut twitch = NginxSink::start("app").await;
+    let facebook = NginxSink::start("rtmp").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        point_preset(c, "twitch", twitch.url());
+        point_preset(c, "facebook", facebook.url());
+        c.relay.backoff_initial_ms = 200;
+        c.relay.backoff_max_secs = 2;
+        c.http.token = Some(TOKEN.to_owned());
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let clip = clip(16);
+    let keys = [
+        "api-publisher-key",
+        "api-yt-key",
+        "api-tw-key",
+        "api-fb-key",
+    ];
+    let url = prism.url(&format!(
+        "live/{}?youtube={}&twitch={}",
+        keys[0], keys[1], keys[2]
+    ));
+    let publisher = publish(&clip, &url);
+
+    // Both legs live, with growing byte counts.
+    let list = until(&client, &prism, "both live", |l| {
+        l["streams"][0]["destinations"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["state"] == "live"))
+    })
+    .await;
+    let stream = &list["streams"][0];
+    assert_eq!(stream["app"], "live");
+    let name = stream["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("****"), "the key is masked: {name}");
+    assert_eq!(stream["publisher"]["video"]["codec"], "h264");
+    assert_eq!(stream["publisher"]["audio"]["codec"], "aac");
+    let before = destination(&list, "youtube")["bytes_out"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let list = streams(&client, &prism).await;
+    assert!(destination(&list, "youtube")["bytes_out"].as_u64().unwrap() > before);
+    assert!(
+        destination(&list, "youtube")["bitrate_bps"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(list["streams"][0]["publisher"]["video"]["width"], 320);
+
+    // A killed sink: backoff or connecting with its error, then live again.
+    twitch.kill();
+    let list = until(&client, &prism, "twitch failing", |l| {
+        let d = destination(l, "twitch");
+        (d["state"] == "backoff" || d["state"] == "connecting") && !d["last_error"].is_null()
+    })
+    .await;
+    assert!(destination(&list, "twitch")["last_error_at"].is_string());
+    twitch.restart().await;
+    until(&client, &prism, "twitch live again", |l| {
+        let d = destination(l, "twitch");
+        d["state"] == "live" && d["reconnects"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+
+    // Control needs the token.
+    let add_url = api(&prism, &format!("/api/v1/streams/live/{name}/destinations"));
+    let body = serde_json::json!({ "preset": "facebook", "key": keys[3] });
+    let response = client.post(&add_url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 401, "missing token refused");
+    let response = client
+        .post(&add_url)
+        .bearer_auth("wrong-token-000000000")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "wrong token refused");
+    let response = client
+        .post(&add_url)
+        .bearer_auth(TOKEN)
+        .body("not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+
+    // Add facebook: it goes live.
+    let response = client
+        .post(&add_url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let added: Value = response.json().await.unwrap();
+    assert_eq!(added["id"], "facebook");
+    facebook.wait_publishing(keys[3], WAIT).await;
+    let response = client
+        .post(&add_url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409, "the same destination twice");
+
+    // Remove youtube: a clean unpublish there, the others go on.
+    let remove_url = api(
+        &prism,
+        &format!("/api/v1/streams/live/{name}/destinations/youtube"),
+    );
+    let response = client
+        .delete(&remove_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(
+        youtube.saw_clean_unpublish(keys[1]).await,
+        "removed with FCUnpublish/deleteStream"
+    );
+    let list = streams(&client, &prism).await;
+    let ids: Vec<_> = list["streams"][0]["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].clone())
+        .collect();
+    assert_eq!(ids, ["twitch", "facebook"]);
+    let response = client
+        .delete(&remove_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    // Metrics parse and carry the series, without keys.
+    let text = client
+        .get(api(&prism, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    for series in [
+        "prism_connections",
+        "prism_streams",
+        "prism_encoders",
+        "prism_stream_bytes_in_total",
+        "prism_destination_bytes_out_total",
+        "prism_destination_bitrate_bps",
+        "prism_destination_state",
+        "prism_destination_dropped_frames_total",
+        "prism_destination_reconnects_total",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == series),
+            "{series} in {text}"
+        );
+    }
+    let live = scrape.samples.iter().any(|s| {
+        s.metric == "prism_destination_state"
+            && s.labels.get("destination") == Some("facebook")
+            && s.labels.get("state") == Some("live")
+            && matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0)
+    });
+    assert!(live, "facebook is live in the metrics");
+
+    // Kick the publisher.
+    let kick_url = api(&prism, &format!("/api/v1/streams/live/{name}"));
+    let response = client
+        .delete(&kick_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (exit, _) = finish(publisher).await;
+    assert!(
+        !exit.success(),
+        "the kicked publisher's connection was closed"
+    );
+    assert!(twitch.saw_clean_unpublish(keys[2]).await);
+    assert!(facebook.saw_clean_unpublish(keys[3]).await);
+
+    let everything = format!("{text}{list}{}", captured_logs());
+    for key in keys {
+        assert!(
+            !everything.contains(key),
+            "a key leaked into status, metrics or logs"
+        );
+    }
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_is_disabled_without_a_token_and_errors_are_json() {
+    let prism = Prism::start().await;
+    let client = reqwest::Client::new();
+    let response = client.get(api(&prism, "/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let response = client.get(api(&prism, "/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("<html"));
+    let response = client
+        .get(api(&prism, "/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let openapi: Value = response.json().await.unwrap();
+    assert_eq!(openapi["openapi"], "3.0.3");
+    let response = client
+        .delete(api(&prism, "/api/v1/streams/live/x"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let error: Value = response.json().await.unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("[http] token"),
+        "{error}"
+    );
+    let response = client
+        .get(api(&prism, "/api/v1/streams/live/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    let response = client.get(api(&prism, "/nowhere")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        streams(&client, &prism).await,
+        serde_json::json!({ "streams": [] })
+    );
+    prism.stop().await;
+}
