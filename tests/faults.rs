@@ -9,20 +9,9 @@ use std::time::Duration;
 use common::sinks::{NginxSink, StunnelFront, recording_framemd5};
 use common::*;
 use prism::Config;
-use prism::presets::PresetOverride;
 use prism::relay::status::{DestinationSnapshot, State};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn point_preset(config: &mut Config, preset: &str, url: String) {
-    config.presets.insert(
-        preset.to_owned(),
-        PresetOverride {
-            url: Some(url),
-            ..PresetOverride::default()
-        },
-    );
-}
 
 fn quick(config: &mut Config) {
     config.relay.backoff_initial_ms = 100;

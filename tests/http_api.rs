@@ -8,22 +8,10 @@ use std::time::Duration;
 
 use common::sinks::NginxSink;
 use common::*;
-use prism::Config;
-use prism::presets::PresetOverride;
 use serde_json::Value;
 
 const TOKEN: &str = "test-token-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
-
-fn point_preset(config: &mut Config, preset: &str, url: String) {
-    config.presets.insert(
-        preset.to_owned(),
-        PresetOverride {
-            url: Some(url),
-            ..PresetOverride::default()
-        },
-    );
-}
 
 fn api(prism: &Prism, path: &str) -> String {
     format!("http://{}{path}", prism.app.as_ref().unwrap().http_addr())

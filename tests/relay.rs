@@ -10,20 +10,9 @@ use std::time::Duration;
 use common::sinks::{NginxSink, StunnelFront, process_rss_kib, recording_framemd5};
 use common::*;
 use prism::Config;
-use prism::presets::PresetOverride;
 use prism::relay::status::State;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn point_preset(config: &mut Config, preset: &str, url: String) {
-    config.presets.insert(
-        preset.to_owned(),
-        PresetOverride {
-            url: Some(url),
-            ..PresetOverride::default()
-        },
-    );
-}
 
 /// Fast retries so that reconnect tests take seconds, not minutes.
 fn quick_backoff(config: &mut Config) {

@@ -15,8 +15,6 @@ use common::sinks::{
     process_state, reap, recording_framemd5, signal,
 };
 use common::*;
-use prism::Config;
-use prism::presets::PresetOverride;
 use prism::relay::status::{DestinationSnapshot, State};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{Instant, sleep};
@@ -29,16 +27,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const ENCODE_DRAIN: Duration = Duration::from_secs(40);
 
 const POLL: Duration = Duration::from_millis(50);
-
-fn point_preset(config: &mut Config, preset: &str, url: String) {
-    config.presets.insert(
-        preset.to_owned(),
-        PresetOverride {
-            url: Some(url),
-            ..PresetOverride::default()
-        },
-    );
-}
 
 /// 8 s of 1920x1080 30 fps H.264 (2 s GOPs) and AAC: what a streamer's OBS sends
 /// before prism scales it for Twitch. `ultrafast` and a moderate CRF keep both

@@ -691,3 +691,14 @@ pub fn recording_dts(path: &Path) -> Vec<(u32, i64)> {
         })
         .collect()
 }
+
+/// Points preset `preset` at `url` (a local ingest stand-in).
+pub fn point_preset(config: &mut prism::Config, preset: &str, url: String) {
+    config.presets.insert(
+        preset.to_owned(),
+        prism::presets::PresetOverride {
+            url: Some(url),
+            ..Default::default()
+        },
+    );
+}
