@@ -71,6 +71,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve => {
+            let reload = Reload {
+                file: cli.options.config.clone(),
+                overrides: overrides.clone(),
+            };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(err) => {
@@ -78,7 +82,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, reload)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("prism: {err}");
@@ -112,10 +116,16 @@ fn init_logging(config: &Config) -> Result<(), Error> {
     result.map_err(|e| Error::Logging(e.to_string()))
 }
 
-async fn serve(config: Config) -> Result<(), Error> {
+/// Where the configuration came from, to read it again on SIGHUP.
+struct Reload {
+    file: Option<PathBuf>,
+    overrides: Overrides,
+}
+
+async fn serve(config: Config, reload: Reload) -> Result<(), Error> {
     init_logging(&config)?;
     let app = App::start(config).await?;
-    wait_for_signal().await;
+    wait_for_stop(&app, &reload).await;
     tracing::info!("shutting down");
     if !app.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
@@ -123,17 +133,31 @@ async fn serve(config: Config) -> Result<(), Error> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; on SIGHUP reloads presets, users and profiles
+/// (a broken file is refused with a clear error and the old configuration stays).
+async fn wait_for_stop(app: &App, reload: &Reload) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop prism with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let result = Config::load(reload.file.as_deref(), &reload.overrides)
+                    .map_err(Error::from)
+                    .and_then(|config| app.reload(&config));
+                if let Err(err) = result {
+                    tracing::error!("reload refused, the previous configuration stays: {err}");
+                }
+            }
+        }
     }
 }

@@ -107,3 +107,104 @@ async fn check_config_accepts_defaults_and_refuses_a_bad_file() {
         "PRISM_* overrides"
     );
 }
+
+#[tokio::test]
+async fn sighup_reloads_user_files_and_a_broken_file_keeps_the_old_ones() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("reload-{}", std::process::id()));
+    let users = dir.join("users");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("a.toml"), "stream_key = \"user-a-key-1\"\n").unwrap();
+    let config = dir.join("prism.toml");
+    std::fs::write(&config, format!("[users]\ndir = \"{}\"\n", users.display())).unwrap();
+    let mut child = prism()
+        .args([
+            "serve",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prism starts");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let line = wait_line(&mut lines_rx, "rtmp_addr=").await;
+    let addr = line
+        .split("rtmp_addr=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let clip = common::clip(2);
+    let publish_ok = |key: &str| {
+        let child = common::publish(&clip, &format!("rtmp://{addr}/live/{key}"));
+        async move { common::finish(child).await.0.success() }
+    };
+    assert!(publish_ok("user-a-key-1").await, "user a may publish");
+    assert!(!publish_ok("user-b-key-2").await, "user b is unknown");
+
+    std::fs::write(users.join("b.toml"), "stream_key = \"user-b-key-2\"\n").unwrap();
+    signal(&child, "-HUP");
+    wait_line(&mut lines_rx, "reloaded").await;
+    assert!(
+        publish_ok("user-b-key-2").await,
+        "user b may publish after the reload"
+    );
+
+    std::fs::write(users.join("c.toml"), "stream_key = \"broken\n").unwrap();
+    signal(&child, "-HUP");
+    let refused = wait_line(&mut lines_rx, "reload refused").await;
+    assert!(
+        refused.contains("c.toml"),
+        "the error names the broken file: {refused}"
+    );
+    assert!(
+        publish_ok("user-a-key-1").await,
+        "the previous configuration stays"
+    );
+
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// The first line from prism's stderr that contains `needle`.
+async fn wait_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = rx.recv().await {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("prism exited before logging {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
+}

@@ -14,7 +14,7 @@ pub mod target;
 pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -51,6 +51,37 @@ pub enum RelayError {
     Tls(#[from] tls::TlsError),
 }
 
+/// What reloads: presets, user files and profiles.
+struct Tables {
+    presets: Presets,
+    users: Users,
+    profiles: Profiles,
+}
+
+impl Tables {
+    fn load(config: &Config) -> Result<Self, RelayError> {
+        let presets = Presets::load(&config.presets)?;
+        let profiles = Profiles::new(&config.profiles);
+        let users = match &config.users.dir {
+            Some(dir) => Users::load_dir(dir, &presets, &profiles)?,
+            None => Users::default(),
+        };
+        if users.is_empty() {
+            tracing::warn!(
+                "no users configured: ANY stream key may publish and use the relay; \
+                 set [users] dir to restrict publishing"
+            );
+        } else {
+            tracing::info!(users = users.len(), "user files loaded");
+        }
+        Ok(Self {
+            presets,
+            users,
+            profiles,
+        })
+    }
+}
+
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -81,8 +112,6 @@ pub struct RelayContext {
     pub limits: DecoderLimits,
     /// The flashVer sent in connect.
     pub flash_ver: String,
-    /// Re-encode profiles.
-    pub profiles: Profiles,
     /// What encoders share (ffmpeg, slots, their output hub).
     pub encoders: Arc<EncoderContext>,
 }
@@ -90,8 +119,8 @@ pub struct RelayContext {
 /// The relay of every live stream.
 pub struct Relay {
     ctx: Arc<RelayContext>,
-    presets: Presets,
-    users: Users,
+    /// Presets, users and profiles; replaced whole on reload.
+    tables: RwLock<Arc<Tables>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// The relay of each live stream, by (app, name), for status and control.
@@ -106,21 +135,8 @@ impl Relay {
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Self, RelayError> {
-        let presets = Presets::load(&config.presets)?;
-        let users = match &config.users.dir {
-            Some(dir) => Users::load_dir(dir, &presets, &Profiles::new(&config.profiles))?,
-            None => Users::default(),
-        };
-        if users.is_empty() {
-            tracing::warn!(
-                "no users configured: ANY stream key may publish and use the relay; \
-                 set [users] dir to restrict publishing"
-            );
-        } else {
-            tracing::info!(users = users.len(), "user files loaded");
-        }
+        let tables = Tables::load(config)?;
         let relay = &config.relay;
-        let profiles = Profiles::new(&config.profiles);
         let encoders = Arc::new(EncoderContext {
             hub: Arc::clone(&hub),
             output_hub: Hub::new(config.hub_limits()),
@@ -148,25 +164,38 @@ impl Relay {
             chunk_size: relay.chunk_size,
             limits: config.decoder_limits(),
             flash_ver: "FMLE/3.0 (compatible; prism)".to_owned(),
-            profiles,
             encoders,
         };
         Ok(Self {
             ctx: Arc::new(ctx),
-            presets,
-            users,
+            tables: RwLock::new(Arc::new(tables)),
             tracker,
             shutdown,
             streams: DashMap::new(),
         })
     }
 
+    fn tables(&self) -> Arc<Tables> {
+        Arc::clone(&self.tables.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reloads presets, user files and profiles from `config`. New streams use
+    /// them; live streams keep their destinations. On error the old ones stay.
+    pub fn reload(&self, config: &Config) -> Result<(), RelayError> {
+        let tables = Tables::load(config)?;
+        *self.tables.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tables);
+        tracing::info!("presets, users and profiles reloaded");
+        Ok(())
+    }
+
     /// Whether `name` may publish, and as which user.
     pub fn authorize(&self, name: &StreamName) -> Result<Option<User>, AuthError> {
-        if self.users.is_empty() {
+        let tables = self.tables();
+        if tables.users.is_empty() {
             return Ok(None);
         }
-        self.users
+        tables
+            .users
             .authenticate(&name.name)
             .cloned()
             .map(Some)
@@ -197,7 +226,8 @@ impl Relay {
                 generation,
             };
         }
-        let resolution = resolve(&name.query, user, &self.presets, &self.ctx.profiles);
+        let tables = self.tables();
+        let resolution = resolve(&name.query, user, &tables.presets, &tables.profiles);
         for problem in &resolution.problems {
             tracing::warn!(stream = %name.masked(), "{problem}");
         }
@@ -212,7 +242,7 @@ impl Relay {
             destinations: Mutex::new(Vec::new()),
         });
         for spec in resolution.destinations {
-            self.spawn_destination(&stream, spec, 0);
+            self.spawn_destination(&stream, spec, 0, &tables);
         }
         self.streams.insert(key.clone(), Arc::clone(&stream));
         RelayHandle {
@@ -228,7 +258,13 @@ impl Relay {
         stream: &Arc<StreamRelay>,
         spec: DestinationSpec,
         reconnects: u64,
+        tables: &Tables,
     ) -> Arc<DestinationStatus> {
+        let profile_args = spec
+            .profile
+            .as_deref()
+            .and_then(|name| tables.profiles.get(name))
+            .map(|profile| profile.args.clone());
         let status = Arc::new(DestinationStatus::new(
             spec.id.clone(),
             spec.preset.clone(),
@@ -260,6 +296,7 @@ impl Relay {
                 name.app.clone(),
                 name.name.clone(),
                 spec,
+                profile_args,
                 Arc::clone(&status),
                 stop,
                 stream.ended.clone(),
@@ -297,18 +334,19 @@ impl Relay {
         stream: &Arc<StreamRelay>,
         request: AddDestination,
     ) -> Result<DestinationSnapshot, ControlError> {
+        let tables = self.tables();
         if let Some(profile) = &request.profile
-            && !self.ctx.profiles.contains(profile)
+            && !tables.profiles.contains(profile)
         {
             return Err(ControlError::Invalid(format!(
                 "unknown profile `{profile}` (known: {})",
-                self.ctx.profiles.names()
+                tables.profiles.names()
             )));
         }
         let (preset, target) = match (&request.preset, &request.key, &request.url) {
             (Some(preset), Some(key), None) if !key.is_empty() => {
-                let target = self.presets.target(preset, key, &[]).ok_or_else(|| {
-                    let known: Vec<_> = self.presets.ids().collect();
+                let target = tables.presets.target(preset, key, &[]).ok_or_else(|| {
+                    let known: Vec<_> = tables.presets.ids().collect();
                     ControlError::Invalid(format!(
                         "unknown preset `{preset}` (known: {})",
                         known.join(", ")
@@ -328,10 +366,15 @@ impl Relay {
             }
         };
         let existing: Vec<DestinationSpec> = stream.lock().iter().map(|e| e.spec.clone()).collect();
-        let spec =
-            DestinationSpec::new_unique(&existing, preset, target, request.profile, &self.presets)
-                .ok_or_else(|| ControlError::Conflict("that destination already exists".into()))?;
-        Ok(self.spawn_destination(stream, spec, 0).snapshot())
+        let spec = DestinationSpec::new_unique(
+            &existing,
+            preset,
+            target,
+            request.profile,
+            &tables.presets,
+        )
+        .ok_or_else(|| ControlError::Conflict("that destination already exists".into()))?;
+        Ok(self.spawn_destination(stream, spec, 0, &tables).snapshot())
     }
 
     /// Stops a destination with a clean unpublish and forgets it.
@@ -365,7 +408,7 @@ impl Relay {
         };
         entry.stop.cancel();
         let reconnects = entry.status.snapshot().reconnects + 1;
-        self.spawn_destination(stream, entry.spec, reconnects);
+        self.spawn_destination(stream, entry.spec, reconnects, &self.tables());
         tracing::info!(stream = %stream.name.masked(), destination = id, "destination restarted");
         Ok(())
     }
@@ -521,8 +564,7 @@ impl StreamRelay {
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
-            .field("presets", &self.presets.ids().collect::<Vec<_>>())
-            .field("users", &self.users.len())
+            .field("users", &self.tables().users.len())
             .field("live_streams", &self.streams.len())
             .finish()
     }

@@ -89,38 +89,36 @@ enum Ended {
 /// once with a clean unpublish. `ended` (the publisher left) only cuts short a
 /// connect or a backoff wait: a live connection first forwards what is still queued,
 /// then unpublishes when the hub closes its queue.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ctx: Arc<RelayContext>,
     app: String,
     name: String,
     spec: DestinationSpec,
+    profile_args: Option<Vec<String>>,
     status: Arc<DestinationStatus>,
     stop: CancellationToken,
     ended: CancellationToken,
 ) {
-    let encoder = spec
-        .profile
-        .as_deref()
-        .and_then(|profile| ctx.profiles.get(profile))
-        .map(|profile| {
-            let token = stop.child_token();
-            let output = encoder::output_name(&app, &name, &spec.id);
-            let source = StreamName {
-                app: app.clone(),
-                name: name.clone(),
-                query: String::new(),
-            };
-            let task = encoder::run(
-                Arc::clone(&ctx.encoders),
-                source,
-                output.clone(),
-                profile.args.clone(),
-                Arc::clone(&status),
-                token.clone(),
-            );
-            let handle = tokio::spawn(task.instrument(tracing::Span::current()));
-            (output, token, handle)
-        });
+    let encoder = profile_args.map(|args| {
+        let token = stop.child_token();
+        let output = encoder::output_name(&app, &name, &spec.id);
+        let source = StreamName {
+            app: app.clone(),
+            name: name.clone(),
+            query: String::new(),
+        };
+        let task = encoder::run(
+            Arc::clone(&ctx.encoders),
+            source,
+            output.clone(),
+            args,
+            Arc::clone(&status),
+            token.clone(),
+        );
+        let handle = tokio::spawn(task.instrument(tracing::Span::current()));
+        (output, token, handle)
+    });
     // A re-encoded destination publishes its encoder's output, not the source.
     let (hub, source_app, source_name) = match &encoder {
         Some((output, _, _)) => (
