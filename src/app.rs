@@ -16,6 +16,7 @@ use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::relay::Relay;
 use crate::rtmp::server::ServerConfig;
+use crate::server::per_ip::PerIpLimit;
 use crate::server::{ConnectionContext, RtmpListener};
 
 /// A started prism.
@@ -51,6 +52,7 @@ impl App {
             handshake_timeout: config.handshake_timeout(),
             idle_timeout: config.idle_timeout(),
             publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
+            publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
         });
         let addr = config.rtmp.listen;
         let listener = RtmpListener::bind(

@@ -150,6 +150,8 @@ pub struct RtmpConfig {
     pub max_connections: usize,
     /// Connections served at once from one IP address.
     pub max_connections_per_ip: usize,
+    /// Streams published at once from one IP address.
+    pub max_publishers_per_ip: usize,
     /// Seconds for the handshake and the connect command.
     pub handshake_timeout_secs: u64,
     /// Seconds of silence allowed before publish/play, and from a publisher.
@@ -241,7 +243,10 @@ impl Config {
         if !(128..=65_536).contains(&self.rtmp.chunk_size) {
             return invalid("rtmp.chunk_size", "must be between 128 and 65536");
         }
-        if self.rtmp.max_connections == 0 || self.rtmp.max_connections_per_ip == 0 {
+        if self.rtmp.max_connections == 0
+            || self.rtmp.max_connections_per_ip == 0
+            || self.rtmp.max_publishers_per_ip == 0
+        {
             return invalid("rtmp.max_connections(_per_ip)", "must be at least 1");
         }
         if self.rtmp.handshake_timeout_secs == 0 || self.rtmp.idle_timeout_secs == 0 {

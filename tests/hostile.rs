@@ -333,3 +333,83 @@ async fn one_address_cannot_take_every_connection() {
     handshake(&mut again).await;
     prism.stop().await;
 }
+
+/// Tries to publish `key` with prism's own client; the open connection on success.
+async fn try_publish(prism: &Prism, key: &str) -> Option<TcpStream> {
+    use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+    use prism::server::io::write_out;
+    let mut socket = connect(prism).await;
+    handshake(&mut socket).await;
+    let mut session = ClientSession::new(ClientConfig::new(
+        &format!("rtmp://{}/live", prism.addr),
+        key,
+    ));
+    let mut inbound = BytesMut::with_capacity(4096);
+    let outcome = tokio::time::timeout(CLOSE_WITHIN, async {
+        loop {
+            write_out(&mut socket, session.out()).await.ok()?;
+            match socket.read_buf(&mut inbound).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            loop {
+                match session.poll(&mut inbound) {
+                    Ok(Some(ClientEvent::Publishing { .. })) => return Some(()),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(_) => return None,
+                }
+            }
+        }
+    })
+    .await
+    .expect("an answer in time");
+    outcome.map(|()| socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_publishing_hundreds_of_names_is_held_to_its_limit_and_a_live_stream_goes_on() {
+    let prism = Prism::start_with(|c| {
+        c.rtmp.max_connections_per_ip = 1000;
+        c.rtmp.max_publishers_per_ip = 20;
+    })
+    .await;
+    let clip = clip(20);
+    let player = play_framemd5(&prism.url("live/steady"));
+    prism.wait_subscribers("live", "steady", 1).await;
+    let publisher = publish(&clip, &prism.url("live/steady"));
+    prism.wait_live("live", "steady").await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for i in 0..300 {
+        match try_publish(&prism, &format!("flood-{i}")).await {
+            Some(socket) => accepted.push(socket),
+            None => refused += 1,
+        }
+    }
+    assert_eq!(
+        accepted.len(),
+        19,
+        "20 per address, one taken by the real publisher"
+    );
+    assert_eq!(refused, 281);
+    assert!(
+        prism.hub().is_live("live", "steady"),
+        "still publishing during the flood"
+    );
+    assert!(
+        prism.hub().len() <= 21,
+        "the hub holds only the accepted streams"
+    );
+    drop(accepted);
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "the real publisher went on: {status}");
+    let (status, out) = finish(player).await;
+    assert!(status.success());
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
+        0,
+        "its player lost nothing"
+    );
+    prism.stop().await;
+}

@@ -18,6 +18,7 @@ use crate::hub::{Hub, HubError, Packet, PacketKind, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
+use crate::server::per_ip::{IpSlot, PerIpLimit};
 use crate::timestamp::Rebaser;
 
 /// Read buffer growth step. Big enough for a 4 KiB-chunked video burst per read.
@@ -39,6 +40,8 @@ pub struct ConnectionContext {
     pub idle_timeout: Duration,
     /// How long a dropped publisher's stream waits for it to come back.
     pub publisher_grace: Duration,
+    /// Streams published at once per client address.
+    pub publishers_per_ip: Arc<PerIpLimit>,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
@@ -71,6 +74,8 @@ enum Role {
     Publishing {
         publisher: Publisher,
         _relay: RelayHandle,
+        /// Counts this publish against the address's publish limit.
+        _slot: IpSlot,
     },
     Playing {
         stream_id: u32,
@@ -134,6 +139,7 @@ fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
     let Role::Publishing {
         publisher,
         _relay: relay,
+        ..
     } = role
     else {
         return;
@@ -261,6 +267,15 @@ where
                     );
                     return Next::Close;
                 }
+                let Some(slot) = self.ctx.publishers_per_ip.acquire(self.peer.ip()) else {
+                    tracing::warn!(stream = %name.masked(), "publish refused: too many publishers from this address");
+                    self.session.reject_publish(
+                        stream_id,
+                        "NetStream.Publish.Rejected",
+                        "too many streams published from this address",
+                    );
+                    return Next::Close;
+                };
                 let user = match self.ctx.relay.authorize(&name) {
                     Ok(user) => user,
                     Err(err) => {
@@ -290,6 +305,7 @@ where
                         self.role = Role::Publishing {
                             publisher,
                             _relay: relay,
+                            _slot: slot,
                         };
                         Next::Continue
                     }
