@@ -30,42 +30,9 @@ async fn passes_through_untouched(clip: PathBuf, key: &str) {
     let prism = Prism::start().await;
     let ffmpeg = ffmpeg9();
     let url = prism.url(&format!("live/{key}"));
-    let player = spawn_path(
-        &ffmpeg,
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            &url,
-            "-map",
-            "0:v",
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-f",
-            "framemd5",
-            "-",
-        ],
-    );
+    let player = play_framemd5_using(&ffmpeg, &url);
     prism.wait_subscribers("live", key, 1).await;
-    let publisher = spawn_path(
-        &ffmpeg,
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-            clip.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-            &url,
-        ],
-    );
+    let publisher = publish_using(&ffmpeg, &clip, &url, &[]);
     let (status, _) = finish(publisher).await;
     assert!(status.success(), "publisher: {status}");
     let (status, out) = finish(player).await;

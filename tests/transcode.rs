@@ -214,29 +214,6 @@ async fn a_720p_profile_re_encodes_while_passthrough_stays_bit_exact() {
     prism.stop().await;
 }
 
-/// What an FFmpeg 9 player (`-c copy -f framemd5`) of `url` receives.
-fn play_framemd5_with_ffmpeg9(url: &str) -> tokio::process::Child {
-    spawn_path(
-        &ffmpeg9(),
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-map",
-            "0:v",
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-f",
-            "framemd5",
-            "-",
-        ],
-    )
-}
-
 /// HEVC cannot be checked on an nginx-rtmp sink: Debian's libnginx-mod-rtmp
 /// 1.2.2 records an enhanced-RTMP HEVC publish (FFmpeg 9, `-c copy`) with its
 /// audio only, because it reads the FourCC video tag's header byte as a legacy
@@ -258,23 +235,13 @@ async fn hevc_is_delivered_as_h264_with_the_h264_profile_and_passed_through_unto
     })
     .await;
     let clip = hevc_clip();
-    let player = play_framemd5_with_ffmpeg9(&ingest.url("live2/yt-hevc"));
+    let player = play_framemd5_using(&ffmpeg9(), &ingest.url("live2/yt-hevc"));
     ingest.wait_subscribers("live2", "yt-hevc", 1).await;
-    let publisher = spawn_path(
+    let publisher = publish_using(
         &ffmpeg,
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-i",
-            clip.to_str().unwrap(),
-            "-c",
-            "copy",
-            "-f",
-            "flv",
-            &prism.url("live/hevctx?youtube=yt-hevc&facebook=fb-hevc&facebook_profile=h264"),
-        ],
+        &clip,
+        &prism.url("live/hevctx?youtube=yt-hevc&facebook=fb-hevc&facebook_profile=h264"),
+        &[],
     );
     let (exit, _) = finish(publisher).await;
     assert!(exit.success(), "publisher: {exit}");

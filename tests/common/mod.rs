@@ -285,35 +285,32 @@ pub fn publish(file: &Path, url: &str) -> Child {
 
 /// Like [`publish`], with extra output options (e.g. TLS verification) before the URL.
 pub fn publish_with(file: &Path, url: &str, options: &[&str]) -> Child {
+    publish_using(&require("ffmpeg"), file, url, options)
+}
+
+/// Like [`publish_with`], with a given ffmpeg binary (e.g. [`ffmpeg9`]).
+pub fn publish_using(ffmpeg: &Path, file: &Path, url: &str, options: &[&str]) -> Child {
     let mut args = vec!["-hide_banner", "-loglevel", "error", "-re", "-i"];
     args.push(file.to_str().unwrap());
     args.extend(["-c", "copy", "-f", "flv"]);
     args.extend(options);
     args.push(url);
-    spawn("ffmpeg", &args)
+    spawn_path(ffmpeg, &args)
 }
 
 /// `ffmpeg -i URL -c copy -f framemd5 -`: a player that hashes every packet.
 pub fn play_framemd5(url: &str) -> Child {
-    spawn(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-i",
-            url,
-            "-map",
-            "0:v",
-            "-map",
-            "0:a",
-            "-c",
-            "copy",
-            "-f",
-            "framemd5",
-            "-",
-        ],
-    )
+    play_framemd5_using(&require("ffmpeg"), url)
+}
+
+/// Like [`play_framemd5`], with a given ffmpeg binary (e.g. [`ffmpeg9`]).
+pub fn play_framemd5_using(ffmpeg: &Path, url: &str) -> Child {
+    let args = "-hide_banner -loglevel error -i URL -map 0:v -map 0:a -c copy -f framemd5 -";
+    let args: Vec<&str> = args
+        .split_whitespace()
+        .map(|a| if a == "URL" { url } else { a })
+        .collect();
+    spawn_path(ffmpeg, &args)
 }
 
 /// Waits for a child (bounded), returning its status and stdout.
