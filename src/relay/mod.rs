@@ -379,15 +379,7 @@ impl Relay {
 
     /// Stops a destination with a clean unpublish and forgets it.
     pub fn remove_destination(&self, stream: &StreamRelay, id: &str) -> Result<(), ControlError> {
-        let entry = {
-            let mut list = stream.lock();
-            let index = list
-                .iter()
-                .position(|e| e.spec.id == id)
-                .ok_or_else(|| ControlError::NotFound(format!("no destination `{id}`")))?;
-            list.remove(index)
-        };
-        entry.stop.cancel();
+        stream.stop_destination(id)?;
         tracing::info!(stream = %stream.name.masked(), destination = id, "destination removed");
         Ok(())
     }
@@ -398,15 +390,7 @@ impl Relay {
         stream: &Arc<StreamRelay>,
         id: &str,
     ) -> Result<(), ControlError> {
-        let entry = {
-            let mut list = stream.lock();
-            let index = list
-                .iter()
-                .position(|e| e.spec.id == id)
-                .ok_or_else(|| ControlError::NotFound(format!("no destination `{id}`")))?;
-            list.remove(index)
-        };
-        entry.stop.cancel();
+        let entry = stream.stop_destination(id)?;
         let reconnects = entry.status.snapshot().reconnects + 1;
         self.spawn_destination(stream, entry.spec, reconnects, &self.tables());
         tracing::info!(stream = %stream.name.masked(), destination = id, "destination restarted");
@@ -553,6 +537,20 @@ impl StreamRelay {
             Some(user) => user.clone(),
             None => crate::mask::Masked(&self.name.name).to_string(),
         }
+    }
+
+    /// Takes destination `id` out of the stream and stops it (clean unpublish).
+    fn stop_destination(&self, id: &str) -> Result<DestinationEntry, ControlError> {
+        let entry = {
+            let mut list = self.lock();
+            let index = list
+                .iter()
+                .position(|e| e.spec.id == id)
+                .ok_or_else(|| ControlError::NotFound(format!("no destination `{id}`")))?;
+            list.remove(index)
+        };
+        entry.stop.cancel();
+        Ok(entry)
     }
 
     /// Every destination's status.
