@@ -67,6 +67,34 @@ pub struct Config {
     /// Re-encode profile overrides and additions, by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// Publish authorization by HTTP callback.
+    pub auth: AuthConfig,
+}
+
+/// Publish authorization by HTTP callback: every publish is POSTed to an
+/// operator's service, which allows it (and may add destinations) or refuses it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `http://` or `https://` URL to POST to; none disables the callback.
+    /// Its query may carry a secret token, so it is only ever shown masked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_url: Option<String>,
+    /// How long a publish waits for the answer before it is refused.
+    pub timeout_ms: u64,
+}
+
+/// Shows the callback URL with its query values and password masked.
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "publish_url",
+                &self.publish_url.as_deref().map(crate::auth::masked_url),
+            )
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 /// The status and control API.
@@ -290,6 +318,14 @@ impl Config {
         }
         if self.http.protect_reads && self.http.token.is_none() {
             return invalid("http.protect_reads", "needs http.token");
+        }
+        if let Some(url) = &self.auth.publish_url
+            && let Err(reason) = crate::auth::check_url(url)
+        {
+            return invalid("auth.publish_url", reason);
+        }
+        if !(1..=crate::auth::MAX_TIMEOUT_MS).contains(&self.auth.timeout_ms) {
+            return invalid("auth.timeout_ms", "must be between 1 and 60000");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");

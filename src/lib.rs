@@ -6,6 +6,7 @@
 //! [`app`] wires them into a running process with one shutdown tree.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod flv;

@@ -267,7 +267,9 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
     })
 }
 
-fn validate_destination(
+/// Checks one destination (a user file's or a callback answer's): a known preset
+/// with a key, or a valid full URL, and a known profile. The reason quotes no key.
+pub fn validate_destination(
     destination: &UserDestination,
     presets: &Presets,
     profiles: &Profiles,

@@ -1,13 +1,16 @@
-//! Which destinations a publish starts: the user's file, then the publish URL's
-//! query string (`?youtube=KEY&twitch=KEY&facebook_s_bl=1&twitch_profile=720p30`).
+//! Which destinations a publish starts: the user's file, then the authorization
+//! callback's answer, then the publish URL's query string
+//! (`?youtube=KEY&twitch=KEY&facebook_s_bl=1&twitch_profile=720p30`). They add up;
+//! the same target with the same profile starts once.
 //!
 //! Only presets can be named in the query string, so a publisher cannot point
-//! prism at an arbitrary host; custom URLs come only from the operator's user files.
+//! prism at an arbitrary host; custom URLs come only from the operator (user files
+//! and the callback's answer).
 
 use crate::presets::{Constraints, Presets};
 use crate::relay::target::Target;
 use crate::transcode::Profiles;
-use crate::users::User;
+use crate::users::{User, UserDestination};
 
 /// The query-string suffix that names a destination's re-encode profile.
 pub const PROFILE_SUFFIX: &str = "profile";
@@ -44,38 +47,26 @@ struct QueryDestination {
     profile: Option<String>,
 }
 
-/// Resolves a publish's destinations.
+/// Resolves a publish's destinations: `user`'s, then `callback`'s (the
+/// authorization callback's answer), then the query string's.
 pub fn resolve(
     query: &str,
     user: Option<&User>,
+    callback: &[UserDestination],
     presets: &Presets,
     profiles: &Profiles,
 ) -> Resolution {
     let mut resolution = Resolution::default();
     if let Some(user) = user {
-        for destination in &user.destinations {
-            let target = match (&destination.preset, &destination.key, &destination.url) {
-                (Some(preset), Some(key), _) => presets.target(preset, key, &[]),
-                (_, _, Some(url)) => Target::from_full_url(url).ok(),
-                _ => None,
-            };
-            // The file was validated when loaded; a preset removed since is reported.
-            let Some(target) = target else {
-                resolution.problems.push(format!(
-                    "user {}: a destination is no longer valid",
-                    user.name
-                ));
-                continue;
-            };
-            add(
-                &mut resolution,
-                destination.preset.as_deref(),
-                target,
-                destination.profile.clone(),
-                presets,
-            );
-        }
+        let source = format!("user {}", user.name);
+        add_listed(&mut resolution, &user.destinations, &source, presets);
     }
+    add_listed(
+        &mut resolution,
+        callback,
+        "the authorization callback",
+        presets,
+    );
     for (preset, wanted) in parse_query(query, presets, &mut resolution.problems) {
         let Some(key) = wanted.key else {
             resolution.problems.push(format!(
@@ -106,6 +97,37 @@ pub fn resolve(
         }
     }
     resolution
+}
+
+/// Adds destinations listed by the operator (a user file, a callback answer), which
+/// were validated when read; one made invalid since (a preset removed by a reload)
+/// is reported.
+fn add_listed(
+    resolution: &mut Resolution,
+    destinations: &[UserDestination],
+    source: &str,
+    presets: &Presets,
+) {
+    for destination in destinations {
+        let target = match (&destination.preset, &destination.key, &destination.url) {
+            (Some(preset), Some(key), _) => presets.target(preset, key, &[]),
+            (_, _, Some(url)) => Target::from_full_url(url).ok(),
+            _ => None,
+        };
+        let Some(target) = target else {
+            resolution
+                .problems
+                .push(format!("{source}: a destination is no longer valid"));
+            continue;
+        };
+        add(
+            resolution,
+            destination.preset.as_deref(),
+            target,
+            destination.profile.clone(),
+            presets,
+        );
+    }
 }
 
 /// Groups query parameters by preset, in order of first appearance.
@@ -227,6 +249,7 @@ mod tests {
         let r = resolve(
             "youtube=yt-key&twitch=live_1&facebook=FB-1&facebook_s_bl=1&twitch_profile=720p30",
             None,
+            &[],
             &presets(),
             &Profiles::default_set(),
         );
@@ -245,6 +268,7 @@ mod tests {
         let r = resolve(
             "evil=rtmp://attacker/x&url=rtmp://h/a/b&youtube_=x",
             None,
+            &[],
             &presets(),
             &Profiles::default_set(),
         );
@@ -262,6 +286,7 @@ mod tests {
         let r = resolve(
             "facebook_s_bl=1&twitch=k&twitch_profile=8k",
             None,
+            &[],
             &presets(),
             &Profiles::default_set(),
         );
@@ -286,14 +311,44 @@ mod tests {
         let r = resolve(
             "youtube=a&twitch=t",
             user,
+            &[],
             &presets(),
             &Profiles::default_set(),
         );
         let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["youtube", "custom", "twitch"]);
         assert!(r.problems[0].contains("duplicate"));
-        let r = resolve("youtube=b", user, &presets(), &Profiles::default_set());
+        let r = resolve("youtube=b", user, &[], &presets(), &Profiles::default_set());
         let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["youtube", "custom", "youtube-2"]);
+    }
+
+    #[test]
+    fn callback_destinations_come_between_the_users_and_the_query_strings() {
+        let callback = [
+            UserDestination {
+                preset: Some("twitch".into()),
+                key: Some("tw-cb".into()),
+                url: None,
+                profile: None,
+            },
+            UserDestination {
+                preset: None,
+                key: None,
+                url: Some("rtmp://10.0.0.2/live/cb".into()),
+                profile: Some("720p30".into()),
+            },
+        ];
+        let r = resolve(
+            "twitch=tw-cb&youtube=yt",
+            None,
+            &callback,
+            &presets(),
+            &Profiles::default_set(),
+        );
+        let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["twitch", "custom", "youtube"]);
+        assert_eq!(r.destinations[1].profile.as_deref(), Some("720p30"));
+        assert!(r.problems[0].contains("duplicate"), "{:?}", r.problems);
     }
 }

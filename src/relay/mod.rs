@@ -1,8 +1,9 @@
 //! The relay: when a stream goes live, one supervised outbound session per
 //! destination, each isolated from the others and from the publisher.
 //!
-//! [`Relay::authorize`] decides whether a stream key may publish (and whose it is);
-//! [`Relay::start`] resolves the destinations (user file, then query string) and
+//! [`Relay::authorize`] decides whether a stream key may publish (and whose it is),
+//! asking the authorization callback when one is configured; [`Relay::start`]
+//! resolves the destinations (user file, callback answer, then query string) and
 //! spawns one task per destination in the shutdown tree. The returned
 //! [`RelayHandle`] stops them when the publisher leaves.
 
@@ -13,6 +14,7 @@ pub mod status;
 pub mod target;
 pub mod tls;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::auth::{CallbackError, PublishCallback, PublishRequest, SetupError};
 use crate::config::Config;
 use crate::hub::{AudioInfo, Hub, VideoInfo};
 use crate::mask::Masked;
@@ -31,7 +34,7 @@ use crate::rtmp::chunk::DecoderLimits;
 use crate::stream_name::StreamName;
 use crate::transcode::Profiles;
 use crate::transcode::encoder::EncoderContext;
-use crate::users::{User, Users, UsersError};
+use crate::users::{User, UserDestination, Users, UsersError};
 use backoff::BackoffPolicy;
 use destination::{DestinationSpec, resolve};
 use status::{DestinationSnapshot, DestinationStatus};
@@ -49,17 +52,22 @@ pub enum RelayError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The authorization callback could not be set up.
+    #[error(transparent)]
+    Auth(#[from] SetupError),
 }
 
-/// What reloads: presets, user files and profiles.
+/// What reloads: presets, user files, profiles and the authorization callback.
 struct Tables {
     presets: Presets,
     users: Users,
     profiles: Profiles,
+    callback: Option<PublishCallback>,
 }
 
 impl Tables {
-    fn load(config: &Config) -> Result<Self, RelayError> {
+    /// `tls` is outbound TLS's client configuration, which the callback shares.
+    fn load(config: &Config, tls: &rustls::ClientConfig) -> Result<Self, RelayError> {
         let presets = Presets::load(&config.presets)?;
         let profiles = Profiles::new(&config.profiles);
         let users = match &config.users.dir {
@@ -74,10 +82,19 @@ impl Tables {
         } else {
             tracing::info!(users = users.len(), "user files loaded");
         }
+        let callback = PublishCallback::new(&config.auth, tls.clone())?;
+        if let Some(callback) = &callback {
+            tracing::info!(
+                url = %callback.masked_url(),
+                timeout = ?callback.timeout(),
+                "every publish is authorized by the callback"
+            );
+        }
         Ok(Self {
             presets,
             users,
             profiles,
+            callback,
         })
     }
 }
@@ -88,6 +105,38 @@ pub enum AuthError {
     /// Users are configured and the key is none of theirs.
     #[error("unknown stream key")]
     UnknownKey,
+    /// The authorization callback refused it or could not be asked.
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+}
+
+impl AuthError {
+    /// The onStatus code the encoder gets. OBS (librtmp) and ffmpeg end the publish
+    /// on either; prism's own relay client takes both as "do not retry soon".
+    pub fn status_code(&self) -> &'static str {
+        match self {
+            Self::UnknownKey => "NetStream.Publish.BadName",
+            Self::Callback(_) => "NetStream.Publish.Denied",
+        }
+    }
+
+    /// The onStatus description the encoder gets: no detail of prism's setup.
+    pub fn peer_description(&self) -> &'static str {
+        match self {
+            Self::UnknownKey => "unknown stream key",
+            Self::Callback(err) => err.peer_description(),
+        }
+    }
+}
+
+/// A publish that may go ahead: whose it is, and the destinations the
+/// authorization callback's answer adds.
+#[derive(Debug, Default)]
+pub struct Grant {
+    /// The user whose key it is, when users are configured.
+    pub user: Option<User>,
+    /// Destinations from the callback's answer.
+    pub destinations: Vec<UserDestination>,
 }
 
 /// What every destination task shares.
@@ -119,8 +168,10 @@ pub struct RelayContext {
 /// The relay of every live stream.
 pub struct Relay {
     ctx: Arc<RelayContext>,
-    /// Presets, users and profiles; replaced whole on reload.
+    /// Presets, users, profiles and the callback; replaced whole on reload.
     tables: RwLock<Arc<Tables>>,
+    /// Outbound TLS's client configuration, kept for the callback on reload.
+    tls: rustls::ClientConfig,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     /// The relay of each live stream, by (app, name), for status and control.
@@ -135,7 +186,8 @@ impl Relay {
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Result<Self, RelayError> {
-        let tables = Tables::load(config)?;
+        let tls = tls::client_config(config.tls.ca_file.as_deref())?;
+        let tables = Tables::load(config, &tls)?;
         let relay = &config.relay;
         let encoders = Arc::new(EncoderContext {
             hub: Arc::clone(&hub),
@@ -151,7 +203,7 @@ impl Relay {
         });
         let ctx = RelayContext {
             hub,
-            tls: tls::connector(config.tls.ca_file.as_deref())?,
+            tls: TlsConnector::from(Arc::new(tls.clone())),
             backoff: BackoffPolicy {
                 initial: Duration::from_millis(relay.backoff_initial_ms),
                 max: Duration::from_secs(relay.backoff_max_secs),
@@ -169,6 +221,7 @@ impl Relay {
         Ok(Self {
             ctx: Arc::new(ctx),
             tables: RwLock::new(Arc::new(tables)),
+            tls,
             tracker,
             shutdown,
             streams: DashMap::new(),
@@ -179,37 +232,56 @@ impl Relay {
         Arc::clone(&self.tables.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Reloads presets, user files and profiles from `config`. New streams use
-    /// them; live streams keep their destinations. On error the old ones stay.
+    /// Reloads presets, user files, profiles and the authorization callback from
+    /// `config`. New streams use them; live streams keep their destinations. On
+    /// error the old ones stay.
     pub fn reload(&self, config: &Config) -> Result<(), RelayError> {
-        let tables = Tables::load(config)?;
+        let tables = Tables::load(config, &self.tls)?;
         *self.tables.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tables);
-        tracing::info!("presets, users and profiles reloaded");
+        tracing::info!("presets, users, profiles and the authorization callback reloaded");
         Ok(())
     }
 
-    /// Whether `name` may publish, and as which user.
-    pub fn authorize(&self, name: &StreamName) -> Result<Option<User>, AuthError> {
+    /// Whether `name`, published from `addr`, may go live, as which user and with
+    /// which extra destinations. The user files decide first (an unknown key is
+    /// refused without asking anyone); then the callback, when configured, must
+    /// allow it too. The callback is awaited here, on the caller's task, bounded by
+    /// its timeout.
+    pub async fn authorize(&self, name: &StreamName, addr: IpAddr) -> Result<Grant, AuthError> {
         let tables = self.tables();
-        if tables.users.is_empty() {
-            return Ok(None);
-        }
-        tables
-            .users
-            .authenticate(&name.name)
-            .cloned()
-            .map(Some)
-            .ok_or(AuthError::UnknownKey)
+        let user = if tables.users.is_empty() {
+            None
+        } else {
+            let user = tables.users.authenticate(&name.name).cloned();
+            Some(user.ok_or(AuthError::UnknownKey)?)
+        };
+        let destinations = match &tables.callback {
+            Some(callback) => {
+                let request = PublishRequest::new(name, addr, user.as_ref().map(|u| &*u.name));
+                let destinations = callback
+                    .authorize(&request, &tables.presets, &tables.profiles)
+                    .await?;
+                tracing::info!(
+                    stream = %name.masked(),
+                    destinations = destinations.len(),
+                    "publish allowed by the authorization callback"
+                );
+                destinations
+            }
+            None => Vec::new(),
+        };
+        Ok(Grant { user, destinations })
     }
 
-    /// Starts the destinations of a stream that just went live. `kick` is cancelled
-    /// when an operator kicks the publisher.
+    /// Starts the destinations of a stream that just went live, as `grant` allows.
+    /// `kick` is cancelled when an operator kicks the publisher.
     pub fn start(
         self: &Arc<Self>,
         name: &StreamName,
-        user: Option<&User>,
+        grant: &Grant,
         kick: CancellationToken,
     ) -> RelayHandle {
+        let user = grant.user.as_ref();
         let key = (name.app.clone(), name.name.clone());
         if let Some(stream) = self.streams.get(&key).map(|e| Arc::clone(e.value()))
             && stream.orphaned.swap(false, Ordering::AcqRel)
@@ -227,7 +299,13 @@ impl Relay {
             };
         }
         let tables = self.tables();
-        let resolution = resolve(&name.query, user, &tables.presets, &tables.profiles);
+        let resolution = resolve(
+            &name.query,
+            user,
+            &grant.destinations,
+            &tables.presets,
+            &tables.profiles,
+        );
         for problem in &resolution.problems {
             tracing::warn!(stream = %name.masked(), "{problem}");
         }

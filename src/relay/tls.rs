@@ -31,6 +31,13 @@ pub enum TlsError {
 
 /// Builds the connector shared by every destination.
 pub fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, TlsError> {
+    Ok(TlsConnector::from(Arc::new(client_config(ca_file)?)))
+}
+
+/// The client configuration outbound TLS uses: ring, the Mozilla roots and the
+/// operator's CA file. Shared by RTMPS and the publish authorization callback, so
+/// both trust the same certificates.
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -58,7 +65,7 @@ pub fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, TlsError> {
         })?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// Runs the TLS handshake over `tcp`, sending `host` as SNI (YouTube requires it).

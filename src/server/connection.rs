@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::io::write_out;
+use crate::auth::CallbackError;
 use crate::hub::{Hub, HubError, Packet, PacketKind, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
@@ -205,7 +206,7 @@ where
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
-                if let Next::Close = self.on_event(event) {
+                if let Next::Close = self.on_event(event, shutdown).await {
                     self.flush().await?;
                     return Ok(());
                 }
@@ -256,7 +257,9 @@ where
         }
     }
 
-    fn on_event(&mut self, event: ServerEvent) -> Next {
+    /// Handles one session event. A publish may wait for the authorization
+    /// callback: this connection waits (reading nothing meanwhile), no other does.
+    async fn on_event(&mut self, event: ServerEvent, shutdown: &CancellationToken) -> Next {
         match event {
             ServerEvent::Publish { stream_id, name } => {
                 if !matches!(self.role, Role::Idle) {
@@ -276,21 +279,31 @@ where
                     );
                     return Next::Close;
                 };
-                let user = match self.ctx.relay.authorize(&name) {
-                    Ok(user) => user,
+                // The callback has its own timeout; the idle timeout still bounds
+                // the wait, and shutdown ends it at once.
+                let authorize = self.ctx.relay.authorize(&name, self.peer.ip());
+                let authorized = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return Next::Close,
+                    result = timeout(self.ctx.idle_timeout, authorize) => result.unwrap_or_else(|_| {
+                        Err(CallbackError::Timeout(self.ctx.idle_timeout).into())
+                    }),
+                };
+                let grant = match authorized {
+                    Ok(grant) => grant,
                     Err(err) => {
                         tracing::warn!(stream = %name.masked(), "publish refused: {err}");
                         self.session.reject_publish(
                             stream_id,
-                            "NetStream.Publish.BadName",
-                            &err.to_string(),
+                            err.status_code(),
+                            err.peer_description(),
                         );
                         return Next::Close;
                     }
                 };
                 match self.ctx.hub.publish(&name) {
                     Ok(publisher) => {
-                        match &user {
+                        match &grant.user {
                             Some(user) => {
                                 tracing::info!(stream = %name.masked(), user = %user.name, "publishing")
                             }
@@ -298,10 +311,7 @@ where
                         }
                         self.session.accept_publish(stream_id);
                         publisher.set_peer(self.peer);
-                        let relay = self
-                            .ctx
-                            .relay
-                            .start(&name, user.as_ref(), self.kick.clone());
+                        let relay = self.ctx.relay.start(&name, &grant, self.kick.clone());
                         self.role = Role::Publishing {
                             publisher,
                             _relay: relay,
