@@ -112,9 +112,9 @@ impl App {
         &self.hub
     }
 
-    /// Applies a reloaded configuration: presets, user files and profiles for new
-    /// streams (live streams go on as they are). Listen addresses and limits need
-    /// a restart. On error nothing changes.
+    /// Applies a reloaded configuration: presets, user files, profiles and the
+    /// authorization callback for new streams (live streams go on as they are).
+    /// Listen addresses and limits need a restart. On error nothing changes.
     pub fn reload(&self, config: &Config) -> Result<(), Error> {
         self.relay.reload(config).map_err(Error::from)
     }

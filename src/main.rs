@@ -133,8 +133,9 @@ async fn serve(config: Config, reload: Reload) -> Result<(), Error> {
     Ok(())
 }
 
-/// Waits for SIGINT or SIGTERM; on SIGHUP reloads presets, users and profiles
-/// (a broken file is refused with a clear error and the old configuration stays).
+/// Waits for SIGINT or SIGTERM; on SIGHUP reloads presets, users, profiles and
+/// the authorization callback (a broken file is refused with a clear error and the
+/// old configuration stays).
 async fn wait_for_stop(app: &App, reload: &Reload) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
