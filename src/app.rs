@@ -32,6 +32,11 @@ pub struct App {
 impl App {
     /// Binds every listener and starts serving.
     pub async fn start(config: Config) -> Result<Self, Error> {
+        // rustls' process-wide provider: ring, which every TLS client prism builds
+        // uses. A client built without an explicit configuration (reqwest's
+        // default, which has no provider of its own here) then works too. Already
+        // installed (a second App in one process) is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let hub = Hub::new(config.hub_limits());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use common::sinks::{NginxSink, recording_framemd5};
+use common::sinks::{NginxSink, StunnelFront, recording_framemd5};
 use common::*;
 use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
@@ -423,4 +423,42 @@ async fn a_reload_switches_new_publishes_to_the_new_callback() {
     assert_eq!(allowing.requests().len(), 1);
     assert_logs_hide(&["auth-reload-key", TOKEN]);
     prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_callback_is_trusted_only_with_its_ca() {
+    let callback = Callback::start(Reply::Answer(200, String::new())).await;
+    let tls = StunnelFront::start(callback.addr.port()).await;
+    let url = format!(
+        "https://localhost:{}/rtmp/publish?token={TOKEN}",
+        tls.port()
+    );
+    let clip = clip(2);
+    let key = "auth-https-key";
+
+    let untrusting = Prism::start_with(|c| c.auth.publish_url = Some(url.clone())).await;
+    let (exit, stderr) = publish_and_capture(&clip, &untrusting.url(&format!("live/{key}"))).await;
+    assert!(!exit.success(), "an unknown issuer is refused");
+    assert!(stderr.contains("publish authorization failed"), "{stderr}");
+    assert!(
+        callback.requests().is_empty(),
+        "nothing reached the service"
+    );
+    untrusting.stop().await;
+
+    let trusting = Prism::start_with(|c| {
+        c.auth.publish_url = Some(url.clone());
+        c.tls.ca_file = Some(tls.ca_pem_path());
+    })
+    .await;
+    let (exit, stderr) = publish_and_capture(&clip, &trusting.url(&format!("live/{key}"))).await;
+    assert!(
+        exit.success(),
+        "with [tls] ca_file the callback is reached: {stderr}"
+    );
+    let requests = callback.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].body["name"], key);
+    assert_logs_hide(&[key, TOKEN]);
+    trusting.stop().await;
 }
