@@ -69,6 +69,44 @@ pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
     /// Publish authorization by HTTP callback.
     pub auth: AuthConfig,
+    /// The async runtime's threads.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// How many threads move prism's bytes.
+///
+/// Relaying is I/O: the work per packet is a few `writev`s, and on a multi-threaded
+/// scheduler most of the rest is threads waking each other for it (measured in
+/// BENCHMARKS.md). One thread, like an nginx worker, relays hundreds of
+/// destinations; more help only with many RTMPS destinations or very many streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Worker threads: 1 runs everything on one thread; 0 means one per core.
+    pub worker_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { worker_threads: 1 }
+    }
+}
+
+impl RuntimeConfig {
+    /// Builds the runtime this configuration asks for.
+    pub fn build(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.worker_threads {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            0 => tokio::runtime::Builder::new_multi_thread(),
+            n => {
+                let mut builder = tokio::runtime::Builder::new_multi_thread();
+                builder.worker_threads(n);
+                builder
+            }
+        };
+        builder.enable_all().build()
+    }
 }
 
 /// Publish authorization by HTTP callback: every publish is POSTed to an

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
                 file: cli.options.config.clone(),
                 overrides: overrides.clone(),
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match config.runtime.build() {
                 Ok(runtime) => runtime,
                 Err(err) => {
                     eprintln!("prism: cannot start the runtime: {err}");

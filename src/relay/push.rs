@@ -397,13 +397,17 @@ where
         subscriber: &Subscriber,
         stop: &CancellationToken,
     ) -> Result<Ended, PushError> {
+        // One wait for the whole connection: a fresh one per packet would register
+        // and unregister a waiter (two locks) on every loop.
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
         loop {
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }
             tokio::select! {
                 biased;
-                () = stop.cancelled() => {
+                () = &mut stopped => {
                     self.unpublish().await;
                     return Ok(Ended::Stopped);
                 }

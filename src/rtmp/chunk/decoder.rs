@@ -6,10 +6,9 @@
 //! chunk. So the input buffer is only ever advanced by whole chunks, and a limit violation is
 //! reported before any memory is reserved for it.
 
-use std::collections::HashMap;
-
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::csid_map::CsidMap;
 use super::{
     ChunkError, DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP_MARKER, MAX_CHUNK_HEADER_LEN,
     MAX_CHUNK_SIZE, MAX_MESSAGE_LEN, RawMessage,
@@ -91,7 +90,7 @@ impl Default for DecoderLimits {
 pub struct ChunkDecoder {
     limits: DecoderLimits,
     chunk_size: u32,
-    streams: HashMap<u32, ChunkStream>,
+    streams: CsidMap<ChunkStream>,
     /// Sum of [`Partial::reserved`] over all chunk streams, checked against
     /// [`DecoderLimits::max_pending_bytes`].
     pending_bytes: usize,
@@ -174,7 +173,7 @@ impl ChunkDecoder {
         Self {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: CsidMap::default(),
             pending_bytes: 0,
         }
     }
@@ -200,7 +199,7 @@ impl ChunkDecoder {
     /// memory is released) but keeps the header state so later type 1/2/3 headers still inherit
     /// from it. Unknown chunk streams are ignored.
     pub fn abort(&mut self, csid: u32) {
-        if let Some(partial) = self.streams.get_mut(&csid).and_then(|s| s.partial.take()) {
+        if let Some(partial) = self.streams.get_mut(csid).and_then(|s| s.partial.take()) {
             self.pending_bytes = self.pending_bytes.saturating_sub(partial.reserved);
         }
     }
@@ -259,7 +258,7 @@ impl ChunkDecoder {
             return Ok(None);
         };
         let rest = buf.get(basic.len..).unwrap_or_default();
-        let stream = self.streams.get(&basic.csid);
+        let stream = self.streams.get(basic.csid);
         if stream.is_none() {
             self.check_fresh_chunk_stream(basic)?;
         }
@@ -502,7 +501,7 @@ impl ChunkDecoder {
         // that visible without a panicking path.
         buf.advance(plan.header_len.min(buf.len()));
         let payload_len = plan.payload_len.min(buf.len());
-        let stream = self.streams.entry(plan.csid).or_default();
+        let stream = self.streams.get_or_default(plan.csid);
 
         if let Some(start) = plan.start {
             stream.begin_message(start);

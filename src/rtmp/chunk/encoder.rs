@@ -4,10 +4,9 @@
 //! scratch buffer); payload chunks are [`Bytes::slice`]s of the message payload, so the
 //! payload is never copied however many connections send it.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 
+use super::csid_map::CsidMap;
 use super::{
     DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP_MARKER, MAX_CHUNK_HEADER_LEN, MAX_CHUNK_SIZE, MAX_CSID,
     MAX_MESSAGE_LEN, MIN_CSID, MessageHeader, OutBuf,
@@ -34,7 +33,7 @@ use super::{
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: HashMap<u32, LastHeader>,
+    streams: CsidMap<LastHeader>,
 }
 
 /// What the peer's decoder remembers about a chunk stream after our last message on it.
@@ -74,7 +73,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: CsidMap::default(),
         }
     }
 
@@ -137,7 +136,7 @@ impl ChunkEncoder {
     /// Picks the smallest first-chunk header the peer can decode from its state (see the type
     /// docs for the rule).
     fn choose_first_header(&self, header: &MessageHeader, length: u32) -> FirstHeader {
-        match self.streams.get(&header.csid) {
+        match self.streams.get(header.csid) {
             Some(last)
                 if last.stream_id == header.stream_id && header.timestamp >= last.timestamp =>
             {

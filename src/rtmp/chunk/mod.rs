@@ -20,6 +20,7 @@
 //! Interop decisions (facts in `rtmp-interop.md` section 2) are documented on [`ChunkDecoder`]
 //! and [`ChunkEncoder`].
 
+mod csid_map;
 mod decoder;
 mod encoder;
 mod outbuf;
