@@ -85,8 +85,7 @@ impl App {
             relay: Arc::clone(&relay),
             token: config.http.token.clone(),
             protect_reads: config.http.protect_reads,
-            connection_slots: listener.slots(),
-            max_connections: config.rtmp.max_connections,
+            connections: listener.open_connections(),
         });
         tracker.spawn(http::serve(http_listener, http_state, shutdown.clone()));
         tracing::info!(%http_addr, "http listening");

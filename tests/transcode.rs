@@ -814,3 +814,196 @@ fn own_cpu_secs() -> f64 {
 fn cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
+
+/// The NUL-separated arguments of a process, joined with spaces ("" once it is gone).
+fn cmdline_of(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// `GET path` on prism's HTTP API, as text.
+async fn http_text(prism: &Prism, path: &str) -> String {
+    let addr = prism.app.as_ref().unwrap().http_addr();
+    let response = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert!(response.status().is_success(), "GET {path}: {response:?}");
+    response.text().await.unwrap()
+}
+
+/// Everything of a full run with a re-encoded destination that could carry a stream
+/// key: prism's own log (debug level), every byte its ffmpeg encoder wrote to stderr
+/// (prism parses the progress lines and logs at most 20 others a minute, so the
+/// encoder runs through a `bash` wrapper that `exec`s the real ffmpeg with a copy
+/// of its stderr going to a file), the encoder's command line and environment read
+/// from /proc while it runs (across a restart: the encoder is killed once), the
+/// status JSON and /metrics, during the run and after. A destination whose ingest
+/// is down adds connection errors to the log and status. None of it may contain
+/// the publisher's stream key or a destination's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stream_key_reaches_logs_encoder_output_command_lines_status_or_metrics() {
+    const PUBLISHER_KEY: &str = "pubkey-k7Qx93LmZ";
+    const YOUTUBE_KEY: &str = "ytkey-4Hq8Wz2Rn";
+    const TWITCH_KEY: &str = "live_871234_twkeyP3sT9";
+    const FACEBOOK_KEY: &str = "FB-9911-fbkeyA8d";
+    let keys = [PUBLISHER_KEY, YOUTUBE_KEY, TWITCH_KEY, FACEBOOK_KEY];
+
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("tx-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stderr_copy = dir.join("encoder-stderr.log");
+    let wrapper = dir.join("ffmpeg-tee");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/bash\n# The real ffmpeg, its stderr also appended to a file.\n\
+             exec {} \"$@\" 2> >(tee -a {} >&2)\n",
+            require("ffmpeg").display(),
+            stderr_copy.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // An ingest that is down: a port that was free a moment ago.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let youtube = NginxSink::start("live2").await;
+    let twitch = NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        point_preset(c, "twitch", twitch.url());
+        point_preset(c, "facebook", format!("rtmp://127.0.0.1:{dead_port}/rtmp"));
+        c.transcode.ffmpeg = wrapper.to_str().unwrap().to_owned();
+        c.transcode.restart_backoff_ms = 200;
+        c.relay.backoff_initial_ms = 200;
+    })
+    .await;
+    let clip = clip_360p_12s();
+    let publisher = publish(
+        &clip,
+        &prism.url(&format!(
+            "live/{PUBLISHER_KEY}?youtube={YOUTUBE_KEY}&twitch={TWITCH_KEY}\
+             &twitch_profile=h264&facebook={FACEBOOK_KEY}"
+        )),
+    );
+
+    prism.wait_live("live", PUBLISHER_KEY).await;
+    // What the run exposes, collected as it goes.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut encoders = Vec::new();
+    let mut killed = false;
+    let mut grown_from = None;
+    loop {
+        assert!(
+            prism.hub().is_live("live", PUBLISHER_KEY),
+            "the stream ended before the encoder was restarted and ran again"
+        );
+        if let Some(pid) = destination(&prism, PUBLISHER_KEY, "twitch")
+            .as_ref()
+            .and_then(encoder_pid)
+            .filter(|pid| !encoders.contains(pid))
+        {
+            // The wrapper `exec`s ffmpeg: wait for the PID to show ffmpeg's arguments.
+            let deadline = Instant::now() + WAIT;
+            let cmdline = loop {
+                let cmdline = cmdline_of(pid);
+                if cmdline.contains("pipe:0") || Instant::now() >= deadline {
+                    break cmdline;
+                }
+                sleep(Duration::from_millis(10)).await;
+            };
+            assert!(
+                cmdline.contains("-f flv -i pipe:0") && cmdline.contains("pipe:1"),
+                "encoder {pid}'s command line: {cmdline:?}"
+            );
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            seen.push((format!("encoder {pid} command line"), cmdline));
+            seen.push((
+                format!("encoder {pid} environment"),
+                String::from_utf8_lossy(&environ).into_owned(),
+            ));
+            encoders.push(pid);
+        }
+        if encoders.len() == 1 && !killed && recorded_bytes(&twitch, TWITCH_KEY) > 50_000 {
+            // A restart adds the failure to the log and the status, and a second
+            // command line.
+            signal(encoders[0], libc::SIGKILL);
+            killed = true;
+        }
+        if encoders.len() >= 2 {
+            // Until the second encoder's output has reached the ingest.
+            let bytes = recorded_bytes(&twitch, TWITCH_KEY);
+            if bytes >= *grown_from.get_or_insert(bytes) + 50_000 {
+                break;
+            }
+        }
+        seen.push(("status".into(), http_text(&prism, "/api/v1/streams").await));
+        seen.push(("metrics".into(), http_text(&prism, "/metrics").await));
+        sleep(Duration::from_millis(200)).await;
+    }
+    assert!(encoders.len() >= 2, "the encoder ran twice: {encoders:?}");
+    let facebook =
+        destination(&prism, PUBLISHER_KEY, "facebook").expect("facebook is a destination");
+    assert!(
+        facebook.last_error.is_some(),
+        "the dead ingest left an error: {facebook:#?}"
+    );
+    let status = http_text(&prism, "/api/v1/streams").await;
+    assert!(
+        status.contains("\"twitch\"")
+            && status.contains("\"facebook\"")
+            && status.contains("last_error"),
+        "the status shows the destinations and the error: {status}"
+    );
+    let name = serde_json::from_str::<serde_json::Value>(&status).unwrap()["streams"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    seen.push((
+        "stream status".into(),
+        http_text(&prism, &format!("/api/v1/streams/live/{name}")).await,
+    ));
+    seen.push(("status".into(), status));
+
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "publisher: {exit}");
+    assert!(youtube.saw_clean_unpublish(YOUTUBE_KEY).await);
+    assert_eq!(
+        twitch.wait_unpublished(TWITCH_KEY, ENCODE_DRAIN).await,
+        Ending::Clean
+    );
+    seen.push((
+        "status after".into(),
+        http_text(&prism, "/api/v1/streams").await,
+    ));
+    seen.push(("metrics after".into(), http_text(&prism, "/metrics").await));
+    prism.stop().await;
+
+    let stderr = std::fs::read_to_string(&stderr_copy).expect("the encoders' stderr was copied");
+    assert!(
+        stderr.matches("progress=").count() >= 2,
+        "the copy holds the encoders' output: {stderr}"
+    );
+    seen.push(("encoder stderr".into(), stderr));
+    let logs = captured_logs();
+    assert!(
+        logs.contains("encoder started") && logs.contains("encoder failed"),
+        "the log covers the encoder's start and failure"
+    );
+    seen.push(("prism's log".into(), logs));
+    for (what, text) in &seen {
+        for key in keys {
+            assert!(!text.contains(key), "a stream key appears in the {what}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,29 +1,6 @@
-//! Proves that the AMF0 decoder never panics (limits on depth, lengths, element counts and
-//! references hold), and that whatever it decodes, `encode_all` writes back in a form it
-//! decodes again; re-encoding that second decode gives the same bytes (encoding is stable).
+//! cargo-fuzz target `amf0`: feeds each input to [`prism_fuzz::amf0::check`], which says
+//! what it proves. The same check replays `fuzz/regressions/amf0/` in the crate's tests
+//! (`tests/fuzz_regressions.rs`).
 #![no_main]
 
-use bytes::BytesMut;
-use libfuzzer_sys::fuzz_target;
-use prism::rtmp::amf0;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok((_, used)) = amf0::decode(data) {
-        assert!(used <= data.len());
-    }
-    let Ok(values) = amf0::decode_all(data) else {
-        return;
-    };
-    let mut first = BytesMut::new();
-    amf0::encode_all(&values, &mut first);
-    let again = match amf0::decode_all(&first) {
-        Ok(again) => again,
-        Err(error) => panic!("re-encoded AMF0 does not decode: {error}\nvalues: {values:?}"),
-    };
-    let mut second = BytesMut::new();
-    amf0::encode_all(&again, &mut second);
-    assert!(
-        first == second,
-        "AMF0 encoding is not stable\nvalues: {values:?}\nagain: {again:?}"
-    );
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| prism_fuzz::amf0::check(data));

@@ -1,23 +1,6 @@
-//! Proves that the AMF3 decoders never panic: `decode_command_payload` (type 15/17 message
-//! bodies: AMF0 with AVM+ switches, flattened to AMF0) and the standalone `amf3::decode`
-//! (reference tables, traits, 29-bit integers, limits). A value `amf3::decode` accepts must
-//! decode again after `amf3::encode`.
+//! cargo-fuzz target `amf3`: feeds each input to [`prism_fuzz::amf3::check`], which says
+//! what it proves. The same check replays `fuzz/regressions/amf3/` in the crate's tests
+//! (`tests/fuzz_regressions.rs`).
 #![no_main]
 
-use bytes::BytesMut;
-use libfuzzer_sys::fuzz_target;
-use prism::rtmp::amf3;
-
-fuzz_target!(|data: &[u8]| {
-    let _ = amf3::decode_command_payload(data);
-    let Ok((value, used)) = amf3::decode(data) else {
-        return;
-    };
-    assert!(used <= data.len());
-    let _ = value.to_amf0();
-    let mut out = BytesMut::new();
-    amf3::encode(&value, &mut out);
-    if let Err(error) = amf3::decode(&out) {
-        panic!("re-encoded AMF3 does not decode: {error}\nvalue: {value:?}");
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| prism_fuzz::amf3::check(data));

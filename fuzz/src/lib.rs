@@ -1,4 +1,29 @@
-//! Helpers shared by the fuzz targets (not part of prism itself).
+//! What the fuzz targets check, one module per target, plus the input splitter they share
+//! (not part of prism itself).
+//!
+//! Each `<target>::check(data)` runs one input and panics when a property does not hold.
+//! The cargo-fuzz targets in `fuzz_targets/` call it, and `tests/fuzz_regressions.rs` (in
+//! prism's own test suite, so CI runs it without cargo-fuzz or a nightly toolchain)
+//! includes this file and replays every committed input of `fuzz/regressions/<target>/`
+//! through the same function. Module paths are explicit so that the include resolves
+//! them the same way.
+
+#[path = "checks/amf0.rs"]
+pub mod amf0;
+#[path = "checks/amf3.rs"]
+pub mod amf3;
+#[path = "checks/chunk_decoder.rs"]
+pub mod chunk_decoder;
+#[path = "checks/config.rs"]
+pub mod config;
+#[path = "checks/flv.rs"]
+pub mod flv;
+#[path = "checks/handshake_client.rs"]
+pub mod handshake_client;
+#[path = "checks/handshake_server.rs"]
+pub mod handshake_server;
+#[path = "checks/server_session.rs"]
+pub mod server_session;
 
 /// Cuts an input into pieces of pseudo-random sizes, so the targets see every way a socket
 /// read can split the stream. The sizes come from a seed byte (not from the payload), so the

@@ -10,11 +10,11 @@ pub mod model;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
@@ -33,17 +33,14 @@ pub struct HttpState {
     pub token: Option<String>,
     /// Whether reads need the token too.
     pub protect_reads: bool,
-    /// RTMP connection slots, for the open-connections gauge.
-    pub connection_slots: Arc<Semaphore>,
-    /// The number of connection slots.
-    pub max_connections: usize,
+    /// RTMP connections being served, for the open-connections gauge.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl HttpState {
     /// RTMP connections open now.
     pub fn open_connections(&self) -> usize {
-        self.max_connections
-            .saturating_sub(self.connection_slots.available_permits())
+        self.connections.load(Ordering::Relaxed)
     }
 }
 

@@ -18,6 +18,8 @@ use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::RefMut;
 
 use crate::flv;
 use crate::rtmp::amf0::{self, Amf0Value};
@@ -74,6 +76,10 @@ pub struct Hub {
     streams: DashMap<StreamKey, Arc<Stream>>,
     limits: HubLimits,
     next_id: AtomicU64,
+    /// Held while a new stream is checked against `max_streams` and inserted: the
+    /// map is sharded, so its length and an insert into another shard are not one
+    /// atomic step, and a flood of concurrent publishes would overshoot the limit.
+    admission: Mutex<()>,
 }
 
 /// One stream: its cached state and its subscribers.
@@ -122,6 +128,7 @@ impl Hub {
             streams: DashMap::new(),
             limits,
             next_id: AtomicU64::new(1),
+            admission: Mutex::new(()),
         })
     }
 
@@ -156,19 +163,34 @@ impl Hub {
         })
     }
 
-    /// Claims `name` for a publisher. Players already waiting for it are kept.
-    pub fn publish(self: &Arc<Self>, name: &StreamName) -> Result<Publisher, HubError> {
-        let key = Self::key(&name.app, &name.name);
+    /// The entry of `app/name`, created if the stream limit allows. The guard locks
+    /// the entry's shard.
+    fn entry(&self, app: &str, name: &str) -> Result<RefMut<'_, StreamKey, Arc<Stream>>, HubError> {
+        let key = Self::key(app, name);
+        if let Entry::Occupied(entry) = self.streams.entry(key.clone()) {
+            return Ok(entry.into_ref());
+        }
+        // The shard lock above is released: `len` locks every shard in turn. Lock
+        // order: admission, then shard, then stream state.
+        let _admission = self
+            .admission
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
             return Err(HubError::TooManyStreams(self.limits.max_streams));
         }
+        Ok(self
+            .streams
+            .entry(key)
+            .or_insert_with(|| self.new_stream(app, name)))
+    }
+
+    /// Claims `name` for a publisher. Players already waiting for it are kept.
+    pub fn publish(self: &Arc<Self>, name: &StreamName) -> Result<Publisher, HubError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // The entry guard is held while the state is updated so that an idle stream
         // cannot be removed between lookup and claim (lock order: shard, then state).
-        let entry = self
-            .streams
-            .entry(key)
-            .or_insert_with(|| self.new_stream(&name.app, &name.name));
+        let entry = self.entry(&name.app, &name.name)?;
         let stream = Arc::clone(entry.value());
         {
             let mut state = stream.lock();
@@ -208,14 +230,7 @@ impl Hub {
         name: &str,
         kind: SubscriberKind,
     ) -> Result<Subscriber, HubError> {
-        let key = Self::key(app, name);
-        if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
-            return Err(HubError::TooManyStreams(self.limits.max_streams));
-        }
-        let entry = self
-            .streams
-            .entry(key)
-            .or_insert_with(|| self.new_stream(app, name));
+        let entry = self.entry(app, name)?;
         let stream = Arc::clone(entry.value());
         let queue = {
             let mut state = stream.lock();
@@ -838,5 +853,41 @@ mod tests {
             HubError::TooManyStreams(1)
         );
         assert!(hub.subscribe("live", "c").is_err());
+    }
+
+    #[test]
+    fn the_stream_limit_holds_under_concurrent_publishes() {
+        // Many threads creating distinct streams at once: the check against the
+        // limit and the insert must be one step, or the hub overshoots.
+        const LIMIT: usize = 16;
+        const THREADS: usize = 8;
+        for _ in 0..50 {
+            let hub = Hub::new(HubLimits {
+                max_streams: LIMIT,
+                ..HubLimits::default()
+            });
+            let start = Arc::new(std::sync::Barrier::new(THREADS));
+            let threads: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (hub, start) = (Arc::clone(&hub), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        (0..LIMIT)
+                            .filter_map(|i| hub.publish(&name(&format!("t{t}-{i}"))).ok())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let publishers: Vec<Publisher> = threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect();
+            assert!(
+                publishers.len() <= LIMIT && hub.len() <= LIMIT,
+                "{} publishers, {} streams, limit {LIMIT}",
+                publishers.len(),
+                hub.len()
+            );
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod per_ip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -26,6 +27,25 @@ pub struct RtmpListener {
     ctx: Arc<ConnectionContext>,
     limit: Arc<Semaphore>,
     per_ip: Arc<per_ip::PerIpLimit>,
+    /// Connections being served. The semaphore cannot say: the accept loop holds
+    /// one of its permits while it waits for the next connection.
+    open: Arc<AtomicUsize>,
+}
+
+/// Counts one served connection in [`RtmpListener::open_connections`] until dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(open))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl RtmpListener {
@@ -41,12 +61,13 @@ impl RtmpListener {
             ctx,
             limit: Arc::new(Semaphore::new(max_connections)),
             per_ip: per_ip::PerIpLimit::new(max_connections_per_ip),
+            open: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// The connection slots, to count open connections.
-    pub fn slots(&self) -> Arc<Semaphore> {
-        Arc::clone(&self.limit)
+    /// The number of connections being served, for the metrics gauge.
+    pub fn open_connections(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.open)
     }
 
     /// The address actually bound.
@@ -83,12 +104,14 @@ impl RtmpListener {
                 drop(socket);
                 continue;
             };
+            let counted = Counted::new(&self.open);
             let ctx = Arc::clone(&self.ctx);
             let shutdown = shutdown.child_token();
             let span = tracing::info_span!("rtmp", %peer);
             tracker.spawn(
                 async move {
                     serve_tcp(socket, peer, ctx, shutdown).await;
+                    drop(counted);
                     drop(ip_slot);
                     drop(permit);
                 }

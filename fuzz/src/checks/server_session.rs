@@ -1,0 +1,143 @@
+//! Proves that a whole post-handshake RTMP server session (`ServerSession`: chunk decoder,
+//! control messages, AMF0/AMF3 commands, connect/createStream/publish/play state machine,
+//! aggregates, replies) never panics on any byte stream split into arbitrary reads, with the
+//! application answering every Publish/Play event and draining the output queue in between.
+//! Also checks the output queue's accounting (`io_slices` never yields more than `len`,
+//! `advance` shrinks it exactly).
+//!
+//! Input: [mode, split seed, bytes...]. Mode % 4 picks a genuine prefix (none; connect;
+//! connect+createStream+publish; connect+createStream+play) so the fuzzer starts deep in the
+//! state machine; mode bit 2 makes the application reject instead of accept.
+
+use std::io::IoSlice;
+
+use super::Splitter;
+use bytes::{Bytes, BytesMut};
+use prism::rtmp::amf0::Amf0Value;
+use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
+use prism::rtmp::message::Command;
+use prism::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+
+/// Chunk-encodes the commands a publisher or player sends before its media.
+fn prefix(mode: u8) -> Vec<u8> {
+    let connect = Command::new(
+        "connect",
+        1.0,
+        Amf0Value::object([
+            ("app", Amf0Value::from("live")),
+            ("tcUrl", "rtmp://localhost/live".into()),
+            ("objectEncoding", 0.0.into()),
+        ]),
+        vec![],
+    );
+    let create = Command::new("createStream", 2.0, Amf0Value::Null, vec![]);
+    let publish = Command::new(
+        "publish",
+        3.0,
+        Amf0Value::Null,
+        vec!["key".into(), "live".into()],
+    );
+    let play = Command::new("play", 3.0, Amf0Value::Null, vec!["key".into()]);
+    let commands: Vec<(u32, &Command)> = match mode % 4 {
+        0 => vec![],
+        1 => vec![(0, &connect)],
+        2 => vec![(0, &connect), (0, &create), (1, &publish)],
+        _ => vec![(0, &connect), (0, &create), (1, &play)],
+    };
+    let mut encoder = ChunkEncoder::new();
+    let mut out = OutBuf::new();
+    for (stream_id, command) in commands {
+        let header = MessageHeader {
+            csid: 3,
+            timestamp: 0,
+            type_id: 20,
+            stream_id,
+        };
+        encoder.encode(&header, &command.encode(), &mut out);
+    }
+    drain(&mut out, usize::MAX)
+}
+
+/// Takes up to `limit` bytes off the queue the way a vectored write would, checking accounting.
+fn drain(out: &mut OutBuf, limit: usize) -> Vec<u8> {
+    let mut written = Vec::new();
+    while !out.is_empty() && written.len() < limit {
+        let len = out.len();
+        let mut slices = [IoSlice::new(&[]); 4];
+        let filled = out.io_slices(&mut slices);
+        assert!(filled > 0, "non-empty queue yields no slice");
+        let mut n = 0;
+        for slice in &slices[..filled] {
+            let take = slice.len().min(limit - written.len() - n);
+            written.extend_from_slice(&slice[..take]);
+            n += take;
+        }
+        assert!(n <= len);
+        out.advance(n);
+        assert_eq!(out.len(), len - n, "advance({n}) from {len}");
+        if n == 0 {
+            break;
+        }
+    }
+    written
+}
+
+/// Runs one input; panics when a property does not hold.
+pub fn check(data: &[u8]) {
+    let [mode, seed, rest @ ..] = data else {
+        return;
+    };
+    let input = [prefix(*mode).as_slice(), rest].concat();
+    let reject = mode & 4 != 0;
+    let media = Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0xAA, 0xBB]);
+    let mut session = ServerSession::new(ServerConfig::default());
+    let mut buf = BytesMut::new();
+    let mut partial_writes = u32::from(*seed);
+    let (mut publishes, mut plays) = (0, 0);
+    'feed: for piece in Splitter::new(&input, *seed, 512) {
+        buf.extend_from_slice(piece);
+        loop {
+            match session.poll(&mut buf) {
+                Ok(None) => break,
+                Err(_) => break 'feed,
+                Ok(Some(ServerEvent::Publish { stream_id, .. })) if reject => {
+                    publishes += 1;
+                    session.reject_publish(stream_id, "NetStream.Publish.BadName", "fuzz")
+                }
+                Ok(Some(ServerEvent::Publish { stream_id, .. })) => {
+                    publishes += 1;
+                    session.accept_publish(stream_id)
+                }
+                Ok(Some(ServerEvent::Play { stream_id, .. })) if reject => {
+                    plays += 1;
+                    session.reject_play(stream_id, "NetStream.Play.StreamNotFound", "fuzz")
+                }
+                Ok(Some(ServerEvent::Play { stream_id, .. })) => {
+                    plays += 1;
+                    session.accept_play(stream_id);
+                    session.send_media(stream_id, 9, 40, &media);
+                }
+                Ok(Some(ServerEvent::StopPlay { stream_id })) => session.end_play(stream_id),
+                Ok(Some(_)) => {}
+            }
+            // Alternate short (partial) writes with full drains.
+            partial_writes = partial_writes.rotate_left(1);
+            let limit = if partial_writes & 1 != 0 {
+                7
+            } else {
+                usize::MAX
+            };
+            drain(session.out(), limit);
+        }
+    }
+    drain(session.out(), usize::MAX);
+    assert!(session.out().is_empty());
+    if rest.is_empty() {
+        // The genuine prefixes really get the harness to the Publish/Play decision.
+        assert!(session.is_connected() || mode % 4 == 0);
+        assert_eq!(
+            (publishes, plays),
+            [(0, 0), (0, 0), (1, 0), (0, 1)][usize::from(mode % 4)]
+        );
+    }
+}
