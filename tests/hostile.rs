@@ -477,7 +477,7 @@ impl ChildPrism {
             rtmp,
             http,
             lines,
-            client: reqwest::Client::new(),
+            client: common::http_client(),
         }
     }
 

@@ -68,7 +68,7 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
         c.http.token = Some(TOKEN.to_owned());
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let clip = clip(16);
     let keys = [
         "api-publisher-key",
@@ -264,7 +264,7 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_is_disabled_without_a_token_and_errors_are_json() {
     let prism = Prism::start().await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let response = client.get(api(&prism, "/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let response = client.get(api(&prism, "/")).send().await.unwrap();

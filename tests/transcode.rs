@@ -825,7 +825,9 @@ fn cmdline_of(pid: u32) -> String {
 /// `GET path` on prism's HTTP API, as text.
 async fn http_text(prism: &Prism, path: &str) -> String {
     let addr = prism.app.as_ref().unwrap().http_addr();
-    let response = reqwest::get(format!("http://{addr}{path}"))
+    let response = common::http_client()
+        .get(format!("http://{addr}{path}"))
+        .send()
         .await
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     assert!(response.status().is_success(), "GET {path}: {response:?}");

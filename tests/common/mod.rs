@@ -20,6 +20,14 @@ use tokio::process::{Child, Command};
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Fails loudly when a tool is missing: a test never skips silently.
+/// An HTTP client for prism's API. prism's reqwest has no TLS provider of its own
+/// (prism installs ring when it starts), so a test that talks HTTP before or
+/// without an in-process prism installs it here first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub fn require(tool: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
