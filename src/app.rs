@@ -17,11 +17,12 @@ use crate::hub::Hub;
 use crate::relay::Relay;
 use crate::rtmp::server::ServerConfig;
 use crate::server::per_ip::PerIpLimit;
-use crate::server::{ConnectionContext, RtmpListener};
+use crate::server::{ConnectionContext, ConnectionLimits, RtmpListener, tls};
 
 /// A started prism.
 pub struct App {
     rtmp_addr: SocketAddr,
+    rtmps_addr: Option<SocketAddr>,
     http_addr: SocketAddr,
     hub: Arc<Hub>,
     relay: Arc<Relay>,
@@ -37,6 +38,15 @@ impl App {
         // default, which has no provider of its own here) then works too. Already
         // installed (a second App in one process) is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The TLS material first: a wrong path is reported before anything binds.
+        let acceptor = match (
+            &config.rtmps.listen,
+            &config.rtmps.cert_file,
+            &config.rtmps.key_file,
+        ) {
+            (Some(_), Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         let hub = Hub::new(config.hub_limits());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -59,18 +69,29 @@ impl App {
             publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
         });
-        let addr = config.rtmp.listen;
-        let listener = RtmpListener::bind(
-            addr,
-            ctx,
+        let limits = ConnectionLimits::new(
             config.rtmp.max_connections,
             config.rtmp.max_connections_per_ip,
-        )
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
+        );
+        let addr = config.rtmp.listen;
+        let listener = RtmpListener::bind(addr, Arc::clone(&ctx), limits.clone(), None)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
         let rtmp_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
+        let tls_listener = match (config.rtmps.listen, acceptor) {
+            (Some(addr), Some(acceptor)) => {
+                let listener = RtmpListener::bind(addr, ctx, limits, Some(acceptor))
+                    .await
+                    .map_err(|source| Error::Bind { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr, source })?;
+                Some((listener, bound))
+            }
+            _ => None,
+        };
         let http_addr = config.http.listen;
         let http_listener = http::bind(http_addr).await.map_err(|source| Error::Bind {
             addr: http_addr,
@@ -91,8 +112,14 @@ impl App {
         tracing::info!(%http_addr, "http listening");
         tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
         tracing::info!(%rtmp_addr, "rtmp listening");
+        let rtmps_addr = tls_listener.map(|(listener, rtmps_addr)| {
+            tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
+            tracing::info!(%rtmps_addr, "rtmps listening");
+            rtmps_addr
+        });
         Ok(Self {
             rtmp_addr,
+            rtmps_addr,
             http_addr,
             hub,
             relay,
@@ -104,6 +131,11 @@ impl App {
     /// The RTMP address actually bound.
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp_addr
+    }
+
+    /// The RTMPS address actually bound, when `[rtmps] listen` is set.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps_addr
     }
 
     /// The HTTP address actually bound.

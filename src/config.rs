@@ -43,6 +43,9 @@ pub enum ConfigError {
 pub struct Config {
     /// The RTMP listener.
     pub rtmp: RtmpConfig,
+    /// The optional RTMPS (TLS) listener for encoders and players.
+    #[serde(default)]
+    pub rtmps: RtmpsConfig,
     /// Bounds on what a peer can make prism hold.
     pub limits: LimitsConfig,
     /// Per-stream caches and queues.
@@ -224,6 +227,23 @@ pub struct RtmpConfig {
     pub idle_timeout_secs: u64,
 }
 
+/// The RTMPS listener: RTMP inside TLS, for encoders that publish over networks
+/// their operators do not trust. Disabled unless `listen` is set; it shares the
+/// RTMP listener's connection limits and timeouts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtmpsConfig {
+    /// Listen address; `None` disables RTMPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The certificate chain (PEM), leaf first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
 /// Bounds on what a peer can make prism buffer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +291,9 @@ pub struct Overrides {
     /// `--http ADDR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<SocketAddr>,
+    /// `--rtmps ADDR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtmps_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -286,6 +309,9 @@ impl Config {
         }
         if let Some(listen) = overrides.http_listen {
             figment = figment.merge(Serialized::default("http.listen", listen));
+        }
+        if let Some(listen) = overrides.rtmps_listen {
+            figment = figment.merge(Serialized::default("rtmps.listen", listen));
         }
         let config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
@@ -317,6 +343,14 @@ impl Config {
         }
         if self.rtmp.handshake_timeout_secs == 0 || self.rtmp.idle_timeout_secs == 0 {
             return invalid("rtmp.*_timeout_secs", "timeouts must be at least 1 second");
+        }
+        if self.rtmps.listen.is_some()
+            && (self.rtmps.cert_file.is_none() || self.rtmps.key_file.is_none())
+        {
+            return invalid(
+                "rtmps.listen",
+                "RTMPS needs rtmps.cert_file and rtmps.key_file (PEM)",
+            );
         }
         if !(128..=0xFF_FFFF).contains(&self.limits.max_message_len) {
             return invalid("limits.max_message_len", "must be between 128 and 16777215");
@@ -477,6 +511,30 @@ mod tests {
             let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("rtmp.chunk_size"), "{err}");
             assert!(Config::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rtmps_is_off_by_default_and_needs_a_certificate_and_key() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert!(config.rtmps.listen.is_none(), "RTMPS is opt-in");
+            let overrides = Overrides {
+                rtmps_listen: Some("127.0.0.1:1936".parse().unwrap()),
+                ..Overrides::default()
+            };
+            let err = Config::load(None, &overrides).unwrap_err();
+            assert!(err.to_string().contains("rtmps.cert_file"), "{err}");
+            jail.create_file(
+                "tls.toml",
+                "[rtmps]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
+            )?;
+            let config = Config::load(Some(Path::new("tls.toml")), &overrides).unwrap();
+            assert_eq!(config.rtmps.listen.unwrap().port(), 1936);
+            jail.set_env("PRISM_RTMPS__LISTEN", "127.0.0.1:2936");
+            let config = Config::load(Some(Path::new("tls.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.rtmps.listen.unwrap().port(), 2936);
             Ok(())
         });
     }

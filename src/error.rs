@@ -22,6 +22,9 @@ pub enum Error {
     /// Presets, user files or TLS could not be set up.
     #[error(transparent)]
     Relay(#[from] crate::relay::RelayError),
+    /// The RTMPS certificate or key could not be loaded.
+    #[error(transparent)]
+    ServerTls(#[from] crate::server::tls::ServerTlsError),
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),

@@ -36,6 +36,9 @@ struct Options {
     /// HTTP (status API, metrics, dashboard) listen address, e.g. 127.0.0.1:8080.
     #[arg(long, global = true)]
     http: Option<std::net::SocketAddr>,
+    /// RTMPS listen address, e.g. 0.0.0.0:1936 (needs [rtmps] cert_file and key_file).
+    #[arg(long, global = true)]
+    rtmps: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let overrides = Overrides {
         rtmp_listen: cli.options.rtmp,
         http_listen: cli.options.http,
+        rtmps_listen: cli.options.rtmps,
     };
     let config = match Config::load(cli.options.config.as_deref(), &overrides) {
         Ok(config) => config,

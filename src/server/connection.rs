@@ -25,6 +25,10 @@ use crate::timestamp::Rebaser;
 /// Read buffer growth step. Big enough for a 4 KiB-chunked video burst per read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// How long a clean close may take to flush (TLS close_notify) before the socket
+/// is simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What every connection task shares.
 #[derive(Debug)]
 pub struct ConnectionContext {
@@ -51,6 +55,14 @@ pub enum ConnectionError {
     /// The handshake bytes were not RTMP.
     #[error("handshake failed: {0}")]
     Handshake(#[from] HandshakeError),
+    /// The TLS handshake of an RTMPS connection failed (plain RTMP or garbage on
+    /// the TLS port, an unsupported protocol version, a reset).
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    /// The first bytes on the RTMPS port were not TLS at all: most likely an
+    /// encoder set to `rtmp://` pointed at the `rtmps://` port.
+    #[error("TLS handshake failed: not TLS (plain rtmp:// on the RTMPS port?): {0}")]
+    NotTls(std::io::Error),
     /// The handshake or connect did not complete in time.
     #[error("no handshake and connect within {0:?}")]
     HandshakeTimeout(Duration),
@@ -92,17 +104,19 @@ enum Next {
 }
 
 /// Serves one connection to its end. `Ok` means the peer or prism ended it cleanly.
+/// `accepted` is when the socket was accepted: the handshake deadline counts from
+/// there, so time spent in a TLS handshake before this counts against it too.
 pub async fn serve<S>(
     mut io: S,
     peer: SocketAddr,
+    accepted: Instant,
     ctx: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let started = Instant::now();
-    let handshake_deadline = started + ctx.handshake_timeout;
+    let handshake_deadline = accepted + ctx.handshake_timeout;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let handshake = handshake(&mut io, &mut buf);
     tokio::select! {
@@ -129,6 +143,14 @@ where
     let role = std::mem::replace(&mut connection.role, Role::Idle);
     if !deliberate && !grace.is_zero() {
         hold_for_grace(role, grace, shutdown);
+    } else {
+        // Ends the stream (or the play) before the close below may wait.
+        drop(role);
+    }
+    if result.is_ok() {
+        // A clean end: over TLS this sends close_notify, so the peer sees an
+        // orderly close rather than a truncation. Bounded: the peer may not read.
+        let _ = timeout(CLOSE_TIMEOUT, connection.io.shutdown()).await;
     }
     result
 }

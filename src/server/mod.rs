@@ -1,9 +1,10 @@
-//! The RTMP listener: accepts connections within a limit and runs each one as a task
-//! in the shutdown tree.
+//! The RTMP and RTMPS listeners: accept connections within shared limits and run
+//! each one as a task in the shutdown tree.
 
 pub mod connection;
 pub mod io;
 pub mod per_ip;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::{Instant, timeout_at};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -21,18 +24,39 @@ pub use connection::{ConnectionContext, ConnectionError};
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// A bound RTMP listener.
+/// The connection limits every listener shares, so that RTMPS is no way around
+/// `max_connections` or the per-address limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Connections served at once, over every listener.
+    pub slots: Arc<Semaphore>,
+    /// Connections at once per client address, over every listener.
+    pub per_ip: Arc<per_ip::PerIpLimit>,
+    /// Connections being served, over every listener. The semaphore cannot say:
+    /// each accept loop holds one of its permits while it waits for a connection.
+    pub open: Arc<AtomicUsize>,
+}
+
+impl ConnectionLimits {
+    /// At most `max_connections` in all, `max_connections_per_ip` per address.
+    pub fn new(max_connections: usize, max_connections_per_ip: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max_connections)),
+            per_ip: per_ip::PerIpLimit::new(max_connections_per_ip),
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// A bound RTMP listener, plain or (with a [`TlsAcceptor`]) RTMPS.
 pub struct RtmpListener {
     listener: TcpListener,
     ctx: Arc<ConnectionContext>,
-    limit: Arc<Semaphore>,
-    per_ip: Arc<per_ip::PerIpLimit>,
-    /// Connections being served. The semaphore cannot say: the accept loop holds
-    /// one of its permits while it waits for the next connection.
-    open: Arc<AtomicUsize>,
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
 }
 
-/// Counts one served connection in [`RtmpListener::open_connections`] until dropped.
+/// Counts one served connection in [`ConnectionLimits::open`] until dropped.
 struct Counted(Arc<AtomicUsize>);
 
 impl Counted {
@@ -50,24 +74,26 @@ impl Drop for Counted {
 
 impl RtmpListener {
     /// Binds the listen address; port 0 picks a free port (see [`Self::local_addr`]).
+    /// With `tls`, each connection first completes a TLS handshake, within the
+    /// same handshake deadline as the RTMP handshake and connect that follow.
     pub async fn bind(
         addr: SocketAddr,
         ctx: Arc<ConnectionContext>,
-        max_connections: usize,
-        max_connections_per_ip: usize,
+        limits: ConnectionLimits,
+        tls: Option<TlsAcceptor>,
     ) -> std::io::Result<Self> {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             ctx,
-            limit: Arc::new(Semaphore::new(max_connections)),
-            per_ip: per_ip::PerIpLimit::new(max_connections_per_ip),
-            open: Arc::new(AtomicUsize::new(0)),
+            limits,
+            tls,
         })
     }
 
-    /// The number of connections being served, for the metrics gauge.
+    /// The number of connections being served (on every listener sharing these
+    /// limits), for the metrics gauge.
     pub fn open_connections(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.open)
+        Arc::clone(&self.limits.open)
     }
 
     /// The address actually bound.
@@ -81,7 +107,7 @@ impl RtmpListener {
             // Waiting for a permit before accepting leaves excess connections in the
             // kernel's backlog instead of holding sockets we will not serve.
             let permit = tokio::select! {
-                permit = Arc::clone(&self.limit).acquire_owned() => match permit {
+                permit = Arc::clone(&self.limits.slots).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => return,
                 },
@@ -99,18 +125,22 @@ impl RtmpListener {
                     continue;
                 }
             };
-            let Some(ip_slot) = self.per_ip.acquire(peer.ip()) else {
+            let Some(ip_slot) = self.limits.per_ip.acquire(peer.ip()) else {
                 tracing::warn!(%peer, "connection refused: too many connections from this address");
                 drop(socket);
                 continue;
             };
-            let counted = Counted::new(&self.open);
+            let counted = Counted::new(&self.limits.open);
             let ctx = Arc::clone(&self.ctx);
             let shutdown = shutdown.child_token();
-            let span = tracing::info_span!("rtmp", %peer);
+            let tls = self.tls.clone();
+            let span = match tls {
+                Some(_) => tracing::info_span!("rtmps", %peer),
+                None => tracing::info_span!("rtmp", %peer),
+            };
             tracker.spawn(
                 async move {
-                    serve_tcp(socket, peer, ctx, shutdown).await;
+                    serve_tcp(socket, peer, tls, ctx, shutdown).await;
                     drop(counted);
                     drop(ip_slot);
                     drop(permit);
@@ -124,16 +154,54 @@ impl RtmpListener {
 async fn serve_tcp(
     socket: TcpStream,
     peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
     ctx: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) {
+    let accepted = Instant::now();
     // Media must not wait for the peer's delayed ACK (Nagle): it adds tens of ms.
     if let Err(err) = socket.set_nodelay(true) {
         tracing::debug!("TCP_NODELAY: {err}");
     }
     tracing::debug!("connected");
-    match connection::serve(socket, peer, ctx, shutdown).await {
+    let result = match tls {
+        None => connection::serve(socket, peer, accepted, ctx, shutdown).await,
+        Some(acceptor) => serve_tls(socket, peer, accepted, &acceptor, ctx, shutdown).await,
+    };
+    match result {
         Ok(()) => tracing::debug!("closed"),
         Err(err) => tracing::warn!("closing connection: {err}"),
     }
+}
+
+/// The TLS handshake, bounded by the connection's handshake deadline, then the
+/// same connection driver as plain RTMP over the TLS stream.
+async fn serve_tls(
+    socket: TcpStream,
+    peer: SocketAddr,
+    accepted: Instant,
+    acceptor: &TlsAcceptor,
+    ctx: Arc<ConnectionContext>,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError> {
+    let deadline = accepted + ctx.handshake_timeout;
+    let stream = tokio::select! {
+        result = timeout_at(deadline, acceptor.accept(socket)) => match result {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) if is_not_tls(&err) => return Err(ConnectionError::NotTls(err)),
+            Ok(Err(err)) => return Err(ConnectionError::Tls(err)),
+            Err(_) => return Err(ConnectionError::HandshakeTimeout(ctx.handshake_timeout)),
+        },
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    tracing::debug!("TLS established");
+    connection::serve(stream, peer, accepted, ctx, shutdown).await
+}
+
+/// Whether the TLS handshake failed because the first record was not TLS at all.
+fn is_not_tls(err: &std::io::Error) -> bool {
+    use rustls::{Error, InvalidMessage};
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+        .is_some_and(|e| matches!(e, Error::InvalidMessage(InvalidMessage::InvalidContentType)))
 }

@@ -124,6 +124,7 @@ impl Prism {
         let overrides = Overrides {
             rtmp_listen: Some("127.0.0.1:0".parse().unwrap()),
             http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..Overrides::default()
         };
         let mut config = Config::load(None, &overrides).expect("defaults load");
         tune(&mut config);

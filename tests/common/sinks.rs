@@ -554,8 +554,9 @@ impl Drop for StunnelFront {
     }
 }
 
-/// Writes `ca.pem`, `server-chain.pem` (leaf, then CA) and `server-key.pem`.
-fn write_certificates(dir: &Path) {
+/// Writes `ca.pem`, `server-chain.pem` (leaf for `localhost` and `127.0.0.1`, then
+/// the CA) and `server-key.pem` into `dir`.
+pub fn write_certificates(dir: &Path) {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
