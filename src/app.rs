@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::relay::Relay;
+use crate::reload::{ConfigSource, ReloadError, ReloadReport, Reloader};
 use crate::rtmp::server::ServerConfig;
 use crate::server::per_ip::PerIpLimit;
 use crate::server::{ConnectionContext, ConnectionLimits, RtmpListener, tls};
@@ -26,13 +27,23 @@ pub struct App {
     http_addr: SocketAddr,
     hub: Arc<Hub>,
     relay: Arc<Relay>,
+    reloader: Arc<Reloader>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl App {
-    /// Binds every listener and starts serving.
+    /// Binds every listener and starts serving. A reload (API, SIGHUP) applies
+    /// `config` again, re-reading the user files it names; use
+    /// [`Self::start_with_source`] to reload from a file.
     pub async fn start(config: Config) -> Result<Self, Error> {
+        let fixed = config.clone();
+        Self::start_with_source(config, Arc::new(move || Ok(fixed.clone()))).await
+    }
+
+    /// Binds every listener and starts serving; a reload reads the configuration
+    /// from `source`.
+    pub async fn start_with_source(config: Config, source: ConfigSource) -> Result<Self, Error> {
         // rustls' process-wide provider: ring, which every TLS client prism builds
         // uses. A client built without an explicit configuration (reqwest's
         // default, which has no provider of its own here) then works too. Already
@@ -92,6 +103,7 @@ impl App {
             }
             _ => None,
         };
+        let reloader = Arc::new(Reloader::new(source, Arc::clone(&relay), config.clone()));
         let http_addr = config.http.listen;
         let http_listener = http::bind(http_addr).await.map_err(|source| Error::Bind {
             addr: http_addr,
@@ -107,6 +119,7 @@ impl App {
             token: config.http.token.clone(),
             protect_reads: config.http.protect_reads,
             connections: listener.open_connections(),
+            reloader: Arc::clone(&reloader),
         });
         tracker.spawn(http::serve(http_listener, http_state, shutdown.clone()));
         tracing::info!(%http_addr, "http listening");
@@ -123,6 +136,7 @@ impl App {
             http_addr,
             hub,
             relay,
+            reloader,
             shutdown,
             tracker,
         })
@@ -151,8 +165,14 @@ impl App {
     /// Applies a reloaded configuration: presets, user files, profiles and the
     /// authorization callback for new streams (live streams go on as they are).
     /// Listen addresses and limits need a restart. On error nothing changes.
-    pub fn reload(&self, config: &Config) -> Result<(), Error> {
-        self.relay.reload(config).map_err(Error::from)
+    pub fn reload(&self, config: &Config) -> Result<ReloadReport, ReloadError> {
+        self.reloader.apply(config.clone())
+    }
+
+    /// Reads the configuration again from its source and applies it, as SIGHUP
+    /// and `POST /api/v1/reload` do (on a blocking thread: it reads files).
+    pub async fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload_off_runtime().await
     }
 
     /// The relay (destination status).

@@ -16,6 +16,7 @@ pub mod mask;
 pub mod presets;
 pub mod rate;
 pub mod relay;
+pub mod reload;
 pub mod rtmp;
 pub mod server;
 pub mod stream_name;

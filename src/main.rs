@@ -1,13 +1,20 @@
 //! The `prism` command.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use prism::config::{Config, Overrides};
+use prism::reload::ConfigSource;
 use prism::{App, Error};
 use tracing_subscriber::EnvFilter;
+
+/// How long `prism reload` waits for the running prism's answer (it reads every
+/// user file before it answers).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long connections get to finish after SIGINT/SIGTERM before prism exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -34,6 +41,7 @@ struct Options {
     #[arg(long, global = true)]
     rtmp: Option<std::net::SocketAddr>,
     /// HTTP (status API, metrics, dashboard) listen address, e.g. 127.0.0.1:8080.
+    /// For `prism reload`: where the running prism listens.
     #[arg(long, global = true)]
     http: Option<std::net::SocketAddr>,
     /// RTMPS listen address, e.g. 0.0.0.0:1936 (needs [rtmps] cert_file and key_file).
@@ -47,6 +55,10 @@ enum Command {
     Serve,
     /// Load and validate the configuration, print the effective values, and exit.
     CheckConfig,
+    /// Ask the running prism to reload presets, user files, profiles and the [auth]
+    /// callback (through its API at [http] listen, with [http] token /
+    /// PRISM_HTTP__TOKEN).
+    Reload,
 }
 
 fn main() -> ExitCode {
@@ -74,11 +86,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve => {
-            let reload = Reload {
-                file: cli.options.config.clone(),
-                overrides: overrides.clone(),
+        Command::Reload => {
+            // One request: a single-threaded runtime is plenty.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    eprintln!("prism: cannot start the runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
             };
+            match runtime.block_on(request_reload(&config)) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("prism: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => {
+            let file = cli.options.config.clone();
+            let source: ConfigSource = Arc::new(move || Config::load(file.as_deref(), &overrides));
             let runtime = match config.runtime.build() {
                 Ok(runtime) => runtime,
                 Err(err) => {
@@ -86,7 +119,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, reload)) {
+            match runtime.block_on(serve(config, source)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("prism: {err}");
@@ -120,16 +153,10 @@ fn init_logging(config: &Config) -> Result<(), Error> {
     result.map_err(|e| Error::Logging(e.to_string()))
 }
 
-/// Where the configuration came from, to read it again on SIGHUP.
-struct Reload {
-    file: Option<PathBuf>,
-    overrides: Overrides,
-}
-
-async fn serve(config: Config, reload: Reload) -> Result<(), Error> {
+async fn serve(config: Config, source: ConfigSource) -> Result<(), Error> {
     init_logging(&config)?;
-    let app = App::start(config).await?;
-    wait_for_stop(&app, &reload).await;
+    let app = App::start_with_source(config, source).await?;
+    wait_for_stop(&app).await;
     tracing::info!("shutting down");
     if !app.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
@@ -140,7 +167,7 @@ async fn serve(config: Config, reload: Reload) -> Result<(), Error> {
 /// Waits for SIGINT or SIGTERM; on SIGHUP reloads presets, users, profiles and
 /// the authorization callback (a broken file is refused with a clear error and the
 /// old configuration stays).
-async fn wait_for_stop(app: &App, reload: &Reload) {
+async fn wait_for_stop(app: &App) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -156,13 +183,81 @@ async fn wait_for_stop(app: &App, reload: &Reload) {
             _ = int.recv() => return,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
-                let result = Config::load(reload.file.as_deref(), &reload.overrides)
-                    .map_err(Error::from)
-                    .and_then(|config| app.reload(&config));
-                if let Err(err) = result {
+                if let Err(err) = app.reload_from_source().await {
                     tracing::error!("reload refused, the previous configuration stays: {err}");
                 }
             }
         }
     }
+}
+
+/// Where to reach the running prism's API from this machine: its listen address,
+/// with a wildcard address replaced by loopback.
+fn api_address(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
+        _ => listen,
+    }
+}
+
+/// `prism reload`: `POST /api/v1/reload` to the running prism, and a one-line
+/// summary of its answer. Any refusal or an unreachable prism is an error.
+async fn request_reload(config: &Config) -> Result<String, String> {
+    let url = format!("http://{}/api/v1/reload", api_address(config.http.listen));
+    // reqwest's rustls has no provider of its own here (see Cargo.toml): ring, as
+    // everywhere in prism, even though this request is plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(RELOAD_TIMEOUT)
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("cannot make an HTTP client: {e}"))?;
+    let mut request = client.post(&url);
+    if let Some(token) = &config.http.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|err| {
+        // The innermost cause ("Connection refused") is the one that helps.
+        let mut root: &dyn std::error::Error = &err;
+        while let Some(cause) = root.source() {
+            root = cause;
+        }
+        let reason = if err.is_timeout() {
+            format!("no answer within {RELOAD_TIMEOUT:?}")
+        } else {
+            root.to_string()
+        };
+        format!(
+            "cannot reach prism at {url} (is it running, with [http] listen as given \
+             here by --http / --config / PRISM_HTTP__LISTEN?): {reason}"
+        )
+    })?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url} answered {status} with something other than JSON: {e}"))?;
+    if !status.is_success() {
+        let message = body["error"].as_str().unwrap_or("no reason given");
+        return Err(format!("reload refused ({status}): {message}"));
+    }
+    let count = |key: &str| body[key].as_u64().unwrap_or(0);
+    let mut summary = format!(
+        "reloaded: {} presets, {} users, {} profiles",
+        count("presets"),
+        count("users"),
+        count("profiles")
+    );
+    let restart: Vec<&str> = body["needs_restart"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if !restart.is_empty() {
+        summary.push_str(&format!(
+            "\nchanged but applied only after a restart: {}",
+            restart.join(", ")
+        ));
+    }
+    Ok(summary)
 }

@@ -208,3 +208,126 @@ async fn wait_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle
     .await
     .unwrap_or_else(|_| panic!("no log line with {needle:?}"))
 }
+
+#[tokio::test]
+async fn prism_reload_asks_the_running_prism_and_says_clearly_when_it_cannot() {
+    const TOKEN: &str = "cli-reload-token-0123456789";
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cli-reload-{}", std::process::id()));
+    let users = dir.join("users");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("a.toml"), "stream_key = \"cli-user-a-key\"\n").unwrap();
+    let config = dir.join("prism.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[users]\ndir = \"{}\"\n[http]\ntoken = \"{TOKEN}\"\n",
+            users.display()
+        ),
+    )
+    .unwrap();
+    let mut child = prism()
+        .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .env_remove("PRISM_HTTP__TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prism starts");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let field = |line: &str, key: &str| {
+        line.split(key)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let http = field(&wait_line(&mut lines_rx, "http_addr=").await, "http_addr=");
+    let rtmp = field(&wait_line(&mut lines_rx, "rtmp_addr=").await, "rtmp_addr=");
+    // `prism reload` finds prism from the same config file and flags.
+    let reload = |extra_env: Option<(&str, &str)>| {
+        let mut command = prism();
+        command
+            .args(["reload", "--http", &http, "--config"])
+            .arg(&config)
+            .env_remove("PRISM_HTTP__TOKEN");
+        if let Some((key, value)) = extra_env {
+            command.env(key, value);
+        }
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), command.output())
+                .await
+                .expect("prism reload answers in time")
+                .unwrap()
+        }
+    };
+    let clip = common::clip(2);
+    let publish_ok = |key: &str| {
+        let child = common::publish(&clip, &format!("rtmp://{rtmp}/live/{key}"));
+        async move { common::finish(child).await.0.success() }
+    };
+    assert!(!publish_ok("cli-user-b-key").await, "user b is unknown");
+
+    std::fs::write(users.join("b.toml"), "stream_key = \"cli-user-b-key\"\n").unwrap();
+    let out = reload(None).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reload succeeds: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("2 users"),
+        "says what it reloaded: {stdout}"
+    );
+    wait_line(&mut lines_rx, "reloaded").await;
+    assert!(
+        publish_ok("cli-user-b-key").await,
+        "user b publishes after the reload"
+    );
+
+    // A wrong token (from the environment, as PRISM_HTTP__TOKEN overrides the file).
+    let out = reload(Some(("PRISM_HTTP__TOKEN", "a-wrong-token-0123456789"))).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused") && stderr.contains("401"),
+        "{stderr}"
+    );
+
+    // A broken file: refused, named, and the old configuration stays.
+    std::fs::write(users.join("c.toml"), "stream_key = \"broken\n").unwrap();
+    let out = reload(None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("c.toml") && stderr.contains("previous configuration stays"),
+        "names the broken file: {stderr}"
+    );
+    assert!(publish_ok("cli-user-b-key").await, "b still publishes");
+
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    // Nothing listens any more.
+    let out = reload(None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach prism"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

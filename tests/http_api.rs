@@ -290,6 +290,13 @@ async fn control_is_disabled_without_a_token_and_errors_are_json() {
         "{error}"
     );
     let response = client
+        .post(api(&prism, "/api/v1/reload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "reload is control too");
+    let response = client
         .get(api(&prism, "/api/v1/streams/live/nope"))
         .send()
         .await
@@ -303,4 +310,99 @@ async fn control_is_disabled_without_a_token_and_errors_are_json() {
         serde_json::json!({ "streams": [] })
     );
     prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configuration() {
+    let sink = NginxSink::start("app").await;
+    let users = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("api-reload-users-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&users);
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(users.join("a.toml"), "stream_key = \"reload-user-a-key\"\n").unwrap();
+    let prism = Prism::start_with(|c| {
+        c.users.dir = Some(users.clone());
+        c.http.token = Some(TOKEN.to_owned());
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let reload_url = api(&prism, "/api/v1/reload");
+    let clip = clip(2);
+    let publishes = |key: &str| {
+        let child = publish(&clip, &prism.url(&format!("live/{key}")));
+        async move { finish(child).await.0.success() }
+    };
+
+    // Reload is a control endpoint.
+    let response = client.post(&reload_url).send().await.unwrap();
+    assert_eq!(response.status(), 401, "missing token refused");
+    let response = client
+        .post(&reload_url)
+        .bearer_auth("wrong-token-000000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "wrong token refused");
+
+    assert!(publishes("reload-user-a-key").await, "user a publishes");
+    assert!(
+        !publishes("reload-user-b-key").await,
+        "user b is not known yet"
+    );
+
+    // A new user file, with a destination: it applies to b's new stream.
+    std::fs::write(
+        users.join("b.toml"),
+        format!(
+            "stream_key = \"reload-user-b-key\"\n[[destinations]]\nurl = \"{}/reload-b-dest\"\n",
+            sink.url()
+        ),
+    )
+    .unwrap();
+    let response = client
+        .post(&reload_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["users"], 2, "{report}");
+    assert_eq!(
+        report["reloaded"],
+        serde_json::json!(["presets", "users", "profiles", "auth"])
+    );
+    assert!(report["presets"].as_u64().unwrap() >= 5, "{report}");
+    assert_eq!(report["auth_callback"], false, "{report}");
+    assert_eq!(report["needs_restart"], serde_json::json!([]));
+    assert!(publishes("reload-user-b-key").await, "user b publishes");
+    assert!(
+        sink.saw_clean_unpublish("reload-b-dest").await,
+        "b's destination from the new file got the stream"
+    );
+
+    // A broken file: refused with its name, and the configuration before stays.
+    std::fs::write(users.join("c.toml"), "stream_key = \"broken\n").unwrap();
+    let response = client
+        .post(&reload_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let error: Value = response.json().await.unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("c.toml"),
+        "names the broken file: {message}"
+    );
+    assert!(
+        message.contains("previous configuration stays"),
+        "{message}"
+    );
+    assert!(publishes("reload-user-a-key").await, "a still publishes");
+    assert!(publishes("reload-user-b-key").await, "b still publishes");
+    assert_logs_hide(&["reload-user-a-key", "reload-user-b-key", "reload-b-dest"]);
+    prism.stop().await;
+    let _ = std::fs::remove_dir_all(&users);
 }

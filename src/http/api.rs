@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 use super::HttpState;
 use super::model::{DestinationJson, StreamJson, StreamList};
 use crate::relay::{AddDestination, ControlError, StreamRelay};
+use crate::reload::{ReloadError, ReloadReport};
 
 /// The OpenAPI description of this API, kept in the repository beside the code.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -215,6 +216,32 @@ pub async fn kick_publisher(
     let relay = find(&state, &app, &name)?;
     state.relay.kick(&relay);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/reload`: reads the configuration again (file, environment and
+/// flags `prism serve` started with) and applies presets, user files, profiles
+/// and the authorization callback to new streams. A broken file answers 422
+/// naming it; the running configuration stays.
+pub async fn reload(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+) -> Result<Json<ReloadReport>, ApiError> {
+    authorize(&state, &headers, true)?;
+    tracing::info!("reload requested through the API");
+    match state.reloader.reload_off_runtime().await {
+        Ok(report) => Ok(Json(report)),
+        Err(err) => {
+            tracing::error!("reload refused, the previous configuration stays: {err}");
+            let status = match err {
+                ReloadError::Config(_) | ReloadError::Relay(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ReloadError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError::new(
+                status,
+                format!("reload refused, the previous configuration stays: {err}"),
+            ))
+        }
+    }
 }
 
 /// Anything else.

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
 use crate::relay::Relay;
+use crate::reload::Reloader;
 
 /// The dashboard: one self-contained page, no build step.
 pub const DASHBOARD: &str = include_str!("dashboard.html");
@@ -35,6 +36,8 @@ pub struct HttpState {
     pub protect_reads: bool,
     /// RTMP connections being served, for the open-connections gauge.
     pub connections: Arc<AtomicUsize>,
+    /// Reloads the configuration (`POST /api/v1/reload`).
+    pub reloader: Arc<Reloader>,
 }
 
 impl HttpState {
@@ -52,6 +55,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/streams", get(api::list_streams))
+        .route("/api/v1/reload", post(api::reload))
         .route(
             "/api/v1/streams/{app}/{name}",
             get(api::get_stream).delete(api::kick_publisher),

@@ -99,6 +99,19 @@ impl Tables {
     }
 }
 
+/// What a reload put in effect, for the operator who asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    /// Presets now known (built-in and configured).
+    pub presets: usize,
+    /// User files loaded (0: any key may publish).
+    pub users: usize,
+    /// Re-encode profiles now known (built-in and configured).
+    pub profiles: usize,
+    /// Whether publishes are authorized by the callback (`[auth] publish_url`).
+    pub auth_callback: bool,
+}
+
 /// Why a publish was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -235,11 +248,23 @@ impl Relay {
     /// Reloads presets, user files, profiles and the authorization callback from
     /// `config`. New streams use them; live streams keep their destinations. On
     /// error the old ones stay.
-    pub fn reload(&self, config: &Config) -> Result<(), RelayError> {
+    pub fn reload(&self, config: &Config) -> Result<Reloaded, RelayError> {
         let tables = Tables::load(config, &self.tls)?;
+        let reloaded = Reloaded {
+            presets: tables.presets.ids().count(),
+            users: tables.users.len(),
+            profiles: tables.profiles.len(),
+            auth_callback: tables.callback.is_some(),
+        };
         *self.tables.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tables);
-        tracing::info!("presets, users, profiles and the authorization callback reloaded");
-        Ok(())
+        tracing::info!(
+            presets = reloaded.presets,
+            users = reloaded.users,
+            profiles = reloaded.profiles,
+            auth_callback = reloaded.auth_callback,
+            "presets, users, profiles and the authorization callback reloaded"
+        );
+        Ok(reloaded)
     }
 
     /// Whether `name`, published from `addr`, may go live, as which user and with

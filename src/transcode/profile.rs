@@ -84,6 +84,16 @@ impl Profiles {
         self.by_name.contains_key(name)
     }
 
+    /// How many profiles there are (built-ins included).
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether there is none (never, with the built-ins).
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     /// The names, for error messages.
     pub fn names(&self) -> String {
         self.by_name.keys().cloned().collect::<Vec<_>>().join(", ")
