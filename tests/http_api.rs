@@ -406,3 +406,106 @@ async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configura
     prism.stop().await;
     let _ = std::fs::remove_dir_all(&users);
 }
+
+/// The `prism_stream_reconnecting` gauge of the only stream.
+async fn reconnecting_gauge(client: &reqwest::Client, prism: &Prism) -> f64 {
+    let text = client
+        .get(api(prism, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "prism_stream_reconnecting")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v) => v,
+            ref other => panic!("a gauge: {other:?}"),
+        })
+        .unwrap_or_else(|| panic!("prism_stream_reconnecting in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_publisher_shows_reconnecting_with_live_destinations_until_one_takes_over() {
+    let youtube = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        // Long enough that only the returning publisher ends the grace period.
+        c.relay.publisher_grace_secs = 60;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = prism.url("live/reconnect-publisher-key?youtube=yt-reconnect-key");
+    let mut first = publish(&clip(30), &url);
+    let list = until(&client, &prism, "live", |l| {
+        l["streams"][0]["state"] == "live" && destination(l, "youtube")["state"] == "live"
+    })
+    .await;
+    let name = list["streams"][0]["name"].as_str().unwrap().to_owned();
+    youtube
+        .wait_recording("yt-reconnect-key", 20_000, WAIT)
+        .await;
+    assert_eq!(reconnecting_gauge(&client, &prism).await, 0.0);
+
+    // The encoder's connection drops without unpublishing (SIGKILL).
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let list = until(&client, &prism, "reconnecting", |l| {
+        l["streams"][0]["state"] == "reconnecting"
+    })
+    .await;
+    let stream = &list["streams"][0];
+    assert_eq!(stream["name"], name.as_str(), "the same stream");
+    assert!(stream["publisher"].is_null(), "no publisher: {stream}");
+    assert!(stream["reconnecting_since"].is_string(), "{stream}");
+    // The destination stays connected while it waits.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let list = streams(&client, &prism).await;
+    assert_eq!(list["streams"][0]["state"], "reconnecting");
+    assert_eq!(destination(&list, "youtube")["state"], "live");
+    let one = client
+        .get(api(&prism, &format!("/api/v1/streams/live/{name}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200, "the stream is found by its name");
+    assert_eq!(one.json::<Value>().await.unwrap()["state"], "reconnecting");
+    assert_eq!(reconnecting_gauge(&client, &prism).await, 1.0);
+    assert_eq!(
+        youtube.publishes("yt-reconnect-key").last().unwrap().ending,
+        common::sinks::Ending::Live,
+        "the ingest still has the broadcast"
+    );
+
+    // A new publisher takes the stream over: live again, same destination.
+    let second = publish(&clip(6), &url);
+    let list = until(&client, &prism, "live again", |l| {
+        l["streams"][0]["state"] == "live" && !l["streams"][0]["publisher"].is_null()
+    })
+    .await;
+    assert!(list["streams"][0]["reconnecting_since"].is_null());
+    assert_eq!(destination(&list, "youtube")["state"], "live");
+    assert_eq!(reconnecting_gauge(&client, &prism).await, 0.0);
+    let (exit, _) = finish(second).await;
+    assert!(exit.success(), "the returning publisher finished: {exit}");
+    assert!(youtube.saw_clean_unpublish("yt-reconnect-key").await);
+    assert_eq!(
+        youtube.publishes("yt-reconnect-key").len(),
+        1,
+        "one broadcast at the ingest throughout"
+    );
+    until(&client, &prism, "gone", |l| {
+        l["streams"].as_array().is_some_and(|s| s.is_empty())
+    })
+    .await;
+    let everything = format!("{list}{}", captured_logs());
+    for key in ["reconnect-publisher-key", "yt-reconnect-key"] {
+        assert!(!everything.contains(key), "a key leaked");
+    }
+    prism.stop().await;
+}

@@ -106,12 +106,18 @@ pub fn stream_list(state: &HttpState) -> StreamList {
     StreamList { streams }
 }
 
+/// A stream with its publisher, or one in its publisher's grace period
+/// (`reconnecting`); `None` once it ended.
 fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
-    let info = state.hub.stream(relay.app(), relay.key())?.snapshot()?;
-    let warnings = state
-        .relay
-        .warnings(relay, info.video.as_ref(), info.audio.as_ref());
-    Some(StreamJson::new(info, relay, warnings))
+    let stream = state.hub.stream(relay.app(), relay.key())?;
+    if let Some(info) = stream.snapshot() {
+        let warnings = state
+            .relay
+            .warnings(relay, info.video.as_ref(), info.audio.as_ref());
+        return Some(StreamJson::new(info, relay, warnings));
+    }
+    let since = stream.reconnecting_since()?;
+    Some(StreamJson::reconnecting(relay, since, stream.players()))
 }
 
 fn find(state: &HttpState, app: &str, name: &str) -> Result<Arc<StreamRelay>, ApiError> {

@@ -12,6 +12,7 @@ use axum::response::IntoResponse;
 
 use super::HttpState;
 use super::api::{ApiError, stream_list};
+use super::model::StreamState;
 use crate::relay::status::State as DestinationState;
 
 /// Every destination state, for the one-hot `prism_destination_state` series.
@@ -66,7 +67,11 @@ pub fn render(state: &HttpState) -> String {
     };
     f.header("prism_connections", "gauge", "RTMP connections open.");
     f.sample("prism_connections", &[], state.open_connections() as f64);
-    f.header("prism_streams", "gauge", "Live streams.");
+    f.header(
+        "prism_streams",
+        "gauge",
+        "Live streams, with those waiting for their publisher to come back.",
+    );
     f.sample("prism_streams", &[], list.streams.len() as f64);
     f.header("prism_encoders", "gauge", "ffmpeg encoders running.");
     f.sample("prism_encoders", &[], state.relay.encoders_running() as f64);
@@ -76,11 +81,17 @@ pub fn render(state: &HttpState) -> String {
         "counter",
         "Media bytes received from the publisher.",
     );
-    for s in &list.streams {
+    // Only streams with a publisher: a reconnecting stream has none to measure.
+    let published = || {
+        list.streams
+            .iter()
+            .filter_map(|s| s.publisher.as_ref().map(|p| (s, p)))
+    };
+    for (s, publisher) in published() {
         f.sample(
             "prism_stream_bytes_in_total",
             &[("app", &s.app), ("stream", &s.name)],
-            s.publisher.bytes_in as f64,
+            publisher.bytes_in as f64,
         );
     }
     f.header(
@@ -88,11 +99,23 @@ pub fn render(state: &HttpState) -> String {
         "gauge",
         "Publisher bitrate in bits per second.",
     );
-    for s in &list.streams {
+    for (s, publisher) in published() {
         f.sample(
             "prism_stream_bitrate_bps",
             &[("app", &s.app), ("stream", &s.name)],
-            s.publisher.bitrate_bps as f64,
+            publisher.bitrate_bps as f64,
+        );
+    }
+    f.header(
+        "prism_stream_reconnecting",
+        "gauge",
+        "1 while the stream's publisher has dropped and its destinations wait for it.",
+    );
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_reconnecting",
+            &[("app", &s.app), ("stream", &s.name)],
+            f64::from(u8::from(s.state == StreamState::Reconnecting)),
         );
     }
     f.header("prism_stream_players", "gauge", "Local players watching.");

@@ -19,6 +19,17 @@ pub struct StreamList {
     pub streams: Vec<StreamJson>,
 }
 
+/// Whether a stream has its publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    /// The publisher is connected.
+    Live,
+    /// The publisher's connection dropped; its destinations stay connected for
+    /// `relay.publisher_grace_secs`, waiting for it to come back.
+    Reconnecting,
+}
+
 /// One live stream.
 #[derive(Debug, Serialize)]
 pub struct StreamJson {
@@ -26,10 +37,14 @@ pub struct StreamJson {
     pub app: String,
     /// The user's name, or the stream key masked (`****1a2b`); use it in URLs.
     pub name: String,
+    /// `live`, or `reconnecting` while the stream waits for its dropped publisher.
+    pub state: StreamState,
+    /// When the publisher dropped (RFC 3339), while reconnecting.
+    pub reconnecting_since: Option<String>,
     /// The user publishing, when users are configured.
     pub user: Option<String>,
-    /// The encoder connection.
-    pub publisher: PublisherJson,
+    /// The encoder connection; `null` while reconnecting.
+    pub publisher: Option<PublisherJson>,
     /// Local players watching.
     pub players: usize,
     /// Platform constraints the stream breaks (codec, keyframe interval).
@@ -122,8 +137,10 @@ impl StreamJson {
         Self {
             app: info.app,
             name: relay.display_name(),
+            state: StreamState::Live,
+            reconnecting_since: None,
             user: relay.user().map(str::to_owned),
-            publisher: PublisherJson {
+            publisher: Some(PublisherJson {
                 remote_addr: info.peer.map(|p| p.to_string()),
                 connected_since: timestamp(info.since_wall),
                 uptime_secs: info.since.elapsed().as_secs(),
@@ -131,9 +148,25 @@ impl StreamJson {
                 bitrate_bps: info.bitrate_bps,
                 video: info.video,
                 audio: info.audio,
-            },
+            }),
             players: info.players,
             warnings,
+            destinations: relay.snapshots().into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// A stream whose publisher dropped at `since` and may come back: no
+    /// publisher, its destinations as they are (connected, waiting).
+    pub fn reconnecting(relay: &StreamRelay, since: SystemTime, players: usize) -> Self {
+        Self {
+            app: relay.app().to_owned(),
+            name: relay.display_name(),
+            state: StreamState::Reconnecting,
+            reconnecting_since: Some(timestamp(since)),
+            user: relay.user().map(str::to_owned),
+            publisher: None,
+            players,
+            warnings: Vec::new(),
             destinations: relay.snapshots().into_iter().map(Into::into).collect(),
         }
     }

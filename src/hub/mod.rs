@@ -96,6 +96,8 @@ struct StreamState {
     publisher: Option<u64>,
     /// The publisher dropped and may come back: subscribers are kept, waiting.
     in_grace: bool,
+    /// When the publisher of a stream in its grace period dropped.
+    dropped_at: Option<SystemTime>,
     /// The query string the current publisher connected with (destination keys).
     query: String,
     since: Option<Instant>,
@@ -143,6 +145,7 @@ impl Hub {
             state: Mutex::new(StreamState {
                 publisher: None,
                 in_grace: false,
+                dropped_at: None,
                 query: String::new(),
                 since: None,
                 metadata: None,
@@ -200,6 +203,7 @@ impl Hub {
             // A publisher coming back within its grace period takes over the
             // stream: subscribers carry on with the new packets.
             state.in_grace = false;
+            state.dropped_at = None;
             state.publisher = Some(id);
             state.query = name.query.clone();
             state.since = Some(Instant::now());
@@ -381,6 +385,21 @@ impl Stream {
         self.info()
     }
 
+    /// When the publisher dropped, while the stream waits for it to come back
+    /// (its grace period); `None` when live or ended.
+    pub fn reconnecting_since(&self) -> Option<SystemTime> {
+        let state = self.lock();
+        if state.publisher.is_some() || !state.in_grace {
+            return None;
+        }
+        state.dropped_at
+    }
+
+    /// Local players attached right now.
+    pub fn players(&self) -> usize {
+        self.lock().players
+    }
+
     /// Subscribers attached right now.
     pub fn subscriber_count(&self) -> usize {
         self.lock().subscribers.len()
@@ -548,6 +567,7 @@ impl Publisher {
             if state.publisher == Some(self.id) {
                 state.publisher = None;
                 state.in_grace = true;
+                state.dropped_at = Some(SystemTime::now());
                 reset_media(&mut state);
             }
         }
@@ -576,6 +596,7 @@ fn reset_media(state: &mut StreamState) {
 fn end_stream(state: &mut StreamState) {
     reset_media(state);
     state.in_grace = false;
+    state.dropped_at = None;
     for queue in state.subscribers.drain(..) {
         queue.close();
     }
@@ -793,13 +814,18 @@ mod tests {
         let first = hub.publish(&name("k")).unwrap();
         let subscriber = hub.subscribe("live", "k").unwrap();
         first.push_video(0, Bytes::from_static(AVC_KEY));
+        let stream = hub.stream("live", "k").unwrap();
+        assert!(stream.reconnecting_since().is_none(), "live");
         let orphan = first.detach();
         assert!(
             hub.is_live("live", "k"),
             "still live during the grace period"
         );
+        assert!(stream.reconnecting_since().is_some(), "waiting for it");
+        assert!(stream.snapshot().is_none(), "no publisher to describe");
         let second = hub.publish(&name("k")).unwrap();
         assert!(orphan.taken_over());
+        assert!(stream.reconnecting_since().is_none(), "live again");
         drop(orphan);
         second.push_video(0, Bytes::from_static(AVC_SH));
         second.push_video(0, Bytes::from_static(AVC_KEY));
@@ -823,9 +849,11 @@ mod tests {
         let hub = Hub::new(HubLimits::default());
         let publisher = hub.publish(&name("k")).unwrap();
         let subscriber = hub.subscribe("live", "k").unwrap();
+        let stream = hub.stream("live", "k").unwrap();
         let orphan = publisher.detach();
         drop(orphan);
         assert!(!hub.is_live("live", "k"));
+        assert!(stream.reconnecting_since().is_none(), "ended");
         let mut got = Vec::new();
         assert!(!subscriber.recv_batch(&mut got).await);
     }
