@@ -325,7 +325,7 @@ async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configura
         c.http.token = Some(TOKEN.to_owned());
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let reload_url = api(&prism, "/api/v1/reload");
     let clip = clip(2);
     let publishes = |key: &str| {
@@ -439,7 +439,7 @@ async fn a_dropped_publisher_shows_reconnecting_with_live_destinations_until_one
         c.relay.publisher_grace_secs = 60;
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let url = prism.url("live/reconnect-publisher-key?youtube=yt-reconnect-key");
     let mut first = publish(&clip(30), &url);
     let list = until(&client, &prism, "live", |l| {
