@@ -331,3 +331,77 @@ async fn prism_reload_asks_the_running_prism_and_says_clearly_when_it_cannot() {
     assert!(stderr.contains("cannot reach prism"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGTERM while a stream is relayed: every destination gets FCUnpublish and
+/// deleteStream before its connection closes (platforms end the broadcast
+/// cleanly instead of waiting for a dropped one), the publisher is let go, and
+/// prism exits within its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_unpublishes_every_destination_cleanly_and_exits() {
+    let youtube = common::sinks::NginxSink::start("live2").await;
+    let twitch = common::sinks::NginxSink::start("app").await;
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sigterm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prism.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[presets.youtube]\nurl = \"{}\"\n[presets.twitch]\nurl = \"{}\"\n",
+            youtube.url(),
+            twitch.url()
+        ),
+    )
+    .unwrap();
+    let mut child = prism()
+        .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prism starts");
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let line = wait_line(&mut lines_rx, "rtmp_addr=").await;
+    let addr = line.split("rtmp_addr=").nth(1).unwrap();
+    let addr = addr.split_whitespace().next().unwrap().to_owned();
+
+    let clip = common::clip(30);
+    let publisher = common::publish(
+        &clip,
+        &format!("rtmp://{addr}/live/term-source?youtube=yt-term-key&twitch=tw-term-key"),
+    );
+    youtube
+        .wait_publishing("yt-term-key", Duration::from_secs(20))
+        .await;
+    twitch
+        .wait_publishing("tw-term-key", Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("prism exits within its grace period")
+        .unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    assert!(
+        youtube.saw_clean_unpublish("yt-term-key").await,
+        "youtube got deleteStream before the close"
+    );
+    assert!(
+        twitch.saw_clean_unpublish("tw-term-key").await,
+        "twitch got deleteStream before the close"
+    );
+    // The encoder is let go at once rather than left to time out.
+    tokio::time::timeout(Duration::from_secs(10), common::finish(publisher))
+        .await
+        .expect("the publisher's connection ends with prism");
+}
