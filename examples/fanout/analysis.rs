@@ -107,11 +107,35 @@ pub struct Figures {
     pub latency_max_ms: Option<f64>,
     /// Pairs measured.
     pub latency_pairs: usize,
+    /// Added latency of keyframes only (the largest messages), median and maximum, ms.
+    pub keyframe_latency_p50_ms: Option<f64>,
+    /// Maximum over keyframes.
+    pub keyframe_latency_max_ms: Option<f64>,
+    /// The slowest (sink, video frame) pairs, slowest first: where the tail comes from.
+    pub slowest: Vec<SlowFrame>,
     /// Delivered megabits inside the window, all sinks.
     pub delivered_mbit: f64,
     /// Problems that make the run's figures untrustworthy.
     pub problems: Vec<String>,
 }
+
+/// One slow delivery, for the JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowFrame {
+    /// Added latency, ms.
+    pub latency_ms: f64,
+    /// The sink.
+    pub sink: String,
+    /// Payload bytes.
+    pub len: u32,
+    /// Whether it is a keyframe.
+    pub keyframe: bool,
+    /// When the publisher sent it, ms after the window's start.
+    pub published_at_ms: f64,
+}
+
+/// How many slow frames a run's JSON lists.
+const SLOWEST: usize = 10;
 
 /// Computes the figures of a run with `sinks` expected sink names.
 pub fn analyze(decoded: &Decoded, window: Window, sink_names: &[String]) -> Figures {
@@ -192,6 +216,8 @@ pub fn analyze(decoded: &Decoded, window: Window, sink_names: &[String]) -> Figu
 
     let mut sinks = Vec::new();
     let mut all_latencies: Vec<u64> = Vec::new();
+    let mut keyframe_latencies: Vec<u64> = Vec::new();
+    let mut slowest: Vec<SlowFrame> = Vec::new();
     let mut delivered_bytes: u64 = 0;
     for name in sink_names {
         let flows = by_name.get(name.as_str()).cloned().unwrap_or_default();
@@ -222,6 +248,27 @@ pub fn analyze(decoded: &Decoded, window: Window, sink_names: &[String]) -> Figu
             .collect();
         latencies.sort_unstable();
         all_latencies.extend_from_slice(&latencies);
+        for &(p, s) in &video.pairs {
+            let published_frame = published_video[p];
+            if !window.contains(published_frame.time_ns) {
+                continue;
+            }
+            let latency = sink_video[s]
+                .time_ns
+                .saturating_sub(published_frame.time_ns);
+            if published_frame.kind == Kind::VideoKey {
+                keyframe_latencies.push(latency);
+            }
+            slowest.push(SlowFrame {
+                latency_ms: ns_to_ms(latency),
+                sink: name.clone(),
+                len: published_frame.len,
+                keyframe: published_frame.kind == Kind::VideoKey,
+                published_at_ms: ns_to_ms(published_frame.time_ns - window.start_ns),
+            });
+        }
+        slowest.sort_by(|a, b| b.latency_ms.total_cmp(&a.latency_ms));
+        slowest.truncate(SLOWEST);
 
         let matched_all = video
             .pairs
@@ -272,6 +319,7 @@ pub fn analyze(decoded: &Decoded, window: Window, sink_names: &[String]) -> Figu
         }
     }
     all_latencies.sort_unstable();
+    keyframe_latencies.sort_unstable();
     let mut first_frames: Vec<f64> = sinks.iter().filter_map(|s| s.first_frame_ms).collect();
     first_frames.sort_by(f64::total_cmp);
     let first_frame_max_ms = if first_frames.len() == sinks.len() {
@@ -289,6 +337,9 @@ pub fn analyze(decoded: &Decoded, window: Window, sink_names: &[String]) -> Figu
         latency_p99_ms: percentile(&all_latencies, 0.99).map(ns_to_ms),
         latency_max_ms: all_latencies.last().copied().map(ns_to_ms),
         latency_pairs: all_latencies.len(),
+        keyframe_latency_p50_ms: percentile(&keyframe_latencies, 0.50).map(ns_to_ms),
+        keyframe_latency_max_ms: keyframe_latencies.last().copied().map(ns_to_ms),
+        slowest,
         delivered_mbit: delivered_bytes as f64 * 8.0 / 1e6,
         published,
         sinks,

@@ -142,16 +142,22 @@ pub struct Decoded {
 /// `sink_port` are the relay's pushes.
 pub fn decode_file(path: &Path, relay_port: u16, sink_port: u16) -> Result<Decoded, BenchError> {
     let file = File::open(path).map_err(|e| BenchError::io(path, e))?;
-    let mut reader = PcapReader::new(BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| BenchError::Capture(format!("{}: {e}", path.display())))?;
+    decode(
+        BufReader::with_capacity(1 << 20, file),
+        relay_port,
+        sink_port,
+    )
+    .map_err(|e| BenchError::Capture(format!("{}: {e}", path.display())))
+}
+
+/// Decodes a pcap stream (see [`decode_file`]).
+fn decode(input: impl Read, relay_port: u16, sink_port: u16) -> Result<Decoded, String> {
+    let mut reader = PcapReader::new(input)?;
     let mut directions: HashMap<(u32, u16, u32, u16), Direction> = HashMap::new();
     let mut order: Vec<(u32, u16, u32, u16)> = Vec::new();
     let mut stats = CaptureStats::default();
     let linktype = reader.linktype;
-    while let Some(packet) = reader
-        .next_packet()
-        .map_err(|e| BenchError::Capture(format!("{}: {e}", path.display())))?
-    {
+    while let Some(packet) = reader.next_packet()? {
         stats.packets += 1;
         if packet.truncated {
             stats.truncated += 1;
@@ -602,6 +608,191 @@ fn audio_kind(payload: &[u8]) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use prism::rtmp::amf0::Amf0Value;
+    use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
+    use prism::rtmp::message::Command;
+
+    const CLIENT: u16 = 40000;
+    const RELAY: u16 = 1935;
+    const SINK: u16 = 1940;
+
+    fn drain(out: &mut OutBuf) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        while !out.is_empty() {
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let count = out.io_slices(&mut slices);
+            let n: usize = slices[..count].iter().map(|s| s.len()).sum();
+            for slice in &slices[..count] {
+                bytes.extend_from_slice(slice);
+            }
+            out.advance(n);
+        }
+        bytes
+    }
+
+    /// What a publisher sends: handshake, Set Chunk Size 4096, publish, a video
+    /// sequence header, a 10 kB keyframe, an AAC frame. Returns the bytes and
+    /// the offset just past the keyframe's last byte.
+    fn client_stream() -> (Vec<u8>, usize) {
+        let mut encoder = ChunkEncoder::new();
+        let mut out = OutBuf::new();
+        let header = |csid, type_id, stream_id| MessageHeader {
+            csid,
+            timestamp: 0,
+            type_id,
+            stream_id,
+        };
+        let mut bytes = vec![3u8; CLIENT_HANDSHAKE_LEN];
+        encoder.encode(
+            &header(2, 1, 0),
+            &Bytes::from_static(&[0, 0, 16, 0]),
+            &mut out,
+        );
+        encoder.set_chunk_size(4096);
+        let publish = Command::new(
+            "publish",
+            5.0,
+            Amf0Value::Null,
+            vec![
+                Amf0Value::String("sink7".into()),
+                Amf0Value::String("live".into()),
+            ],
+        );
+        encoder.encode(&header(3, 20, 1), &publish.encode(), &mut out);
+        encoder.encode(
+            &header(6, 9, 1),
+            &Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]),
+            &mut out,
+        );
+        let keyframe: Vec<u8> = [0x17, 1, 0, 0, 0]
+            .into_iter()
+            .chain((0..10_000u32).map(|i| i as u8))
+            .collect();
+        encoder.encode(&header(6, 9, 1), &Bytes::from(keyframe), &mut out);
+        bytes.extend(drain(&mut out));
+        let keyframe_end = bytes.len();
+        encoder.encode(
+            &header(4, 8, 1),
+            &Bytes::from_static(&[0xaf, 1, 9, 9]),
+            &mut out,
+        );
+        bytes.extend(drain(&mut out));
+        (bytes, keyframe_end)
+    }
+
+    fn packet(pcap: &mut Vec<u8>, time_ns: u64, seq: u32, syn: bool, payload: &[u8]) {
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        let total = (20 + 20 + payload.len()) as u16;
+        frame.extend_from_slice(&[0x45, 0]);
+        frame.extend_from_slice(&total.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        frame.extend_from_slice(&CLIENT.to_be_bytes());
+        frame.extend_from_slice(&RELAY.to_be_bytes());
+        frame.extend_from_slice(&seq.to_be_bytes());
+        frame.extend_from_slice(&[
+            0,
+            0,
+            0,
+            0,
+            0x50,
+            if syn { 0x02 } else { 0x18 },
+            0xff,
+            0xff,
+            0,
+            0,
+            0,
+            0,
+        ]);
+        frame.extend_from_slice(payload);
+        pcap.extend_from_slice(&((time_ns / 1_000_000_000) as u32).to_le_bytes());
+        pcap.extend_from_slice(&((time_ns % 1_000_000_000) as u32).to_le_bytes());
+        pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&frame);
+    }
+
+    fn pcap_header() -> Vec<u8> {
+        let mut pcap = Vec::new();
+        pcap.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
+        pcap.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        pcap.extend_from_slice(&262_144u32.to_le_bytes());
+        pcap.extend_from_slice(&1u32.to_le_bytes());
+        pcap
+    }
+
+    #[test]
+    fn reassembles_out_of_order_and_retransmitted_segments() {
+        let (stream, keyframe_end) = client_stream();
+        let isn = u32::MAX - 100; // sequence numbers wrap inside the stream
+        let mut pcap = pcap_header();
+        packet(&mut pcap, 1_000, isn, true, &[]);
+        let segments: Vec<(usize, &[u8])> = stream
+            .chunks(1448)
+            .enumerate()
+            .map(|(i, s)| (i * 1448, s))
+            .collect();
+        // The segment holding the keyframe's last byte arrives before the one
+        // before it, which is also retransmitted.
+        let last = segments
+            .iter()
+            .position(|(offset, s)| offset + s.len() >= keyframe_end)
+            .unwrap();
+        let mut order: Vec<usize> = (0..segments.len()).collect();
+        order.swap(last - 1, last);
+        order.insert(last + 1, last - 1);
+        for (i, &index) in order.iter().enumerate() {
+            let (offset, bytes) = segments[index];
+            let seq = isn.wrapping_add(1).wrapping_add(offset as u32);
+            packet(&mut pcap, 2_000 + i as u64, seq, false, bytes);
+        }
+        let decoded = decode(pcap.as_slice(), RELAY, SINK).unwrap();
+        assert_eq!(decoded.flows.len(), 1);
+        let flow = &decoded.flows[0];
+        assert_eq!(flow.error, None);
+        assert_eq!(flow.role, Role::Publisher);
+        assert_eq!(flow.stream.as_deref(), Some("sink7"));
+        assert_eq!(flow.stream_bytes, stream.len() as u64);
+        assert_eq!(decoded.stats.retransmitted_segments, 1);
+        let kinds: Vec<Kind> = flow.media.iter().map(|m| m.kind).collect();
+        assert_eq!(kinds, [Kind::VideoConfig, Kind::VideoKey, Kind::AudioFrame]);
+        let keyframe = flow.media[1];
+        assert_eq!(keyframe.len, 10_005);
+        // Complete only once the late segment filled the gap: the keyframe's
+        // time is that segment's, not the earlier capture of its last bytes.
+        let filler_time = 2_000 + order.iter().position(|&i| i == last - 1).unwrap() as u64;
+        assert_eq!(keyframe.time_ns, filler_time);
+    }
+
+    #[test]
+    fn a_missing_segment_is_an_error() {
+        let (stream, _) = client_stream();
+        let mut pcap = pcap_header();
+        packet(&mut pcap, 1_000, 0, true, &[]);
+        for (i, bytes) in stream.chunks(1448).enumerate().filter(|(i, _)| *i != 5) {
+            packet(
+                &mut pcap,
+                2_000 + i as u64,
+                1 + (i * 1448) as u32,
+                false,
+                bytes,
+            );
+        }
+        let decoded = decode(pcap.as_slice(), RELAY, SINK).unwrap();
+        let error = decoded.flows[0].error.as_deref().unwrap();
+        assert!(error.contains("lost packets"), "{error}");
+    }
+
+    #[test]
+    fn data_without_a_syn_is_an_error() {
+        let (stream, _) = client_stream();
+        let mut pcap = pcap_header();
+        packet(&mut pcap, 2_000, 1, false, &stream[..1000]);
+        let decoded = decode(pcap.as_slice(), RELAY, SINK).unwrap();
+        let error = decoded.flows[0].error.as_deref().unwrap();
+        assert!(error.contains("before the SYN"), "{error}");
+    }
 
     #[test]
     fn classifies_avc_and_aac() {

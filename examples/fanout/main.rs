@@ -82,9 +82,20 @@ struct Args {
     /// The prism binary under test.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/prism"))]
     prism: PathBuf,
+    /// Extra environment for prism, e.g. `--prism-env TOKIO_WORKER_THREADS=1`
+    /// (repeatable; PRISM_* and RUST_LOG of the caller are not passed on).
+    #[arg(long, value_parser = parse_env)]
+    prism_env: Vec<(String, String)>,
     /// The ffmpeg binary that generates the clip and publishes it.
     #[arg(long, default_value = "ffmpeg")]
     ffmpeg: String,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
 /// The JSON file.
@@ -118,6 +129,7 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
         .map_or(0, |d| d.as_secs());
     let plan = Plan {
         prism: args.prism.clone(),
+        prism_env: args.prism_env.clone(),
         ffmpeg: args.ffmpeg.clone(),
         clip,
         runs_dir: args.out_dir.join("runs"),
@@ -282,7 +294,8 @@ fn one_line(r: &RunRecord) -> String {
     let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
     format!(
         "{}cpu {} ms/Mbit ({:.1} % of a core), rss {:.1} MiB, delivered all {:.2} % window {:.2} %, \
-         first frame {} ms, latency p50 {} p99 {} ms, capture {} MB decoded in {:.1} s",
+         first frame {} ms, latency p50 {} p99 {} ms (keyframes p50 {} max {}), \
+         capture {} MB decoded in {:.1} s",
         if r.ok { "" } else { "[NOT TRUSTWORTHY] " },
         opt(r.cpu_ms_per_mbit),
         r.cpu.relay * 100.0,
@@ -292,6 +305,8 @@ fn one_line(r: &RunRecord) -> String {
         opt(f.first_frame_max_ms),
         opt(f.latency_p50_ms),
         opt(f.latency_p99_ms),
+        opt(f.keyframe_latency_p50_ms),
+        opt(f.keyframe_latency_max_ms),
         r.pcap_bytes / 1_000_000,
         r.analysis_secs,
     )

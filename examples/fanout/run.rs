@@ -36,6 +36,8 @@ impl Relay {
 pub struct Plan {
     /// The prism binary.
     pub prism: PathBuf,
+    /// Extra environment for prism.
+    pub prism_env: Vec<(String, String)>,
     /// The ffmpeg binary (publisher).
     pub ffmpeg: String,
     /// The source clip.
@@ -226,8 +228,15 @@ fn execute(plan: &Plan, record: &mut RunRecord) -> Result<(), BenchError> {
 
     let sinks = Nginx::start_sinks(&dir.join("sinks"), sink_port, plan.sink_workers)?;
     let started = match record.relay {
-        Relay::Prism => Prism::start(&plan.prism, &dir.join("prism"), relay_port, sink_port, n)
-            .map(|(prism, query)| (Running::Prism(prism), format!("?{query}"))),
+        Relay::Prism => Prism::start(
+            &plan.prism,
+            &plan.prism_env,
+            &dir.join("prism"),
+            relay_port,
+            sink_port,
+            n,
+        )
+        .map(|(prism, query)| (Running::Prism(prism), format!("?{query}"))),
         Relay::Nginx => Nginx::start_relay(&dir.join("nginx"), relay_port, sink_port, n)
             .map(|nginx| (Running::Nginx(nginx), String::new())),
     };

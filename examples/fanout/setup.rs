@@ -226,6 +226,7 @@ impl Prism {
     /// query string too.
     pub fn start(
         binary: &Path,
+        env: &[(String, String)],
         dir: &Path,
         port: u16,
         sink_port: u16,
@@ -269,6 +270,7 @@ impl Prism {
                 command.env_remove(name);
             }
         }
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         let mut child = procs::spawn(command, &dir.join("prism.log"), libc::SIGTERM)?;
         if let Err(e) = procs::wait_listening(&mut child, port, "prism", START_TIMEOUT) {
             procs::stop(&mut child, libc::SIGTERM, STOP_GRACE);
