@@ -24,7 +24,7 @@ type FlowType = (u16, u8);
 pub fn run(plan: &Plan, relays: &[Relay], keep: bool) -> Result<(), BenchError> {
     let mut failures = 0;
     for &relay in relays {
-        let record = run::run_once(plan, relay, 2, 0, 0);
+        let record = run::run_once(plan, relay, 2, 0, 0, true);
         if let Some(error) = &record.error {
             return Err(BenchError::Setup(format!("{} run: {error}", relay.name())));
         }

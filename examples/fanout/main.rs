@@ -149,24 +149,29 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
     if args.scale {
         scale_search(args, &plan, &mut runs, &mut scale);
     } else {
-        let total = args.n.len() * args.repeats * args.relays.len();
+        let total = args.n.len() * args.repeats * args.relays.len() * 2;
         for &n in &args.n {
             for repeat in 0..args.repeats {
                 // Alternate which relay goes first, so that a drift in the
-                // machine's load does not always favour the same one.
+                // machine's load does not always favour the same one. CPU
+                // and memory come from runs without the capture, wire
+                // figures from runs with it.
                 let mut order = args.relays.clone();
                 if repeat % 2 == 1 {
                     order.reverse();
                 }
-                for (slot, &relay) in order.iter().enumerate() {
-                    eprint!(
-                        "[{}/{total}] {} N={n} repeat {repeat}: ",
-                        runs.len() + 1,
-                        relay.name()
-                    );
-                    let record = run::run_once(&plan, relay, n, repeat, slot);
-                    eprintln!("{}", one_line(&record));
-                    runs.push(record);
+                for captured in [false, true] {
+                    for (slot, &relay) in order.iter().enumerate() {
+                        eprint!(
+                            "[{}/{total}] {} N={n} repeat {repeat} {}: ",
+                            runs.len() + 1,
+                            relay.name(),
+                            if captured { "wire" } else { "cpu" }
+                        );
+                        let record = run::run_once(&plan, relay, n, repeat, slot, captured);
+                        eprintln!("{}", one_line(&record));
+                        runs.push(record);
+                    }
                 }
             }
         }
@@ -246,7 +251,7 @@ fn scale_search(args: &Args, plan: &Plan, runs: &mut Vec<RunRecord>, steps: &mut
         }
         for (slot, &relay) in order.iter().enumerate() {
             eprint!("[scale] {} N={n}: ", relay.name());
-            let record = run::run_once(plan, relay, n, 0, slot);
+            let record = run::run_once(plan, relay, n, 0, slot, true);
             eprintln!("{}", one_line(&record));
             let figures = record.figures.as_ref();
             let delivered = figures.map(|f| f.delivered_window_min);
@@ -288,10 +293,23 @@ fn why_failed(record: &RunRecord) -> String {
 }
 
 fn one_line(r: &RunRecord) -> String {
+    let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
+    if !r.captured && r.error.is_none() {
+        return format!(
+            "{}cpu {} ms/Mbit ({:.1} % of a core), rss {:.1} MiB, delivered {:.1} Mbit/s to {} sockets",
+            if r.ok { "" } else { "[NOT TRUSTWORTHY] " },
+            opt(r.cpu_ms_per_mbit),
+            r.cpu.relay * 100.0,
+            r.peak_rss_kib as f64 / 1024.0,
+            r.delivered_wire_mbit
+                / r.window
+                    .map_or(1.0, |w| (w.end_ns - w.start_ns) as f64 / 1e9),
+            r.sink_sockets,
+        );
+    }
     let Some(f) = r.figures.as_ref() else {
         return format!("FAILED: {}", why_failed(r));
     };
-    let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
     format!(
         "{}cpu {} ms/Mbit ({:.1} % of a core), rss {:.1} MiB, delivered all {:.2} % window {:.2} %, \
          first frame {} ms, latency p50 {} p99 {} ms (keyframes p50 {} max {}), \

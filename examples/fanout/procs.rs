@@ -325,3 +325,34 @@ pub fn sample_machine() -> MachineSample {
         total_ms: (busy + idle) * tick_ms,
     }
 }
+
+/// TCP payload bytes received so far by every established socket whose local
+/// port is `port` (`tcpi_bytes_received`, via `ss -ti`), and how many sockets.
+/// On the sinks' port this is what the relay delivered, counted by the kernel
+/// without a capture.
+pub fn tcp_bytes_received(port: u16) -> Result<(u64, usize), BenchError> {
+    let filter = format!("( sport = :{port} )");
+    let output = Command::new("ss")
+        .args(["-tinH", "state", "established", &filter])
+        .output()
+        .map_err(|source| BenchError::Spawn {
+            program: "ss".into(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(BenchError::Setup(format!(
+            "ss failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut bytes = 0;
+    let mut sockets = 0;
+    for token in text.split_whitespace() {
+        if let Some(value) = token.strip_prefix("bytes_received:") {
+            bytes += value.parse::<u64>().unwrap_or(0);
+            sockets += 1;
+        }
+    }
+    Ok((bytes, sockets))
+}

@@ -125,12 +125,19 @@ pub struct Summary {
     pub relay: Relay,
     /// Destinations.
     pub n: usize,
-    /// Runs with trustworthy figures.
-    pub ok_runs: usize,
-    /// All runs.
-    pub runs: usize,
-    /// Median relay CPU ms per delivered Mbit.
+    /// Captured runs (wire figures) with trustworthy figures.
+    pub wire_ok: usize,
+    /// All captured runs.
+    pub wire_runs: usize,
+    /// Runs without capture (CPU and memory) that completed.
+    pub cpu_ok: usize,
+    /// All runs without capture.
+    pub cpu_runs: usize,
+    /// Median relay CPU ms per delivered Mbit (runs without capture).
     pub cpu_ms_per_mbit: Option<f64>,
+    /// The same in the captured runs, where the capture's copy of every packet
+    /// the relay sends is charged to it: shows what the capture costs.
+    pub cpu_ms_per_mbit_captured: Option<f64>,
     /// Median relay CPU, share of one core.
     pub relay_cpu: Option<f64>,
     /// Median peak RSS (sum of VmHWM), MiB.
@@ -175,19 +182,29 @@ pub fn summarize(runs: &[RunRecord], relays: &[Relay], ns: &[usize]) -> Vec<Summ
             if all.is_empty() {
                 continue;
             }
-            let ok: Vec<&RunRecord> = all.iter().copied().filter(|r| r.ok).collect();
+            let ok = |captured: bool| -> Vec<&RunRecord> {
+                all.iter()
+                    .copied()
+                    .filter(|r| r.ok && r.captured == captured)
+                    .collect()
+            };
+            let wire = ok(true);
+            let cpu = ok(false);
             let fig = |f: fn(&crate::analysis::Figures) -> Option<f64>| {
-                median_of(ok.iter().map(|r| r.figures.as_ref().and_then(f)))
+                median_of(wire.iter().map(|r| r.figures.as_ref().and_then(f)))
             };
             summaries.push(Summary {
                 relay,
                 n,
-                ok_runs: ok.len(),
-                runs: all.len(),
-                cpu_ms_per_mbit: median_of(ok.iter().map(|r| r.cpu_ms_per_mbit)),
-                relay_cpu: median_of(ok.iter().map(|r| Some(r.cpu.relay))),
-                peak_rss_mib: median_of(ok.iter().map(|r| Some(r.peak_rss_kib as f64 / 1024.0))),
-                pss_mib: median_of(ok.iter().map(|r| Some(r.pss_kib as f64 / 1024.0))),
+                wire_ok: wire.len(),
+                wire_runs: all.iter().filter(|r| r.captured).count(),
+                cpu_ok: cpu.len(),
+                cpu_runs: all.iter().filter(|r| !r.captured).count(),
+                cpu_ms_per_mbit: median_of(cpu.iter().map(|r| r.cpu_ms_per_mbit)),
+                cpu_ms_per_mbit_captured: median_of(wire.iter().map(|r| r.cpu_ms_per_mbit)),
+                relay_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.relay))),
+                peak_rss_mib: median_of(cpu.iter().map(|r| Some(r.peak_rss_kib as f64 / 1024.0))),
+                pss_mib: median_of(cpu.iter().map(|r| Some(r.pss_kib as f64 / 1024.0))),
                 delivered_all_min: fig(|f| Some(f.delivered_all_min)),
                 delivered_window_min: fig(|f| Some(f.delivered_window_min)),
                 first_frame_median_ms: fig(|f| f.first_frame_median_ms),
@@ -195,8 +212,8 @@ pub fn summarize(runs: &[RunRecord], relays: &[Relay], ns: &[usize]) -> Vec<Summ
                 latency_p50_ms: fig(|f| f.latency_p50_ms),
                 latency_p99_ms: fig(|f| f.latency_p99_ms),
                 published_mbit_per_s: fig(|f| Some(f.published.mbit_per_s)),
-                sinks_cpu: median_of(ok.iter().map(|r| Some(r.cpu.sinks))),
-                others_cpu: median_of(ok.iter().map(|r| Some(r.cpu.others))),
+                sinks_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.sinks))),
+                others_cpu: median_of(all.iter().filter(|r| r.ok).map(|r| Some(r.cpu.others))),
             });
         }
     }
@@ -215,7 +232,7 @@ fn pct(value: Option<f64>) -> String {
 pub fn markdown_table(summaries: &[Summary]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| relay | N | ok runs | CPU ms / delivered Mbit | relay CPU | peak RSS MiB (Pss) \
+        "| relay | N | ok runs, wire + cpu | CPU ms / delivered Mbit | relay CPU | peak RSS MiB (Pss) \
          | delivered min, all / window | first frame median / max ms \
          | added latency p50 / p99 ms | published Mbit/s | sinks CPU | other load |\n",
     );
@@ -223,11 +240,13 @@ pub fn markdown_table(summaries: &[Summary]) -> String {
     for s in summaries {
         let _ = writeln!(
             out,
-            "| {} | {} | {}/{} | {} | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {}/{} + {}/{} | {} | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} |",
             s.relay.name(),
             s.n,
-            s.ok_runs,
-            s.runs,
+            s.wire_ok,
+            s.wire_runs,
+            s.cpu_ok,
+            s.cpu_runs,
             num(s.cpu_ms_per_mbit, 3),
             pct(s.relay_cpu),
             num(s.peak_rss_mib, 1),
@@ -262,7 +281,7 @@ pub struct ScaleStep {
     pub delivered_window_min: Option<f64>,
     /// p99 added latency, ms.
     pub latency_p99_ms: Option<f64>,
-    /// Relay CPU, share of one core.
+    /// Relay CPU, share of one core (with the capture's cost included).
     pub relay_cpu: f64,
     /// Sinks CPU, share of one core.
     pub sinks_cpu: f64,
@@ -287,7 +306,7 @@ pub fn markdown_scale(steps: &[ScaleStep], relays: &[Relay]) -> String {
         );
     }
     out.push_str(
-        "\n| relay | N | result | delivered min (window) | added latency p99 ms | relay CPU | sinks CPU |\n\
+        "\n| relay | N | result | delivered min (window) | added latency p99 ms | relay CPU (captured) | sinks CPU |\n\
          |---|---:|---|---:|---:|---:|---:|\n",
     );
     for s in steps {

@@ -86,6 +86,10 @@ pub struct RunRecord {
     pub repeat: usize,
     /// Position in the repeat's relay order (0 = ran first).
     pub slot: usize,
+    /// Whether this run had the capture (wire figures) or not (CPU and memory:
+    /// the capture's copy of every packet is charged to the sending process, so
+    /// it would inflate the relay's CPU).
+    pub captured: bool,
     /// Start, seconds since the epoch.
     pub started_unix: u64,
     /// The run's directory (configs, logs; the pcap if kept).
@@ -108,7 +112,15 @@ pub struct RunRecord {
     pub relay_cpu_ms: f64,
     /// The same from /proc/PID/stat ticks (10 ms resolution), a cross-check.
     pub relay_cpu_ms_from_stat: f64,
-    /// Relay CPU ms per delivered megabit.
+    /// Bytes the sinks' sockets received inside the window (TCP payload: RTMP
+    /// chunks, almost all of it media), as megabits.
+    pub delivered_wire_mbit: f64,
+    /// Sink sockets counted at the window's end.
+    pub sink_sockets: usize,
+    /// Media payload share of `delivered_wire_mbit` (captured runs): how close
+    /// the kernel's count is to the capture's media count.
+    pub media_share_of_wire: Option<f64>,
+    /// Relay CPU ms per delivered megabit (`delivered_wire_mbit`).
     pub cpu_ms_per_mbit: Option<f64>,
     /// Peak RSS of the relay (sum of VmHWM over its processes), KiB.
     pub peak_rss_kib: u64,
@@ -130,6 +142,7 @@ pub struct RunRecord {
 
 struct Samples {
     at_ns: u64,
+    sink_bytes: (u64, usize),
     relay: GroupSample,
     sinks: GroupSample,
     publisher: GroupSample,
@@ -172,18 +185,28 @@ impl Running {
     }
 }
 
-/// Runs `relay` with `n` destinations once. Never panics on a failed run: the
-/// record says what failed.
-pub fn run_once(plan: &Plan, relay: Relay, n: usize, repeat: usize, slot: usize) -> RunRecord {
+/// Runs `relay` with `n` destinations once, with or without the capture. Never
+/// panics on a failed run: the record says what failed.
+pub fn run_once(
+    plan: &Plan,
+    relay: Relay,
+    n: usize,
+    repeat: usize,
+    slot: usize,
+    captured: bool,
+) -> RunRecord {
     let started_unix = now_ns() / 1_000_000_000;
-    let dir = plan
-        .runs_dir
-        .join(format!("{started_unix}-{}-n{n}-r{repeat}", relay.name()));
+    let dir = plan.runs_dir.join(format!(
+        "{started_unix}-{}-n{n}-r{repeat}-{}",
+        relay.name(),
+        if captured { "wire" } else { "cpu" }
+    ));
     let mut record = RunRecord {
         relay,
         n,
         repeat,
         slot,
+        captured,
         started_unix,
         dir: dir.clone(),
         relay_port: 0,
@@ -195,6 +218,9 @@ pub fn run_once(plan: &Plan, relay: Relay, n: usize, repeat: usize, slot: usize)
         relay_end: GroupSample::default(),
         relay_cpu_ms: 0.0,
         relay_cpu_ms_from_stat: 0.0,
+        delivered_wire_mbit: 0.0,
+        sink_sockets: 0,
+        media_share_of_wire: None,
         cpu_ms_per_mbit: None,
         peak_rss_kib: 0,
         pss_kib: 0,
@@ -212,7 +238,10 @@ pub fn run_once(plan: &Plan, relay: Relay, n: usize, repeat: usize, slot: usize)
         .figures
         .as_ref()
         .map_or(0, |figures| figures.problems.len());
-    record.ok = record.error.is_none() && record.figures.is_some() && problems == 0;
+    record.ok = record.error.is_none()
+        && (record.figures.is_some() || !captured)
+        && problems == 0
+        && record.delivered_wire_mbit > 0.0;
     record
 }
 
@@ -254,6 +283,12 @@ fn execute(plan: &Plan, record: &mut RunRecord) -> Result<(), BenchError> {
     relay.stop();
     sinks.stop();
     let (tcpdump, window) = result?;
+    if record.delivered_wire_mbit > 0.0 {
+        record.cpu_ms_per_mbit = Some(record.relay_cpu_ms / record.delivered_wire_mbit);
+    }
+    let Some(tcpdump) = tcpdump else {
+        return Ok(());
+    };
     record.tcpdump = Some(tcpdump.clone());
     record.pcap_bytes = fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0);
 
@@ -278,8 +313,8 @@ fn execute(plan: &Plan, record: &mut RunRecord) -> Result<(), BenchError> {
             decoded.stats.truncated
         ));
     }
-    if figures.delivered_mbit > 0.0 {
-        record.cpu_ms_per_mbit = Some(record.relay_cpu_ms / figures.delivered_mbit);
+    if record.delivered_wire_mbit > 0.0 {
+        record.media_share_of_wire = Some(figures.delivered_mbit / record.delivered_wire_mbit);
     }
     record.capture = Some(decoded.stats);
     record.figures = Some(figures);
@@ -296,8 +331,16 @@ fn measure(
     sink_port: u16,
     query: &str,
     pcap: &Path,
-) -> Result<(TcpdumpStats, Window), BenchError> {
-    let tcpdump = Tcpdump::start(pcap, &[relay_port, sink_port], plan.capture_buffer_kib)?;
+) -> Result<(Option<TcpdumpStats>, Window), BenchError> {
+    let tcpdump = if record.captured {
+        Some(Tcpdump::start(
+            pcap,
+            &[relay_port, sink_port],
+            plan.capture_buffer_kib,
+        )?)
+    } else {
+        None
+    };
     let url = format!(
         "rtmp://127.0.0.1:{relay_port}/{}/{}{query}",
         setup::RELAY_APP,
@@ -311,13 +354,23 @@ fn measure(
     ) {
         Ok(publisher) => publisher,
         Err(e) => {
-            let _ = tcpdump.stop();
+            if let Some(tcpdump) = tcpdump {
+                let _ = tcpdump.stop();
+            }
             return Err(e);
         }
     };
-    let result = window(plan, record, relay, sinks, &publisher, &tcpdump);
+    let result = window(
+        plan,
+        record,
+        relay,
+        sinks,
+        sink_port,
+        &publisher,
+        tcpdump.as_ref(),
+    );
     // Capture first, so that the publisher's and relay's shutdown is not in it.
-    let stats = tcpdump.stop();
+    let stats = tcpdump.map(Tcpdump::stop).transpose();
     let mut publisher = publisher;
     let publisher_alive = publisher.alive();
     publisher.stop();
@@ -337,29 +390,35 @@ fn measure(
 }
 
 /// Warm-up, window, tail: samples the processes at the window's edges.
+#[allow(clippy::too_many_arguments)]
 fn window(
     plan: &Plan,
     record: &mut RunRecord,
     relay: &mut Running,
     sinks: &Nginx,
+    sink_port: u16,
     publisher: &Publisher,
-    tcpdump: &Tcpdump,
+    tcpdump: Option<&Tcpdump>,
 ) -> Result<Window, BenchError> {
     let start = Instant::now();
     let relay_pids = relay.pids();
     let sink_pids = sinks.pids();
-    let sample = || Samples {
-        relay: procs::sample_group(&relay_pids),
-        sinks: procs::sample_group(&sink_pids),
-        publisher: procs::sample_group(&[publisher.pid()]),
-        tcpdump: procs::sample_group(&[tcpdump.pid()]),
-        machine: procs::sample_machine(),
-        at_ns: now_ns(),
+    let tcpdump_pids: Vec<u32> = tcpdump.map(Tcpdump::pid).into_iter().collect();
+    let sample = || -> Result<Samples, BenchError> {
+        Ok(Samples {
+            relay: procs::sample_group(&relay_pids),
+            sinks: procs::sample_group(&sink_pids),
+            publisher: procs::sample_group(&[publisher.pid()]),
+            tcpdump: procs::sample_group(&tcpdump_pids),
+            machine: procs::sample_machine(),
+            at_ns: now_ns(),
+            sink_bytes: procs::tcp_bytes_received(sink_port)?,
+        })
     };
     sleep_until(start + plan.warmup);
-    let a = sample();
+    let a = sample()?;
     sleep_until(start + plan.warmup + plan.duration);
-    let b = sample();
+    let b = sample()?;
     sleep_until(start + plan.warmup + plan.duration + plan.tail);
 
     let window = Window {
@@ -370,6 +429,15 @@ fn window(
     let secs = (b.at_ns - a.at_ns) as f64 / 1e9;
     let share =
         |x: &GroupSample, y: &GroupSample| (y.cpu_ns.saturating_sub(x.cpu_ns)) as f64 / 1e9 / secs;
+    record.delivered_wire_mbit = b.sink_bytes.0.saturating_sub(a.sink_bytes.0) as f64 * 8.0 / 1e6;
+    record.sink_sockets = b.sink_bytes.1;
+    if a.sink_bytes.1 != b.sink_bytes.1 {
+        return Err(BenchError::Setup(format!(
+            "the sinks had {} connections at the window's start and {} at its end: \
+             a destination reconnected, its bytes are not all counted",
+            a.sink_bytes.1, b.sink_bytes.1
+        )));
+    }
     record.relay_start = a.relay;
     record.relay_end = b.relay;
     record.relay_cpu_ms = (b.relay.cpu_ns.saturating_sub(a.relay.cpu_ns)) as f64 / 1e6;

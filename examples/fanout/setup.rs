@@ -360,6 +360,11 @@ impl Tcpdump {
     /// Starts the capture and waits until tcpdump listens.
     pub fn start(file: &Path, ports: &[u16], buffer_kib: u32) -> Result<Self, BenchError> {
         let log = file.with_extension("tcpdump.log");
+        // Loopback shows the kernel every packet twice (sent, then received);
+        // libpcap keeps one. Both copies into the capture buffer are charged to
+        // the sending process, which is why CPU is measured in runs without the
+        // capture. (An `inbound` filter would halve that, but with libpcap
+        // 1.10.3 on Linux 6.x it lost packets in tests.)
         let filter = ports
             .iter()
             .map(|p| format!("tcp port {p}"))
