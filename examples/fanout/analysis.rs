@@ -72,6 +72,10 @@ pub struct SinkFigures {
     pub delivered_window: f64,
     /// Sink frames that match no published frame in order (should be 0).
     pub unmatched: u64,
+    /// The relay's first connection to the sink (its SYN) after the publisher's
+    /// first keyframe, ms (negative: before it). With `first_frame_ms`, tells
+    /// connection setup from waiting for media.
+    pub connect_ms: Option<f64>,
     /// First video frame at the sink after the publisher's first keyframe, ms.
     pub first_frame_ms: Option<f64>,
     /// Whether the sink's first video frame is the publisher's first keyframe.
@@ -294,9 +298,17 @@ pub fn analyze(decoded: &Decoded, window: Window, sink_names: &[String]) -> Figu
             (Some(first), Some(key)) => Some(ms(first.time_ns as i64 - key as i64)),
             _ => None,
         };
+        let connect_ms = match (
+            flows.iter().filter_map(|f| f.syn_ns).min(),
+            first_keyframe_ns,
+        ) {
+            (Some(syn), Some(key)) => Some(ms(syn as i64 - key as i64)),
+            _ => None,
+        };
         sinks.push(SinkFigures {
             name: name.clone(),
             connections: flows.len(),
+            connect_ms,
             delivered_all: ratio(matched_all as u64, published.frames),
             delivered_window: ratio(matched_window as u64, published.frames_in_window),
             unmatched: video.unmatched + audio.unmatched,

@@ -342,14 +342,16 @@ fn measure(
         None
     };
     let url = format!(
-        "rtmp://127.0.0.1:{relay_port}/{}/{}{query}",
+        "rtmp://127.0.0.1:{relay_port}/{}/{}",
         setup::RELAY_APP,
         setup::RELAY_STREAM
     );
+    let playpath = format!("{}{query}", setup::RELAY_STREAM);
     let publisher = match Publisher::start(
         &plan.ffmpeg,
         &plan.clip,
         &url,
+        &playpath,
         &record.dir.join("publisher.log"),
     ) {
         Ok(publisher) => publisher,

@@ -301,8 +301,17 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Starts publishing `clip` to `url` at its own pace.
-    pub fn start(ffmpeg: &str, clip: &Path, url: &str, log: &Path) -> Result<Self, BenchError> {
+    /// Starts publishing `clip` to `url` at its own pace, as stream `playpath`.
+    /// The stream name (with prism's query string) goes in `-rtmp_playpath`
+    /// rather than in the URL: ffmpeg cuts URLs at 1023 bytes, which would drop
+    /// destinations past about 136.
+    pub fn start(
+        ffmpeg: &str,
+        clip: &Path,
+        url: &str,
+        playpath: &str,
+        log: &Path,
+    ) -> Result<Self, BenchError> {
         let mut command = Command::new(ffmpeg);
         command
             .args([
@@ -314,7 +323,7 @@ impl Publisher {
                 "-i",
             ])
             .arg(clip)
-            .args(["-c", "copy", "-f", "flv", url]);
+            .args(["-c", "copy", "-f", "flv", "-rtmp_playpath", playpath, url]);
         Ok(Self {
             child: procs::spawn(command, log, libc::SIGTERM)?,
         })
