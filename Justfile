@@ -40,3 +40,8 @@ play KEY="test":
 # Criterion micro-benchmarks of the hot paths (results in BENCHMARKS.md).
 bench:
     cargo bench --bench chunk --bench hub
+
+# End-to-end fan-out benchmark against nginx-rtmp (BENCHMARKS.md); e.g.
+# `just bench-fanout --n 1,8 --repeats 1`, `just bench-fanout --scale`.
+bench-fanout *ARGS:
+    scripts/bench-fanout {{ARGS}}

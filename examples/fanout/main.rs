@@ -1,0 +1,331 @@
+//! End-to-end fan-out benchmark: prism against nginx-rtmp `push`, one ffmpeg
+//! publisher of a 1080p30 ~6 Mbit/s stream, N nginx-rtmp sinks, everything on
+//! loopback, measured on the wire with tcpdump. See BENCHMARKS.md for what each
+//! figure means; run it with `scripts/bench-fanout` (`just bench-fanout`), which
+//! installs the tools and builds prism first.
+//!
+//! Built by CI (`clippy --all-targets`) but never run there: a run takes minutes
+//! and wants a quiet machine.
+
+mod analysis;
+mod capture;
+mod crosscheck;
+mod error;
+mod procs;
+mod report;
+mod run;
+mod setup;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Serialize;
+
+use crate::error::BenchError;
+use crate::report::{Machine, ScaleStep, Summary};
+use crate::run::{Plan, Relay, RunRecord};
+
+/// Fan-out benchmark: prism vs nginx-rtmp push (see BENCHMARKS.md).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Destination counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    n: Vec<usize>,
+    /// Runs per relay and N (medians are reported); the relay order alternates.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Relays to measure.
+    #[arg(long, value_delimiter = ',', default_value = "prism,nginx")]
+    relays: Vec<Relay>,
+    /// Seconds from the publisher's start to the measurement window.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Seconds of the measurement window.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Seconds captured after the window for frames still in flight.
+    #[arg(long, default_value_t = 1)]
+    tail: u64,
+    /// Instead of the N list: raise N from --scale-start by --scale-step until a
+    /// relay fails (a sink below 99.9 % delivered in the window, or p99 added
+    /// latency >= 50 ms) or --scale-max.
+    #[arg(long)]
+    scale: bool,
+    /// First N of the scale search.
+    #[arg(long, default_value_t = 50)]
+    scale_start: usize,
+    /// Step of the scale search.
+    #[arg(long, default_value_t = 50)]
+    scale_step: usize,
+    /// Last N of the scale search.
+    #[arg(long, default_value_t = 400)]
+    scale_max: usize,
+    /// Instead of a benchmark: decode one short capture per relay both with
+    /// this tool and with tshark's RTMPT dissector, and compare.
+    #[arg(long)]
+    crosscheck: bool,
+    /// Keep the pcap files (they are large: ~0.9 GB at N = 32).
+    #[arg(long)]
+    keep: bool,
+    /// nginx worker processes of the sinks.
+    #[arg(long, default_value_t = 1)]
+    sink_workers: usize,
+    /// tcpdump's kernel buffer (-B), KiB.
+    #[arg(long, default_value_t = 262_144)]
+    capture_buffer_kib: u32,
+    /// Results, run directories and the cached clip go here.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench-fanout"))]
+    out_dir: PathBuf,
+    /// The prism binary under test.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/prism"))]
+    prism: PathBuf,
+    /// Extra environment for prism, e.g. `--prism-env TOKIO_WORKER_THREADS=1`
+    /// (repeatable; PRISM_* and RUST_LOG of the caller are not passed on).
+    #[arg(long, value_parser = parse_env)]
+    prism_env: Vec<(String, String)>,
+    /// The ffmpeg binary that generates the clip and publishes it.
+    #[arg(long, default_value = "ffmpeg")]
+    ffmpeg: String,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+}
+
+/// The JSON file.
+#[derive(Serialize)]
+struct Output<'a> {
+    machine: &'a Machine,
+    command: Vec<String>,
+    summaries: &'a [Summary],
+    scale: &'a [ScaleStep],
+    runs: &'a [RunRecord],
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = real_main(&args) {
+        eprintln!("fanout: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(args: &Args) -> Result<(), BenchError> {
+    procs::become_subreaper();
+    let machine = Machine::probe(&args.ffmpeg);
+    eprintln!("machine: {}", machine.markdown());
+    // Clip length: the longest run plus slack for connection setup, in 30 s steps.
+    let needed = args.warmup + args.duration + args.tail + 10;
+    let clip_secs = needed.div_ceil(30).max(2) * 30;
+    let clip = setup::ensure_clip(&args.out_dir, &args.ffmpeg, clip_secs)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let plan = Plan {
+        prism: args.prism.clone(),
+        prism_env: args.prism_env.clone(),
+        ffmpeg: args.ffmpeg.clone(),
+        clip,
+        runs_dir: args.out_dir.join("runs"),
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+        tail: Duration::from_secs(args.tail),
+        sink_workers: args.sink_workers,
+        capture_buffer_kib: args.capture_buffer_kib,
+        keep: args.keep || args.crosscheck,
+    };
+    if args.crosscheck {
+        return crosscheck::run(&plan, &args.relays, args.keep);
+    }
+
+    let mut runs: Vec<RunRecord> = Vec::new();
+    let mut scale: Vec<ScaleStep> = Vec::new();
+    if args.scale {
+        scale_search(args, &plan, &mut runs, &mut scale);
+    } else {
+        let total = args.n.len() * args.repeats * args.relays.len() * 2;
+        for &n in &args.n {
+            for repeat in 0..args.repeats {
+                // Alternate which relay goes first, so that a drift in the
+                // machine's load does not always favour the same one. CPU
+                // and memory come from runs without the capture, wire
+                // figures from runs with it.
+                let mut order = args.relays.clone();
+                if repeat % 2 == 1 {
+                    order.reverse();
+                }
+                for captured in [false, true] {
+                    for (slot, &relay) in order.iter().enumerate() {
+                        eprint!(
+                            "[{}/{total}] {} N={n} repeat {repeat} {}: ",
+                            runs.len() + 1,
+                            relay.name(),
+                            if captured { "wire" } else { "cpu" }
+                        );
+                        let record = run::run_once(&plan, relay, n, repeat, slot, captured);
+                        eprintln!("{}", one_line(&record));
+                        runs.push(record);
+                    }
+                }
+            }
+        }
+    }
+
+    let ns: Vec<usize> = if args.scale {
+        let mut ns: Vec<usize> = scale.iter().map(|s| s.n).collect();
+        ns.dedup();
+        ns
+    } else {
+        args.n.clone()
+    };
+    let summaries = report::summarize(&runs, &args.relays, &ns);
+    let mut markdown = format!(
+        "Fan-out benchmark, {} (warm-up {} s, window {} s, {} repeat(s))\n\nMachine: {}\n\n",
+        if args.scale {
+            "scale search"
+        } else {
+            "relay × N"
+        },
+        args.warmup,
+        args.duration,
+        if args.scale { 1 } else { args.repeats },
+        machine.markdown()
+    );
+    markdown.push_str(&report::markdown_table(&summaries));
+    if args.scale {
+        markdown.push('\n');
+        markdown.push_str(&report::markdown_scale(&scale, &args.relays));
+    }
+    let failed: Vec<&RunRecord> = runs.iter().filter(|r| !r.ok).collect();
+    if !failed.is_empty() {
+        markdown.push_str("\nRuns without trustworthy figures (left out of the medians):\n\n");
+        for r in failed {
+            markdown.push_str(&format!(
+                "- {} N={} repeat {}: {}\n",
+                r.relay.name(),
+                r.n,
+                r.repeat,
+                why_failed(r)
+            ));
+        }
+    }
+    println!("{markdown}");
+
+    fs::create_dir_all(&args.out_dir).map_err(|e| BenchError::io(&args.out_dir, e))?;
+    let json_path = args.out_dir.join(format!("fanout-{stamp}.json"));
+    let output = Output {
+        machine: &machine,
+        command: std::env::args().collect(),
+        summaries: &summaries,
+        scale: &scale,
+        runs: &runs,
+    };
+    let json = serde_json::to_string_pretty(&output)
+        .map_err(|e| BenchError::Setup(format!("JSON: {e}")))?;
+    fs::write(&json_path, json).map_err(|e| BenchError::io(&json_path, e))?;
+    let md_path = json_path.with_extension("md");
+    fs::write(&md_path, &markdown).map_err(|e| BenchError::io(&md_path, e))?;
+    eprintln!(
+        "raw results: {}\ntable: {}",
+        json_path.display(),
+        md_path.display()
+    );
+    Ok(())
+}
+
+/// Raises N for every relay until it fails the bar; relays alternate at each N.
+fn scale_search(args: &Args, plan: &Plan, runs: &mut Vec<RunRecord>, steps: &mut Vec<ScaleStep>) {
+    let mut active = args.relays.clone();
+    let mut n = args.scale_start.max(1);
+    let mut step_index = 0;
+    while !active.is_empty() && n <= args.scale_max {
+        let mut order = active.clone();
+        if step_index % 2 == 1 {
+            order.reverse();
+        }
+        for (slot, &relay) in order.iter().enumerate() {
+            eprint!("[scale] {} N={n}: ", relay.name());
+            let record = run::run_once(plan, relay, n, 0, slot, true);
+            eprintln!("{}", one_line(&record));
+            let figures = record.figures.as_ref();
+            let delivered = figures.map(|f| f.delivered_window_min);
+            let p99 = figures.and_then(|f| f.latency_p99_ms);
+            let passed =
+                record.ok && delivered.is_some_and(|d| d >= 0.999) && p99.is_some_and(|p| p < 50.0);
+            // A run whose measurement failed (capture drops...) is no verdict on
+            // the relay either way: the search stops there for it.
+            if !passed {
+                active.retain(|&r| r != relay);
+            }
+            steps.push(ScaleStep {
+                relay,
+                n,
+                ok: record.ok,
+                passed,
+                delivered_window_min: delivered,
+                latency_p99_ms: p99,
+                relay_cpu: record.cpu.relay,
+                sinks_cpu: record.cpu.sinks,
+                error: (!record.ok).then(|| why_failed(&record)),
+            });
+            runs.push(record);
+        }
+        n += args.scale_step.max(1);
+        step_index += 1;
+    }
+}
+
+fn why_failed(record: &RunRecord) -> String {
+    if let Some(error) = &record.error {
+        return error.clone();
+    }
+    record
+        .figures
+        .as_ref()
+        .map(|f| f.problems.join("; "))
+        .unwrap_or_default()
+}
+
+fn one_line(r: &RunRecord) -> String {
+    let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
+    if !r.captured && r.error.is_none() {
+        return format!(
+            "{}cpu {} ms/Mbit ({:.1} % of a core), rss {:.1} MiB, delivered {:.1} Mbit/s to {} sockets",
+            if r.ok { "" } else { "[NOT TRUSTWORTHY] " },
+            opt(r.cpu_ms_per_mbit),
+            r.cpu.relay * 100.0,
+            r.peak_rss_kib as f64 / 1024.0,
+            r.delivered_wire_mbit
+                / r.window
+                    .map_or(1.0, |w| (w.end_ns - w.start_ns) as f64 / 1e9),
+            r.sink_sockets,
+        );
+    }
+    let Some(f) = r.figures.as_ref() else {
+        return format!("FAILED: {}", why_failed(r));
+    };
+    format!(
+        "{}cpu {} ms/Mbit ({:.1} % of a core), rss {:.1} MiB, delivered all {:.2} % window {:.2} %, \
+         first frame {} ms, latency p50 {} p99 {} ms (keyframes p50 {} max {}), \
+         capture {} MB decoded in {:.1} s",
+        if r.ok { "" } else { "[NOT TRUSTWORTHY] " },
+        opt(r.cpu_ms_per_mbit),
+        r.cpu.relay * 100.0,
+        r.peak_rss_kib as f64 / 1024.0,
+        f.delivered_all_min * 100.0,
+        f.delivered_window_min * 100.0,
+        opt(f.first_frame_max_ms),
+        opt(f.latency_p50_ms),
+        opt(f.latency_p99_ms),
+        opt(f.keyframe_latency_p50_ms),
+        opt(f.keyframe_latency_max_ms),
+        r.pcap_bytes / 1_000_000,
+        r.analysis_secs,
+    )
+}

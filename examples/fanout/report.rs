@@ -1,0 +1,336 @@
+//! The machine, the medians, the Markdown table.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::analysis::median_f64;
+use crate::run::{Relay, RunRecord};
+
+/// Where and when the benchmark ran.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    /// `date -u`.
+    pub date: String,
+    /// CPUs available to this process.
+    pub nproc: usize,
+    /// /proc/cpuinfo "model name".
+    pub cpu_model: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// MemTotal, MiB.
+    pub memory_mib: u64,
+    /// /proc/loadavg when the benchmark started.
+    pub loadavg_at_start: String,
+    /// prism's commit (`git describe --always --dirty`).
+    pub prism_commit: String,
+    /// `nginx -v`.
+    pub nginx: String,
+    /// First line of `ffmpeg -version`.
+    pub ffmpeg: String,
+    /// First line of `tcpdump --version`.
+    pub tcpdump: String,
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|out| {
+            let text = if out.stdout.is_empty() {
+                out.stderr
+            } else {
+                out.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_else(|e| format!("({program}: {e})"))
+}
+
+impl Machine {
+    /// Reads it all.
+    pub fn probe(ffmpeg: &str) -> Self {
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let nginx = if std::path::Path::new("/usr/sbin/nginx").is_file() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
+        Self {
+            date: first_line("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]),
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu_model: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default(),
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            memory_mib: meminfo
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+                .map_or(0, |kib| kib / 1024),
+            loadavg_at_start: fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            prism_commit: first_line(
+                "git",
+                &[
+                    "-C",
+                    env!("CARGO_MANIFEST_DIR"),
+                    "describe",
+                    "--always",
+                    "--dirty",
+                ],
+            ),
+            nginx: first_line(nginx, &["-v"]),
+            ffmpeg: first_line(ffmpeg, &["-version"]),
+            tcpdump: first_line("tcpdump", &["--version"]),
+        }
+    }
+
+    /// One Markdown paragraph.
+    pub fn markdown(&self) -> String {
+        format!(
+            "{} · {} × {} · {} MiB · Linux {} · load average at start {} · prism {} · {} · {}",
+            self.date,
+            self.nproc,
+            self.cpu_model,
+            self.memory_mib,
+            self.kernel,
+            self.loadavg_at_start,
+            self.prism_commit,
+            self.nginx,
+            self.ffmpeg
+        )
+    }
+}
+
+/// Medians over the good runs of one relay and N.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    /// The relay.
+    pub relay: Relay,
+    /// Destinations.
+    pub n: usize,
+    /// Captured runs (wire figures) with trustworthy figures.
+    pub wire_ok: usize,
+    /// All captured runs.
+    pub wire_runs: usize,
+    /// Runs without capture (CPU and memory) that completed.
+    pub cpu_ok: usize,
+    /// All runs without capture.
+    pub cpu_runs: usize,
+    /// Median relay CPU ms per delivered Mbit (runs without capture).
+    pub cpu_ms_per_mbit: Option<f64>,
+    /// The same in the captured runs, where the capture's copy of every packet
+    /// the relay sends is charged to it: shows what the capture costs.
+    pub cpu_ms_per_mbit_captured: Option<f64>,
+    /// Median relay CPU, share of one core.
+    pub relay_cpu: Option<f64>,
+    /// Median peak RSS (sum of VmHWM), MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// Median Pss at the window's end, MiB.
+    pub pss_mib: Option<f64>,
+    /// Median of the per-run minimum over sinks of delivered (all).
+    pub delivered_all_min: Option<f64>,
+    /// Median of the per-run minimum over sinks of delivered (window).
+    pub delivered_window_min: Option<f64>,
+    /// Median of the per-run median first-frame time, ms.
+    pub first_frame_median_ms: Option<f64>,
+    /// Median of the per-run maximum first-frame time, ms.
+    pub first_frame_max_ms: Option<f64>,
+    /// Median of the per-run p50 added latency, ms.
+    pub latency_p50_ms: Option<f64>,
+    /// Median of the per-run p99 added latency, ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Median publisher media rate, Mbit/s.
+    pub published_mbit_per_s: Option<f64>,
+    /// Median CPU share of the sinks.
+    pub sinks_cpu: Option<f64>,
+    /// Median CPU share of everything else on the machine.
+    pub others_cpu: Option<f64>,
+}
+
+fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let mut values: Vec<f64> = values.flatten().collect();
+    values.sort_by(f64::total_cmp);
+    median_f64(&values)
+}
+
+/// Summaries per (relay, N), in the order given.
+pub fn summarize(runs: &[RunRecord], relays: &[Relay], ns: &[usize]) -> Vec<Summary> {
+    let mut summaries = Vec::new();
+    for &n in ns {
+        for &relay in relays {
+            let all: Vec<&RunRecord> = runs
+                .iter()
+                .filter(|r| r.relay == relay && r.n == n)
+                .collect();
+            if all.is_empty() {
+                continue;
+            }
+            let ok = |captured: bool| -> Vec<&RunRecord> {
+                all.iter()
+                    .copied()
+                    .filter(|r| r.ok && r.captured == captured)
+                    .collect()
+            };
+            let wire = ok(true);
+            let cpu = ok(false);
+            let fig = |f: fn(&crate::analysis::Figures) -> Option<f64>| {
+                median_of(wire.iter().map(|r| r.figures.as_ref().and_then(f)))
+            };
+            summaries.push(Summary {
+                relay,
+                n,
+                wire_ok: wire.len(),
+                wire_runs: all.iter().filter(|r| r.captured).count(),
+                cpu_ok: cpu.len(),
+                cpu_runs: all.iter().filter(|r| !r.captured).count(),
+                cpu_ms_per_mbit: median_of(cpu.iter().map(|r| r.cpu_ms_per_mbit)),
+                cpu_ms_per_mbit_captured: median_of(wire.iter().map(|r| r.cpu_ms_per_mbit)),
+                relay_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.relay))),
+                peak_rss_mib: median_of(cpu.iter().map(|r| Some(r.peak_rss_kib as f64 / 1024.0))),
+                pss_mib: median_of(cpu.iter().map(|r| Some(r.pss_kib as f64 / 1024.0))),
+                delivered_all_min: fig(|f| Some(f.delivered_all_min)),
+                delivered_window_min: fig(|f| Some(f.delivered_window_min)),
+                first_frame_median_ms: fig(|f| f.first_frame_median_ms),
+                first_frame_max_ms: fig(|f| f.first_frame_max_ms),
+                latency_p50_ms: fig(|f| f.latency_p50_ms),
+                latency_p99_ms: fig(|f| f.latency_p99_ms),
+                published_mbit_per_s: fig(|f| Some(f.published.mbit_per_s)),
+                sinks_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.sinks))),
+                others_cpu: median_of(all.iter().filter(|r| r.ok).map(|r| Some(r.cpu.others))),
+            });
+        }
+    }
+    summaries
+}
+
+fn num(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn pct(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{:.1} %", v * 100.0))
+}
+
+/// The results table.
+pub fn markdown_table(summaries: &[Summary]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| relay | N | ok runs, wire + cpu | CPU ms / delivered Mbit | relay CPU | peak RSS MiB (Pss) \
+         | delivered min, all / window | first frame median / max ms \
+         | added latency p50 / p99 ms | published Mbit/s | sinks CPU | other load |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for s in summaries {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {}/{} + {}/{} | {} | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} |",
+            s.relay.name(),
+            s.n,
+            s.wire_ok,
+            s.wire_runs,
+            s.cpu_ok,
+            s.cpu_runs,
+            num(s.cpu_ms_per_mbit, 3),
+            pct(s.relay_cpu),
+            num(s.peak_rss_mib, 1),
+            num(s.pss_mib, 1),
+            pct(s.delivered_all_min),
+            pct(s.delivered_window_min),
+            num(s.first_frame_median_ms, 0),
+            num(s.first_frame_max_ms, 0),
+            num(s.latency_p50_ms, 2),
+            num(s.latency_p99_ms, 2),
+            num(s.published_mbit_per_s, 2),
+            pct(s.sinks_cpu),
+            pct(s.others_cpu),
+        );
+    }
+    out
+}
+
+/// One step of the scale search.
+#[derive(Debug, Serialize)]
+pub struct ScaleStep {
+    /// The relay.
+    pub relay: Relay,
+    /// Destinations.
+    pub n: usize,
+    /// Whether the figures were trustworthy.
+    pub ok: bool,
+    /// Whether the relay met the bar (delivered window >= 99.9 % on every sink,
+    /// p99 added latency < 50 ms).
+    pub passed: bool,
+    /// Lowest delivered (window) over sinks.
+    pub delivered_window_min: Option<f64>,
+    /// p99 added latency, ms.
+    pub latency_p99_ms: Option<f64>,
+    /// Relay CPU, share of one core (with the capture's cost included).
+    pub relay_cpu: f64,
+    /// Sinks CPU, share of one core.
+    pub sinks_cpu: f64,
+    /// Why the run's figures are not trustworthy, if so.
+    pub error: Option<String>,
+}
+
+/// The scale table: every step, and the largest N that passed per relay.
+pub fn markdown_scale(steps: &[ScaleStep], relays: &[Relay]) -> String {
+    let mut out = String::new();
+    for &relay in relays {
+        let best = steps
+            .iter()
+            .filter(|s| s.relay == relay && s.passed)
+            .map(|s| s.n)
+            .max();
+        let _ = writeln!(
+            out,
+            "- **{}**: largest N passing: {}",
+            relay.name(),
+            best.map_or_else(|| "none".to_owned(), |n| n.to_string())
+        );
+    }
+    out.push_str(
+        "\n| relay | N | result | delivered min (window) | added latency p99 ms | relay CPU (captured) | sinks CPU |\n\
+         |---|---:|---|---:|---:|---:|---:|\n",
+    );
+    for s in steps {
+        let result = if !s.ok {
+            format!(
+                "not measurable: {}",
+                s.error.as_deref().unwrap_or("see the JSON")
+            )
+        } else if s.passed {
+            "pass".to_owned()
+        } else {
+            "FAIL".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            s.relay.name(),
+            s.n,
+            result,
+            pct(s.delivered_window_min),
+            num(s.latency_p99_ms, 2),
+            pct(Some(s.relay_cpu)),
+            pct(Some(s.sinks_cpu)),
+        );
+    }
+    out
+}
