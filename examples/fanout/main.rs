@@ -34,7 +34,9 @@ struct Args {
     /// Destination counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     n: Vec<usize>,
-    /// Runs per relay and N (medians are reported); the relay order alternates.
+    /// Repeats per relay and N (medians are reported); each repeat is one run
+    /// without the capture (CPU, memory) and one with it (wire figures), and the
+    /// relay order alternates between repeats.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
     /// Relays to measure.
@@ -67,7 +69,7 @@ struct Args {
     /// this tool and with tshark's RTMPT dissector, and compare.
     #[arg(long)]
     crosscheck: bool,
-    /// Keep the pcap files (they are large: ~0.9 GB at N = 32).
+    /// Keep the pcap files (~0.9 GB at N = 32, ~11 GB at N = 400).
     #[arg(long)]
     keep: bool,
     /// nginx worker processes of the sinks.
@@ -272,6 +274,8 @@ fn scale_search(args: &Args, plan: &Plan, runs: &mut Vec<RunRecord>, steps: &mut
                 latency_p99_ms: p99,
                 relay_cpu: record.cpu.relay,
                 sinks_cpu: record.cpu.sinks,
+                softirq_cpu: record.cpu.softirq,
+                others_cpu: record.cpu.others,
                 error: (!record.ok).then(|| why_failed(&record)),
             });
             runs.push(record);

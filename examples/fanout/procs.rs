@@ -356,3 +356,34 @@ pub fn tcp_bytes_received(port: u16) -> Result<(u64, usize), BenchError> {
     }
     Ok((bytes, sockets))
 }
+
+/// Bytes available to this user on the file system holding `path` (0 when unknown).
+pub fn free_bytes(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: statvfs fills the zeroed struct; c_path is a valid C string.
+    unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
+            return 0;
+        }
+        stat.f_bavail as u64 * stat.f_frsize as u64
+    }
+}
+
+/// The kernel's softirq threads (`ksoftirqd/<cpu>`): loopback TCP work that does not
+/// run in the sending process's context lands here, not in any program's CPU time.
+pub fn softirq_threads() -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}

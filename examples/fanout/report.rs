@@ -160,6 +160,8 @@ pub struct Summary {
     pub published_mbit_per_s: Option<f64>,
     /// Median CPU share of the sinks.
     pub sinks_cpu: Option<f64>,
+    /// Median CPU share of the kernel's softirq threads.
+    pub softirq_cpu: Option<f64>,
     /// Median CPU share of everything else on the machine.
     pub others_cpu: Option<f64>,
 }
@@ -213,6 +215,7 @@ pub fn summarize(runs: &[RunRecord], relays: &[Relay], ns: &[usize]) -> Vec<Summ
                 latency_p99_ms: fig(|f| f.latency_p99_ms),
                 published_mbit_per_s: fig(|f| Some(f.published.mbit_per_s)),
                 sinks_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.sinks))),
+                softirq_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.softirq))),
                 others_cpu: median_of(all.iter().filter(|r| r.ok).map(|r| Some(r.cpu.others))),
             });
         }
@@ -285,6 +288,10 @@ pub struct ScaleStep {
     pub relay_cpu: f64,
     /// Sinks CPU, share of one core.
     pub sinks_cpu: f64,
+    /// The kernel's softirq threads, share of one core.
+    pub softirq_cpu: f64,
+    /// Everything else on the machine, share of one core.
+    pub others_cpu: f64,
     /// Why the run's figures are not trustworthy, if so.
     pub error: Option<String>,
 }
@@ -306,8 +313,9 @@ pub fn markdown_scale(steps: &[ScaleStep], relays: &[Relay]) -> String {
         );
     }
     out.push_str(
-        "\n| relay | N | result | delivered min (window) | added latency p99 ms | relay CPU (captured) | sinks CPU |\n\
-         |---|---:|---|---:|---:|---:|---:|\n",
+        "\n| relay | N | result | delivered min (window) | added latency p99 ms \
+         | relay CPU (captured) | sinks CPU | softirq threads | other load |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for s in steps {
         let result = if !s.ok {
@@ -322,7 +330,7 @@ pub fn markdown_scale(steps: &[ScaleStep], relays: &[Relay]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.relay.name(),
             s.n,
             result,
@@ -330,6 +338,8 @@ pub fn markdown_scale(steps: &[ScaleStep], relays: &[Relay]) -> String {
             num(s.latency_p99_ms, 2),
             pct(Some(s.relay_cpu)),
             pct(Some(s.sinks_cpu)),
+            pct(Some(s.softirq_cpu)),
+            pct(Some(s.others_cpu)),
         );
     }
     out

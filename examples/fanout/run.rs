@@ -69,9 +69,12 @@ pub struct CpuShares {
     pub publisher: f64,
     /// tcpdump.
     pub tcpdump: f64,
+    /// The kernel's softirq threads (deferred network work, much of it the
+    /// loopback traffic of the benchmark itself at high N).
+    pub softirq: f64,
     /// The whole machine (all cores summed, so up to nproc).
     pub machine: f64,
-    /// The machine minus the four above: other programs sharing it.
+    /// The machine minus the five above: other programs sharing it.
     pub others: f64,
 }
 
@@ -147,6 +150,7 @@ struct Samples {
     sinks: GroupSample,
     publisher: GroupSample,
     tcpdump: GroupSample,
+    softirq: GroupSample,
     machine: MachineSample,
 }
 
@@ -254,6 +258,21 @@ fn execute(plan: &Plan, record: &mut RunRecord) -> Result<(), BenchError> {
     record.sink_port = sink_port;
     let n = record.n;
     let sink_names: Vec<String> = (0..n).map(setup::sink_name).collect();
+
+    if record.captured {
+        // ~6 Mbit/s per sink plus the publisher, for the whole capture, with slack.
+        let secs = (plan.warmup + plan.duration + plan.tail).as_secs() + 5;
+        let needed = (n as u64 + 1) * 6_500_000 / 8 * secs;
+        let free = procs::free_bytes(&dir);
+        if free < needed {
+            return Err(BenchError::Setup(format!(
+                "the capture needs about {} MB in {} and {} MB are free",
+                needed / 1_000_000,
+                dir.display(),
+                free / 1_000_000
+            )));
+        }
+    }
 
     let sinks = Nginx::start_sinks(&dir.join("sinks"), sink_port, plan.sink_workers)?;
     let started = match record.relay {
@@ -406,12 +425,14 @@ fn window(
     let relay_pids = relay.pids();
     let sink_pids = sinks.pids();
     let tcpdump_pids: Vec<u32> = tcpdump.map(Tcpdump::pid).into_iter().collect();
+    let softirq_pids = procs::softirq_threads();
     let sample = || -> Result<Samples, BenchError> {
         Ok(Samples {
             relay: procs::sample_group(&relay_pids),
             sinks: procs::sample_group(&sink_pids),
             publisher: procs::sample_group(&[publisher.pid()]),
             tcpdump: procs::sample_group(&tcpdump_pids),
+            softirq: procs::sample_group(&softirq_pids),
             machine: procs::sample_machine(),
             at_ns: now_ns(),
             sink_bytes: procs::tcp_bytes_received(sink_port)?,
@@ -452,10 +473,12 @@ fn window(
         sinks: share(&a.sinks, &b.sinks),
         publisher: share(&a.publisher, &b.publisher),
         tcpdump: share(&a.tcpdump, &b.tcpdump),
+        softirq: share(&a.softirq, &b.softirq),
         machine: machine_ms / 1e3 / secs,
         others: 0.0,
     };
-    cpu.others = (cpu.machine - cpu.relay - cpu.sinks - cpu.publisher - cpu.tcpdump).max(0.0);
+    cpu.others =
+        (cpu.machine - cpu.relay - cpu.sinks - cpu.publisher - cpu.tcpdump - cpu.softirq).max(0.0);
     record.cpu = cpu;
     if a.relay.processes != relay_pids.len() || b.relay.processes != relay_pids.len() {
         return Err(BenchError::Setup(format!(
