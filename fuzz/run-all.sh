@@ -30,6 +30,7 @@ for target in $(cargo fuzz list); do
     [ -d "regressions/$target" ] && seeds+=("regressions/$target")
     # The embedded defaults are a good starting point for the config loader.
     [ "$target" = config ] && seeds+=("../config")
+    [ "$target" = user_file ] && seeds+=("../examples/users")
     if cargo fuzz run -s "$sanitizer" "$target" "corpus/$target" "${seeds[@]}" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 \
         -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1; then

@@ -90,6 +90,11 @@ fn config() {
     replay("config", prism_fuzz::config::check);
 }
 
+#[test]
+fn user_file() {
+    replay("user_file", prism_fuzz::user_file::check);
+}
+
 /// The sets stay small enough to commit and to replay in a moment.
 #[test]
 fn regression_sets_stay_small() {
@@ -102,6 +107,7 @@ fn regression_sets_stay_small() {
         "flv",
         "server_session",
         "config",
+        "user_file",
     ]
     .iter()
     .flat_map(|target| regression_set(target))

@@ -24,6 +24,8 @@ pub mod handshake_client;
 pub mod handshake_server;
 #[path = "checks/server_session.rs"]
 pub mod server_session;
+#[path = "checks/user_file.rs"]
+pub mod user_file;
 
 /// Cuts an input into pieces of pseudo-random sizes, so the targets see every way a socket
 /// read can split the stream. The sizes come from a seed byte (not from the payload), so the
