@@ -65,6 +65,10 @@ struct Args {
     /// Last N of the scale search.
     #[arg(long, default_value_t = 400)]
     scale_max: usize,
+    /// Runs per relay at each N of the scale search; the verdict uses their
+    /// medians. On a shared machine one run is at the mercy of its load: use 3.
+    #[arg(long, default_value_t = 1)]
+    scale_repeats: usize,
     /// Instead of a benchmark: decode one short capture per relay both with
     /// this tool and with tshark's RTMPT dissector, and compare.
     #[arg(long)]
@@ -196,7 +200,11 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
         },
         args.warmup,
         args.duration,
-        if args.scale { 1 } else { args.repeats },
+        if args.scale {
+            args.scale_repeats
+        } else {
+            args.repeats
+        },
         machine.markdown()
     );
     markdown.push_str(&report::markdown_table(&summaries));
@@ -246,42 +254,65 @@ fn scale_search(args: &Args, plan: &Plan, runs: &mut Vec<RunRecord>, steps: &mut
     let mut active = args.relays.clone();
     let mut n = args.scale_start.max(1);
     let mut step_index = 0;
+    let repeats = args.scale_repeats.max(1);
     while !active.is_empty() && n <= args.scale_max {
+        // Runs of one step alternate between the relays, the first relay
+        // changing from step to step.
         let mut order = active.clone();
         if step_index % 2 == 1 {
             order.reverse();
         }
-        for (slot, &relay) in order.iter().enumerate() {
-            eprint!("[scale] {} N={n}: ", relay.name());
-            let record = run::run_once(plan, relay, n, 0, slot, true);
-            eprintln!("{}", one_line(&record));
-            let figures = record.figures.as_ref();
-            let delivered = figures.map(|f| f.delivered_window_min);
-            let p99 = figures.and_then(|f| f.latency_p99_ms);
-            let passed =
-                record.ok && delivered.is_some_and(|d| d >= 0.999) && p99.is_some_and(|p| p < 50.0);
-            // A run whose measurement failed (capture drops...) is no verdict on
-            // the relay either way: the search stops there for it.
-            if !passed {
+        let mut records: Vec<Vec<RunRecord>> = order.iter().map(|_| Vec::new()).collect();
+        for repeat in 0..repeats {
+            for (slot, &relay) in order.iter().enumerate() {
+                eprint!("[scale] {} N={n} repeat {repeat}: ", relay.name());
+                let record = run::run_once(plan, relay, n, repeat, slot, true);
+                eprintln!("{}", one_line(&record));
+                records[slot].push(record);
+            }
+        }
+        for (&relay, records) in order.iter().zip(records) {
+            let step = judge_step(relay, n, &records);
+            // A step whose measurement failed (capture drops...) is no verdict
+            // on the relay either way, but the search stops there for it too.
+            if !step.passed {
                 active.retain(|&r| r != relay);
             }
-            steps.push(ScaleStep {
-                relay,
-                n,
-                ok: record.ok,
-                passed,
-                delivered_window_min: delivered,
-                latency_p99_ms: p99,
-                relay_cpu: record.cpu.relay,
-                sinks_cpu: record.cpu.sinks,
-                softirq_cpu: record.cpu.softirq,
-                others_cpu: record.cpu.others,
-                error: (!record.ok).then(|| why_failed(&record)),
-            });
-            runs.push(record);
+            steps.push(step);
+            runs.extend(records);
         }
         n += args.scale_step.max(1);
         step_index += 1;
+    }
+}
+
+/// The verdict on one relay at one N: medians over the step's trustworthy runs
+/// (all of them must be trustworthy), then the bar: every sink >= 99.9 %
+/// delivered in the window and p99 added latency < 50 ms.
+fn judge_step(relay: Relay, n: usize, records: &[RunRecord]) -> ScaleStep {
+    let median = |f: &dyn Fn(&RunRecord) -> Option<f64>| {
+        let mut values: Vec<f64> = records.iter().filter_map(f).collect();
+        values.sort_by(f64::total_cmp);
+        analysis::median_f64(&values)
+    };
+    let ok = records.iter().all(|r| r.ok);
+    let delivered = median(&|r| r.figures.as_ref().map(|f| f.delivered_window_min));
+    let p99 = median(&|r| r.figures.as_ref().and_then(|f| f.latency_p99_ms));
+    let passed = ok && delivered.is_some_and(|d| d >= 0.999) && p99.is_some_and(|p| p < 50.0);
+    let errors: Vec<String> = records.iter().filter(|r| !r.ok).map(why_failed).collect();
+    ScaleStep {
+        relay,
+        n,
+        runs: records.len(),
+        ok,
+        passed,
+        delivered_window_min: delivered,
+        latency_p99_ms: p99,
+        relay_cpu: median(&|r| Some(r.cpu.relay)).unwrap_or(0.0),
+        sinks_cpu: median(&|r| Some(r.cpu.sinks)).unwrap_or(0.0),
+        softirq_cpu: median(&|r| Some(r.cpu.softirq)).unwrap_or(0.0),
+        others_cpu: median(&|r| Some(r.cpu.others)).unwrap_or(0.0),
+        error: (!errors.is_empty()).then(|| errors.join(" | ")),
     }
 }
 

@@ -275,7 +275,9 @@ pub struct ScaleStep {
     pub relay: Relay,
     /// Destinations.
     pub n: usize,
-    /// Whether the figures were trustworthy.
+    /// Runs at this step (medians over them below).
+    pub runs: usize,
+    /// Whether every run's figures were trustworthy.
     pub ok: bool,
     /// Whether the relay met the bar (delivered window >= 99.9 % on every sink,
     /// p99 added latency < 50 ms).
