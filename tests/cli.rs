@@ -117,37 +117,12 @@ async fn sighup_reloads_user_files_and_a_broken_file_keeps_the_old_ones() {
     std::fs::write(users.join("a.toml"), "stream_key = \"user-a-key-1\"\n").unwrap();
     let config = dir.join("prism.toml");
     std::fs::write(&config, format!("[users]\ndir = \"{}\"\n", users.display())).unwrap();
-    let mut child = prism()
-        .args([
-            "serve",
-            "--rtmp",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prism starts");
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let line = wait_line(&mut lines_rx, "rtmp_addr=").await;
-    let addr = line
-        .split("rtmp_addr=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
+    let Served {
+        mut child,
+        lines: mut lines_rx,
+        rtmp: addr,
+        ..
+    } = serve(&config).await;
     let clip = common::clip(2);
     let publish_ok = |key: &str| {
         let child = common::publish(&clip, &format!("rtmp://{addr}/live/{key}"));
@@ -195,6 +170,56 @@ fn signal(child: &tokio::process::Child, signal: &str) {
     );
 }
 
+/// A running `prism serve` (RTMP and HTTP on port 0) and what it logged.
+struct Served {
+    child: tokio::process::Child,
+    /// Its stderr lines after the listen addresses.
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    rtmp: String,
+    http: String,
+}
+
+/// Starts `prism serve --config config` on port 0 (without any token from the
+/// environment) and reads the addresses it logs.
+async fn serve(config: &std::path::Path) -> Served {
+    let mut child = prism()
+        .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env_remove("PRISM_HTTP__TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prism starts");
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let http = field(&wait_line(&mut lines, "http_addr=").await, "http_addr=");
+    let rtmp = field(&wait_line(&mut lines, "rtmp_addr=").await, "rtmp_addr=");
+    Served {
+        child,
+        lines,
+        rtmp,
+        http,
+    }
+}
+
+/// The value after `key` in a log line.
+fn field(line: &str, key: &str) -> String {
+    line.split(key)
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The first line from prism's stderr that contains `needle`.
 async fn wait_line(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, needle: &str) -> String {
     tokio::time::timeout(Duration::from_secs(20), async {
@@ -227,34 +252,12 @@ async fn prism_reload_asks_the_running_prism_and_says_clearly_when_it_cannot() {
         ),
     )
     .unwrap();
-    let mut child = prism()
-        .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env_remove("PRISM_HTTP__TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prism starts");
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let field = |line: &str, key: &str| {
-        line.split(key)
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned()
-    };
-    let http = field(&wait_line(&mut lines_rx, "http_addr=").await, "http_addr=");
-    let rtmp = field(&wait_line(&mut lines_rx, "rtmp_addr=").await, "rtmp_addr=");
+    let Served {
+        mut child,
+        lines: mut lines_rx,
+        rtmp,
+        http,
+    } = serve(&config).await;
     // `prism reload` finds prism from the same config file and flags.
     let reload = |extra_env: Option<(&str, &str)>| {
         let mut command = prism();
@@ -353,25 +356,11 @@ async fn sigterm_unpublishes_every_destination_cleanly_and_exits() {
         ),
     )
     .unwrap();
-    let mut child = prism()
-        .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prism starts");
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let line = wait_line(&mut lines_rx, "rtmp_addr=").await;
-    let addr = line.split("rtmp_addr=").nth(1).unwrap();
-    let addr = addr.split_whitespace().next().unwrap().to_owned();
+    let Served {
+        mut child,
+        rtmp: addr,
+        ..
+    } = serve(&config).await;
 
     let clip = common::clip(30);
     let publisher = common::publish(
