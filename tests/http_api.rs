@@ -82,11 +82,15 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
     ));
     let publisher = publish(&clip, &url);
 
-    // Both legs live, with growing byte counts.
-    let list = until(&client, &prism, "both live", |l| {
+    // Both legs live, with growing byte counts. Legs can be live before the
+    // publisher's sequence headers arrive (connecting takes milliseconds), so wait
+    // for the codecs too.
+    let list = until(&client, &prism, "both live, codecs known", |l| {
         l["streams"][0]["destinations"]
             .as_array()
             .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["state"] == "live"))
+            && l["streams"][0]["publisher"]["video"]["codec"].is_string()
+            && l["streams"][0]["publisher"]["audio"]["codec"].is_string()
     })
     .await;
     let stream = &list["streams"][0];
