@@ -27,6 +27,21 @@ async fn streams(client: &reqwest::Client, prism: &Prism) -> Value {
     response.json().await.unwrap()
 }
 
+/// `/metrics` as text and parsed as the Prometheus text format (which it must be).
+async fn scrape(client: &reqwest::Client, prism: &Prism) -> (String, prometheus_parse::Scrape) {
+    let text = client
+        .get(api(prism, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    (text, scrape)
+}
+
 fn destination<'a>(list: &'a Value, id: &str) -> &'a Value {
     list["streams"][0]["destinations"]
         .as_array()
@@ -204,16 +219,7 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
     assert_eq!(response.status(), 404);
 
     // Metrics parse and carry the series, without keys.
-    let text = client
-        .get(api(&prism, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let (text, scrape) = scrape(&client, &prism).await;
     for series in [
         "prism_connections",
         "prism_streams",
@@ -413,16 +419,7 @@ async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configura
 
 /// The `prism_stream_reconnecting` gauge of the only stream.
 async fn reconnecting_gauge(client: &reqwest::Client, prism: &Prism) -> f64 {
-    let text = client
-        .get(api(prism, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text format");
+    let (text, scrape) = scrape(client, prism).await;
     scrape
         .samples
         .iter()
