@@ -67,6 +67,7 @@ fn hub_fanout(c: &mut Criterion) {
             };
             let timestamp = (*sequence * 33) as u32;
             publisher.push_video(timestamp, payload.clone());
+            publisher.flush();
             *sequence += 1;
         };
         // Setup check: one push reaches every subscriber, sharing the payload.

@@ -27,7 +27,7 @@ use crate::stream_name::StreamName;
 pub use gop::GopCache;
 pub use media_info::{AudioInfo, MediaInfo, VideoInfo};
 pub use packet::{Packet, PacketKind};
-pub use queue::{PushOutcome, QueueLimits, SubscriberQueue};
+pub use queue::{DirectSink, PushOutcome, QueueLimits, SubscriberQueue};
 
 /// Hub-wide bounds.
 #[derive(Debug, Clone, Copy)]
@@ -489,7 +489,22 @@ impl Publisher {
         });
     }
 
-    /// Hands one packet to every subscriber. Never waits on a subscriber.
+    /// Delivers what was pushed since the last flush to every subscriber (see
+    /// [`SubscriberQueue::flush`]). The publisher's connection calls it once per
+    /// batch it read, so a subscriber is woken, or written to, once per batch
+    /// rather than once per packet. Never waits on a subscriber.
+    pub fn flush(&self) {
+        let state = self.stream.lock();
+        if state.publisher != Some(self.id) {
+            return;
+        }
+        for queue in &state.subscribers {
+            queue.flush();
+        }
+    }
+
+    /// Queues one packet for every subscriber; [`flush`](Self::flush) delivers it.
+    /// Never waits on a subscriber.
     pub fn push(&self, mut packet: Packet) {
         let mut guard = self.stream.lock();
         let state = &mut *guard;
@@ -562,6 +577,7 @@ impl Publisher {
     /// and the encoder is expected back). The stream ends when the returned guard is
     /// dropped, unless a new publisher took over by then.
     pub fn detach(self) -> Orphan {
+        self.flush();
         {
             let mut state = self.stream.lock();
             if state.publisher == Some(self.id) {
@@ -604,6 +620,7 @@ fn end_stream(state: &mut StreamState) {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        self.flush();
         {
             let mut state = self.stream.lock();
             if state.publisher != Some(self.id) {

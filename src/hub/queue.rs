@@ -5,10 +5,19 @@
 //! decoder cannot use frames whose references were dropped), counts them, and
 //! resumes at the keyframe, after the current sequence headers if they changed
 //! while it was dropping.
+//!
+//! Delivery is per batch: [`SubscriberQueue::push`] only queues, and
+//! [`SubscriberQueue::flush`] (once per batch the publisher read) either wakes the
+//! subscriber's task or, when the subscriber has handed the queue a [`DirectSink`]
+//! because it was keeping up, writes the batch straight to it from the publisher's
+//! task. A relay destination that keeps up thus costs no task wake-up per packet; one
+//! that cannot take the batch at once is handed back to its task, which waits for
+//! its socket (with its stall timeout) and takes the following packets from the
+//! queue, under the same drop policy, until it has caught up again.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
@@ -22,6 +31,18 @@ pub struct QueueLimits {
     pub max_bytes: usize,
     /// Packets queued at most (bounds the queue's own memory on tiny packets).
     pub max_packets: usize,
+}
+
+/// A subscriber that can take packets from the publisher's task without waiting.
+///
+/// Installed with [`SubscriberQueue::arm`] by a subscriber whose connection is idle
+/// (nothing queued, nothing unsent), so its packets need not wake its task.
+pub trait DirectSink: Send + Sync + std::fmt::Debug {
+    /// Takes every packet out of `packets` and sends them now, without waiting.
+    /// Returns false when the connection could not take everything at once (the
+    /// sink keeps what is unsent): the queue then hands delivery back to the
+    /// subscriber's task.
+    fn send_now(&self, packets: &mut VecDeque<Packet>) -> bool;
 }
 
 /// What a push did, so the publisher side can log once per drop episode.
@@ -48,6 +69,11 @@ struct Inner {
     closed: bool,
     /// The stream's config generation this subscriber has been sent.
     config_generation: u64,
+    /// Where [`SubscriberQueue::flush`] writes while the subscriber keeps up.
+    direct: Option<Arc<dyn DirectSink>>,
+    /// A direct write could not finish: the task must wake up and finish it even
+    /// though nothing is queued.
+    handed_back: bool,
 }
 
 /// The queue between the hub and one subscriber task.
@@ -71,6 +97,8 @@ impl SubscriberQueue {
                 started: !waiting_for_keyframe,
                 closed: false,
                 config_generation,
+                direct: None,
+                handed_back: false,
             }),
             notify: Notify::new(),
             limits,
@@ -99,7 +127,7 @@ impl SubscriberQueue {
         self.notify.notify_one();
     }
 
-    /// Offers a live packet. `config` yields the stream's current metadata and
+    /// Offers a live packet; [`flush`](Self::flush) delivers it. `config` yields the stream's current metadata and
     /// sequence headers and their generation, used when resuming after drops.
     pub fn push<'a, C>(&self, packet: &Packet, config: C) -> PushOutcome
     where
@@ -142,9 +170,48 @@ impl SubscriberQueue {
         }
         inner.bytes += packet.len();
         inner.packets.push_back(packet.clone());
+        PushOutcome::Queued
+    }
+
+    /// Delivers what was pushed since the last flush: straight to the direct sink
+    /// while there is one, else by waking the subscriber's task.
+    ///
+    /// The write happens under the queue's lock, so a task that takes delivery
+    /// back ([`recv_batch`](Self::recv_batch), [`disarm`](Self::disarm)) can never
+    /// send later packets before these.
+    pub fn flush(&self) {
+        let mut inner = self.lock();
+        if inner.packets.is_empty() {
+            return;
+        }
+        if let Some(sink) = inner.direct.clone() {
+            inner.bytes = 0;
+            if sink.send_now(&mut inner.packets) {
+                return;
+            }
+            inner.direct = None;
+            inner.handed_back = true;
+        }
         drop(inner);
         self.notify.notify_one();
-        PushOutcome::Queued
+    }
+
+    /// Lets [`flush`](Self::flush) write to `sink` from now on, if nothing is
+    /// queued; false otherwise (the caller takes the queued packets first).
+    /// The caller must have nothing unsent of its own.
+    pub fn arm(&self, sink: Arc<dyn DirectSink>) -> bool {
+        let mut inner = self.lock();
+        if !inner.packets.is_empty() || inner.closed || inner.handed_back {
+            return false;
+        }
+        inner.direct = Some(sink);
+        true
+    }
+
+    /// Takes delivery back from the direct sink. Once this returns, no direct
+    /// write is under way or will start.
+    pub fn disarm(&self) {
+        self.lock().direct = None;
     }
 
     fn has_room(&self, inner: &Inner, packet: &Packet) -> bool {
@@ -152,15 +219,22 @@ impl SubscriberQueue {
             && inner.bytes + packet.len() <= self.limits.max_bytes
     }
 
-    /// Moves every queued packet into `out`. Returns false once the queue is closed
-    /// and drained (the stream ended).
+    /// Moves every queued packet into `out`, taking delivery back from a direct
+    /// sink. Returns false once the queue is closed and drained (the stream ended).
+    /// Returns true with nothing in `out` when a direct write was handed back: the
+    /// caller finishes sending what its sink kept.
     pub async fn recv_batch(&self, out: &mut Vec<Packet>) -> bool {
         loop {
             {
                 let mut inner = self.lock();
                 if !inner.packets.is_empty() {
+                    inner.direct = None;
                     out.extend(inner.packets.drain(..));
                     inner.bytes = 0;
+                    return true;
+                }
+                if inner.handed_back {
+                    inner.handed_back = false;
                     return true;
                 }
                 if inner.closed {
@@ -173,7 +247,11 @@ impl SubscriberQueue {
 
     /// Ends the queue: the subscriber drains what is left, then sees the end.
     pub fn close(&self) {
-        self.lock().closed = true;
+        {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.direct = None;
+        }
         self.notify.notify_one();
     }
 
@@ -331,6 +409,104 @@ mod tests {
         let mut out = Vec::new();
         assert!(q.recv_batch(&mut out).await);
         out.clear();
+        assert!(!q.recv_batch(&mut out).await);
+    }
+
+    /// A direct sink that records what it was sent and takes it all, or nothing.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        sent: Mutex<Vec<u32>>,
+        full: std::sync::atomic::AtomicBool,
+    }
+
+    impl DirectSink for Recorder {
+        fn send_now(&self, packets: &mut VecDeque<Packet>) -> bool {
+            let mut sent = self.sent.lock().unwrap();
+            sent.extend(packets.drain(..).map(|p| p.timestamp));
+            !self.full.load(Ordering::Relaxed)
+        }
+    }
+
+    fn unbounded(waiting_for_keyframe: bool) -> SubscriberQueue {
+        SubscriberQueue::new(
+            QueueLimits {
+                max_bytes: 1 << 20,
+                max_packets: 100,
+            },
+            waiting_for_keyframe,
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn an_armed_sink_gets_each_flush_without_its_task() {
+        let q = unbounded(false);
+        let sink = Arc::new(Recorder::default());
+        assert!(q.arm(sink.clone()));
+        q.push(&video(0, true), no_config);
+        q.push(&video(1, false), no_config);
+        assert!(sink.sent.lock().unwrap().is_empty(), "push only queues");
+        q.flush();
+        assert_eq!(*sink.sent.lock().unwrap(), vec![0, 1]);
+        // Nothing is left for the task, and it was not woken.
+        let mut out = Vec::new();
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(20), q.recv_batch(&mut out));
+        assert!(waited.await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_cannot_take_a_batch_hands_it_back_to_the_task() {
+        let q = unbounded(false);
+        let sink = Arc::new(Recorder::default());
+        sink.full.store(true, Ordering::Relaxed);
+        assert!(q.arm(sink.clone()));
+        q.push(&video(0, true), no_config);
+        q.flush();
+        // The task wakes with nothing queued: it finishes what the sink kept.
+        let mut out = Vec::new();
+        assert!(q.recv_batch(&mut out).await);
+        assert!(out.is_empty());
+        // Delivery is the task's again until it re-arms.
+        q.push(&video(1, false), no_config);
+        q.flush();
+        assert_eq!(*sink.sent.lock().unwrap(), vec![0]);
+        assert_eq!(drain(&q).await, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn arming_needs_an_empty_queue_and_taking_packets_disarms() {
+        let q = unbounded(false);
+        let sink = Arc::new(Recorder::default());
+        q.push(&video(0, true), no_config);
+        assert!(
+            !q.arm(sink.clone()),
+            "the task must take what is queued first"
+        );
+        assert_eq!(drain(&q).await, vec![0]);
+        assert!(q.arm(sink.clone()));
+        // A push the task takes before the publisher's flush disarms the sink, so
+        // the two never both send.
+        q.push(&video(1, false), no_config);
+        assert_eq!(drain(&q).await, vec![1]);
+        q.push(&video(2, false), no_config);
+        q.flush();
+        assert!(sink.sent.lock().unwrap().is_empty());
+        assert_eq!(drain(&q).await, vec![2]);
+    }
+
+    #[tokio::test]
+    async fn close_and_disarm_release_the_sink() {
+        let q = unbounded(false);
+        let sink = Arc::new(Recorder::default());
+        assert!(q.arm(sink.clone()));
+        q.disarm();
+        assert_eq!(Arc::strong_count(&sink), 1);
+        assert!(q.arm(sink.clone()));
+        q.close();
+        assert_eq!(Arc::strong_count(&sink), 1);
+        assert!(!q.arm(sink.clone()), "a closed queue takes no sink");
+        let mut out = Vec::new();
         assert!(!q.recv_batch(&mut out).await);
     }
 

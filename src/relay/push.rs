@@ -6,7 +6,11 @@
 //! and whatever arrives while it connects waits in its bounded queue. Timestamps are
 //! rebased per connection to start at 0. A slow ingest fills only its own queue.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -19,11 +23,13 @@ use super::destination::DestinationSpec;
 use super::status::{DestinationStatus, State};
 use super::tls::TlsError;
 use super::{RelayContext, backoff::Backoff};
-use crate::hub::{Hub, Packet, PacketKind, Subscriber, SubscriberKind};
+use crate::hub::{
+    DirectSink, Hub, Packet, PacketKind, Subscriber, SubscriberKind, SubscriberQueue,
+};
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
-use crate::server::io::write_out;
+use crate::server::io::{poll_write_out, write_out};
 use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
 use crate::transcode::encoder;
@@ -258,7 +264,7 @@ async fn attempt(
     ctx: &RelayContext,
     spec: &DestinationSpec,
     subscriber: &Subscriber,
-    status: &DestinationStatus,
+    status: &Arc<DestinationStatus>,
     stop: &CancellationToken,
     ended: &CancellationToken,
 ) -> Result<Ended, PushError> {
@@ -320,12 +326,12 @@ async fn publish<S>(
     mut io: S,
     deadline: Instant,
     subscriber: &Subscriber,
-    status: &DestinationStatus,
+    status: &Arc<DestinationStatus>,
     stop: &CancellationToken,
     ended: &CancellationToken,
 ) -> Result<Ended, PushError>
 where
-    S: AsyncRead + AsyncWrite + Unpin + OverTcp,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static + OverTcp,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let ready = async {
@@ -361,13 +367,10 @@ where
     status.set_state(State::Live);
     tracing::info!("live");
     Forwarder {
-        io,
+        link: Arc::new(Link::new(io, session, Arc::clone(status))),
         buf,
-        session,
-        rebaser: Rebaser::new(),
         batch: Vec::with_capacity(256),
         stall_timeout: ctx.stall_timeout,
-        status,
     }
     .run(subscriber, stop)
     .await
@@ -410,27 +413,37 @@ fn log_event(event: &ClientEvent) {
 }
 
 /// The live phase: packets from the hub to the ingest, replies from the ingest.
-struct Forwarder<'a, S> {
-    io: S,
+///
+/// The connection sits in a [`Link`] shared with the hub. While this destination
+/// keeps up, the publisher's task writes each batch to it directly (the link is the
+/// queue's [`DirectSink`]), so a destination costs no task wake-up per packet; this
+/// task wakes only for the ingest's replies, a stop, the stream's end, or a write
+/// that could not finish at once. It then finishes that write under its stall
+/// timeout and takes packets from its queue (under the hub's drop policy) until it
+/// has caught up, and hands the link back.
+struct Forwarder<S> {
+    link: Arc<Link<S>>,
     buf: BytesMut,
-    session: ClientSession,
-    rebaser: Rebaser,
     batch: Vec<Packet>,
     stall_timeout: Duration,
-    status: &'a DestinationStatus,
 }
 
-impl<S> Forwarder<'_, S>
+impl<S> Forwarder<S>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     async fn run(
         mut self,
         subscriber: &Subscriber,
         stop: &CancellationToken,
     ) -> Result<Ended, PushError> {
-        // One wait for the whole connection: a fresh one per packet would register
-        // and unregister a waiter (two locks) on every loop.
+        let queue = subscriber.queue();
+        // However this ends, the publisher stops writing here and lets go of the link
+        // (and so of the socket).
+        let _disarm = Disarm(&queue);
+        let sink: Arc<dyn DirectSink> = self.link.clone();
+        // One wait for the whole connection: a fresh one per loop would register
+        // and unregister a waiter (two locks) every time.
         let stopped = stop.cancelled();
         tokio::pin!(stopped);
         loop {
@@ -440,68 +453,177 @@ where
             tokio::select! {
                 biased;
                 () = &mut stopped => {
+                    queue.disarm();
                     self.unpublish().await;
                     return Ok(Ended::Stopped);
                 }
-                read = self.io.read_buf(&mut self.buf) => {
+                read = poll_fn(|cx| self.link.poll_read(cx, &mut self.buf)) => {
                     if read? == 0 {
                         return Err(PushError::Closed);
                     }
-                    while let Some(event) = self.session.poll(&mut self.buf)? {
-                        log_event(&event);
-                    }
+                    self.link.on_replies(&mut self.buf)?;
                 }
                 more = subscriber.recv_batch(&mut self.batch) => {
                     if !more {
                         self.unpublish().await;
                         return Ok(Ended::StreamEnded);
                     }
-                    self.send_batch();
+                    self.link.encode(self.batch.drain(..));
                 }
             }
             self.flush().await?;
+            // Caught up: the next batches go out from the publisher's task.
+            queue.arm(Arc::clone(&sink));
         }
     }
 
-    /// Encodes the batch: shared payloads, chunk headers only, rebased timestamps.
-    fn send_batch(&mut self) {
-        for packet in self.batch.drain(..) {
-            let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
-                self.rebaser.now()
-            } else {
-                self.rebaser.rebase(packet.track(), packet.timestamp)
-            };
-            match packet.kind {
-                PacketKind::Metadata => self.session.send_metadata(timestamp, &packet.payload),
-                _ => self
-                    .session
-                    .send_media(packet.type_id(), timestamp, &packet.payload),
-            }
+    /// Sends what the link holds. Most sends finish at once and need no timer; one
+    /// that has to wait for the ingest gets the stall timeout.
+    async fn flush(&self) -> Result<(), PushError> {
+        if let Poll::Ready(sent) = self.link.try_send() {
+            return Ok(sent?);
         }
-    }
-
-    async fn flush(&mut self) -> Result<(), PushError> {
-        match timeout(
-            self.stall_timeout,
-            write_out(&mut self.io, self.session.out()),
-        )
-        .await
-        {
-            Ok(written) => {
-                self.status.add_bytes_out(written?);
-                Ok(())
-            }
+        match timeout(self.stall_timeout, poll_fn(|cx| self.link.poll_send(cx))).await {
+            Ok(sent) => Ok(sent?),
             Err(_) => Err(PushError::Stalled(self.stall_timeout)),
         }
     }
 
     /// FCUnpublish + deleteStream, then close: how platforms tell an end from a drop.
-    async fn unpublish(&mut self) {
-        self.session.unpublish();
+    async fn unpublish(&self) {
+        self.link.lock().session.unpublish();
         let _ = timeout(UNPUBLISH_GRACE, async {
-            let _ = write_out(&mut self.io, self.session.out()).await;
-            let _ = self.io.shutdown().await;
+            let _ = poll_fn(|cx| self.link.poll_send(cx)).await;
+            let _ = poll_fn(|cx| self.link.poll_shutdown(cx)).await;
         })
         .await;
+    }
+}
+
+/// Takes delivery back from the publisher's task when the forwarder ends.
+struct Disarm<'a>(&'a SubscriberQueue);
+
+impl Drop for Disarm<'_> {
+    fn drop(&mut self) {
+        self.0.disarm();
+    }
+}
+
+/// One live push connection with its session, shared by the destination's task and,
+/// while the destination keeps up, the publisher's task. The lock is only ever held
+/// for one poll or one non-waiting write, never across an `.await`.
+struct Link<S> {
+    state: Mutex<LinkState<S>>,
+    status: Arc<DestinationStatus>,
+}
+
+struct LinkState<S> {
+    io: S,
+    session: ClientSession,
+    rebaser: Rebaser,
+}
+
+impl<S> std::fmt::Debug for Link<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+impl<S> Link<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    fn new(io: S, session: ClientSession, status: Arc<DestinationStatus>) -> Self {
+        Self {
+            state: Mutex::new(LinkState {
+                io,
+                session,
+                rebaser: Rebaser::new(),
+            }),
+            status,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LinkState<S>> {
+        // Nothing under this lock can be left half-done by a panic in a way that
+        // matters more than the connection; carry on rather than cascade.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Encodes packets: shared payloads, chunk headers only, rebased timestamps.
+    fn encode(&self, packets: impl Iterator<Item = Packet>) {
+        let mut state = self.lock();
+        for packet in packets {
+            state.encode(&packet);
+        }
+    }
+
+    /// Writes what the session holds, counting what went out.
+    fn poll_send(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut written = 0;
+        let sent = {
+            let mut state = self.lock();
+            let LinkState { io, session, .. } = &mut *state;
+            poll_write_out(io, session.out(), &mut written, cx)
+        };
+        if written > 0 {
+            self.status.add_bytes_out(written);
+        }
+        sent
+    }
+
+    /// [`poll_send`](Self::poll_send) once, without waiting and outside tokio's
+    /// per-task budget: the publisher's task writes to many links per batch, and a
+    /// spent budget must not pass for a slow ingest.
+    fn try_send(&self) -> Poll<std::io::Result<()>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let send = tokio::task::unconstrained(poll_fn(|cx| self.poll_send(cx)));
+        std::pin::pin!(send).poll(&mut cx)
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.lock().io), cx, buf)
+    }
+
+    fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.lock().io).poll_shutdown(cx)
+    }
+
+    /// Handles what the ingest sent (acknowledgements, pings, status); replies it
+    /// needs are queued in the session for the next send.
+    fn on_replies(&self, buf: &mut BytesMut) -> Result<(), ClientError> {
+        let mut state = self.lock();
+        while let Some(event) = state.session.poll(buf)? {
+            log_event(&event);
+        }
+        Ok(())
+    }
+}
+
+impl<S> LinkState<S> {
+    fn encode(&mut self, packet: &Packet) {
+        let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
+            self.rebaser.now()
+        } else {
+            self.rebaser.rebase(packet.track(), packet.timestamp)
+        };
+        match packet.kind {
+            PacketKind::Metadata => self.session.send_metadata(timestamp, &packet.payload),
+            _ => self
+                .session
+                .send_media(packet.type_id(), timestamp, &packet.payload),
+        }
+    }
+}
+
+impl<S> DirectSink for Link<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    fn send_now(&self, packets: &mut VecDeque<Packet>) -> bool {
+        self.encode(packets.drain(..));
+        matches!(self.try_send(), Poll::Ready(Ok(())))
     }
 }

@@ -229,10 +229,12 @@ where
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event, shutdown).await {
+                    self.deliver();
                     self.flush().await?;
                     return Ok(());
                 }
             }
+            self.deliver();
             self.flush().await?;
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
@@ -260,6 +262,14 @@ where
                     }
                 }
             }
+        }
+    }
+
+    /// Hands what this read brought to the stream's subscribers: once per read,
+    /// not once per message (see [`crate::hub::Publisher::flush`]).
+    fn deliver(&self) {
+        if let Role::Publishing { publisher, .. } = &self.role {
+            publisher.flush();
         }
     }
 

@@ -365,6 +365,9 @@ async fn pump(
             };
             publish_tag(publisher, tag.tag_type, tag.timestamp, tag.data);
         }
+        if let Some(publisher) = &publisher {
+            publisher.flush();
+        }
     }
 }
 
