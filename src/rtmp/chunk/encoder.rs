@@ -1,8 +1,8 @@
 //! Chunk stream encoder: cuts messages into chunks for one peer connection.
 //!
-//! Only the chunk headers are produced here (built on the stack, copied into the [`OutBuf`]'s
-//! scratch buffer); payload chunks are [`Bytes::slice`]s of the message payload, so the
-//! payload is never copied however many connections send it.
+//! Only the chunk headers are produced here (built on the stack); the [`OutBuf`] keeps them
+//! with one shared handle on the message payload and interleaves them when it lists the
+//! slices to write, so the payload is never copied however many connections send it.
 
 use bytes::Bytes;
 
@@ -95,8 +95,8 @@ impl ChunkEncoder {
         self.streams.clear();
     }
 
-    /// Appends `payload` as one message with `header` to `out`: chunk headers are copied into
-    /// `out`'s scratch buffer, payload chunks are shared slices of `payload`.
+    /// Appends `payload` as one message with `header` to `out`: chunk headers are built here,
+    /// the payload is shared (see [`OutBuf::push_chunked`]).
     ///
     /// A payload longer than 16 MiB - 1 or a csid outside 2..=65599 cannot be expressed on the
     /// wire; both are caller bugs (decoded messages never exceed the limit). Rather than
@@ -153,8 +153,8 @@ impl ChunkEncoder {
         }
     }
 
-    /// Writes the first chunk header, then each payload slice with a type-3 header before
-    /// every continuation.
+    /// Queues the first chunk header, then the payload with a type-3 header before every
+    /// continuation chunk.
     fn write_chunks(
         &self,
         header: &MessageHeader,
@@ -171,17 +171,12 @@ impl ChunkEncoder {
         let continuation_header = continuation_chunk_header(header.csid, timestamp_field);
         let chunk_size = usize::try_from(self.chunk_size).unwrap_or(usize::MAX);
 
-        out.push_copy(first_header.as_slice());
-        let mut offset: usize = 0;
-        loop {
-            let end = payload.len().min(offset.saturating_add(chunk_size));
-            out.push_shared(payload.slice(offset..end));
-            offset = end;
-            if offset >= payload.len() {
-                break;
-            }
-            out.push_copy(continuation_header.as_slice());
-        }
+        out.push_chunked(
+            first_header.as_slice(),
+            payload,
+            chunk_size,
+            continuation_header.as_slice(),
+        );
     }
 }
 

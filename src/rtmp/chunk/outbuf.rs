@@ -5,29 +5,134 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::MAX_CHUNK_HEADER_LEN;
+
 /// Scratch space reserved at a time for copied bytes. Chunk headers are 1-18 bytes, so one
 /// block holds hundreds of them; once every part cut from a block has been written, `BytesMut`
 /// reclaims the block instead of allocating, which keeps the steady state allocation-free.
 const SCRATCH_BLOCK: usize = 4096;
 
-/// Queue of bytes to write: small headers copied into a reusable scratch buffer, payload slices
-/// shared (`Bytes::slice`: a reference count, no copy).
+/// Queue of bytes to write: small control data copied into a reusable scratch buffer, message
+/// payloads shared (a reference count, no copy).
 ///
 /// Why: a relay sends the same media payload to many connections; only the few header bytes
 /// differ. Keeping payloads as shared parts and handing the kernel a list of slices
 /// ([`OutBuf::io_slices`]) means one payload allocation serves every destination.
+///
+/// A chunked message is one part ([`OutBuf::push_chunked`]): its payload is held once and its
+/// chunk headers are interleaved only when the slices are listed, so queuing a message costs
+/// one reference count however many chunks it has (a `Bytes::slice` per chunk would cost an
+/// atomic increment and decrement each, per destination).
 ///
 /// Consecutive copied bytes coalesce into one part; a part is cut from the scratch buffer
 /// (`split().freeze()`, no copy) only when a shared part follows it.
 #[derive(Debug, Default)]
 pub struct OutBuf {
     /// Parts in write order. The scratch tail (not yet cut into a part) comes after them.
-    parts: VecDeque<Bytes>,
+    parts: VecDeque<Part>,
     /// Copied bytes not yet cut into a part; always the last bytes in the queue.
     scratch: BytesMut,
     /// Total bytes pending (parts plus scratch tail).
     len: usize,
 }
+
+#[derive(Debug)]
+enum Part {
+    /// Bytes written as they are.
+    Flat(Bytes),
+    /// One message: first chunk header, then the payload cut into chunks with a continuation
+    /// header before each chunk after the first.
+    Chunked(Chunked),
+}
+
+#[derive(Debug)]
+struct Chunked {
+    first: Header,
+    continuation: Header,
+    payload: Bytes,
+    chunk_size: usize,
+    /// Bytes of this part already written.
+    written: usize,
+    /// Bytes of this part in all (headers included).
+    len: usize,
+}
+
+/// A chunk header kept inline.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    bytes: [u8; MAX_CHUNK_HEADER_LEN],
+    len: u8,
+}
+
+impl Header {
+    /// `None` when `bytes` is longer than any chunk header.
+    fn new(bytes: &[u8]) -> Option<Self> {
+        let mut header = Self {
+            bytes: [0; MAX_CHUNK_HEADER_LEN],
+            len: u8::try_from(bytes.len()).ok()?,
+        };
+        header.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(header)
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+impl Chunked {
+    fn remaining(&self) -> usize {
+        self.len - self.written
+    }
+
+    /// Calls `emit` with each unwritten slice in order until it returns false (its
+    /// destination is full); returns false in that case.
+    fn for_each_slice<'a>(&'a self, mut emit: impl FnMut(&'a [u8]) -> bool) -> bool {
+        let mut skip = self.written;
+        let mut visit = |segment: &'a [u8]| -> bool {
+            if skip >= segment.len() {
+                skip -= segment.len();
+                return true;
+            }
+            let rest = segment.get(skip..).unwrap_or_default();
+            skip = 0;
+            emit(rest)
+        };
+        if !visit(self.first.as_slice()) {
+            return false;
+        }
+        for (index, chunk) in self.payload.chunks(self.chunk_size).enumerate() {
+            if index > 0 && !visit(self.continuation.as_slice()) {
+                return false;
+            }
+            if !visit(chunk) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Part {
+    fn remaining(&self) -> usize {
+        match self {
+            Part::Flat(bytes) => bytes.len(),
+            Part::Chunked(chunked) => chunked.remaining(),
+        }
+    }
+
+    /// Drops the first `n` bytes; `n` is less than [`remaining`](Part::remaining).
+    fn advance(&mut self, n: usize) {
+        match self {
+            Part::Flat(bytes) => bytes.advance(n),
+            Part::Chunked(chunked) => chunked.written += n,
+        }
+    }
+}
+
+/// Payloads up to this size are copied next to their header rather than shared: a copy of a
+/// few dozen bytes (control messages, commands) is cheaper than a part of their own.
+const COPY_PAYLOAD_MAX: usize = 64;
 
 impl OutBuf {
     /// Creates an empty queue; buffers are allocated on first use and then reused.
@@ -57,7 +162,65 @@ impl OutBuf {
         }
         self.cut_scratch();
         self.len += bytes.len();
-        self.parts.push_back(bytes);
+        self.parts.push_back(Part::Flat(bytes));
+    }
+
+    /// Appends one chunked message: `first` (the first chunk's header), then `payload` in
+    /// pieces of `chunk_size` bytes with `continuation` before every piece after the first.
+    /// The payload is shared, not copied (small ones excepted); the headers must be chunk
+    /// headers (at most 18 bytes each).
+    pub fn push_chunked(
+        &mut self,
+        first: &[u8],
+        payload: &Bytes,
+        chunk_size: usize,
+        continuation: &[u8],
+    ) {
+        let chunk_size = chunk_size.max(1);
+        let (Some(first_header), Some(continuation_header)) =
+            (Header::new(first), Header::new(continuation))
+        else {
+            // Not chunk headers: lay the message out piece by piece instead.
+            self.push_pieces(first, payload, chunk_size, continuation);
+            return;
+        };
+        if payload.len() <= COPY_PAYLOAD_MAX.min(chunk_size) {
+            self.push_copy(first);
+            self.push_copy(payload);
+            return;
+        }
+        let chunks = payload.len().div_ceil(chunk_size);
+        let len = first.len() + payload.len() + (chunks - 1) * continuation.len();
+        self.cut_scratch();
+        self.len += len;
+        self.parts.push_back(Part::Chunked(Chunked {
+            first: first_header,
+            continuation: continuation_header,
+            payload: payload.clone(),
+            chunk_size,
+            written: 0,
+            len,
+        }));
+    }
+
+    /// The same layout as [`push_chunked`](Self::push_chunked), one part per piece.
+    fn push_pieces(
+        &mut self,
+        first: &[u8],
+        payload: &Bytes,
+        chunk_size: usize,
+        continuation: &[u8],
+    ) {
+        self.push_copy(first);
+        let mut offset = 0;
+        while offset < payload.len() {
+            if offset > 0 {
+                self.push_copy(continuation);
+            }
+            let end = payload.len().min(offset.saturating_add(chunk_size));
+            self.push_shared(payload.slice(offset..end));
+            offset = end;
+        }
     }
 
     /// True when nothing is waiting to be written.
@@ -71,20 +234,33 @@ impl OutBuf {
     }
 
     /// Fills `dst` with the pending bytes in order, for `write_vectored`; returns how many
-    /// slices were filled (fewer than pending parts when `dst` is short, so callers may pass a
-    /// fixed array such as 64 slices and loop).
+    /// slices were filled (fewer than pending slices when `dst` is short, so callers may pass
+    /// a fixed array such as 64 slices and loop).
     pub fn io_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let pending = self
-            .parts
-            .iter()
-            .map(|part| part.as_ref())
-            .chain(std::iter::once(self.scratch.as_ref()))
-            .filter(|slice| !slice.is_empty());
         let mut filled = 0;
-        for (slot, slice) in dst.iter_mut().zip(pending) {
-            *slot = IoSlice::new(slice);
-            filled += 1;
+        let mut emit = |slice: &'a [u8]| -> bool {
+            if slice.is_empty() {
+                return true;
+            }
+            match dst.get_mut(filled) {
+                Some(slot) => {
+                    *slot = IoSlice::new(slice);
+                    filled += 1;
+                    true
+                }
+                None => false,
+            }
+        };
+        for part in &self.parts {
+            let more = match part {
+                Part::Flat(bytes) => emit(bytes),
+                Part::Chunked(chunked) => chunked.for_each_slice(&mut emit),
+            };
+            if !more {
+                return filled;
+            }
         }
+        emit(&self.scratch);
         filled
     }
 
@@ -100,8 +276,9 @@ impl OutBuf {
                 self.scratch.advance(n.min(self.scratch.len()));
                 return;
             };
-            if front.len() <= n {
-                n -= front.len();
+            let remaining = front.remaining();
+            if remaining <= n {
+                n -= remaining;
                 self.parts.pop_front();
             } else {
                 front.advance(n);
@@ -113,7 +290,8 @@ impl OutBuf {
     /// Moves the copied bytes gathered so far into their own part, so a shared part can follow.
     fn cut_scratch(&mut self) {
         if !self.scratch.is_empty() {
-            self.parts.push_back(self.scratch.split().freeze());
+            self.parts
+                .push_back(Part::Flat(self.scratch.split().freeze()));
         }
     }
 }
@@ -186,6 +364,27 @@ mod tests {
     }
 
     #[test]
+    fn a_chunked_message_shares_its_payload_and_interleaves_headers() {
+        let payload = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<u8>>());
+        let mut out = OutBuf::new();
+        out.push_chunked(b"FIRST", &payload, 400, b"C");
+        assert_eq!(out.len(), 5 + 1000 + 2);
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(out.io_slices(&mut slices), 6);
+        assert_eq!(&*slices[0], b"FIRST");
+        assert_eq!(slices[1].as_ptr(), payload.as_ptr());
+        assert_eq!(slices[1].len(), 400);
+        assert_eq!(&*slices[2], b"C");
+        assert_eq!(slices[5].len(), 200);
+        // Written up to inside the second piece: the rest starts there.
+        out.advance(5 + 400 + 1 + 10);
+        let mut rest = [IoSlice::new(&[]); 8];
+        assert_eq!(out.io_slices(&mut rest), 3);
+        assert_eq!(rest[0].as_ptr(), payload.as_ptr().wrapping_add(410));
+        assert_eq!(&*rest[1], b"C");
+    }
+
+    #[test]
     fn shared_parts_are_not_copied() {
         let payload = Bytes::from(vec![7; 1000]);
         let mut out = OutBuf::new();
@@ -200,6 +399,12 @@ mod tests {
     enum Op {
         Copy(Vec<u8>),
         Shared(Vec<u8>),
+        Chunked {
+            first: Vec<u8>,
+            payload: Vec<u8>,
+            chunk_size: usize,
+            continuation: Vec<u8>,
+        },
         Write(usize),
     }
 
@@ -207,6 +412,18 @@ mod tests {
         prop_oneof![
             prop::collection::vec(any::<u8>(), 0..40).prop_map(Op::Copy),
             prop::collection::vec(any::<u8>(), 0..300).prop_map(Op::Shared),
+            (
+                prop::collection::vec(any::<u8>(), 0..20),
+                prop::collection::vec(any::<u8>(), 0..300),
+                0usize..100,
+                prop::collection::vec(any::<u8>(), 0..20),
+            )
+                .prop_map(|(first, payload, chunk_size, continuation)| Op::Chunked {
+                    first,
+                    payload,
+                    chunk_size,
+                    continuation,
+                }),
             (0usize..400).prop_map(Op::Write),
         ]
     }
@@ -226,6 +443,16 @@ mod tests {
                         model.extend(bytes.iter().copied());
                         out.push_shared(Bytes::from(bytes));
                     }
+                    Op::Chunked { first, payload, chunk_size, continuation } => {
+                        model.extend(first.iter().copied());
+                        for (index, piece) in payload.chunks(chunk_size.max(1)).enumerate() {
+                            if index > 0 {
+                                model.extend(continuation.iter().copied());
+                            }
+                            model.extend(piece.iter().copied());
+                        }
+                        out.push_chunked(&first, &Bytes::from(payload), chunk_size, &continuation);
+                    }
                     Op::Write(n) => {
                         out.advance(n);
                         model.drain(..n.min(model.len()));
@@ -234,6 +461,11 @@ mod tests {
                 prop_assert_eq!(out.len(), model.len());
                 prop_assert_eq!(out.is_empty(), model.is_empty());
                 prop_assert_eq!(pending(&out), model.iter().copied().collect::<Vec<u8>>());
+                // A short slice list is a prefix of the whole.
+                let mut few = [IoSlice::new(&[]); 3];
+                let count = out.io_slices(&mut few);
+                let prefix: Vec<u8> = few[..count].iter().flat_map(|s| s.iter().copied()).collect();
+                prop_assert!(pending(&out).starts_with(&prefix));
             }
         }
     }
