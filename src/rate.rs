@@ -54,6 +54,40 @@ impl RateMeter {
     }
 }
 
+/// A bitrate worked out when it is read, from a byte counter kept elsewhere (an atomic the
+/// hot path only adds to): what a counter written from many places per packet, and read a
+/// few times a second at most, needs. The rate is the average between the last two reads
+/// that were at least a [`WINDOW`] apart, so it too falls to 0 once traffic stops.
+#[derive(Debug, Clone)]
+pub struct SampledRate {
+    sampled_at: Instant,
+    sampled_total: u64,
+    last_bps: u64,
+}
+
+impl SampledRate {
+    /// A rate whose first window starts now, at counter value `total`.
+    pub fn new(total: u64, now: Instant) -> Self {
+        Self {
+            sampled_at: now,
+            sampled_total: total,
+            last_bps: 0,
+        }
+    }
+
+    /// The rate at `now`, given the counter's current `total`.
+    pub fn bits_per_second(&mut self, total: u64, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.sampled_at);
+        if elapsed >= WINDOW {
+            let bytes = total.saturating_sub(self.sampled_total);
+            self.last_bps = (bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            self.sampled_at = now;
+            self.sampled_total = total;
+        }
+        self.last_bps
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +115,30 @@ mod tests {
         meter.add(0, t0 + Duration::from_secs(1));
         assert!(meter.bits_per_second(t0 + Duration::from_millis(1_500)) > 0);
         assert_eq!(meter.bits_per_second(t0 + Duration::from_secs(10)), 0);
+    }
+
+    #[test]
+    fn a_sampled_rate_is_the_average_between_reads_a_window_apart() {
+        let t0 = Instant::now();
+        let mut rate = SampledRate::new(0, t0);
+        // Read too early: no window yet.
+        assert_eq!(
+            rate.bits_per_second(50_000, t0 + Duration::from_millis(400)),
+            0
+        );
+        assert_eq!(
+            rate.bits_per_second(250_000, t0 + Duration::from_secs(2)),
+            1_000_000
+        );
+        // Within the next window the last figure stands.
+        assert_eq!(
+            rate.bits_per_second(260_000, t0 + Duration::from_millis(2_500)),
+            1_000_000
+        );
+        // Nothing flowed for a window: 0.
+        assert_eq!(
+            rate.bits_per_second(250_000, t0 + Duration::from_secs(4)),
+            0
+        );
     }
 }

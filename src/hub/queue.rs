@@ -191,6 +191,7 @@ impl SubscriberQueue {
             }
             inner.direct = None;
             inner.handed_back = true;
+            tracing::debug!("direct write incomplete: handed back to the subscriber's task");
         }
         drop(inner);
         self.notify.notify_one();

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use serde::Serialize;
 
 use crate::hub::SubscriberQueue;
-use crate::rate::RateMeter;
+use crate::rate::SampledRate;
 
 /// A destination's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ struct Inner {
     connected_at: Option<Instant>,
     last_error: Option<(String, SystemTime)>,
     reconnects: u64,
-    rate: RateMeter,
+    rate: SampledRate,
     encoder: Option<EncoderSnapshot>,
 }
 
@@ -126,7 +126,7 @@ impl DestinationStatus {
                 connected_at: None,
                 last_error: None,
                 reconnects: 0,
-                rate: RateMeter::new(Instant::now()),
+                rate: SampledRate::new(0, Instant::now()),
                 encoder,
             }),
             bytes_out: AtomicU64::new(0),
@@ -178,8 +178,9 @@ impl DestinationStatus {
 
     /// Adds written bytes.
     pub fn add_bytes_out(&self, n: u64) {
+        // Called per write, possibly from the publisher's task: one atomic add, no
+        // lock and no clock (the rate is worked out when status is read).
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
-        self.lock().rate.add(n, Instant::now());
     }
 
     /// A connection attempt starts reading from `queue`.
@@ -215,7 +216,9 @@ impl DestinationStatus {
 
     /// A copy for the status API.
     pub fn snapshot(&self) -> DestinationSnapshot {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        let bitrate_bps = inner.rate.bits_per_second(bytes_out, Instant::now());
         DestinationSnapshot {
             id: self.id.clone(),
             preset: self.preset.clone(),
@@ -224,8 +227,8 @@ impl DestinationStatus {
             state: inner.state,
             state_since: inner.state_since,
             connected_since: inner.connected_since,
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            bitrate_bps: inner.rate.bits_per_second(Instant::now()),
+            bytes_out,
+            bitrate_bps,
             uptime_secs: inner.connected_at.map(|at| at.elapsed().as_secs()),
             dropped_frames: self.dropped_frames(),
             reconnects: inner.reconnects,
