@@ -226,6 +226,16 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
+        // One wait each for the whole connection, and one deadline timer that is moved
+        // only when it fires: a publisher's loop runs once per read, and fresh waits
+        // and a fresh timer per read would each register and unregister under a lock.
+        let kick = self.kick.clone();
+        let shut_down = shutdown.cancelled();
+        let kicked = kick.cancelled();
+        let deadline = tokio::time::sleep_until(self.handshake_deadline);
+        tokio::pin!(shut_down, kicked, deadline);
+        let mut last_read = Instant::now();
+        let mut connected = false;
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event, shutdown).await {
@@ -236,23 +246,42 @@ where
             }
             self.deliver();
             self.flush().await?;
+            if !connected && self.session.is_connected() {
+                // The deadline moves from the handshake's to the idle one, which may
+                // be sooner: the only change that can make it earlier.
+                connected = true;
+                if let Some((at, _)) = self.read_deadline(last_read) {
+                    deadline.as_mut().reset(at);
+                }
+            }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }
-            let deadline = self.read_deadline();
             let playing = matches!(self.role, Role::Playing { .. });
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Ok(()),
-                () = self.kick.cancelled() => {
+                () = &mut shut_down => return Ok(()),
+                () = &mut kicked => {
                     tracing::info!("publisher kicked by an operator");
                     return Ok(());
                 }
-                read = read_until(&mut self.io, &mut self.buf, deadline) => match read? {
+                read = self.io.read_buf(&mut self.buf) => match read? {
                     0 => return Ok(()),
-                    _ => continue,
+                    _ => last_read = Instant::now(),
                 },
+                () = &mut deadline, if !playing => {
+                    // Fired: the deadline may have moved on since it was set.
+                    if let Some((at, err)) = self.read_deadline(last_read) {
+                        if Instant::now() >= at {
+                            return Err(err);
+                        }
+                        deadline.as_mut().reset(at);
+                    }
+                }
                 more = recv_batch(&self.role, &mut self.batch), if playing => {
+                    // A player that stops playing is idle from now, not from its
+                    // last read.
+                    last_read = Instant::now();
                     if more {
                         self.send_batch();
                     } else {
@@ -273,9 +302,10 @@ where
         }
     }
 
-    /// When the next read must have arrived, or `None` for players (they may stay
-    /// silent for hours while they watch).
-    fn read_deadline(&self) -> Option<(Instant, ConnectionError)> {
+    /// When the next read must have arrived given the last one, with the error to
+    /// end on, or `None` for players (they may stay silent for hours while they
+    /// watch).
+    fn read_deadline(&self, last_read: Instant) -> Option<(Instant, ConnectionError)> {
         if !self.session.is_connected() {
             let err = ConnectionError::HandshakeTimeout(self.ctx.handshake_timeout);
             return Some((self.handshake_deadline, err));
@@ -283,7 +313,7 @@ where
         match self.role {
             Role::Playing { .. } => None,
             Role::Idle | Role::Publishing { .. } => Some((
-                Instant::now() + self.ctx.idle_timeout,
+                last_read + self.ctx.idle_timeout,
                 ConnectionError::Idle(self.ctx.idle_timeout),
             )),
         }
@@ -476,20 +506,6 @@ where
             Ok(result) => result.map(|_| ()).map_err(ConnectionError::from),
             Err(_) => Err(ConnectionError::WriteStalled(limit)),
         }
-    }
-}
-
-async fn read_until<S: AsyncRead + Unpin>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    deadline: Option<(Instant, ConnectionError)>,
-) -> Result<usize, ConnectionError> {
-    match deadline {
-        None => Ok(io.read_buf(buf).await?),
-        Some((at, err)) => match timeout_at(at, io.read_buf(buf)).await {
-            Ok(read) => Ok(read?),
-            Err(_) => Err(err),
-        },
     }
 }
 
