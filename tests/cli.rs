@@ -151,12 +151,17 @@ async fn sighup_reloads_user_files_and_a_broken_file_keeps_the_old_ones() {
         "the previous configuration stays"
     );
 
-    signal(&child, "-TERM");
+    terminate(&mut child).await;
+}
+
+/// SIGTERM, then a clean exit within prism's shutdown grace period.
+async fn terminate(child: &mut tokio::process::Child) {
+    signal(child, "-TERM");
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
-        .unwrap()
+        .expect("prism exits within its grace period")
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
 }
 
 fn signal(child: &tokio::process::Child, signal: &str) {
@@ -320,12 +325,7 @@ async fn prism_reload_asks_the_running_prism_and_says_clearly_when_it_cannot() {
     );
     assert!(publish_ok("cli-user-b-key").await, "b still publishes");
 
-    signal(&child, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    terminate(&mut child).await;
 
     // Nothing listens any more.
     let out = reload(None).await;
@@ -375,12 +375,7 @@ async fn sigterm_unpublishes_every_destination_cleanly_and_exits() {
         .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    signal(&child, "-TERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("prism exits within its grace period")
-        .unwrap();
-    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    terminate(&mut child).await;
     assert!(
         youtube.saw_clean_unpublish("yt-term-key").await,
         "youtube got deleteStream before the close"

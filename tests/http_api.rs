@@ -343,6 +343,14 @@ async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configura
         async move { finish(child).await.0.success() }
     };
 
+    let reload = || async {
+        client
+            .post(&reload_url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    };
     // Reload is a control endpoint.
     let response = client.post(&reload_url).send().await.unwrap();
     assert_eq!(response.status(), 401, "missing token refused");
@@ -369,12 +377,7 @@ async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configura
         ),
     )
     .unwrap();
-    let response = client
-        .post(&reload_url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = reload().await;
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.unwrap();
     assert_eq!(report["users"], 2, "{report}");
@@ -393,12 +396,7 @@ async fn reload_applies_a_new_user_file_and_a_broken_one_keeps_the_old_configura
 
     // A broken file: refused with its name, and the configuration before stays.
     std::fs::write(users.join("c.toml"), "stream_key = \"broken\n").unwrap();
-    let response = client
-        .post(&reload_url)
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response = reload().await;
     assert_eq!(response.status(), 422);
     let error: Value = response.json().await.unwrap();
     let message = error["error"].as_str().unwrap();
