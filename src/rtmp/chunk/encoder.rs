@@ -7,9 +7,10 @@
 use bytes::Bytes;
 
 use super::csid_map::CsidMap;
+use super::header_bytes::HeaderBytes;
 use super::{
-    DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP_MARKER, MAX_CHUNK_HEADER_LEN, MAX_CHUNK_SIZE, MAX_CSID,
-    MAX_MESSAGE_LEN, MIN_CSID, MessageHeader, OutBuf,
+    DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP_MARKER, MAX_CHUNK_SIZE, MAX_CSID, MAX_MESSAGE_LEN,
+    MIN_CSID, MessageHeader, OutBuf,
 };
 
 /// Encodes messages into chunks for one outgoing connection.
@@ -54,12 +55,6 @@ enum FirstHeader {
     NewLengthOrType { delta: u32 },
     /// Type 2: delta only.
     DeltaOnly { delta: u32 },
-}
-
-/// A chunk header assembled on the stack before being copied into the output once.
-struct HeaderBytes {
-    bytes: [u8; MAX_CHUNK_HEADER_LEN],
-    len: usize,
 }
 
 impl Default for ChunkEncoder {
@@ -171,12 +166,7 @@ impl ChunkEncoder {
         let continuation_header = continuation_chunk_header(header.csid, timestamp_field);
         let chunk_size = usize::try_from(self.chunk_size).unwrap_or(usize::MAX);
 
-        out.push_chunked(
-            first_header.as_slice(),
-            payload,
-            chunk_size,
-            continuation_header.as_slice(),
-        );
+        out.push_chunked(first_header, payload, chunk_size, continuation_header);
     }
 }
 
@@ -208,52 +198,6 @@ fn continuation_chunk_header(csid: u32, timestamp_field: u32) -> HeaderBytes {
     bytes.push_basic_header(3, csid);
     bytes.push_extended_timestamp(timestamp_field);
     bytes
-}
-
-impl HeaderBytes {
-    fn new() -> Self {
-        Self {
-            bytes: [0; MAX_CHUNK_HEADER_LEN],
-            len: 0,
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or_default()
-    }
-
-    /// Appends bytes; the fixed capacity fits the longest header, so nothing is ever dropped.
-    fn push(&mut self, data: &[u8]) {
-        let end = self.len + data.len();
-        if let Some(dst) = self.bytes.get_mut(self.len..end) {
-            dst.copy_from_slice(data);
-            self.len = end;
-        }
-    }
-
-    fn push_u24(&mut self, value: u32) {
-        let [_, high, middle, low] = value.to_be_bytes();
-        self.push(&[high, middle, low]);
-    }
-
-    /// Shortest basic header form for `csid` (which the caller checked is 2..=65599).
-    fn push_basic_header(&mut self, fmt: u8, csid: u32) {
-        let fmt_bits = fmt << 6;
-        match csid {
-            0..=63 => self.push(&[fmt_bits | csid as u8]),
-            64..=319 => self.push(&[fmt_bits, (csid - 64) as u8]),
-            _ => {
-                let [low, high] = ((csid - 64) as u16).to_le_bytes();
-                self.push(&[fmt_bits | 1, low, high]);
-            }
-        }
-    }
-
-    fn push_extended_timestamp(&mut self, timestamp_field: u32) {
-        if timestamp_field >= EXTENDED_TIMESTAMP_MARKER {
-            self.push(&timestamp_field.to_be_bytes());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //!   test on byte vectors, and the same code serves TCP and TLS sessions.
 //! - Zero copy where it matters: a message that fits in one chunk is split off the input buffer
 //!   without copying; a multi-chunk message is copied once into its reassembly buffer. On the way
-//!   out, payloads are shared by reference counting ([`bytes::Bytes::slice`]) and only the small
-//!   chunk headers are written, so fanning one packet out to N destinations costs N header sets.
+//!   out, a message's payload is shared by reference counting (one [`bytes::Bytes`] handle per
+//!   message per connection) and only the small chunk headers are built, so fanning one packet
+//!   out to N destinations costs N header sets.
 //! - Every size a peer controls (message length, number of chunk streams, bytes held in partial
 //!   messages, chunk size) is bounded before anything is allocated; see [`DecoderLimits`].
 //!
@@ -23,6 +24,7 @@
 mod csid_map;
 mod decoder;
 mod encoder;
+mod header_bytes;
 mod outbuf;
 #[cfg(test)]
 mod tests;

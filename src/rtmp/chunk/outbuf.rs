@@ -5,7 +5,7 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::MAX_CHUNK_HEADER_LEN;
+use super::header_bytes::HeaderBytes;
 
 /// Scratch space reserved at a time for copied bytes. Chunk headers are 1-18 bytes, so one
 /// block holds hundreds of them; once every part cut from a block has been written, `BytesMut`
@@ -47,37 +47,14 @@ enum Part {
 
 #[derive(Debug)]
 struct Chunked {
-    first: Header,
-    continuation: Header,
+    first: HeaderBytes,
+    continuation: HeaderBytes,
     payload: Bytes,
     chunk_size: usize,
     /// Bytes of this part already written.
     written: usize,
     /// Bytes of this part in all (headers included).
     len: usize,
-}
-
-/// A chunk header kept inline.
-#[derive(Debug, Clone, Copy)]
-struct Header {
-    bytes: [u8; MAX_CHUNK_HEADER_LEN],
-    len: u8,
-}
-
-impl Header {
-    /// `None` when `bytes` is longer than any chunk header.
-    fn new(bytes: &[u8]) -> Option<Self> {
-        let mut header = Self {
-            bytes: [0; MAX_CHUNK_HEADER_LEN],
-            len: u8::try_from(bytes.len()).ok()?,
-        };
-        header.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
-        Some(header)
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
-    }
 }
 
 impl Chunked {
@@ -167,60 +144,33 @@ impl OutBuf {
 
     /// Appends one chunked message: `first` (the first chunk's header), then `payload` in
     /// pieces of `chunk_size` bytes with `continuation` before every piece after the first.
-    /// The payload is shared, not copied (small ones excepted); the headers must be chunk
-    /// headers (at most 18 bytes each).
-    pub fn push_chunked(
+    /// The payload is shared, not copied (small ones excepted).
+    pub(super) fn push_chunked(
         &mut self,
-        first: &[u8],
+        first: HeaderBytes,
         payload: &Bytes,
         chunk_size: usize,
-        continuation: &[u8],
+        continuation: HeaderBytes,
     ) {
         let chunk_size = chunk_size.max(1);
-        let (Some(first_header), Some(continuation_header)) =
-            (Header::new(first), Header::new(continuation))
-        else {
-            // Not chunk headers: lay the message out piece by piece instead.
-            self.push_pieces(first, payload, chunk_size, continuation);
-            return;
-        };
         if payload.len() <= COPY_PAYLOAD_MAX.min(chunk_size) {
-            self.push_copy(first);
+            self.push_copy(first.as_slice());
             self.push_copy(payload);
             return;
         }
         let chunks = payload.len().div_ceil(chunk_size);
-        let len = first.len() + payload.len() + (chunks - 1) * continuation.len();
+        let len =
+            first.as_slice().len() + payload.len() + (chunks - 1) * continuation.as_slice().len();
         self.cut_scratch();
         self.len += len;
         self.parts.push_back(Part::Chunked(Chunked {
-            first: first_header,
-            continuation: continuation_header,
+            first,
+            continuation,
             payload: payload.clone(),
             chunk_size,
             written: 0,
             len,
         }));
-    }
-
-    /// The same layout as [`push_chunked`](Self::push_chunked), one part per piece.
-    fn push_pieces(
-        &mut self,
-        first: &[u8],
-        payload: &Bytes,
-        chunk_size: usize,
-        continuation: &[u8],
-    ) {
-        self.push_copy(first);
-        let mut offset = 0;
-        while offset < payload.len() {
-            if offset > 0 {
-                self.push_copy(continuation);
-            }
-            let end = payload.len().min(offset.saturating_add(chunk_size));
-            self.push_shared(payload.slice(offset..end));
-            offset = end;
-        }
     }
 
     /// True when nothing is waiting to be written.
@@ -302,6 +252,14 @@ mod tests {
 
     use super::*;
 
+    /// A chunk header holding `bytes` (at most 18).
+    fn header(bytes: &[u8]) -> HeaderBytes {
+        let mut header = HeaderBytes::new();
+        header.push(bytes);
+        assert_eq!(header.as_slice(), bytes);
+        header
+    }
+
     /// Everything pending, in order, without consuming it.
     fn pending(out: &OutBuf) -> Vec<u8> {
         let mut slices = vec![IoSlice::new(&[]); 1 << 13];
@@ -367,7 +325,7 @@ mod tests {
     fn a_chunked_message_shares_its_payload_and_interleaves_headers() {
         let payload = Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<u8>>());
         let mut out = OutBuf::new();
-        out.push_chunked(b"FIRST", &payload, 400, b"C");
+        out.push_chunked(header(b"FIRST"), &payload, 400, header(b"C"));
         assert_eq!(out.len(), 5 + 1000 + 2);
         let mut slices = [IoSlice::new(&[]); 8];
         assert_eq!(out.io_slices(&mut slices), 6);
@@ -413,11 +371,11 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..40).prop_map(Op::Copy),
             prop::collection::vec(any::<u8>(), 0..300).prop_map(Op::Shared),
             (
-                prop::collection::vec(any::<u8>(), 0..20),
+                prop::collection::vec(any::<u8>(), 0..=18),
                 prop::collection::vec(any::<u8>(), 0..300),
                 // From 8: a part is then at most 77 slices, so `pending` sees them all.
                 8usize..100,
-                prop::collection::vec(any::<u8>(), 0..20),
+                prop::collection::vec(any::<u8>(), 0..=18),
             )
                 .prop_map(|(first, payload, chunk_size, continuation)| Op::Chunked {
                     first,
@@ -452,7 +410,12 @@ mod tests {
                             }
                             model.extend(piece.iter().copied());
                         }
-                        out.push_chunked(&first, &Bytes::from(payload), chunk_size, &continuation);
+                        out.push_chunked(
+                            header(&first),
+                            &Bytes::from(payload),
+                            chunk_size,
+                            header(&continuation),
+                        );
                     }
                     Op::Write(n) => {
                         out.advance(n);
