@@ -180,11 +180,12 @@ impl SubscriberQueue {
     /// back ([`recv_batch`](Self::recv_batch), [`disarm`](Self::disarm)) can never
     /// send later packets before these.
     pub fn flush(&self) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if inner.packets.is_empty() {
             return;
         }
-        if let Some(sink) = inner.direct.clone() {
+        if let Some(sink) = &inner.direct {
             inner.bytes = 0;
             if sink.send_now(&mut inner.packets) {
                 return;
@@ -193,7 +194,7 @@ impl SubscriberQueue {
             inner.handed_back = true;
             tracing::debug!("direct write incomplete: handed back to the subscriber's task");
         }
-        drop(inner);
+        drop(guard);
         self.notify.notify_one();
     }
 

@@ -563,24 +563,20 @@ where
     /// Writes what the session holds, counting what went out.
     fn poll_send(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let mut written = 0;
-        let sent = {
-            let mut state = self.lock();
-            let LinkState { io, session, .. } = &mut *state;
-            poll_write_out(io, session.out(), &mut written, cx)
-        };
-        if written > 0 {
-            self.status.add_bytes_out(written);
-        }
+        let sent = self.lock().poll_write(&mut written, cx);
+        self.count(written);
         sent
     }
 
-    /// [`poll_send`](Self::poll_send) once, without waiting and outside tokio's
-    /// per-task budget: the publisher's task writes to many links per batch, and a
-    /// spent budget must not pass for a slow ingest.
+    /// [`poll_send`](Self::poll_send) once, without waiting (see [`poll_now`]).
     fn try_send(&self) -> Poll<std::io::Result<()>> {
-        let mut cx = Context::from_waker(Waker::noop());
-        let send = tokio::task::unconstrained(poll_fn(|cx| self.poll_send(cx)));
-        std::pin::pin!(send).poll(&mut cx)
+        poll_now(|cx| self.poll_send(cx))
+    }
+
+    fn count(&self, written: u64) {
+        if written > 0 {
+            self.status.add_bytes_out(written);
+        }
     }
 
     fn poll_read(&self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<std::io::Result<usize>> {
@@ -599,6 +595,12 @@ where
             log_event(&event);
         }
         Ok(())
+    }
+}
+
+impl<S: AsyncWrite + Unpin> LinkState<S> {
+    fn poll_write(&mut self, written: &mut u64, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        poll_write_out(&mut self.io, self.session.out(), written, cx)
     }
 }
 
@@ -623,7 +625,23 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     fn send_now(&self, packets: &mut VecDeque<Packet>) -> bool {
-        self.encode(packets.drain(..));
-        matches!(self.try_send(), Poll::Ready(Ok(())))
+        let mut written = 0;
+        let sent = {
+            let mut state = self.lock();
+            for packet in packets.drain(..) {
+                state.encode(&packet);
+            }
+            poll_now(|cx| state.poll_write(&mut written, cx))
+        };
+        self.count(written);
+        matches!(sent, Poll::Ready(Ok(())))
     }
+}
+
+/// Polls `poll` once with a no-op waker and outside tokio's per-task budget: for a
+/// write that must not wait. The publisher's task writes to many links per batch, and
+/// a spent budget must not pass for a slow ingest.
+fn poll_now<T>(poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
+    let mut cx = Context::from_waker(Waker::noop());
+    std::pin::pin!(tokio::task::unconstrained(poll_fn(poll))).poll(&mut cx)
 }
