@@ -331,10 +331,12 @@ fn one_line(r: &RunRecord) -> String {
     let opt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.2}"));
     if !r.captured && r.error.is_none() {
         return format!(
-            "{}cpu {} ms/Mbit ({:.1} % of a core), rss {:.1} MiB, delivered {:.1} Mbit/s to {} sockets",
+            "{}cpu {} ms/Mbit ({:.1} % of a core, {} % in the kernel), rss {:.1} MiB, delivered {:.1} Mbit/s to {} sockets",
             if r.ok { "" } else { "[NOT TRUSTWORTHY] " },
             opt(r.cpu_ms_per_mbit),
             r.cpu.relay * 100.0,
+            r.relay_kernel_share
+                .map_or("–".to_owned(), |k| format!("{:.0}", k * 100.0)),
             r.peak_rss_kib as f64 / 1024.0,
             r.delivered_wire_mbit
                 / r.window

@@ -195,6 +195,8 @@ struct StatFields {
     parent: u32,
     /// utime + stime + cutime + cstime, in clock ticks.
     ticks: u64,
+    /// stime + cstime (in the kernel on the process's behalf), in clock ticks.
+    system_ticks: u64,
 }
 
 /// /proc/PID/stat after the command name (which may hold spaces and parentheses).
@@ -207,6 +209,7 @@ fn stat_fields(pid: u32) -> Option<StatFields> {
         state: fields.first()?.chars().next()?,
         parent: number(1)? as u32,
         ticks: number(11)? + number(12)? + number(13)? + number(14)?,
+        system_ticks: number(12)? + number(14)?,
     })
 }
 
@@ -261,6 +264,9 @@ pub struct GroupSample {
     /// utime + stime + cutime + cstime from /proc/PID/stat, in ms (10 ms steps):
     /// a cross-check of `cpu_ns` that also counts reaped children.
     pub stat_cpu_ms: u64,
+    /// The kernel's part of `stat_cpu_ms` (stime + cstime), in ms: system calls, and
+    /// on loopback the receivers' TCP processing that a send runs in softirq.
+    pub stat_system_ms: u64,
     /// Sum of VmHWM (peak resident set) in KiB.
     pub peak_rss_kib: u64,
     /// Sum of VmRSS in KiB.
@@ -282,6 +288,7 @@ pub fn sample_group(pids: &[u32]) -> GroupSample {
         sample.processes += 1;
         sample.cpu_ns += cpu;
         sample.stat_cpu_ms += stat.ticks * tick_ms;
+        sample.stat_system_ms += stat.system_ticks * tick_ms;
         sample.peak_rss_kib += status_kib(pid, "VmHWM").unwrap_or(0);
         sample.rss_kib += status_kib(pid, "VmRSS").unwrap_or(0);
         sample.pss_kib += pss_kib(pid).unwrap_or(0);

@@ -138,6 +138,8 @@ pub struct Summary {
     /// The same in the captured runs, where the capture's copy of every packet
     /// the relay sends is charged to it: shows what the capture costs.
     pub cpu_ms_per_mbit_captured: Option<f64>,
+    /// Median share of the relay's CPU spent in the kernel (runs without capture).
+    pub kernel_share: Option<f64>,
     /// Median relay CPU, share of one core.
     pub relay_cpu: Option<f64>,
     /// Median peak RSS (sum of VmHWM), MiB.
@@ -204,6 +206,7 @@ pub fn summarize(runs: &[RunRecord], relays: &[Relay], ns: &[usize]) -> Vec<Summ
                 cpu_runs: all.iter().filter(|r| !r.captured).count(),
                 cpu_ms_per_mbit: median_of(cpu.iter().map(|r| r.cpu_ms_per_mbit)),
                 cpu_ms_per_mbit_captured: median_of(wire.iter().map(|r| r.cpu_ms_per_mbit)),
+                kernel_share: median_of(cpu.iter().map(|r| r.relay_kernel_share)),
                 relay_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.relay))),
                 peak_rss_mib: median_of(cpu.iter().map(|r| Some(r.peak_rss_kib as f64 / 1024.0))),
                 pss_mib: median_of(cpu.iter().map(|r| Some(r.pss_kib as f64 / 1024.0))),
@@ -231,11 +234,15 @@ fn pct(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{:.1} %", v * 100.0))
 }
 
+fn pct0(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |v| format!("{:.0} %", v * 100.0))
+}
+
 /// The results table.
 pub fn markdown_table(summaries: &[Summary]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| relay | N | ok runs, wire + cpu | CPU ms / delivered Mbit | relay CPU | peak RSS MiB (Pss) \
+        "| relay | N | ok runs, wire + cpu | CPU ms / delivered Mbit (in kernel) | relay CPU | peak RSS MiB (Pss) \
          | delivered min, all / window | first frame median / max ms \
          | added latency p50 / p99 ms | published Mbit/s | sinks CPU | other load |\n",
     );
@@ -243,7 +250,7 @@ pub fn markdown_table(summaries: &[Summary]) -> String {
     for s in summaries {
         let _ = writeln!(
             out,
-            "| {} | {} | {}/{} + {}/{} | {} | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {}/{} + {}/{} | {} ({}) | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} |",
             s.relay.name(),
             s.n,
             s.wire_ok,
@@ -251,6 +258,7 @@ pub fn markdown_table(summaries: &[Summary]) -> String {
             s.cpu_ok,
             s.cpu_runs,
             num(s.cpu_ms_per_mbit, 3),
+            pct0(s.kernel_share),
             pct(s.relay_cpu),
             num(s.peak_rss_mib, 1),
             num(s.pss_mib, 1),

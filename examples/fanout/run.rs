@@ -115,6 +115,9 @@ pub struct RunRecord {
     pub relay_cpu_ms: f64,
     /// The same from /proc/PID/stat ticks (10 ms resolution), a cross-check.
     pub relay_cpu_ms_from_stat: f64,
+    /// The kernel's share of the relay's CPU time inside the window (system over
+    /// user + system ticks of /proc/PID/stat): the part no user-space change removes.
+    pub relay_kernel_share: Option<f64>,
     /// Bytes the sinks' sockets received inside the window (TCP payload: RTMP
     /// chunks, almost all of it media), as megabits.
     pub delivered_wire_mbit: f64,
@@ -222,6 +225,7 @@ pub fn run_once(
         relay_end: GroupSample::default(),
         relay_cpu_ms: 0.0,
         relay_cpu_ms_from_stat: 0.0,
+        relay_kernel_share: None,
         delivered_wire_mbit: 0.0,
         sink_sockets: 0,
         media_share_of_wire: None,
@@ -465,6 +469,12 @@ fn window(
     record.relay_end = b.relay;
     record.relay_cpu_ms = (b.relay.cpu_ns.saturating_sub(a.relay.cpu_ns)) as f64 / 1e6;
     record.relay_cpu_ms_from_stat = b.relay.stat_cpu_ms.saturating_sub(a.relay.stat_cpu_ms) as f64;
+    let system_ms = b
+        .relay
+        .stat_system_ms
+        .saturating_sub(a.relay.stat_system_ms) as f64;
+    record.relay_kernel_share =
+        (record.relay_cpu_ms_from_stat > 0.0).then(|| system_ms / record.relay_cpu_ms_from_stat);
     record.peak_rss_kib = b.relay.peak_rss_kib;
     record.pss_kib = b.relay.pss_kib;
     let machine_ms = b.machine.busy_ms.saturating_sub(a.machine.busy_ms) as f64;
