@@ -138,6 +138,8 @@ pub struct Summary {
     /// The same in the captured runs, where the capture's copy of every packet
     /// the relay sends is charged to it: shows what the capture costs.
     pub cpu_ms_per_mbit_captured: Option<f64>,
+    /// Median CPU ms of the whole data path per delivered Mbit (runs without capture).
+    pub path_cpu_ms_per_mbit: Option<f64>,
     /// Median share of the relay's CPU spent in the kernel (runs without capture).
     pub kernel_share: Option<f64>,
     /// Median relay CPU, share of one core.
@@ -206,6 +208,7 @@ pub fn summarize(runs: &[RunRecord], relays: &[Relay], ns: &[usize]) -> Vec<Summ
                 cpu_runs: all.iter().filter(|r| !r.captured).count(),
                 cpu_ms_per_mbit: median_of(cpu.iter().map(|r| r.cpu_ms_per_mbit)),
                 cpu_ms_per_mbit_captured: median_of(wire.iter().map(|r| r.cpu_ms_per_mbit)),
+                path_cpu_ms_per_mbit: median_of(cpu.iter().map(|r| r.path_cpu_ms_per_mbit)),
                 kernel_share: median_of(cpu.iter().map(|r| r.relay_kernel_share)),
                 relay_cpu: median_of(cpu.iter().map(|r| Some(r.cpu.relay))),
                 peak_rss_mib: median_of(cpu.iter().map(|r| Some(r.peak_rss_kib as f64 / 1024.0))),
@@ -244,13 +247,14 @@ pub fn markdown_table(summaries: &[Summary]) -> String {
     out.push_str(
         "| relay | N | ok runs, wire + cpu | CPU ms / delivered Mbit (in kernel) | relay CPU | peak RSS MiB (Pss) \
          | delivered min, all / window | first frame median / max ms \
-         | added latency p50 / p99 ms | published Mbit/s | sinks CPU | other load |\n",
+         | added latency p50 / p99 ms | published Mbit/s | sinks CPU | whole path CPU ms / Mbit \
+         | other load |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for s in summaries {
         let _ = writeln!(
             out,
-            "| {} | {} | {}/{} + {}/{} | {} ({}) | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} |",
+            "| {} | {} | {}/{} + {}/{} | {} ({}) | {} | {} ({}) | {} / {} | {} / {} | {} / {} | {} | {} | {} | {} |",
             s.relay.name(),
             s.n,
             s.wire_ok,
@@ -270,6 +274,7 @@ pub fn markdown_table(summaries: &[Summary]) -> String {
             num(s.latency_p99_ms, 2),
             num(s.published_mbit_per_s, 2),
             pct(s.sinks_cpu),
+            num(s.path_cpu_ms_per_mbit, 3),
             pct(s.others_cpu),
         );
     }

@@ -128,6 +128,12 @@ pub struct RunRecord {
     pub media_share_of_wire: Option<f64>,
     /// Relay CPU ms per delivered megabit (`delivered_wire_mbit`).
     pub cpu_ms_per_mbit: Option<f64>,
+    /// CPU ms of the whole data path (publisher, relay, sinks and the kernel's
+    /// softirq threads) per delivered megabit. On loopback the kernel charges a
+    /// TCP segment's receive work to whichever side transmits it, and a sender
+    /// that uses Nagle has part of its sends transmitted later from its peer's
+    /// ACK, in the peer's context; this sum does not move with that accounting.
+    pub path_cpu_ms_per_mbit: Option<f64>,
     /// Peak RSS of the relay (sum of VmHWM over its processes), KiB.
     pub peak_rss_kib: u64,
     /// Pss of the relay at the window's end, KiB.
@@ -230,6 +236,7 @@ pub fn run_once(
         sink_sockets: 0,
         media_share_of_wire: None,
         cpu_ms_per_mbit: None,
+        path_cpu_ms_per_mbit: None,
         peak_rss_kib: 0,
         pss_kib: 0,
         cpu: CpuShares::default(),
@@ -489,6 +496,10 @@ fn window(
     };
     cpu.others =
         (cpu.machine - cpu.relay - cpu.sinks - cpu.publisher - cpu.tcpdump - cpu.softirq).max(0.0);
+    if record.delivered_wire_mbit > 0.0 {
+        let path_ms = (cpu.relay + cpu.sinks + cpu.publisher + cpu.softirq) * secs * 1e3;
+        record.path_cpu_ms_per_mbit = Some(path_ms / record.delivered_wire_mbit);
+    }
     record.cpu = cpu;
     if a.relay.processes != relay_pids.len() || b.relay.processes != relay_pids.len() {
         return Err(BenchError::Setup(format!(
