@@ -40,7 +40,7 @@ use crate::mask::Masked;
 use crate::presets::Presets;
 use crate::stream_name::StreamName;
 use crate::transcode::Profiles;
-use crate::users::{MAX_DESTINATIONS_PER_USER, UserDestination, validate_destination};
+use crate::users::{DestinationRequest, MAX_DESTINATIONS_PER_USER, validate_destination};
 
 /// Largest answer body read. A list of 32 destinations fits many times over; a
 /// service that sends more is broken, and prism must not buffer without bound.
@@ -133,7 +133,7 @@ impl<'a> PublishRequest<'a> {
 #[serde(deny_unknown_fields)]
 struct Answer {
     #[serde(default)]
-    destinations: Vec<UserDestination>,
+    destinations: Vec<DestinationRequest>,
 }
 
 /// Reads a 2xx answer's body: empty (or blank) allows with no destinations;
@@ -143,7 +143,7 @@ pub fn parse_answer(
     body: &[u8],
     presets: &Presets,
     profiles: &Profiles,
-) -> Result<Vec<UserDestination>, CallbackError> {
+) -> Result<Vec<DestinationRequest>, CallbackError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
@@ -282,7 +282,7 @@ impl PublishCallback {
         request: &PublishRequest<'_>,
         presets: &Presets,
         profiles: &Profiles,
-    ) -> Result<Vec<UserDestination>, CallbackError> {
+    ) -> Result<Vec<DestinationRequest>, CallbackError> {
         let body = tokio::time::timeout(self.timeout, self.exchange(request))
             .await
             .map_err(|_| CallbackError::Timeout(self.timeout))??;
@@ -345,7 +345,7 @@ mod tests {
         Presets::load(&BTreeMap::new()).unwrap()
     }
 
-    fn parse(body: &str) -> Result<Vec<UserDestination>, CallbackError> {
+    fn parse(body: &str) -> Result<Vec<DestinationRequest>, CallbackError> {
         parse_answer(body.as_bytes(), &presets(), &Profiles::default_set())
     }
 

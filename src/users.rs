@@ -65,10 +65,12 @@ pub enum UsersError {
     TooMany(PathBuf),
 }
 
-/// One destination of a user.
-#[derive(Debug, Clone, Deserialize)]
+/// One destination as a user asks for it: in a user file, in a publish
+/// callback's answer, or in a `POST .../destinations` body. One type for the three so
+/// they accept the same fields and are checked by the same [`validate_destination`].
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UserDestination {
+pub struct DestinationRequest {
     /// A preset id (`youtube`); needs `key`.
     #[serde(default)]
     pub preset: Option<String>,
@@ -93,7 +95,7 @@ struct UserFile {
     #[serde(default)]
     stream_keys: Vec<String>,
     #[serde(default)]
-    destinations: Vec<UserDestination>,
+    destinations: Vec<DestinationRequest>,
 }
 
 /// A user: a name, the keys they publish with, and their destinations.
@@ -103,7 +105,7 @@ pub struct User {
     pub name: String,
     keys: Vec<String>,
     /// Where their stream goes.
-    pub destinations: Vec<UserDestination>,
+    pub destinations: Vec<DestinationRequest>,
 }
 
 impl std::fmt::Debug for User {
@@ -270,7 +272,7 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
 /// Checks one destination (a user file's or a callback answer's): a known preset
 /// with a key, or a valid full URL, and a known profile. The reason quotes no key.
 pub fn validate_destination(
-    destination: &UserDestination,
+    destination: &DestinationRequest,
     presets: &Presets,
     profiles: &Profiles,
 ) -> Result<(), String> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::sinks::NginxSink;
 use common::*;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const TOKEN: &str = "test-token-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
@@ -164,6 +164,33 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.json::<Value>().await.unwrap()["error"].is_string());
+    // Checked like a user file's destination: the same rules, the same reasons.
+    for (invalid, reason) in [
+        (json!({"preset": "facebook"}), "a preset needs a key"),
+        (json!({"preset": "facebook", "key": ""}), "empty key"),
+        (
+            json!({"preset": "nope", "key": "k"}),
+            "unknown preset `nope`",
+        ),
+        (
+            json!({"preset": "facebook", "key": "k", "profile": "nope"}),
+            "unknown profile `nope`",
+        ),
+    ] {
+        let response = client
+            .post(&add_url)
+            .bearer_auth(TOKEN)
+            .json(&invalid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{invalid}");
+        let error = response.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(error.contains(reason), "{invalid}: {error}");
+    }
 
     // Add facebook: it goes live.
     let response = client

@@ -11,8 +11,9 @@ use subtle::ConstantTimeEq;
 
 use super::HttpState;
 use super::model::{DestinationJson, StreamJson, StreamList};
-use crate::relay::{AddDestination, ControlError, StreamRelay};
+use crate::relay::{ControlError, StreamRelay};
 use crate::reload::{ReloadError, ReloadReport};
+use crate::users::DestinationRequest;
 
 /// The OpenAPI description of this API, kept in the repository beside the code.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -174,7 +175,7 @@ pub async fn add_destination(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     Path((app, name)): Path<(String, String)>,
-    body: Result<Json<AddDestination>, JsonRejection>,
+    body: Result<Json<DestinationRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DestinationJson>), ApiError> {
     authorize(&state, &headers, true)?;
     let Json(request) = body.map_err(|e| {

@@ -10,7 +10,7 @@
 use crate::presets::{Constraints, Presets};
 use crate::relay::target::Target;
 use crate::transcode::Profiles;
-use crate::users::{User, UserDestination};
+use crate::users::{DestinationRequest, User};
 
 /// The query-string suffix that names a destination's re-encode profile.
 pub const PROFILE_SUFFIX: &str = "profile";
@@ -52,7 +52,7 @@ struct QueryDestination {
 pub fn resolve(
     query: &str,
     user: Option<&User>,
-    callback: &[UserDestination],
+    callback: &[DestinationRequest],
     presets: &Presets,
     profiles: &Profiles,
 ) -> Resolution {
@@ -104,7 +104,7 @@ pub fn resolve(
 /// is reported.
 fn add_listed(
     resolution: &mut Resolution,
-    destinations: &[UserDestination],
+    destinations: &[DestinationRequest],
     source: &str,
     presets: &Presets,
 ) {
@@ -326,13 +326,13 @@ mod tests {
     #[test]
     fn callback_destinations_come_between_the_users_and_the_query_strings() {
         let callback = [
-            UserDestination {
+            DestinationRequest {
                 preset: Some("twitch".into()),
                 key: Some("tw-cb".into()),
                 url: None,
                 profile: None,
             },
-            UserDestination {
+            DestinationRequest {
                 preset: None,
                 key: None,
                 url: Some("rtmp://10.0.0.2/live/cb".into()),

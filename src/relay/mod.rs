@@ -34,7 +34,7 @@ use crate::rtmp::chunk::DecoderLimits;
 use crate::stream_name::StreamName;
 use crate::transcode::Profiles;
 use crate::transcode::encoder::EncoderContext;
-use crate::users::{User, UserDestination, Users, UsersError};
+use crate::users::{DestinationRequest, User, Users, UsersError, validate_destination};
 use backoff::BackoffPolicy;
 use destination::{DestinationSpec, resolve};
 use status::{DestinationSnapshot, DestinationStatus};
@@ -149,7 +149,7 @@ pub struct Grant {
     /// The user whose key it is, when users are configured.
     pub user: Option<User>,
     /// Destinations from the callback's answer.
-    pub destinations: Vec<UserDestination>,
+    pub destinations: Vec<DestinationRequest>,
 }
 
 /// What every destination task shares.
@@ -435,26 +435,17 @@ impl Relay {
     pub fn add_destination(
         &self,
         stream: &Arc<StreamRelay>,
-        request: AddDestination,
+        request: DestinationRequest,
     ) -> Result<DestinationSnapshot, ControlError> {
         let tables = self.tables();
-        if let Some(profile) = &request.profile
-            && !tables.profiles.contains(profile)
-        {
-            return Err(ControlError::Invalid(format!(
-                "unknown profile `{profile}` (known: {})",
-                tables.profiles.names()
-            )));
-        }
+        validate_destination(&request, &tables.presets, &tables.profiles)
+            .map_err(ControlError::Invalid)?;
         let (preset, target) = match (&request.preset, &request.key, &request.url) {
-            (Some(preset), Some(key), None) if !key.is_empty() => {
-                let target = tables.presets.target(preset, key, &[]).ok_or_else(|| {
-                    let known: Vec<_> = tables.presets.ids().collect();
-                    ControlError::Invalid(format!(
-                        "unknown preset `{preset}` (known: {})",
-                        known.join(", ")
-                    ))
-                })?;
+            (Some(preset), Some(key), None) => {
+                let target = tables
+                    .presets
+                    .target(preset, key, &[])
+                    .ok_or_else(|| ControlError::Invalid(format!("unknown preset `{preset}`")))?;
                 (Some(preset.as_str()), target)
             }
             (None, None, Some(url)) => (
@@ -464,7 +455,7 @@ impl Relay {
             ),
             _ => {
                 return Err(ControlError::Invalid(
-                    "give either \"preset\" and a non-empty \"key\", or \"url\"".into(),
+                    "give either preset and key, or url".into(),
                 ));
             }
         };
@@ -557,24 +548,6 @@ impl Relay {
     pub fn encoders_running(&self) -> usize {
         self.ctx.encoders.max_encoders - self.ctx.encoders.slots.available_permits()
     }
-}
-
-/// A request to add a destination to a live stream.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddDestination {
-    /// A preset id; needs `key`.
-    #[serde(default)]
-    pub preset: Option<String>,
-    /// The stream key for the preset.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// A full rtmp:// or rtmps:// URL ending in the stream name, instead of a preset.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// A re-encode profile.
-    #[serde(default)]
-    pub profile: Option<String>,
 }
 
 /// Why a control request was refused.
