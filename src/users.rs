@@ -20,6 +20,7 @@
 //! Error messages never quote the file's values: a wrong-typed or mistyped key
 //! would otherwise end up in a log.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -27,6 +28,7 @@ use figment::providers::{Format, Toml};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::mask::Masked;
 use crate::presets::Presets;
 use crate::relay::target::Target;
 use crate::transcode::Profiles;
@@ -68,7 +70,7 @@ pub enum UsersError {
 /// One destination as a user asks for it: in a user file, in a publish
 /// callback's answer, or in a `POST .../destinations` body. One type for the three so
 /// they accept the same fields and are checked by the same [`validate_destination`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationRequest {
     /// A preset id (`youtube`); needs `key`.
@@ -83,6 +85,18 @@ pub struct DestinationRequest {
     /// A re-encode profile name (built-in `720p30`, `1080p30`, `h264`, or from config).
     #[serde(default)]
     pub profile: Option<String>,
+}
+
+/// Masks the key, and the URL (which ends in one), so that a request can be logged.
+impl fmt::Debug for DestinationRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DestinationRequest")
+            .field("preset", &self.preset)
+            .field("key", &self.key.as_deref().map(Masked))
+            .field("url", &self.url.as_deref().map(Masked))
+            .field("profile", &self.profile)
+            .finish()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +321,19 @@ pub fn validate_destination(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_destination_request_debug_hides_key_and_url() {
+        let request = DestinationRequest {
+            preset: Some("twitch".into()),
+            key: Some("live_secret_key_123".into()),
+            url: Some("rtmp://ingest.example/app/another_secret_456".into()),
+            profile: None,
+        };
+        let shown = format!("{request:?}");
+        assert!(shown.contains("twitch"), "{shown}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
     use std::collections::BTreeMap;
 
     fn presets() -> Presets {
