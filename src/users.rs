@@ -99,7 +99,7 @@ impl fmt::Debug for DestinationRequest {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserFile {
     #[serde(default)]
@@ -122,8 +122,8 @@ pub struct User {
     pub destinations: Vec<DestinationRequest>,
 }
 
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
             .field("name", &self.name)
             .field("destinations", &self.destinations.len())
