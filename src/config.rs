@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::hub::{HubLimits, QueueLimits};
+use crate::mask::Masked;
 use crate::presets::PresetOverride;
 use crate::rtmp::chunk::DecoderLimits;
 use crate::transcode::Profile;
@@ -297,6 +298,23 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The configuration as TOML, for `prism check-config`: the file that, loaded
+    /// alone, gives these values. The API token and the callback URL's password and
+    /// query values are masked, because the output gets pasted into bug reports.
+    pub fn to_masked_toml(&self) -> Result<String, String> {
+        let mut value = toml::Value::try_from(self).map_err(|e| e.to_string())?;
+        let mut mask = |section: &str, key: &str, how: fn(&str) -> String| {
+            if let Some(field) = value.get_mut(section).and_then(|table| table.get_mut(key))
+                && let Some(text) = field.as_str()
+            {
+                *field = toml::Value::String(how(text));
+            }
+        };
+        mask("http", "token", |token| Masked(token).to_string());
+        mask("auth", "publish_url", crate::auth::masked_url);
+        toml::to_string_pretty(&value).map_err(|e| e.to_string())
+    }
+
     /// Loads defaults < `file` < `PRISM_*` environment < `overrides`, then validates.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Toml::string(DEFAULTS));

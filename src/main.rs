@@ -76,7 +76,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => match toml_string(&config) {
+        Command::CheckConfig => match config.to_masked_toml() {
             Ok(text) => {
                 println!("{text}");
                 ExitCode::SUCCESS
@@ -128,13 +128,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn toml_string(config: &Config) -> Result<String, String> {
-    let value = figment::Figment::from(figment::providers::Serialized::defaults(config))
-        .extract::<figment::value::Value>()
-        .map_err(|e| e.to_string())?;
-    Ok(format!("{value:#?}"))
 }
 
 fn init_logging(config: &Config) -> Result<(), Error> {

@@ -73,25 +73,67 @@ async fn serve_listens_where_told_publishes_work_and_sigterm_stops_it() {
     assert!(status.success(), "clean exit on SIGTERM: {status}");
 }
 
+/// `prism check-config --config FILE`.
+async fn check_config(file: &std::path::Path) -> std::process::Output {
+    prism()
+        .arg("check-config")
+        .arg("--config")
+        .arg(file)
+        .output()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn check_config_accepts_defaults_and_refuses_a_bad_file() {
     let out = prism().arg("check-config").output().await.unwrap();
     assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("1935"), "prints the effective config: {text}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("[rtmp]") && text.contains("listen = \"0.0.0.0:1935\""),
+        "prints the effective config as TOML: {text}"
+    );
 
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The output is a configuration file that gives the same values.
+    let printed = dir.join("printed.toml");
+    std::fs::write(&printed, &text).unwrap();
+    let out = check_config(&printed).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
+    // Secrets are masked.
+    let secret = dir.join("secret.toml");
+    std::fs::write(
+        &secret,
+        "[http]\ntoken = \"api-token-0123456789\"\n\
+         [auth]\npublish_url = \"https://auth.example/on_publish?secret=cb-token-42\"\n",
+    )
+    .unwrap();
+    let out = check_config(&secret).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("token = \"****"), "{text}");
+    assert!(
+        text.contains("https://auth.example/on_publish?secret="),
+        "{text}"
+    );
+    assert!(
+        !text.contains("api-token") && !text.contains("cb-token"),
+        "{text}"
+    );
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[rtmp]\nchunk_size = 5\n").unwrap();
-    let out = prism()
-        .arg("check-config")
-        .arg("--config")
-        .arg(&bad)
-        .output()
-        .await
-        .unwrap();
+    let out = check_config(&bad).await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rtmp.chunk_size"), "names the bad key: {err}");
