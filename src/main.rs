@@ -78,8 +78,16 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => match config.to_masked_toml() {
             Ok(text) => {
-                println!("{text}");
-                ExitCode::SUCCESS
+                // `prism check-config | head` closes the pipe early: not an error,
+                // and println! would panic on it.
+                use std::io::Write;
+                match std::io::stdout().lock().write_all(text.as_bytes()) {
+                    Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                        eprintln!("prism: {err}");
+                        ExitCode::FAILURE
+                    }
+                    _ => ExitCode::SUCCESS,
+                }
             }
             Err(err) => {
                 eprintln!("prism: {err}");
