@@ -70,7 +70,7 @@ pub enum UsersError {
 /// One destination as a user asks for it: in a user file, in a publish
 /// callback's answer, or in a `POST .../destinations` body. One type for the three so
 /// they accept the same fields and are checked by the same [`validate_destination`].
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationRequest {
     /// A preset id (`youtube`); needs `key`.
@@ -283,7 +283,7 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
     })
 }
 
-/// Checks one destination (a user file's or a callback answer's): a known preset
+/// Checks one destination (a user file's, a callback answer's or an API request's): a known preset
 /// with a key, or a valid full URL, and a known profile. The reason quotes no key.
 pub fn validate_destination(
     destination: &DestinationRequest,

@@ -42,6 +42,17 @@ async fn scrape(client: &reqwest::Client, prism: &Prism) -> (String, prometheus_
     (text, scrape)
 }
 
+/// `POST` of a destination request to a stream's destinations, with the token.
+async fn add_destination(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+    client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn destination<'a>(list: &'a Value, id: &str) -> &'a Value {
     list["streams"][0]["destinations"]
         .as_array()
@@ -177,13 +188,7 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
             "unknown profile `nope`",
         ),
     ] {
-        let response = client
-            .post(&add_url)
-            .bearer_auth(TOKEN)
-            .json(&invalid)
-            .send()
-            .await
-            .unwrap();
+        let response = add_destination(&client, &add_url, &invalid).await;
         assert_eq!(response.status(), 422, "{invalid}");
         let error = response.json::<Value>().await.unwrap()["error"]
             .as_str()
@@ -193,24 +198,12 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
     }
 
     // Add facebook: it goes live.
-    let response = client
-        .post(&add_url)
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = add_destination(&client, &add_url, &body).await;
     assert_eq!(response.status(), 201);
     let added: Value = response.json().await.unwrap();
     assert_eq!(added["id"], "facebook");
     facebook.wait_publishing(keys[3], WAIT).await;
-    let response = client
-        .post(&add_url)
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = add_destination(&client, &add_url, &body).await;
     assert_eq!(response.status(), 409, "the same destination twice");
 
     // Remove youtube: a clean unpublish there, the others go on.
