@@ -97,7 +97,22 @@ async fn check_config_accepts_defaults_and_refuses_a_bad_file() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // The output is a configuration file that gives the same values.
+    // The output is a configuration file that gives the same values, here ones
+    // that differ from the defaults.
+    let changed = dir.join("changed.toml");
+    std::fs::write(
+        &changed,
+        "[rtmp]\nlisten = \"127.0.0.1:2936\"\n[relay]\nchunk_size = 8192\n",
+    )
+    .unwrap();
+    let out = check_config(&changed).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("2936") && text.contains("8192"), "{text}");
     let printed = dir.join("printed.toml");
     std::fs::write(&printed, &text).unwrap();
     let out = check_config(&printed).await;
