@@ -24,7 +24,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use crate::error::BenchError;
-use crate::report::{Machine, ScaleStep, Summary};
+use crate::report::{CostModel, Machine, ScaleStep, Summary};
 use crate::run::{Plan, Relay, RunRecord};
 
 /// Fan-out benchmark: prism vs nginx-rtmp push (see BENCHMARKS.md).
@@ -110,6 +110,7 @@ struct Output<'a> {
     machine: &'a Machine,
     command: Vec<String>,
     summaries: &'a [Summary],
+    cost_models: &'a [CostModel],
     scale: &'a [ScaleStep],
     runs: &'a [RunRecord],
 }
@@ -208,6 +209,14 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
         machine.markdown()
     );
     markdown.push_str(&report::markdown_table(&summaries));
+    let cost_models = report::cost_models(&summaries, &args.relays);
+    if !cost_models.is_empty() {
+        markdown.push_str(
+            "\nRelay CPU per second of stream, split into a fixed part and a part per \
+             destination (least squares over N, from the medians above):\n\n",
+        );
+        markdown.push_str(&report::markdown_cost_models(&cost_models));
+    }
     if args.scale {
         markdown.push('\n');
         markdown.push_str(&report::markdown_scale(&scale, &args.relays));
@@ -233,6 +242,7 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
         machine: &machine,
         command: std::env::args().collect(),
         summaries: &summaries,
+        cost_models: &cost_models,
         scale: &scale,
         runs: &runs,
     };

@@ -359,3 +359,150 @@ pub fn markdown_scale(steps: &[ScaleStep], relays: &[Relay]) -> String {
     }
     out
 }
+
+/// A relay's CPU split into what relaying one stream costs with no destination (the
+/// publisher's side: reading, decoding, the hub) and what each destination adds,
+/// fitted by least squares over the measured N.
+///
+/// Why: CPU per delivered Mbit mixes the two, and the ratio of two relays' figures
+/// then moves with N; the split says which part a difference comes from, and what
+/// a target on the ratio asks of each part.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CostModel {
+    /// The relay.
+    pub relay: Relay,
+    /// The N the fit used.
+    pub ns: Vec<usize>,
+    /// CPU ms per second of stream with no destination (the fit's intercept).
+    pub fixed_ms_per_s: f64,
+    /// CPU ms per second of stream that each destination adds (the fit's slope).
+    pub per_destination_ms_per_s: f64,
+}
+
+/// Least-squares line through (N, relay CPU ms per second of stream) per relay,
+/// from the summaries' median relay CPU; none for a relay measured at fewer than
+/// two distinct N.
+pub fn cost_models(summaries: &[Summary], relays: &[Relay]) -> Vec<CostModel> {
+    relays
+        .iter()
+        .filter_map(|&relay| {
+            let points: Vec<(usize, f64)> = summaries
+                .iter()
+                .filter(|s| s.relay == relay)
+                .filter_map(|s| Some((s.n, s.relay_cpu? * 1000.0)))
+                .collect();
+            let (fixed, per_destination) = fit_line(&points)?;
+            Some(CostModel {
+                relay,
+                ns: points.iter().map(|&(n, _)| n).collect(),
+                fixed_ms_per_s: fixed,
+                per_destination_ms_per_s: per_destination,
+            })
+        })
+        .collect()
+}
+
+/// Intercept and slope of the least-squares line through the points.
+fn fit_line(points: &[(usize, f64)]) -> Option<(f64, f64)> {
+    let count = points.len() as f64;
+    let mean_x = points.iter().map(|&(x, _)| x as f64).sum::<f64>() / count;
+    let mean_y = points.iter().map(|&(_, y)| y).sum::<f64>() / count;
+    let sxx: f64 = points
+        .iter()
+        .map(|&(x, _)| (x as f64 - mean_x).powi(2))
+        .sum();
+    if points.len() < 2 || sxx == 0.0 {
+        return None;
+    }
+    let sxy: f64 = points
+        .iter()
+        .map(|&(x, y)| (x as f64 - mean_x) * (y - mean_y))
+        .sum();
+    let slope = sxy / sxx;
+    Some((mean_y - slope * mean_x, slope))
+}
+
+/// The cost models as a Markdown table.
+pub fn markdown_cost_models(models: &[CostModel]) -> String {
+    let mut out = String::from(
+        "| relay | fitted over N | fixed CPU ms / s of stream | per destination ms / s |\n\
+         |---|---|---:|---:|\n",
+    );
+    for m in models {
+        let ns: Vec<String> = m.ns.iter().map(usize::to_string).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {:.3} |",
+            m.relay.name(),
+            ns.join(", "),
+            m.fixed_ms_per_s,
+            m.per_destination_ms_per_s
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(relay: Relay, n: usize, relay_cpu: Option<f64>) -> Summary {
+        Summary {
+            relay,
+            n,
+            wire_ok: 0,
+            wire_runs: 0,
+            cpu_ok: 0,
+            cpu_runs: 0,
+            cpu_ms_per_mbit: None,
+            cpu_ms_per_mbit_captured: None,
+            path_cpu_ms_per_mbit: None,
+            kernel_share: None,
+            relay_cpu,
+            peak_rss_mib: None,
+            pss_mib: None,
+            delivered_all_min: None,
+            delivered_window_min: None,
+            first_frame_median_ms: None,
+            first_frame_max_ms: None,
+            latency_p50_ms: None,
+            latency_p99_ms: None,
+            published_mbit_per_s: None,
+            sinks_cpu: None,
+            softirq_cpu: None,
+            others_cpu: None,
+        }
+    }
+
+    #[test]
+    fn cost_model_recovers_a_line_and_skips_what_cannot_be_fitted() {
+        // prism: 4 ms/s + 0.5 per destination, exactly; nginx: one N only.
+        let summaries = [
+            summary(Relay::Prism, 1, Some(0.0045)),
+            summary(Relay::Nginx, 8, Some(0.010)),
+            summary(Relay::Prism, 8, Some(0.008)),
+            summary(Relay::Prism, 32, Some(0.020)),
+            summary(Relay::Prism, 64, None),
+        ];
+        let models = cost_models(&summaries, &[Relay::Prism, Relay::Nginx]);
+        assert_eq!(models.len(), 1, "nginx has one point: no line");
+        let m = &models[0];
+        assert_eq!(m.ns, [1, 8, 32]);
+        assert!((m.fixed_ms_per_s - 4.0).abs() < 1e-9, "{m:?}");
+        assert!((m.per_destination_ms_per_s - 0.5).abs() < 1e-9, "{m:?}");
+        let table = markdown_cost_models(&models);
+        assert!(
+            table.contains("| prism | 1, 8, 32 | 4.00 | 0.500 |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_noisy_fit_is_the_least_squares_line() {
+        // y = 1, 3, 2 at x = 0, 1, 2: slope 0.5, intercept 1.5.
+        let (intercept, slope) = fit_line(&[(0, 1.0), (1, 3.0), (2, 2.0)]).unwrap();
+        assert!((slope - 0.5).abs() < 1e-12);
+        assert!((intercept - 1.5).abs() < 1e-12);
+        assert_eq!(fit_line(&[(4, 1.0), (4, 2.0)]), None);
+    }
+}
