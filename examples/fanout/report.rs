@@ -404,6 +404,9 @@ pub fn cost_models(summaries: &[Summary], relays: &[Relay]) -> Vec<CostModel> {
 
 /// Intercept and slope of the least-squares line through the points.
 fn fit_line(points: &[(usize, f64)]) -> Option<(f64, f64)> {
+    if points.len() < 2 {
+        return None;
+    }
     let count = points.len() as f64;
     let mean_x = points.iter().map(|&(x, _)| x as f64).sum::<f64>() / count;
     let mean_y = points.iter().map(|&(_, y)| y).sum::<f64>() / count;
@@ -411,7 +414,7 @@ fn fit_line(points: &[(usize, f64)]) -> Option<(f64, f64)> {
         .iter()
         .map(|&(x, _)| (x as f64 - mean_x).powi(2))
         .sum();
-    if points.len() < 2 || sxx == 0.0 {
+    if sxx == 0.0 {
         return None;
     }
     let sxy: f64 = points
@@ -504,5 +507,6 @@ mod tests {
         assert!((slope - 0.5).abs() < 1e-12);
         assert!((intercept - 1.5).abs() < 1e-12);
         assert_eq!(fit_line(&[(4, 1.0), (4, 2.0)]), None);
+        assert_eq!(fit_line(&[]), None);
     }
 }
