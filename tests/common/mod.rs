@@ -2,6 +2,9 @@
 //! server, all on 127.0.0.1, every process stopped by the test that started it.
 #![allow(dead_code)]
 
+pub mod child;
+#[allow(unused_imports)]
+pub use child::ChildPrism;
 pub mod sinks;
 
 use std::collections::HashSet;

@@ -1,0 +1,168 @@
+//! prism as a child process, for tests that measure it apart from the test's own
+//! clients (memory, log volume) or drive it as an operator would.
+
+use std::time::Duration;
+
+use super::CHILD_TIMEOUT;
+
+/// prism as a child process (`prism serve --config FILE`), so that its memory is
+/// measured apart from the test's own clients. Its log lines are kept for waiting
+/// on; it is killed on drop if the test fails before [`ChildPrism::stop`].
+pub struct ChildPrism {
+    pub child: tokio::process::Child,
+    pub rtmp: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    client: reqwest::Client,
+}
+
+impl ChildPrism {
+    pub async fn start(tag: &str, config: &str) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("hostile-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("prism.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("prism starts");
+        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let field = |line: &str, key: &str| {
+            line.split(key)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        };
+        let (rtmp, http) = tokio::time::timeout(CHILD_TIMEOUT, async {
+            let (mut rtmp, mut http) = (None, None);
+            while let Some(line) = stderr.next_line().await.unwrap() {
+                eprintln!("prism: {line}");
+                http = http.or_else(|| field(&line, "http_addr="));
+                rtmp = rtmp.or_else(|| field(&line, "rtmp_addr="));
+                if let (Some(rtmp), Some(http)) = (rtmp, http) {
+                    return (rtmp, http);
+                }
+            }
+            panic!("prism exited without logging its addresses");
+        })
+        .await
+        .expect("prism logs its listen addresses");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = std::sync::Arc::clone(&lines);
+        // Keep draining stderr so prism never blocks on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            rtmp,
+            http,
+            lines,
+            client: super::http_client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{path}", self.rtmp)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("prism runs")
+    }
+
+    /// Resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib * 1024
+    }
+
+    /// Waits until prism has logged a line containing every one of `parts`.
+    pub async fn wait_log(&self, parts: &[&str]) {
+        let deadline = tokio::time::Instant::now() + CHILD_TIMEOUT;
+        while !self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "prism never logged {parts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until exactly `n` lines containing `part` are logged (lines arrive
+    /// through a pipe, a little after the event).
+    pub async fn wait_log_count(&self, part: &str, n: usize) {
+        let count = || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(part))
+                .count()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count() < n && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(count(), n, "lines logged with {part:?}");
+    }
+
+    pub async fn get(&self, path: &str) -> String {
+        let response = self
+            .client
+            .get(format!("http://{}{path}", self.http))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(response.status().is_success(), "GET {path}: {response:?}");
+        response.text().await.unwrap()
+    }
+
+    /// A gauge without labels from /metrics.
+    pub async fn gauge(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    }
+
+    /// `GET /api/v1/streams`: the live streams.
+    pub async fn streams(&self) -> Vec<serde_json::Value> {
+        let body: serde_json::Value = serde_json::from_str(&self.get("/api/v1/streams").await)
+            .expect("the stream list is JSON");
+        body["streams"].as_array().expect("a streams array").clone()
+    }
+
+    /// SIGTERM, then a clean exit within its grace period.
+    pub async fn stop(mut self) {
+        let pid = libc::pid_t::try_from(self.pid()).unwrap();
+        // SAFETY: kill(2) on the PID of our own child, which has not been reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("prism exits within its grace period")
+            .unwrap();
+        assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    }
+}
