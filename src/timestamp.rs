@@ -65,8 +65,34 @@ impl Rebaser {
         out as u32
     }
 
-    /// The current output position, for messages that carry no timing of their own
-    /// (sequence headers and metadata sent on join).
+    /// The output timestamp for a decoder configuration message (sequence header,
+    /// metadata) stamped `input` on `track`, without moving the stream's position:
+    /// such a message may be a cached copy sent on join, carrying the timestamp of the
+    /// stream's start, or arrive late, after other tracks' frames have moved the
+    /// position on. Before any media it is stamped at the start (0); later at its
+    /// own timestamp relative to the position when that is a plausible step, else at
+    /// the position. Never earlier than its track's last output, so a header that
+    /// arrives late cannot make its track go back, and the frames that follow it
+    /// are stamped no earlier than it.
+    pub fn stamp_config(&mut self, track: Track, input: u32) -> u32 {
+        let at = match self.last_in {
+            None => 0,
+            Some(last) => {
+                let delta = i64::from(input.wrapping_sub(last) as i32);
+                if (-MAX_BACKWARD_STEP_MS..=MAX_FORWARD_STEP_MS).contains(&delta) {
+                    self.position + delta
+                } else {
+                    self.position
+                }
+            }
+        };
+        let lane = &mut self.last_out[track as usize];
+        let out = at.max(0).max(lane.unwrap_or(0));
+        *lane = Some(out);
+        out as u32
+    }
+
+    /// The current output position.
     pub fn now(&self) -> u32 {
         self.position.max(0) as u32
     }
@@ -124,7 +150,56 @@ mod tests {
         assert_eq!(r.discontinuities(), 1);
     }
 
+    #[test]
+    fn configuration_before_any_media_is_stamped_at_the_start() {
+        let mut r = Rebaser::new();
+        // A joiner at one hour: cached metadata and headers carry the stream's start.
+        assert_eq!(r.stamp_config(Track::Data, 0), 0);
+        assert_eq!(r.stamp_config(Track::Video, 0), 0);
+        assert_eq!(r.rebase(Track::Video, 3_600_000), 0);
+        assert_eq!(r.rebase(Track::Video, 3_600_033), 33);
+        assert_eq!(r.discontinuities(), 0);
+    }
+
+    #[test]
+    fn a_late_sequence_header_keeps_its_own_time_and_its_track_never_goes_back() {
+        let mut r = Rebaser::new();
+        for ts in (0..=967).step_by(33) {
+            r.rebase(Track::Video, ts);
+        }
+        // The audio header arrives a second late, stamped at the start of its track.
+        let header = r.stamp_config(Track::Audio, 0);
+        assert_eq!(header, 0, "at its own time, not the video's 957");
+        let first = r.rebase(Track::Audio, 0);
+        let second = r.rebase(Track::Audio, 23);
+        assert!(
+            header <= first && first < second,
+            "{header} {first} {second}"
+        );
+        // Stamped at its arrival instead, the frames after it are not earlier.
+        let mut r = Rebaser::new();
+        r.rebase(Track::Video, 0);
+        r.rebase(Track::Video, 990);
+        let header = r.stamp_config(Track::Audio, 990);
+        assert_eq!(header, 990);
+        assert!(r.rebase(Track::Audio, 990) >= header);
+        // A header with a timestamp from another clock lands at the position.
+        assert_eq!(r.stamp_config(Track::Video, 2_000_000_000), 990);
+    }
+
     proptest! {
+        #[test]
+        fn every_track_is_monotonic_with_headers(inputs in proptest::collection::vec((0u8..3, any::<u32>(), any::<bool>()), 1..200)) {
+            let mut r = Rebaser::new();
+            let mut last = [0u32; 3];
+            for (lane, ts, config) in inputs {
+                let track = [Track::Audio, Track::Video, Track::Data][lane as usize];
+                let out = if config { r.stamp_config(track, ts) } else { r.rebase(track, ts) };
+                prop_assert!(out >= last[lane as usize]);
+                last[lane as usize] = out;
+            }
+        }
+
         #[test]
         fn every_track_is_monotonic(inputs in proptest::collection::vec((0u8..3, any::<u32>()), 1..200)) {
             let mut r = Rebaser::new();

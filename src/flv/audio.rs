@@ -80,6 +80,13 @@ impl AudioCodec {
         }
     }
 
+    /// Whether a decoder needs this codec's sequence header (AAC's
+    /// AudioSpecificConfig, the Opus and FLAC headers of E-RTMP's SequenceStart)
+    /// before its first frame: frames sent earlier are useless to it.
+    pub fn needs_sequence_header(self) -> bool {
+        matches!(self, Self::Aac | Self::Opus | Self::Flac)
+    }
+
     /// Short lowercase name for logs and the status API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -80,6 +80,16 @@ impl VideoCodec {
         }
     }
 
+    /// Whether a decoder needs this codec's sequence header (the AVC/HEVC/VVC
+    /// decoder configuration record, AV1's and VP9's codec configuration) before
+    /// its first frame: frames sent earlier are useless to it.
+    pub fn needs_sequence_header(self) -> bool {
+        matches!(
+            self,
+            Self::Avc | Self::Hevc | Self::Av1 | Self::Vp9 | Self::Vvc
+        )
+    }
+
     /// Short lowercase name for logs and the status API.
     pub fn as_str(self) -> &'static str {
         match self {

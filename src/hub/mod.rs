@@ -121,6 +121,37 @@ struct StreamState {
     media: MediaInfo,
     /// Players attached (subscribers that are not relay destinations or encoders).
     players: usize,
+    /// Timestamp of the first audio frame of a stream whose metadata announced video
+    /// that has not arrived yet; see [`StreamState::audio_starts_here`].
+    audio_waits_since: Option<u32>,
+    /// Frames dropped because they came before the sequence header their decoder
+    /// needs, since the stream entry was created.
+    early_frames: u64,
+}
+
+/// How long (in the publisher's audio timestamps) audio waits for the video that the
+/// metadata announced before audio alone may start a subscriber.
+const VIDEO_ANNOUNCED_WAIT_MS: u32 = 3_000;
+
+impl StreamState {
+    /// Whether an audio frame stamped `timestamp` is a place where a subscriber may
+    /// start. Only in a stream without video: when video is known (a sequence header
+    /// or a keyframe arrived), subscribers start on a video keyframe. When the
+    /// metadata announced video that has not arrived yet, audio waits for it a little
+    /// (an encoder may send its first audio ahead of its first picture), so that a
+    /// destination starts with the video's sequence header and keyframe rather than
+    /// with audio.
+    fn audio_starts_here(&mut self, timestamp: u32) -> bool {
+        if self.has_video {
+            return false;
+        }
+        if self.media.video.is_none() {
+            return true;
+        }
+        let since = *self.audio_waits_since.get_or_insert(timestamp);
+        timestamp.wrapping_sub(since) >= VIDEO_ANNOUNCED_WAIT_MS
+            && timestamp.wrapping_sub(since) < u32::MAX / 2
+    }
 }
 
 impl Hub {
@@ -162,6 +193,8 @@ impl Hub {
                 since_wall: None,
                 media: MediaInfo::default(),
                 players: 0,
+                audio_waits_since: None,
+                early_frames: 0,
             }),
         })
     }
@@ -395,6 +428,11 @@ impl Stream {
         state.dropped_at
     }
 
+    /// Frames dropped because they arrived before their track's sequence header.
+    pub fn early_frames(&self) -> u64 {
+        self.lock().early_frames
+    }
+
     /// Local players attached right now.
     pub fn players(&self) -> usize {
         self.lock().players
@@ -445,37 +483,52 @@ impl Publisher {
         });
     }
 
-    /// Classifies and pushes an audio message.
+    /// Classifies and pushes an audio message. A frame whose codec needs a sequence
+    /// header (AAC, Opus, FLAC) that has not arrived yet is dropped: no decoder can
+    /// use it, and a platform that gets raw AAC before its configuration may show the
+    /// stream as live without media.
     pub fn push_audio(&self, timestamp: u32, payload: Bytes) {
-        let config = flv::parse_audio(&payload)
-            .is_ok_and(|tag| tag.track_id == 0 && tag.kind == flv::AudioPacketKind::SequenceHeader);
-        self.push(Packet {
-            kind: PacketKind::Audio,
-            timestamp,
-            payload,
-            keyframe: false,
-            config,
-        });
+        let (config, needs_header) = match flv::parse_audio(&payload) {
+            Ok(tag) if tag.track_id == 0 => (
+                tag.kind == flv::AudioPacketKind::SequenceHeader,
+                tag.kind == flv::AudioPacketKind::Frame && tag.codec.needs_sequence_header(),
+            ),
+            _ => (false, false),
+        };
+        self.push_checked(
+            Packet {
+                kind: PacketKind::Audio,
+                timestamp,
+                payload,
+                keyframe: false,
+                config,
+            },
+            needs_header,
+        );
     }
 
     /// Classifies and pushes a video message. Only the default track (0) of an
     /// enhanced-RTMP multitrack stream drives the caches: extra encodings on other
     /// tracks must not replace its sequence header or restart its GOP.
     pub fn push_video(&self, timestamp: u32, payload: Bytes) {
-        let (config, keyframe) = match flv::parse_video(&payload) {
+        let (config, keyframe, needs_header) = match flv::parse_video(&payload) {
             Ok(tag) if tag.track_id == 0 => (
                 tag.kind == flv::VideoPacketKind::SequenceHeader,
                 tag.keyframe && tag.kind == flv::VideoPacketKind::Frame,
+                tag.kind == flv::VideoPacketKind::Frame && tag.codec.needs_sequence_header(),
             ),
-            _ => (false, false),
+            _ => (false, false, false),
         };
-        self.push(Packet {
-            kind: PacketKind::Video,
-            timestamp,
-            payload,
-            keyframe,
-            config,
-        });
+        self.push_checked(
+            Packet {
+                kind: PacketKind::Video,
+                timestamp,
+                payload,
+                keyframe,
+                config,
+            },
+            needs_header,
+        );
     }
 
     /// Pushes another data message (cue points, captions) as is.
@@ -505,9 +558,33 @@ impl Publisher {
 
     /// Queues one packet for every subscriber; [`flush`](Self::flush) delivers it.
     /// Never waits on a subscriber.
-    pub fn push(&self, mut packet: Packet) {
+    pub fn push(&self, packet: Packet) {
+        self.push_checked(packet, false);
+    }
+
+    /// [`push`](Self::push) for a frame that, when `needs_header`, is dropped while
+    /// its track has no sequence header yet (see [`push_audio`](Self::push_audio)).
+    fn push_checked(&self, mut packet: Packet, needs_header: bool) {
         let mut guard = self.stream.lock();
         let state = &mut *guard;
+        if needs_header {
+            let header = match packet.kind {
+                PacketKind::Audio => &state.audio_config,
+                _ => &state.video_config,
+            };
+            if header.is_none() {
+                state.early_frames += 1;
+                if state.early_frames == 1 {
+                    tracing::warn!(
+                        stream = %crate::mask::Masked(&self.stream.name),
+                        track = ?packet.track(),
+                        "a frame arrived before its track's sequence header; such frames \
+                         are dropped (no decoder can use them)"
+                    );
+                }
+                return;
+            }
+        }
         state.packets_in += 1;
         state.bytes_in += packet.len() as u64;
         state.media.count(packet.len());
@@ -540,8 +617,7 @@ impl Publisher {
                 state.gop.push(&packet);
             }
             (PacketKind::Audio, false) => {
-                // Without video every audio packet is a place to start.
-                packet.keyframe = !state.has_video;
+                packet.keyframe = state.audio_starts_here(packet.timestamp);
                 state.gop.push(&packet);
             }
             (PacketKind::Data, _) => state.gop.push(&packet),
@@ -606,7 +682,8 @@ fn reset_media(state: &mut StreamState) {
     state.video_config = None;
     state.audio_config = None;
     state.has_video = false;
-    state.gop.clear();
+    state.audio_waits_since = None;
+    state.gop.reset();
 }
 
 fn end_stream(state: &mut StreamState) {
@@ -806,6 +883,7 @@ mod tests {
         };
         let hub = Hub::new(limits);
         let publisher = hub.publish(&name("k")).unwrap();
+        publisher.push_video(0, Bytes::from_static(AVC_SH));
         let slow = hub.subscribe("live", "k").unwrap();
         let fast = hub.subscribe("live", "k").unwrap();
         let mut got = Vec::new();
@@ -815,14 +893,15 @@ mod tests {
             publisher.push_video(i, Bytes::from_static(payload));
             got.clear();
             fast.recv_batch(&mut got).await;
-            fast_count += got.len();
+            fast_count += got.iter().filter(|p| !p.config).count();
         }
         assert_eq!(fast_count, 100);
         assert!(slow.dropped() > 0);
         got.clear();
         slow.recv_batch(&mut got).await;
-        assert!(got.len() <= 8);
-        assert!(got[0].keyframe);
+        let media: Vec<_> = got.iter().filter(|p| !p.config).collect();
+        assert!(media.len() <= 8);
+        assert!(media[0].keyframe);
     }
 
     #[tokio::test]
@@ -830,6 +909,7 @@ mod tests {
         let hub = Hub::new(HubLimits::default());
         let first = hub.publish(&name("k")).unwrap();
         let subscriber = hub.subscribe("live", "k").unwrap();
+        first.push_video(0, Bytes::from_static(AVC_SH));
         first.push_video(0, Bytes::from_static(AVC_KEY));
         let stream = hub.stream("live", "k").unwrap();
         assert!(stream.reconnecting_since().is_none(), "live");
@@ -850,8 +930,8 @@ mod tests {
         assert!(subscriber.recv_batch(&mut got).await);
         assert_eq!(
             got.len(),
-            3,
-            "the first keyframe, then the new config and keyframe"
+            4,
+            "the first config and keyframe, then the new config and keyframe"
         );
         drop(second);
         got.clear();

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::rtmp::message::type_id;
-use crate::timestamp::Track;
+use crate::timestamp::{Rebaser, Track};
 
 /// What a packet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,23 @@ impl Packet {
             PacketKind::Audio => Track::Audio,
             PacketKind::Video => Track::Video,
             PacketKind::Metadata | PacketKind::Data => Track::Data,
+        }
+    }
+
+    /// Whether it configures a decoder (metadata, a sequence header) rather than
+    /// carrying media.
+    pub fn is_config(&self) -> bool {
+        self.config || self.kind == PacketKind::Metadata
+    }
+
+    /// Its timestamp for one subscriber, whose timeline `rebaser` keeps: media
+    /// moves the timeline, configuration is placed on it (see
+    /// [`Rebaser::stamp_config`]).
+    pub fn stamp(&self, rebaser: &mut Rebaser) -> u32 {
+        if self.is_config() {
+            rebaser.stamp_config(self.track(), self.timestamp)
+        } else {
+            rebaser.rebase(self.track(), self.timestamp)
         }
     }
 

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use super::gop::{RECENT_AUDIO_MAX, belongs_after, is_audio_frame};
 use super::packet::{Packet, PacketKind};
 
 /// Bounds of one subscriber's queue.
@@ -66,6 +67,10 @@ struct Inner {
     /// False until the first keyframe was queued: what a joiner skips while it
     /// waits for its first keyframe is not a drop (it never had those frames).
     started: bool,
+    /// Audio frames seen while waiting for the first keyframe: those stamped from
+    /// the keyframe on follow it (an encoder may send audio ahead of its video; see
+    /// [`super::gop`]).
+    early_audio: VecDeque<Packet>,
     closed: bool,
     /// The stream's config generation this subscriber has been sent.
     config_generation: u64,
@@ -95,6 +100,7 @@ impl SubscriberQueue {
                 bytes: 0,
                 dropping: waiting_for_keyframe,
                 started: !waiting_for_keyframe,
+                early_audio: VecDeque::new(),
                 closed: false,
                 config_generation,
                 direct: None,
@@ -142,6 +148,12 @@ impl SubscriberQueue {
                 if inner.started && !is_config(packet) {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
+                if !inner.started && is_audio_frame(packet) {
+                    if inner.early_audio.len() == RECENT_AUDIO_MAX {
+                        inner.early_audio.pop_front();
+                    }
+                    inner.early_audio.push_back(packet.clone());
+                }
                 return PushOutcome::Dropped;
             }
             inner.dropping = false;
@@ -170,6 +182,15 @@ impl SubscriberQueue {
         }
         inner.bytes += packet.len();
         inner.packets.push_back(packet.clone());
+        if !inner.early_audio.is_empty() {
+            let early = std::mem::take(&mut inner.early_audio);
+            if packet.kind == PacketKind::Video && packet.keyframe {
+                for audio in early.iter().filter(|audio| belongs_after(audio, packet)) {
+                    inner.bytes += audio.len();
+                    inner.packets.push_back(audio.clone());
+                }
+            }
+        }
         PushOutcome::Queued
     }
 
@@ -393,6 +414,26 @@ mod tests {
         assert_eq!(q.push(&video(0, false), no_config), PushOutcome::Dropped);
         assert_eq!(q.push(&video(1, true), no_config), PushOutcome::Queued);
         assert_eq!(drain(&q).await, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_joiner_keeps_audio_sent_ahead_of_its_first_keyframe() {
+        let q = unbounded(true);
+        let audio = |ts| Packet {
+            kind: PacketKind::Audio,
+            timestamp: ts,
+            payload: Bytes::from_static(&[0xAF, 1, 0]),
+            keyframe: false,
+            config: false,
+        };
+        // Audio runs ahead: 900 and 1000 arrive before the keyframe stamped 950.
+        for ts in [800, 900, 1000] {
+            assert_eq!(q.push(&audio(ts), no_config), PushOutcome::Dropped);
+        }
+        assert_eq!(q.push(&video(950, true), no_config), PushOutcome::Queued);
+        q.push(&audio(1100), no_config);
+        assert_eq!(drain(&q).await, vec![950, 1000, 1100]);
+        assert_eq!(q.dropped(), 0, "a joiner loses nothing it could play");
     }
 
     #[tokio::test]

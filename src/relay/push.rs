@@ -606,11 +606,7 @@ impl<S: AsyncWrite + Unpin> LinkState<S> {
 
 impl<S> LinkState<S> {
     fn encode(&mut self, packet: &Packet) {
-        let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
-            self.rebaser.now()
-        } else {
-            self.rebaser.rebase(packet.track(), packet.timestamp)
-        };
+        let timestamp = packet.stamp(&mut self.rebaser);
         match packet.kind {
             PacketKind::Metadata => self.session.send_metadata(timestamp, &packet.payload),
             _ => self

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::io::write_out;
 use crate::auth::CallbackError;
-use crate::hub::{Hub, HubError, Packet, PacketKind, Publisher, Subscriber};
+use crate::hub::{Hub, HubError, Packet, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
@@ -479,11 +479,7 @@ where
             return;
         };
         for packet in self.batch.drain(..) {
-            let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
-                rebaser.now()
-            } else {
-                rebaser.rebase(packet.track(), packet.timestamp)
-            };
+            let timestamp = packet.stamp(rebaser);
             self.session
                 .send_media(*stream_id, packet.type_id(), timestamp, &packet.payload);
         }

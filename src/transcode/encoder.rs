@@ -291,11 +291,7 @@ async fn feed(stdin: ChildStdin, subscriber: &Subscriber) -> Result<(), EncoderE
     let mut batch = Vec::with_capacity(256);
     while subscriber.recv_batch(&mut batch).await {
         for packet in batch.drain(..) {
-            let timestamp = if packet.config || packet.kind == PacketKind::Metadata {
-                rebaser.now()
-            } else {
-                rebaser.rebase(packet.track(), packet.timestamp)
-            };
+            let timestamp = packet.stamp(&mut rebaser);
             write_tag(&mut stdin, &packet, timestamp).await?;
         }
         stdin.flush().await?;
