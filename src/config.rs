@@ -562,6 +562,14 @@ mod tests {
             let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("rtmp.chunk_size"), "{err}");
             assert!(Config::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err());
+            // A log budget of zero would silence every client, or every line.
+            jail.create_file("quiet.toml", "[log]\nall_peers_lines_per_sec = 0\n")?;
+            let err =
+                Config::load(Some(Path::new("quiet.toml")), &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("log.all_peers_lines_per_sec"),
+                "{err}"
+            );
             Ok(())
         });
     }
