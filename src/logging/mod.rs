@@ -250,14 +250,17 @@ fn summarize(limit: &PeerLimit, last: &mut (Instant, DroppedLines)) {
     }
     let top = suppressed
         .top
-        .map(|(ip, n)| format!(", most from {ip}: {n}"))
+        .map(|(ip, n)| format!("; most from {ip}: {n}"))
         .unwrap_or_default();
+    let addresses = match suppressed.addresses {
+        1 => "1 client address".to_owned(),
+        n => format!("{n} client addresses"),
+    };
     tracing::warn!(
-        "log lines not written in the last {secs}s: {} over the log rate limit for \
-         client addresses ({} addresses{top}), {backpressure} because stderr did not \
-         keep up, {write_errors} on stderr write errors",
+        "log lines not written in the last {secs}s: {} over the log rate limit \
+         ({addresses}{top}), {backpressure} because stderr did not keep up, \
+         {write_errors} on stderr write errors",
         suppressed.lines,
-        suppressed.addresses,
     );
 }
 
