@@ -281,6 +281,20 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// Lines waiting for stderr; beyond this they are dropped (and counted), so
+    /// that a stalled stderr never holds up the relay.
+    pub buffer_lines: usize,
+    /// Lines one client address may cause at once.
+    pub peer_burst: u32,
+    /// Lines one client address may cause per minute after its burst.
+    pub peer_lines_per_minute: u32,
+    /// Lines all client addresses together may cause at once.
+    pub all_peers_burst: u32,
+    /// Lines all client addresses together may cause per second after the burst:
+    /// the ceiling for an attacker with many addresses.
+    pub all_peers_lines_per_sec: u32,
+    /// Seconds between the summaries of suppressed and dropped lines.
+    pub summary_secs: u64,
 }
 
 /// Command-line values that override everything else.
@@ -420,6 +434,25 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return invalid("log.format", "must be \"text\" or \"json\"");
         }
+        let log = &self.log;
+        for (key, value) in [
+            ("log.buffer_lines", log.buffer_lines as u64),
+            ("log.peer_burst", u64::from(log.peer_burst)),
+            (
+                "log.peer_lines_per_minute",
+                u64::from(log.peer_lines_per_minute),
+            ),
+            ("log.all_peers_burst", u64::from(log.all_peers_burst)),
+            (
+                "log.all_peers_lines_per_sec",
+                u64::from(log.all_peers_lines_per_sec),
+            ),
+            ("log.summary_secs", log.summary_secs),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
         Ok(())
     }
 
@@ -529,6 +562,14 @@ mod tests {
             let err = Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
             assert!(err.to_string().contains("rtmp.chunk_size"), "{err}");
             assert!(Config::load(Some(Path::new("missing.toml")), &Overrides::default()).is_err());
+            // A log budget of zero would silence every client, or every line.
+            jail.create_file("quiet.toml", "[log]\nall_peers_lines_per_sec = 0\n")?;
+            let err =
+                Config::load(Some(Path::new("quiet.toml")), &Overrides::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("log.all_peers_lines_per_sec"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -26,6 +26,6 @@ pub enum Error {
     #[error(transparent)]
     ServerTls(#[from] crate::server::tls::ServerTlsError),
     /// Logging could not be set up.
-    #[error("logging: {0}")]
-    Logging(String),
+    #[error(transparent)]
+    Logging(#[from] crate::logging::LoggingError),
 }

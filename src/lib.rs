@@ -12,6 +12,7 @@ pub mod error;
 pub mod flv;
 pub mod http;
 pub mod hub;
+pub mod logging;
 pub mod mask;
 pub mod presets;
 pub mod rate;

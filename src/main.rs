@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use prism::config::{Config, Overrides};
+use prism::logging::print_stderr;
 use prism::reload::ConfigSource;
 use prism::{App, Error};
-use tracing_subscriber::EnvFilter;
 
 /// How long `prism reload` waits for the running prism's answer (it reads every
 /// user file before it answers).
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.options.config.as_deref(), &overrides) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("prism: {err}");
+            print_stderr(&format!("prism: {err}"));
             return ExitCode::from(2);
         }
     };
@@ -83,14 +83,14 @@ fn main() -> ExitCode {
                 use std::io::Write;
                 match std::io::stdout().lock().write_all(text.as_bytes()) {
                     Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-                        eprintln!("prism: {err}");
+                        print_stderr(&format!("prism: {err}"));
                         ExitCode::FAILURE
                     }
                     _ => ExitCode::SUCCESS,
                 }
             }
             Err(err) => {
-                eprintln!("prism: {err}");
+                print_stderr(&format!("prism: {err}"));
                 ExitCode::FAILURE
             }
         },
@@ -102,35 +102,51 @@ fn main() -> ExitCode {
             {
                 Ok(runtime) => runtime,
                 Err(err) => {
-                    eprintln!("prism: cannot start the runtime: {err}");
+                    print_stderr(&format!("prism: cannot start the runtime: {err}"));
                     return ExitCode::FAILURE;
                 }
             };
             match runtime.block_on(request_reload(&config)) {
                 Ok(summary) => {
-                    println!("{summary}");
+                    use std::io::Write;
+                    // A closed stdout loses the summary, not the exit status.
+                    let _ = writeln!(std::io::stdout(), "{summary}");
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
-                    eprintln!("prism: {err}");
+                    print_stderr(&format!("prism: {err}"));
                     ExitCode::FAILURE
                 }
             }
         }
         Command::Serve => {
+            // Logging first, so that nothing below writes to stderr directly (a
+            // stderr that blocks or fails must not stop prism). Dropped last: it
+            // flushes what is queued, within a bound.
+            let logging = match prism::logging::init(&config) {
+                Ok(guard) => guard,
+                Err(err) => {
+                    print_stderr(&format!("prism: {}", Error::from(err)));
+                    return ExitCode::FAILURE;
+                }
+            };
             let file = cli.options.config.clone();
             let source: ConfigSource = Arc::new(move || Config::load(file.as_deref(), &overrides));
             let runtime = match config.runtime.build() {
                 Ok(runtime) => runtime,
                 Err(err) => {
-                    eprintln!("prism: cannot start the runtime: {err}");
+                    drop(logging);
+                    print_stderr(&format!("prism: cannot start the runtime: {err}"));
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(serve(config, source)) {
+            let result = runtime.block_on(serve(config, source));
+            drop(runtime);
+            drop(logging);
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    eprintln!("prism: {err}");
+                    print_stderr(&format!("prism: {err}"));
                     ExitCode::FAILURE
                 }
             }
@@ -138,24 +154,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) -> Result<(), Error> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .map_err(|e| Error::Logging(e.to_string()))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let result = if config.log.format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-    result.map_err(|e| Error::Logging(e.to_string()))
-}
-
 async fn serve(config: Config, source: ConfigSource) -> Result<(), Error> {
-    init_logging(&config)?;
     let app = App::start_with_source(config, source).await?;
     wait_for_stop(&app).await;
     tracing::info!("shutting down");

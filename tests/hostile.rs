@@ -521,11 +521,16 @@ const FLOOD_IN_FLIGHT: usize = 900;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_names_from_many_addresses_hit_the_overall_limits_and_a_live_stream_goes_on() {
+    // This test counts every refusal in the log, so the log's rate limits for
+    // client addresses (which would rightly hold most of them back) are lifted,
+    // and its queue is deep enough that the test's reader never falls behind it.
     let prism = ChildPrism::start(
         "flood",
         &format!(
             "[rtmp]\nmax_connections = {FLOOD_MAX_CONNECTIONS}\nidle_timeout_secs = {FLOOD_IDLE_SECS}\n\
-             [hub]\nmax_streams = {FLOOD_MAX_STREAMS}\n[relay]\npublisher_grace_secs = 1\n"
+             [hub]\nmax_streams = {FLOOD_MAX_STREAMS}\n[relay]\npublisher_grace_secs = 1\n\
+             [log]\nbuffer_lines = 65536\npeer_burst = 1000000\npeer_lines_per_minute = 1000000\n\
+             all_peers_burst = 1000000\nall_peers_lines_per_sec = 1000000\n"
         ),
     )
     .await;

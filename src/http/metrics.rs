@@ -189,6 +189,23 @@ pub fn render(state: &HttpState) -> String {
             }
         }
     }
+    let dropped = crate::logging::dropped_lines();
+    f.header(
+        "prism_log_lines_dropped_total",
+        "counter",
+        "Log lines not written: rate_limit (over a client address's or all addresses' log budget), backpressure (stderr did not keep up), write_error (stderr failed).",
+    );
+    for (reason, lines) in [
+        ("rate_limit", dropped.rate_limit),
+        ("backpressure", dropped.backpressure),
+        ("write_error", dropped.write_error),
+    ] {
+        f.sample(
+            "prism_log_lines_dropped_total",
+            &[("reason", reason)],
+            lines as f64,
+        );
+    }
     f.out
 }
 

@@ -130,29 +130,65 @@ fn add_listed(
     }
 }
 
-/// Groups query parameters by preset, in order of first appearance.
+/// Unknown parameters named in the one problem that reports them all: enough to
+/// recognise a typo, and a bounded line however many a publisher sends.
+const UNKNOWN_NAMED: usize = 3;
+
+/// The query's unknown parameters, counted, with the first few names kept.
+#[derive(Default)]
+struct Unknown {
+    count: usize,
+    first: Vec<String>,
+}
+
+impl Unknown {
+    fn add(&mut self, param: &str) {
+        self.count += 1;
+        if self.first.len() < UNKNOWN_NAMED {
+            self.first.push(format!("`{}`", printable(param)));
+        }
+    }
+
+    /// One problem for all of them (none when there were none): a publish with
+    /// thousands of unknown parameters must not become thousands of log lines or
+    /// status warnings.
+    fn problem(&self) -> Option<String> {
+        let names = self.first.join(", ");
+        match self.count {
+            0 => None,
+            1 => Some(format!("ignored 1 unknown query parameter ({names})")),
+            n if n <= UNKNOWN_NAMED => {
+                Some(format!("ignored {n} unknown query parameters ({names})"))
+            }
+            n => Some(format!(
+                "ignored {n} unknown query parameters (first: {names})"
+            )),
+        }
+    }
+}
+
+/// Groups query parameters by preset, in order of first appearance. Unknown
+/// parameters are summarised in one problem, by name, never with their values.
 fn parse_query(
     query: &str,
     presets: &Presets,
     problems: &mut Vec<String>,
 ) -> Vec<(String, QueryDestination)> {
     let mut wanted: Vec<(String, QueryDestination)> = Vec::new();
+    let mut unknown = Unknown::default();
     for (param, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        let (preset, sub) = match presets.id_for_param(&param) {
-            Some(id) => (id.to_owned(), None),
+        let known = match presets.id_for_param(&param) {
+            Some(id) => Some((id.to_owned(), None)),
             None => match param.split_once('_') {
-                Some((prefix, sub)) if !sub.is_empty() => match presets.id_for_param(prefix) {
-                    Some(id) => (id.to_owned(), Some(sub.to_owned())),
-                    None => {
-                        problems.push(format!("unknown parameter `{}` ignored", printable(&param)));
-                        continue;
-                    }
-                },
-                _ => {
-                    problems.push(format!("unknown parameter `{}` ignored", printable(&param)));
-                    continue;
-                }
+                Some((prefix, sub)) if !sub.is_empty() => presets
+                    .id_for_param(prefix)
+                    .map(|id| (id.to_owned(), Some(sub.to_owned()))),
+                _ => None,
             },
+        };
+        let Some((preset, sub)) = known else {
+            unknown.add(&param);
+            continue;
         };
         let index = match wanted.iter().position(|(id, _)| *id == preset) {
             Some(index) => index,
@@ -168,6 +204,7 @@ fn parse_query(
             Some(sub) => entry.extra.push((sub.to_owned(), value.into_owned())),
         }
     }
+    problems.extend(unknown.problem());
     wanted
 }
 
@@ -273,11 +310,39 @@ mod tests {
             &Profiles::default_set(),
         );
         assert!(r.destinations.is_empty());
-        assert_eq!(r.problems.len(), 3);
-        assert!(
-            r.problems.iter().all(|p| !p.contains("attacker")),
-            "{:?}",
-            r.problems
+        assert_eq!(
+            r.problems,
+            ["ignored 3 unknown query parameters (`evil`, `url`, `youtube_`)"]
+        );
+    }
+
+    #[test]
+    fn thousands_of_unknown_parameters_are_one_short_problem() {
+        let mut query = String::from("secret=do-not-print&twitch=tw-key");
+        for i in 0..1300 {
+            query.push_str(&format!("&p{i}=v{i}"));
+        }
+        let r = resolve(&query, None, &[], &presets(), &Profiles::default_set());
+        let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["twitch"], "the known parameter still counts");
+        assert_eq!(
+            r.problems,
+            ["ignored 1301 unknown query parameters (first: `secret`, `p0`, `p1`)"]
+        );
+        // A name from the network is cut short and made printable.
+        let long = format!("a\u{7}b{}=1", "n".repeat(100));
+        let r = resolve(&long, None, &[], &presets(), &Profiles::default_set());
+        assert_eq!(
+            r.problems,
+            [format!(
+                "ignored 1 unknown query parameter (`a?b{}`)",
+                "n".repeat(29)
+            )]
+        );
+        let r = resolve("a=1&b=2", None, &[], &presets(), &Profiles::default_set());
+        assert_eq!(
+            r.problems,
+            ["ignored 2 unknown query parameters (`a`, `b`)"]
         );
     }
 

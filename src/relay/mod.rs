@@ -331,8 +331,14 @@ impl Relay {
             &tables.presets,
             &tables.profiles,
         );
-        for problem in &resolution.problems {
-            tracing::warn!(stream = %name.masked(), "{problem}");
+        // One line per publish, however much was wrong with it: the problems are
+        // already summarised (unknown parameters counted, not listed).
+        if !resolution.problems.is_empty() {
+            tracing::warn!(
+                stream = %name.masked(),
+                "destinations: {}",
+                resolution.problems.join("; ")
+            );
         }
         let stream = Arc::new(StreamRelay {
             name: name.clone(),

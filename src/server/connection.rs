@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::io::write_out;
 use crate::auth::CallbackError;
@@ -174,18 +175,23 @@ fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
         ?grace,
         "publisher dropped; destinations wait for it to come back"
     );
-    tokio::spawn(async move {
-        tokio::select! {
-            () = tokio::time::sleep(grace) => {}
-            () = shutdown.cancelled() => {}
+    // In the connection's span: its line names the peer and counts against that
+    // address's log rate limit, like the connection's own lines.
+    tokio::spawn(
+        async move {
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = shutdown.cancelled() => {}
+            }
+            if !orphan.taken_over() {
+                tracing::info!("publisher did not come back; ending the stream");
+            }
+            // The hub's queues end first, so destinations drain and unpublish.
+            drop(orphan);
+            drop(relay);
         }
-        if !orphan.taken_over() {
-            tracing::info!("publisher did not come back; ending the stream");
-        }
-        // The hub's queues end first, so destinations drain and unpublish.
-        drop(orphan);
-        drop(relay);
-    });
+        .in_current_span(),
+    );
 }
 
 async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), ConnectionError>

@@ -72,6 +72,65 @@ impl ChildPrism {
         }
     }
 
+    /// prism with its stderr going where the test says (a pipe nobody reads,
+    /// /dev/full, a pipe the test measures), so its listen addresses cannot be
+    /// read from its log: it binds port 0, RTMP on 127.0.0.1 and HTTP on
+    /// 127.0.0.2, and the test finds the two listening sockets among prism's
+    /// own file descriptors in /proc (no race with other tests, no probe
+    /// connection). `RUST_LOG` is `rust_log`. [`Self::wait_log`] sees nothing.
+    pub async fn start_with_stderr(
+        tag: &str,
+        config: &str,
+        rust_log: &str,
+        stderr: std::process::Stdio,
+    ) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("child-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("prism.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.2:0"])
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", rust_log)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("prism starts");
+        let pid = child.id().expect("prism runs");
+        let deadline = tokio::time::Instant::now() + CHILD_TIMEOUT;
+        let (rtmp, http) = loop {
+            let sockets = listening_sockets(pid);
+            let on = |ip: [u8; 4]| {
+                sockets
+                    .iter()
+                    .copied()
+                    .find(|a| a.ip() == std::net::Ipv4Addr::from(ip))
+            };
+            if let (Some(rtmp), Some(http)) = (on([127, 0, 0, 1]), on([127, 0, 0, 2])) {
+                break (rtmp, http);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("prism exited before listening: {status}");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "prism did not listen within {CHILD_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Self {
+            child,
+            rtmp,
+            http,
+            lines: Default::default(),
+            client: super::http_client(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("rtmp://{}/{path}", self.rtmp)
     }
@@ -165,4 +224,41 @@ impl ChildPrism {
             .unwrap();
         assert!(status.success(), "a clean exit on SIGTERM: {status}");
     }
+}
+
+/// The IPv4 TCP sockets process `pid` listens on: the LISTEN entries of
+/// /proc/net/tcp whose inode is one of the process's file descriptors.
+pub fn listening_sockets(pid: u32) -> Vec<std::net::SocketAddr> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() <= 9 || fields[3] != "0A" || !inodes.contains(fields[9]) {
+                return None;
+            }
+            // "0100007F:1F90": the address's network-order bytes printed as a
+            // u32 of this host, then the port.
+            let (ip, port) = fields[1].split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?.to_ne_bytes();
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some(std::net::SocketAddr::from((ip, port)))
+        })
+        .collect()
 }
