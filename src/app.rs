@@ -28,6 +28,7 @@ pub struct App {
     hub: Arc<Hub>,
     relay: Arc<Relay>,
     reloader: Arc<Reloader>,
+    http_connections: Arc<http::OpenConnections>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -113,15 +114,23 @@ impl App {
             addr: http_addr,
             source,
         })?;
+        let http_connections = Arc::new(http::OpenConnections::default());
         let http_state = Arc::new(HttpState {
             hub: Arc::clone(&hub),
             relay: Arc::clone(&relay),
             token: config.http.token.clone(),
             protect_reads: config.http.protect_reads,
             connections: listener.open_connections(),
+            http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
         });
-        tracker.spawn(http::serve(http_listener, http_state, shutdown.clone()));
+        tracker.spawn(http::serve(
+            http_listener,
+            http_state,
+            http::HttpLimits::from_config(&config.http),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         tracing::info!(%http_addr, "http listening");
         tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
         tracing::info!(%rtmp_addr, "rtmp listening");
@@ -137,6 +146,7 @@ impl App {
             hub,
             relay,
             reloader,
+            http_connections,
             shutdown,
             tracker,
         })
@@ -155,6 +165,11 @@ impl App {
     /// The HTTP address actually bound.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// HTTP connections being served now (at most `http.max_connections`).
+    pub fn http_connections(&self) -> usize {
+        self.http_connections.get()
     }
 
     /// The stream registry.

@@ -150,6 +150,15 @@ pub struct HttpConfig {
     pub token: Option<String>,
     /// Whether reads need the token too.
     pub protect_reads: bool,
+    /// HTTP connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Seconds for a request's line and headers to arrive, and how long an idle
+    /// keep-alive connection stays open: a client that trickles its headers
+    /// cannot hold a connection longer.
+    pub header_timeout_secs: u64,
+    /// Seconds for a request's body and its answer, and how long writing a
+    /// response may stay blocked on a client that does not read.
+    pub request_timeout_secs: u64,
 }
 
 /// Re-encoding through ffmpeg children.
@@ -419,6 +428,12 @@ impl Config {
         }
         if self.http.token.as_deref().is_some_and(|t| t.len() < 16) {
             return invalid("http.token", "use at least 16 characters");
+        }
+        if self.http.max_connections == 0 {
+            return invalid("http.max_connections", "must be at least 1");
+        }
+        if self.http.header_timeout_secs == 0 || self.http.request_timeout_secs == 0 {
+            return invalid("http.*_timeout_secs", "timeouts must be at least 1 second");
         }
         if self.http.protect_reads && self.http.token.is_none() {
             return invalid("http.protect_reads", "needs http.token");

@@ -466,6 +466,7 @@ async fn a_dropped_publisher_shows_reconnecting_with_live_destinations_until_one
     })
     .await;
     let name = list["streams"][0]["name"].as_str().unwrap().to_owned();
+    let id = list["streams"][0]["id"].as_str().unwrap().to_owned();
     youtube
         .wait_recording("yt-reconnect-key", 20_000, WAIT)
         .await;
@@ -508,6 +509,11 @@ async fn a_dropped_publisher_shows_reconnecting_with_live_destinations_until_one
     })
     .await;
     assert!(list["streams"][0]["reconnecting_since"].is_null());
+    assert_eq!(
+        list["streams"][0]["id"],
+        id.as_str(),
+        "the same stream id across the reconnect"
+    );
     assert_eq!(destination(&list, "youtube")["state"], "live");
     assert_eq!(reconnecting_gauge(&client, &prism).await, 0.0);
     let (exit, _) = finish(second).await;

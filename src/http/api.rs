@@ -1,10 +1,12 @@
 //! Handlers of the JSON API, errors and authentication.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -52,7 +54,7 @@ impl From<ControlError> for ApiError {
         let status = match err {
             ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
-            ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Conflict(_) | ControlError::Ambiguous(_) => StatusCode::CONFLICT,
         };
         Self::new(status, err.to_string())
     }
@@ -77,8 +79,7 @@ fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<()
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_credentials);
     match given {
         // Constant time, so response timing does not reveal how much was right.
         Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
@@ -88,6 +89,14 @@ fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<()
             "missing token: send Authorization: Bearer <token>",
         )),
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110, section 11.1: `bearer` and `BEARER` are the same
+/// scheme); surrounding whitespace is not part of the token.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then(|| rest.trim())
 }
 
 /// Checks the token for a read endpoint (only when `protect_reads` is on).
@@ -103,7 +112,7 @@ pub fn stream_list(state: &HttpState) -> StreamList {
         .into_iter()
         .filter_map(|relay| stream_json(state, &relay))
         .collect();
-    streams.sort_by(|a, b| (&a.app, &a.name).cmp(&(&b.app, &b.name)));
+    streams.sort_by(|a, b| (&a.app, &a.name, &a.id).cmp(&(&b.app, &b.name, &b.id)));
     StreamList { streams }
 }
 
@@ -121,13 +130,75 @@ fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
     Some(StreamJson::reconnecting(relay, since, stream.players()))
 }
 
-fn find(state: &HttpState, app: &str, name: &str) -> Result<Arc<StreamRelay>, ApiError> {
-    state.relay.find(app, name).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no live stream {app}/{name}"),
-        )
-    })
+/// Which stream a per-stream endpoint names: `/api/v1/streams/{id}/...`, or
+/// `/api/v1/streams/{app}/{name}/...` (by the name status shows, refused when two
+/// live streams share it), plus the destination for destination endpoints.
+#[derive(Debug)]
+pub struct StreamPath {
+    stream: StreamRef,
+    destination: Option<String>,
+}
+
+#[derive(Debug)]
+enum StreamRef {
+    Id(String),
+    Name { app: String, name: String },
+}
+
+impl StreamPath {
+    /// The stream's relay, or 404 (none) / 409 (an ambiguous name).
+    fn find(&self, state: &HttpState) -> Result<Arc<StreamRelay>, ApiError> {
+        let found = match &self.stream {
+            StreamRef::Id(id) => state.relay.find_by_id(id),
+            StreamRef::Name { app, name } => state.relay.find(app, name),
+        };
+        Ok(found?)
+    }
+
+    fn not_found(&self) -> ApiError {
+        let message = match &self.stream {
+            StreamRef::Id(id) => format!("no live stream with id {id}"),
+            StreamRef::Name { app, name } => format!("no live stream {app}/{name}"),
+        };
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn destination(&self) -> Result<&str, ApiError> {
+        self.destination.as_deref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "route without a destination",
+            )
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for StreamPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let stream = match (
+            params.remove("id"),
+            params.remove("app"),
+            params.remove("name"),
+        ) {
+            (Some(id), None, None) => StreamRef::Id(id),
+            (None, Some(app), Some(name)) => StreamRef::Name { app, name },
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "route names no stream",
+                ));
+            }
+        };
+        Ok(Self {
+            stream,
+            destination: params.remove("destination"),
+        })
+    }
 }
 
 /// `GET /`.
@@ -154,73 +225,77 @@ pub async fn list_streams(
     Ok(Json(stream_list(&state)))
 }
 
-/// `GET /api/v1/streams/{app}/{name}`.
+/// `GET /api/v1/streams/{id}` and `GET /api/v1/streams/{app}/{name}`.
 pub async fn get_stream(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((app, name)): Path<(String, String)>,
+    path: StreamPath,
 ) -> Result<Json<StreamJson>, ApiError> {
     authorize(&state, &headers, false)?;
-    let relay = find(&state, &app, &name)?;
-    stream_json(&state, &relay).map(Json).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no live stream {app}/{name}"),
-        )
-    })
+    let relay = path.find(&state)?;
+    stream_json(&state, &relay)
+        .map(Json)
+        .ok_or_else(|| path.not_found())
 }
 
-/// `POST /api/v1/streams/{app}/{name}/destinations`.
+/// `POST /api/v1/streams/{id}/destinations` (or `{app}/{name}` in place of `{id}`).
 pub async fn add_destination(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((app, name)): Path<(String, String)>,
+    path: StreamPath,
     body: Result<Json<DestinationRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DestinationJson>), ApiError> {
     authorize(&state, &headers, true)?;
     let Json(request) = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("bad request body: {}", e.body_text()),
-        )
+        // 413 for a body over the limit; anything else the client sent is a 400.
+        let status = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("bad request body: {}", e.body_text()))
     })?;
-    let relay = find(&state, &app, &name)?;
+    let relay = path.find(&state)?;
     let added = state.relay.add_destination(&relay, request)?;
     Ok((StatusCode::CREATED, Json(added.into())))
 }
 
-/// `DELETE /api/v1/streams/{app}/{name}/destinations/{id}`.
+/// `DELETE /api/v1/streams/{id}/destinations/{destination}` (or `{app}/{name}`).
 pub async fn remove_destination(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((app, name, id)): Path<(String, String, String)>,
+    path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, true)?;
-    let relay = find(&state, &app, &name)?;
-    state.relay.remove_destination(&relay, &id)?;
+    let relay = path.find(&state)?;
+    state
+        .relay
+        .remove_destination(&relay, path.destination()?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /api/v1/streams/{app}/{name}/destinations/{id}/restart`.
+/// `POST /api/v1/streams/{id}/destinations/{destination}/restart` (or `{app}/{name}`).
 pub async fn restart_destination(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((app, name, id)): Path<(String, String, String)>,
+    path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, true)?;
-    let relay = find(&state, &app, &name)?;
-    state.relay.restart_destination(&relay, &id)?;
+    let relay = path.find(&state)?;
+    state
+        .relay
+        .restart_destination(&relay, path.destination()?)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /api/v1/streams/{app}/{name}`: disconnects the publisher.
+/// `DELETE /api/v1/streams/{id}` (or `{app}/{name}`): disconnects exactly that
+/// stream's publisher.
 pub async fn kick_publisher(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-    Path((app, name)): Path<(String, String)>,
+    path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, true)?;
-    let relay = find(&state, &app, &name)?;
+    let relay = path.find(&state)?;
     state.relay.kick(&relay);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -257,4 +332,25 @@ pub async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "no such endpoint; see /api/v1/openapi.json",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in [
+            "Bearer tok",
+            "bearer tok",
+            "BEARER tok",
+            "bEaReR tok",
+            "Bearer   tok ",
+        ] {
+            assert_eq!(bearer_credentials(header), Some("tok"), "{header}");
+        }
+        for header in ["Basic tok", "Bearertok", "Bearer", "tok", "Bearer-x tok"] {
+            assert_eq!(bearer_credentials(header), None, "{header}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! `GET /metrics` in the Prometheus text exposition format (version 0.0.4).
 //!
-//! Label values are app, the displayed stream name (user name or masked key) and
-//! destination ids: never a key.
+//! Label values are app, the stream's id (`stream_id`, which tells streams apart),
+//! the displayed stream name (`stream`: user name or masked key, for people, and
+//! not unique) and destination ids: never a key.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -68,6 +69,16 @@ pub fn render(state: &HttpState) -> String {
     f.header("prism_connections", "gauge", "RTMP connections open.");
     f.sample("prism_connections", &[], state.open_connections() as f64);
     f.header(
+        "prism_http_connections",
+        "gauge",
+        "HTTP connections open (at most http.max_connections).",
+    );
+    f.sample(
+        "prism_http_connections",
+        &[],
+        state.http_connections.get() as f64,
+    );
+    f.header(
         "prism_streams",
         "gauge",
         "Live streams, with those waiting for their publisher to come back.",
@@ -90,7 +101,7 @@ pub fn render(state: &HttpState) -> String {
     for (s, publisher) in published() {
         f.sample(
             "prism_stream_bytes_in_total",
-            &[("app", &s.app), ("stream", &s.name)],
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
             publisher.bytes_in as f64,
         );
     }
@@ -102,7 +113,7 @@ pub fn render(state: &HttpState) -> String {
     for (s, publisher) in published() {
         f.sample(
             "prism_stream_bitrate_bps",
-            &[("app", &s.app), ("stream", &s.name)],
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
             publisher.bitrate_bps as f64,
         );
     }
@@ -114,7 +125,7 @@ pub fn render(state: &HttpState) -> String {
     for s in &list.streams {
         f.sample(
             "prism_stream_reconnecting",
-            &[("app", &s.app), ("stream", &s.name)],
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
             f64::from(u8::from(s.state == StreamState::Reconnecting)),
         );
     }
@@ -122,7 +133,7 @@ pub fn render(state: &HttpState) -> String {
     for s in &list.streams {
         f.sample(
             "prism_stream_players",
-            &[("app", &s.app), ("stream", &s.name)],
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
             s.players as f64,
         );
     }
@@ -160,6 +171,7 @@ pub fn render(state: &HttpState) -> String {
             for d in &s.destinations {
                 let labels = [
                     ("app", s.app.as_str()),
+                    ("stream_id", s.id.as_str()),
                     ("stream", s.name.as_str()),
                     ("destination", d.id.as_str()),
                 ];
@@ -177,6 +189,7 @@ pub fn render(state: &HttpState) -> String {
             for (state, word) in STATES {
                 let labels = [
                     ("app", s.app.as_str()),
+                    ("stream_id", s.id.as_str()),
                     ("stream", s.name.as_str()),
                     ("destination", d.id.as_str()),
                     ("state", word),

@@ -5,6 +5,7 @@
 //! needs the bearer token from `[http] token`, and is disabled (403) without one.
 
 pub mod api;
+pub mod listener;
 pub mod metrics;
 pub mod model;
 
@@ -13,9 +14,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use listener::{HttpLimits, OpenConnections};
 
 use crate::hub::Hub;
 use crate::relay::Relay;
@@ -36,6 +41,8 @@ pub struct HttpState {
     pub protect_reads: bool,
     /// RTMP connections being served, for the open-connections gauge.
     pub connections: Arc<AtomicUsize>,
+    /// HTTP connections being served, for their gauge.
+    pub http_connections: Arc<OpenConnections>,
     /// Reloads the configuration (`POST /api/v1/reload`).
     pub reloader: Arc<Reloader>,
 }
@@ -47,7 +54,15 @@ impl HttpState {
     }
 }
 
-/// The routes.
+/// The largest request body accepted: a destination request is a few hundred
+/// bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The routes. Every per-stream endpoint takes the stream's `{id}` (unique,
+/// from `GET /api/v1/streams`) or `{app}/{name}` (the name status shows, refused
+/// with 409 when two live streams share it). A literal path segment wins over a
+/// parameter, so `/api/v1/streams/{x}/destinations` is always the id form: a
+/// stream whose name is literally `destinations` is reached by its id.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/", get(api::dashboard))
@@ -57,6 +72,22 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/streams", get(api::list_streams))
         .route("/api/v1/reload", post(api::reload))
         .route(
+            "/api/v1/streams/{id}",
+            get(api::get_stream).delete(api::kick_publisher),
+        )
+        .route(
+            "/api/v1/streams/{id}/destinations",
+            post(api::add_destination),
+        )
+        .route(
+            "/api/v1/streams/{id}/destinations/{destination}",
+            delete(api::remove_destination),
+        )
+        .route(
+            "/api/v1/streams/{id}/destinations/{destination}/restart",
+            post(api::restart_destination),
+        )
+        .route(
             "/api/v1/streams/{app}/{name}",
             get(api::get_stream).delete(api::kick_publisher),
         )
@@ -65,14 +96,15 @@ pub fn router(state: Arc<HttpState>) -> Router {
             post(api::add_destination),
         )
         .route(
-            "/api/v1/streams/{app}/{name}/destinations/{id}",
+            "/api/v1/streams/{app}/{name}/destinations/{destination}",
             delete(api::remove_destination),
         )
         .route(
-            "/api/v1/streams/{app}/{name}/destinations/{id}/restart",
+            "/api/v1/streams/{app}/{name}/destinations/{destination}/restart",
             post(api::restart_destination),
         )
         .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -81,13 +113,15 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: CancellationToken) {
-    let app = router(state);
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("http server: {err}");
-    }
+/// Serves until `shutdown` within `limits` (see [`listener`] for what each bounds),
+/// every connection a task of `tracker`.
+pub async fn serve(
+    tcp: TcpListener,
+    state: Arc<HttpState>,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let open = Arc::clone(&state.http_connections);
+    listener::serve(tcp, router(state), limits, open, shutdown, tracker).await;
 }

@@ -1,5 +1,5 @@
 //! The JSON the status API returns. Field names are a stable interface (harnesses
-//! outside the repository read `streams[].app`, `streams[].name`,
+//! outside the repository read `streams[].app`, `streams[].name`, `streams[].id`,
 //! `streams[].destinations[].id`, `.state`, `.bytes_out`, `.reconnects`,
 //! `.last_error`); the OpenAPI document in `openapi.json` describes all of them.
 //! No field ever carries a stream key.
@@ -33,9 +33,13 @@ pub enum StreamState {
 /// One live stream.
 #[derive(Debug, Serialize)]
 pub struct StreamJson {
+    /// The stream's id (32 hex digits, random): unique among live streams, kept
+    /// across a publisher's reconnect within its grace period. Use it in URLs.
+    pub id: String,
     /// The RTMP app.
     pub app: String,
-    /// The user's name, or the stream key masked (`****1a2b`); use it in URLs.
+    /// The user's name, or the stream key masked (`****1a2b`). Two streams can
+    /// show the same name (a mask is 16 bits; a user may have several keys).
     pub name: String,
     /// `live`, or `reconnecting` while the stream waits for its dropped publisher.
     pub state: StreamState,
@@ -135,6 +139,7 @@ impl StreamJson {
     /// Joins the hub's view of a stream with its relay.
     pub fn new(info: StreamInfo, relay: &StreamRelay, warnings: Vec<String>) -> Self {
         Self {
+            id: relay.id().to_string(),
             app: info.app,
             name: relay.display_name(),
             state: StreamState::Live,
@@ -159,6 +164,7 @@ impl StreamJson {
     /// publisher, its destinations as they are (connected, waiting).
     pub fn reconnecting(relay: &StreamRelay, since: SystemTime, players: usize) -> Self {
         Self {
+            id: relay.id().to_string(),
             app: relay.app().to_owned(),
             name: relay.display_name(),
             state: StreamState::Reconnecting,

@@ -189,6 +189,9 @@ pub struct Relay {
     shutdown: CancellationToken,
     /// The relay of each live stream, by (app, name), for status and control.
     streams: DashMap<(String, String), Arc<StreamRelay>>,
+    /// The same relays by their random id, which the API and metrics use: a
+    /// masked key can collide, an id cannot.
+    by_id: DashMap<StreamId, Arc<StreamRelay>>,
 }
 
 impl Relay {
@@ -238,6 +241,7 @@ impl Relay {
             tracker,
             shutdown,
             streams: DashMap::new(),
+            by_id: DashMap::new(),
         })
     }
 
@@ -340,7 +344,8 @@ impl Relay {
                 resolution.problems.join("; ")
             );
         }
-        let stream = Arc::new(StreamRelay {
+        let stream = self.register(|id| StreamRelay {
+            id,
             name: name.clone(),
             user: user.map(|u| u.name.clone()),
             stop: self.shutdown.child_token(),
@@ -359,6 +364,21 @@ impl Relay {
             key,
             stream,
             generation: 0,
+        }
+    }
+
+    /// Creates a stream's relay under a fresh id and indexes it by that id. The
+    /// id is drawn again in the (2^-128) event that a live stream has it, so ids
+    /// are unique among live streams by construction, not only by probability.
+    fn register(&self, make: impl FnOnce(StreamId) -> StreamRelay) -> Arc<StreamRelay> {
+        let mut rng = rand::rng();
+        loop {
+            let id = StreamId::random(&mut rng);
+            if let dashmap::mapref::entry::Entry::Vacant(slot) = self.by_id.entry(id.clone()) {
+                let stream = Arc::new(make(id));
+                slot.insert(Arc::clone(&stream));
+                return stream;
+            }
         }
     }
 
@@ -389,6 +409,7 @@ impl Relay {
             parent: None,
             "push",
             stream = %name.masked(),
+            stream_id = %stream.id,
             destination = %spec.id,
             url = %spec.target.masked(),
         );
@@ -429,12 +450,37 @@ impl Relay {
     }
 
     /// The relay of the live stream shown as `display_name` (its user's name or its
-    /// masked key) in `app`.
-    pub fn find(&self, app: &str, display_name: &str) -> Option<Arc<StreamRelay>> {
-        self.streams
+    /// masked key) in `app`. A display name is not an identity: two keys can share
+    /// a mask, and a user with several keys can publish twice. When more than one
+    /// live stream has it, this refuses ([`ControlError::Ambiguous`]) rather than
+    /// pick one, so that a control request never acts on the wrong stream.
+    pub fn find(&self, app: &str, display_name: &str) -> Result<Arc<StreamRelay>, ControlError> {
+        let matching: Vec<Arc<StreamRelay>> = self
+            .streams
             .iter()
-            .find(|e| e.value().name.app == app && e.value().display_name() == display_name)
+            .filter(|e| e.value().name.app == app && e.value().display_name() == display_name)
             .map(|e| Arc::clone(e.value()))
+            .collect();
+        match <[_; 1]>::try_from(matching) {
+            Ok([stream]) => Ok(stream),
+            Err(matching) if matching.is_empty() => Err(ControlError::NotFound(format!(
+                "no live stream {app}/{display_name}"
+            ))),
+            Err(matching) => Err(ControlError::Ambiguous(format!(
+                "{} live streams in {app} are shown as {display_name}: name the one you mean \
+                 by its id (the `id` of each stream in GET /api/v1/streams), \
+                 e.g. /api/v1/streams/{{id}}",
+                matching.len()
+            ))),
+        }
+    }
+
+    /// The relay of the live stream with this id.
+    pub fn find_by_id(&self, id: &str) -> Result<Arc<StreamRelay>, ControlError> {
+        self.by_id
+            .get(id)
+            .map(|e| Arc::clone(e.value()))
+            .ok_or_else(|| ControlError::NotFound(format!("no live stream with id {id}")))
     }
 
     /// Adds a destination to a live stream.
@@ -480,7 +526,7 @@ impl Relay {
     /// Stops a destination with a clean unpublish and forgets it.
     pub fn remove_destination(&self, stream: &StreamRelay, id: &str) -> Result<(), ControlError> {
         stream.stop_destination(id)?;
-        tracing::info!(stream = %stream.name.masked(), destination = id, "destination removed");
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, destination = id, "destination removed");
         Ok(())
     }
 
@@ -493,13 +539,13 @@ impl Relay {
         let entry = stream.stop_destination(id)?;
         let reconnects = entry.status.snapshot().reconnects + 1;
         self.spawn_destination(stream, entry.spec, reconnects, &self.tables());
-        tracing::info!(stream = %stream.name.masked(), destination = id, "destination restarted");
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, destination = id, "destination restarted");
         Ok(())
     }
 
     /// Disconnects the publisher of a stream.
     pub fn kick(&self, stream: &StreamRelay) {
-        tracing::info!(stream = %stream.name.masked(), "publisher kicked");
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, "publisher kicked");
         stream
             .kick
             .lock()
@@ -568,6 +614,9 @@ pub enum ControlError {
     /// It already exists.
     #[error("{0}")]
     Conflict(String),
+    /// A name that more than one live stream has; the request must use an id.
+    #[error("{0}")]
+    Ambiguous(String),
 }
 
 /// One destination of a live stream, with what it takes to stop it.
@@ -577,8 +626,44 @@ struct DestinationEntry {
     stop: CancellationToken,
 }
 
+/// A live stream's identity in the API and metrics: 128 bits from a CSPRNG,
+/// as 32 lowercase hex digits. Unlike the masked key it is neither derived from
+/// the key nor short enough to collide, and it lives as long as the stream's relay
+/// (so a publisher that comes back within its grace period keeps it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// A fresh id from `rng`, which must be cryptographically secure: an id must
+    /// not be predictable from the ids seen before it.
+    pub fn random<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for StreamId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The relay side of one live stream.
 pub struct StreamRelay {
+    /// Its id in the API and metrics.
+    id: StreamId,
     name: StreamName,
     user: Option<String>,
     stop: CancellationToken,
@@ -596,6 +681,11 @@ pub struct StreamRelay {
 impl StreamRelay {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DestinationEntry>> {
         self.destinations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream's id: what the API and metrics identify it by.
+    pub fn id(&self) -> &StreamId {
+        &self.id
     }
 
     /// The app.
@@ -659,6 +749,11 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
+    /// The id of the stream this handle keeps relaying.
+    pub fn stream_id(&self) -> &StreamId {
+        self.stream.id()
+    }
+
     /// The publisher dropped: keep the destinations for a returning publisher to
     /// adopt. Dropping the handle afterwards ends them unless one did.
     pub fn orphan(&self) {
@@ -670,7 +765,13 @@ impl RelayHandle {
 
 impl std::fmt::Debug for RelayHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RelayHandle({}/{})", self.key.0, Masked(&self.key.1))
+        write!(
+            f,
+            "RelayHandle({}/{} {})",
+            self.key.0,
+            Masked(&self.key.1),
+            self.stream.id
+        )
     }
 }
 
@@ -688,5 +789,110 @@ impl Drop for RelayHandle {
         self.relay
             .streams
             .remove_if(&self.key, |_, current| Arc::ptr_eq(current, &self.stream));
+        self.relay.by_id.remove_if(self.stream.id(), |_, current| {
+            Arc::ptr_eq(current, &self.stream)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two stream keys with the same mask (`****` plus a 16-bit fingerprint):
+    /// the collision the issue reported, found offline by brute force.
+    const VICTIM: &str = "VICTIM-key-8842";
+    const EVIL: &str = "evil46109";
+
+    fn relay() -> Arc<Relay> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = Config::defaults();
+        let hub = Hub::new(config.hub_limits());
+        Arc::new(
+            Relay::new(&config, hub, TaskTracker::new(), CancellationToken::new())
+                .expect("the default relay starts"),
+        )
+    }
+
+    fn go_live(relay: &Arc<Relay>, key: &str) -> (RelayHandle, CancellationToken) {
+        let name = StreamName::parse("live", "", key).expect("a valid name");
+        let kick = CancellationToken::new();
+        (relay.start(&name, &Grant::default(), kick.clone()), kick)
+    }
+
+    #[test]
+    fn stream_ids_are_128_random_bits_in_hex() {
+        let mut rng = rand::rng();
+        let a = StreamId::random(&mut rng);
+        let b = StreamId::random(&mut rng);
+        assert_eq!(a.as_str().len(), 32);
+        assert!(
+            a.as_str()
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn colliding_masks_are_refused_by_name_and_told_apart_by_id() {
+        assert_eq!(
+            Masked(VICTIM).to_string(),
+            Masked(EVIL).to_string(),
+            "the two keys share a mask"
+        );
+        let relay = relay();
+        let (victim, victim_kick) = go_live(&relay, VICTIM);
+        let shown = Masked(VICTIM).to_string();
+        let found = relay.find("live", &shown).expect("one stream: found");
+        assert_eq!(found.id(), victim.stream_id());
+
+        let (evil, evil_kick) = go_live(&relay, EVIL);
+        assert_ne!(victim.stream_id(), evil.stream_id());
+        match relay.find("live", &shown) {
+            Err(ControlError::Ambiguous(message)) => {
+                assert!(message.contains("id"), "{message}");
+                assert!(!message.contains(VICTIM) && !message.contains(EVIL));
+            }
+            Err(other) => panic!("expected ambiguous, got {other}"),
+            Ok(_) => panic!("expected ambiguous, got a stream"),
+        }
+        for (handle, key) in [(&victim, VICTIM), (&evil, EVIL)] {
+            let stream = relay.find_by_id(handle.stream_id().as_str()).unwrap();
+            assert_eq!(stream.key(), key, "the id names exactly one stream");
+        }
+
+        // Kicking by id cancels exactly that publisher.
+        relay.kick(&relay.find_by_id(evil.stream_id().as_str()).unwrap());
+        assert!(evil_kick.is_cancelled());
+        assert!(!victim_kick.is_cancelled());
+
+        // Once the other has gone, the name is unambiguous again; its id is gone.
+        let evil_id = evil.stream_id().clone();
+        drop(evil);
+        assert!(matches!(
+            relay.find_by_id(evil_id.as_str()),
+            Err(ControlError::NotFound(_))
+        ));
+        assert_eq!(relay.find("live", &shown).unwrap().key(), VICTIM);
+        drop(victim);
+        assert!(matches!(
+            relay.find("live", &shown),
+            Err(ControlError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn a_publisher_back_within_its_grace_period_keeps_the_stream_id() {
+        let relay = relay();
+        let (first, _) = go_live(&relay, "grace-key");
+        let id = first.stream_id().clone();
+        first.orphan();
+        let (second, _) = go_live(&relay, "grace-key");
+        assert_eq!(second.stream_id(), &id, "the same stream, the same id");
+        drop(first);
+        assert!(relay.find_by_id(id.as_str()).is_ok(), "still live");
+        drop(second);
+        assert!(relay.find_by_id(id.as_str()).is_err());
     }
 }

@@ -371,15 +371,19 @@ where
                 };
                 match self.ctx.hub.publish(&name) {
                     Ok(publisher) => {
-                        match &grant.user {
-                            Some(user) => {
-                                tracing::info!(stream = %name.masked(), user = %user.name, "publishing")
-                            }
-                            None => tracing::info!(stream = %name.masked(), "publishing"),
-                        }
                         self.session.accept_publish(stream_id);
                         publisher.set_peer(self.peer);
                         let relay = self.ctx.relay.start(&name, &grant, self.kick.clone());
+                        // The stream id, unlike the mask, tells two streams apart.
+                        let id = relay.stream_id();
+                        match &grant.user {
+                            Some(user) => {
+                                tracing::info!(stream = %name.masked(), stream_id = %id, user = %user.name, "publishing")
+                            }
+                            None => {
+                                tracing::info!(stream = %name.masked(), stream_id = %id, "publishing")
+                            }
+                        }
                         self.role = Role::Publishing {
                             publisher,
                             _relay: relay,
