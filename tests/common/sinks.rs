@@ -757,6 +757,36 @@ fn listening(pid: u32, port: u16) -> bool {
         })
 }
 
+/// The local address of `pid`'s TCP connection to `remote` (IPv4), from
+/// /proc/net/tcp: what the server sees as that client's peer address, so a test
+/// can find the server's log lines for one client it did not write itself.
+pub fn client_addr_of(pid: u32, remote: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    let parse = |field: &str| -> Option<std::net::SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        // The kernel prints the address as a host-order u32 of network-order bytes.
+        let ip = std::net::Ipv4Addr::from(ip.to_le_bytes());
+        Some(std::net::SocketAddr::from((ip, port)))
+    };
+    let fds: Vec<PathBuf> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .collect();
+    fs::read_to_string("/proc/net/tcp")
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() <= 9 || parse(fields[2])? != remote {
+                return None;
+            }
+            let inode = PathBuf::from(format!("socket:[{}]", fields[9]));
+            fds.contains(&inode).then(|| parse(fields[1]))?
+        })
+}
+
 /// The PIDs whose parent is `parent` (from /proc/*/stat; this kernel has no
 /// /proc/PID/task/TID/children).
 pub fn children_of(parent: u32) -> Vec<u32> {
