@@ -134,8 +134,10 @@ pub struct ServerSession {
     next_stream_id: u32,
     /// Aggregate messages expand to several events; they wait here.
     pending: std::collections::VecDeque<ServerEvent>,
-    /// Whether media on message stream 0 that no stream could own has been
-    /// reported: once per connection, so a peer cannot flood the log.
+    /// Whether media on message stream 0 has been logged, as taken by the
+    /// publishing stream or as ignored: once per connection each, so a peer cannot
+    /// flood the log.
+    noted_stream_0_media: bool,
     warned_unowned_media: bool,
 }
 
@@ -149,6 +151,7 @@ impl ServerSession {
             streams: Vec::new(),
             next_stream_id: 1,
             pending: std::collections::VecDeque::new(),
+            noted_stream_0_media: false,
             warned_unowned_media: false,
         }
     }
@@ -256,7 +259,16 @@ impl ServerSession {
             .filter(|(_, role)| *role == StreamRole::Publishing)
             .map(|(id, _)| *id);
         match (publishing.next(), publishing.next()) {
-            (Some(owner), None) => Some(owner),
+            (Some(owner), None) => {
+                if !self.noted_stream_0_media {
+                    self.noted_stream_0_media = true;
+                    tracing::debug!(
+                        stream_id = owner,
+                        "media on message stream 0: taken as the publishing stream's"
+                    );
+                }
+                Some(owner)
+            }
             (first, _) => {
                 if !self.warned_unowned_media {
                     self.warned_unowned_media = true;
