@@ -569,7 +569,7 @@ async fn node_media_server_4_relays_into_prism_with_media_on_message_stream_0() 
         prism.app.as_ref().unwrap().http_addr()
     );
     let deadline = tokio::time::Instant::now() + CHILD_TIMEOUT;
-    loop {
+    let relay_peer = loop {
         let list: serde_json::Value = http_client()
             .get(&api)
             .send()
@@ -578,16 +578,16 @@ async fn node_media_server_4_relays_into_prism_with_media_on_message_stream_0() 
             .json()
             .await
             .unwrap();
-        let bytes_in = list["streams"][0]["publisher"]["bytes_in"].as_u64();
-        if bytes_in.unwrap_or(0) > 0 {
-            break;
+        let publisher = &list["streams"][0]["publisher"];
+        if publisher["bytes_in"].as_u64().unwrap_or(0) > 0 {
+            break publisher["remote_addr"].as_str().unwrap().to_owned();
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "bytes_in stayed 0: {list}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
 
     let (status, _) = finish(publisher).await;
     assert!(status.success(), "the publisher ran cleanly: {status}");
@@ -598,13 +598,20 @@ async fn node_media_server_4_relays_into_prism_with_media_on_message_stream_0() 
     assert!(status.success(), "the player ended cleanly: {status}");
     assert_source_from_keyframe(&clip, &parse_framemd5(&out));
 
-    let logs = captured_logs();
+    // The relay connection's lines (other tests of this binary may log too).
+    let span = format!("peer={relay_peer}");
+    let logs: Vec<String> = captured_logs()
+        .lines()
+        .filter(|l| l.contains(&span))
+        .map(str::to_owned)
+        .collect();
     assert!(
-        logs.contains("media on message stream 0: taken as the publishing stream's"),
+        logs.iter()
+            .any(|l| l.contains("media on message stream 0: taken as the publishing stream's")),
         "the relay really sent its media on message stream 0"
     );
     assert!(
-        !logs.contains("on message stream 0 while"),
+        !logs.iter().any(|l| l.contains("on message stream 0 while")),
         "nothing on stream 0 was ignored"
     );
     assert_logs_hide(&[key]);
