@@ -63,15 +63,16 @@ const ALLOWED: &[Allowed] = &[
         step: "FCPublish",
         shape: "onFCPublish txn=0",
         why: "prism confirms FCPublish with an onFCPublish notification (transaction 0, \
-              never a `_result` that could be taken for another command's), as SRS and \
-              FFmpeg's own server do; nginx-rtmp says nothing",
+              never a `_result` that could be taken for another command's), as FFmpeg's \
+              own server does (SRS sends it at publish); nginx-rtmp says nothing",
     },
     Allowed {
         side: Side::Prism,
         conversation: "publisher",
         step: "publish",
         shape: "event StreamBegin(1)",
-        why: "StreamBegin before NetStream.Publish.Start, as FFmpeg's server and SRS send",
+        why: "StreamBegin before NetStream.Publish.Start, as FFmpeg's own server sends it; \
+              a publisher has no use for it and every client ignores it",
     },
     Allowed {
         side: Side::Prism,
@@ -94,8 +95,9 @@ const ALLOWED: &[Allowed] = &[
         conversation: "player",
         step: "getStreamLength",
         shape: "_result txn=3",
-        why: "prism answers getStreamLength with the length, 0 (live), as SRS does; ffmpeg \
-              reads it as the duration; nginx-rtmp says nothing",
+        why: "prism answers getStreamLength with `_result(txn, null, 0)`: ffmpeg reads the \
+              number as the duration, 0 meaning live. SRS and FFmpeg's own server answer it \
+              too (with a null, or nothing, after the null); nginx-rtmp says nothing",
     },
     Allowed {
         side: Side::Prism,

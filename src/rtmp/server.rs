@@ -443,7 +443,8 @@ impl ServerSession {
     ///   connect's, and takes any `_result` for 1 as connect's answer, starting over;
     ///   and SRS's `_result(txn, null, undefined)` (what prism used to send) carries an
     ///   AMF0 `undefined` that xiu's decoder refuses.
-    /// - FCPublish gets `onFCPublish` (a notification, transaction 0), as from SRS.
+    /// - FCPublish gets `onFCPublish` (a notification, transaction 0), as from
+    ///   FFmpeg's own server (SRS sends it at publish).
     /// - getStreamLength gets `_result(txn, null, 0)`: ffmpeg reads the number as the
     ///   duration, 0 meaning live. Never an `_error`: old ffmpeg aborted on those.
     fn on_preparation(&mut self, command: &Command) {
