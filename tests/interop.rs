@@ -177,7 +177,7 @@ impl<'a> Conversation<'a> {
         self.record(step, replies);
     }
 
-    /// A connect with `object` (the client's properties).
+    /// A connect with the client's `properties` between `app` and `tcUrl`.
     async fn connect(&mut self, addr: SocketAddr, properties: Vec<(&str, Amf0Value)>) {
         let tc_url = format!("rtmp://{addr}/live");
         let mut object = vec![("app", "live".into())];
