@@ -56,7 +56,9 @@ impl App {
             &config.rtmps.cert_file,
             &config.rtmps.key_file,
         ) {
-            (Some(_), Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            (Some(_), Some(cert), Some(key)) => {
+                Some(tls::acceptor(cert, key, &config.rtmps.tls_versions)?)
+            }
             _ => None,
         };
         let hub = Hub::new(config.hub_limits());

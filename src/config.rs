@@ -240,7 +240,7 @@ pub struct RtmpConfig {
 /// The RTMPS listener: RTMP inside TLS, for encoders that publish over networks
 /// their operators do not trust. Disabled unless `listen` is set; it shares the
 /// RTMP listener's connection limits and timeouts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RtmpsConfig {
     /// Listen address; `None` disables RTMPS.
@@ -252,6 +252,40 @@ pub struct RtmpsConfig {
     /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
+    /// The TLS versions offered: an operator with old clients that cannot do one
+    /// of them can leave it out (and one who must forbid 1.2 can too).
+    #[serde(default = "TlsVersion::all")]
+    pub tls_versions: Vec<TlsVersion>,
+}
+
+impl Default for RtmpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            cert_file: None,
+            key_file: None,
+            tls_versions: TlsVersion::all(),
+        }
+    }
+}
+
+/// A TLS protocol version the RTMPS listener can offer, written as in the
+/// configuration: `"1.2"` or `"1.3"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Every version prism can offer, the default.
+    pub fn all() -> Vec<Self> {
+        vec![Self::Tls12, Self::Tls13]
+    }
 }
 
 /// Bounds on what a peer can make prism buffer.
@@ -391,6 +425,12 @@ impl Config {
             return invalid(
                 "rtmps.listen",
                 "RTMPS needs rtmps.cert_file and rtmps.key_file (PEM)",
+            );
+        }
+        if self.rtmps.tls_versions.is_empty() {
+            return invalid(
+                "rtmps.tls_versions",
+                "list at least one TLS version: \"1.2\", \"1.3\"",
             );
         }
         if !(128..=0xFF_FFFF).contains(&self.limits.max_message_len) {
@@ -606,8 +646,40 @@ mod tests {
             )?;
             let config = Config::load(Some(Path::new("tls.toml")), &overrides).unwrap();
             assert_eq!(config.rtmps.listen.unwrap().port(), 1936);
+            assert_eq!(
+                config.rtmps.tls_versions,
+                TlsVersion::all(),
+                "both by default"
+            );
             // No PRISM_RTMPS__* variable here: other tests of this binary load the
             // configuration from the same process environment at the same time.
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_versions_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            let load = |name: &str| Config::load(Some(Path::new(name)), &Overrides::default());
+            jail.create_file("one.toml", "[rtmps]\ntls_versions = [\"1.2\"]\n")?;
+            assert_eq!(
+                load("one.toml").unwrap().rtmps.tls_versions,
+                [TlsVersion::Tls12]
+            );
+            jail.create_file("none.toml", "[rtmps]\ntls_versions = []\n")?;
+            let err = load("none.toml").unwrap_err().to_string();
+            assert!(
+                err.contains("rtmps.tls_versions") && err.contains("at least one"),
+                "{err}"
+            );
+            jail.create_file("old.toml", "[rtmps]\ntls_versions = [\"1.1\", \"1.3\"]\n")?;
+            let err = load("old.toml").unwrap_err().to_string();
+            assert!(
+                err.contains("tls_versions") && err.contains("1.1") && err.contains("1.2"),
+                "names the key, the bad value and the known ones: {err}"
+            );
+            jail.create_file("number.toml", "[rtmps]\ntls_versions = [1.3]\n")?;
+            assert!(load("number.toml").is_err(), "versions are strings");
             Ok(())
         });
     }

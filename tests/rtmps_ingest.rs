@@ -3,7 +3,9 @@
 //! ffmpeg publishes and plays over rtmps:// (it does not verify certificates
 //! unless told to); what players get is compared with the source packet by packet.
 //! Bad clients on the TLS port are closed with a log line and nothing else
-//! notices; the TLS handshake counts against the handshake timeout.
+//! notices; the TLS handshake counts against the handshake timeout. rtmpdump
+//! (librtmp over GnuTLS, which fails against TLS 1.3 session tickets) plays over
+//! rtmps:// with both TLS versions offered and with 1.2 alone.
 
 mod common;
 
@@ -12,9 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::sinks::write_certificates;
+use common::sinks::{client_addr_of, write_certificates};
 use common::*;
 use prism::Config;
+use prism::config::TlsVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -120,6 +123,14 @@ async fn wait_log(peer: SocketAddr, what: &str) -> String {
 
 /// A TLS client that trusts the test CA.
 fn tls_connector(certs: &Certs) -> tokio_rustls::TlsConnector {
+    tls_connector_with(certs, rustls::DEFAULT_VERSIONS)
+}
+
+/// A TLS client that trusts the test CA and offers only `versions`.
+fn tls_connector_with(
+    certs: &Certs,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -128,7 +139,7 @@ fn tls_connector(certs: &Certs) -> tokio_rustls::TlsConnector {
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -310,6 +321,123 @@ async fn the_tls_port_shares_the_connection_limits() {
         .await
         .expect("TLS handshake in time")
         .expect("TLS handshake succeeds once slots are free");
+    prism.stop().await;
+}
+
+/// Plays `app/name` over rtmps:// with rtmpdump (librtmp, GnuTLS; it does not
+/// verify certificates) while ffmpeg publishes the clip over plain RTMP; returns
+/// the TLS version prism logged for rtmpdump's connection. Every packet of the
+/// clip from its first keyframe must arrive.
+async fn rtmpdump_plays_over_rtmps(prism: &Prism, name: &str) -> String {
+    let clip = clip(4);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rtmpdump-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = dir.join("play.flv");
+    let url = rtmps_url(prism, &format!("live/{name}"));
+    let player = spawn(
+        "rtmpdump",
+        &[
+            "-q",
+            "--live",
+            "-r",
+            &url,
+            "-o",
+            recording.to_str().unwrap(),
+        ],
+    );
+    let mut player = player;
+    let pid = player.id().expect("rtmpdump runs");
+    // Waits for rtmpdump to play; one that fails its handshake fails the test now.
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    while prism
+        .hub()
+        .stream("live", name)
+        .map_or(0, |s| s.subscriber_count())
+        == 0
+    {
+        if let Some(status) = player.try_wait().unwrap() {
+            panic!(
+                "rtmpdump ended before it played ({status}): its RTMP handshake over TLS failed"
+            );
+        }
+        assert!(Instant::now() < deadline, "rtmpdump never played");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let peer = client_addr_of(pid, rtmps_addr(prism)).expect("rtmpdump's connection to prism");
+    let publisher = publish(&clip, &prism.url(&format!("live/{name}")));
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "the publisher ran cleanly: {status}");
+    let (status, _) = finish(player).await;
+    // rtmpdump says "incomplete" (2) for every live stream: it cannot know the end.
+    assert!(
+        matches!(status.code(), Some(0 | 2)),
+        "rtmpdump played to the end: {status}"
+    );
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &common::sinks::recording_framemd5(&recording)),
+        0,
+        "rtmpdump got every packet from the first keyframe"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let line = wait_log(peer, "TLS established").await;
+    line.split("tls=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no version in {line}"))
+        .trim_matches('"')
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmpdump_plays_over_rtmps_with_tls_1_2_and_1_3_offered() {
+    let certs = Certs::new();
+    let prism = Prism::start_with(|c| certs.enable(c)).await;
+    assert_eq!(
+        Config::defaults().rtmps.tls_versions,
+        TlsVersion::all(),
+        "both versions are the default"
+    );
+    // librtmp's GnuTLS offers 1.3; it works because prism sends no session tickets.
+    let version = rtmpdump_plays_over_rtmps(&prism, "librtmp-both").await;
+    assert_eq!(version, "1.3", "rtmpdump negotiated TLS 1.3");
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_tls_1_2_offered_rtmpdump_plays_and_a_tls_1_3_only_client_is_refused() {
+    let certs = Certs::new();
+    let prism = Prism::start_with(|c| {
+        certs.enable(c);
+        c.rtmps.tls_versions = vec![TlsVersion::Tls12];
+    })
+    .await;
+    let version = rtmpdump_plays_over_rtmps(&prism, "librtmp-tls12").await;
+    assert_eq!(version, "1.2");
+
+    // A client that offers TLS 1.3 alone finds no version in common.
+    let socket = TcpStream::connect(rtmps_addr(&prism)).await.unwrap();
+    let peer = socket.local_addr().unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let refused = tokio::time::timeout(
+        CLOSE_AT_ONCE,
+        tls_connector_with(&certs, &[&rustls::version::TLS13]).connect(name, socket),
+    )
+    .await
+    .expect("answered at once");
+    assert!(refused.is_err(), "a TLS 1.3-only client is refused");
+    wait_log(peer, "TLS handshake failed").await;
+    // One that offers 1.2 gets through.
+    let socket = TcpStream::connect(rtmps_addr(&prism)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(
+        CLOSE_AT_ONCE,
+        tls_connector_with(&certs, &[&rustls::version::TLS12]).connect(name, socket),
+    )
+    .await
+    .expect("answered at once")
+    .expect("a TLS 1.2 client gets through");
     prism.stop().await;
 }
 

@@ -134,6 +134,11 @@ pub struct ServerSession {
     next_stream_id: u32,
     /// Aggregate messages expand to several events; they wait here.
     pending: std::collections::VecDeque<ServerEvent>,
+    /// Whether media on message stream 0 has been logged, as taken by the
+    /// publishing stream or as ignored: once per connection each, so a peer cannot
+    /// flood the log.
+    noted_stream_0_media: bool,
+    warned_unowned_media: bool,
 }
 
 impl ServerSession {
@@ -146,6 +151,8 @@ impl ServerSession {
             streams: Vec::new(),
             next_stream_id: 1,
             pending: std::collections::VecDeque::new(),
+            noted_stream_0_media: false,
+            warned_unowned_media: false,
         }
     }
 
@@ -196,40 +203,89 @@ impl ServerSession {
             timestamp,
             message,
         } = incoming;
-        match message {
-            Message::Command(command) => self.handle_command(stream_id, command),
-            Message::Audio(payload) | Message::Video(payload)
-                if self.role(stream_id) != Some(StreamRole::Publishing) =>
-            {
-                tracing::debug!(
-                    stream_id,
-                    len = payload.len(),
-                    "media on a stream that is not publishing; ignored"
-                );
-                Ok(None)
-            }
-            Message::Audio(payload) => Ok(Some(ServerEvent::Audio {
+        let message = match message {
+            Message::Command(command) => return self.handle_command(stream_id, command),
+            Message::UserControl(_) | Message::Other { .. } => return Ok(None),
+            message => message,
+        };
+        let Some(stream_id) = self.media_owner(stream_id, &message) else {
+            return Ok(None);
+        };
+        Ok(match message {
+            Message::Audio(payload) => Some(ServerEvent::Audio {
                 stream_id,
                 timestamp,
                 payload,
-            })),
-            Message::Video(payload) => Ok(Some(ServerEvent::Video {
+            }),
+            Message::Video(payload) => Some(ServerEvent::Video {
                 stream_id,
                 timestamp,
                 payload,
-            })),
+            }),
             Message::Data { values, payload } => {
-                Ok(self.handle_data(stream_id, timestamp, values, payload))
+                self.handle_data(stream_id, timestamp, values, payload)
             }
             Message::Aggregate(payload) => {
-                if self.role(stream_id) == Some(StreamRole::Publishing) {
-                    self.expand_aggregate(stream_id, timestamp, &payload);
-                }
-                Ok(self.pending.pop_front())
+                self.expand_aggregate(stream_id, timestamp, &payload);
+                self.pending.pop_front()
             }
-            Message::UserControl(_) | Message::Other { .. } => Ok(None),
             // Control messages were consumed by the link.
-            _ => Ok(None),
+            _ => None,
+        })
+    }
+
+    /// The publishing stream a media, data or aggregate message belongs to, if any.
+    ///
+    /// Normally that is the message stream it came on. Some relays (Node-Media-Server
+    /// 4's push) publish on stream 1 and then send `@setDataFrame`, audio and video on
+    /// message stream 0, the NetConnection's; nginx-rtmp and Node-Media-Server 2
+    /// accept that, so prism does too when the connection has exactly one publishing
+    /// stream: there is then only one stream the media can mean. With none or several,
+    /// it is ignored, with one warning per connection.
+    fn media_owner(&mut self, stream_id: u32, message: &Message) -> Option<u32> {
+        if self.role(stream_id) == Some(StreamRole::Publishing) {
+            return Some(stream_id);
+        }
+        if stream_id != 0 {
+            tracing::debug!(
+                stream_id,
+                "media on a stream that is not publishing; ignored"
+            );
+            return None;
+        }
+        let mut publishing = self
+            .streams
+            .iter()
+            .filter(|(_, role)| *role == StreamRole::Publishing)
+            .map(|(id, _)| *id);
+        match (publishing.next(), publishing.next()) {
+            (Some(owner), None) => {
+                if !self.noted_stream_0_media {
+                    self.noted_stream_0_media = true;
+                    tracing::debug!(
+                        stream_id = owner,
+                        "media on message stream 0: taken as the publishing stream's"
+                    );
+                }
+                Some(owner)
+            }
+            (first, _) => {
+                if !self.warned_unowned_media {
+                    self.warned_unowned_media = true;
+                    let kind = match message {
+                        Message::Audio(_) => "audio",
+                        Message::Video(_) => "video",
+                        Message::Aggregate(_) => "aggregate",
+                        _ => "data",
+                    };
+                    let publishing = if first.is_some() { "several" } else { "no" };
+                    tracing::warn!(
+                        "{kind} on message stream 0 while {publishing} streams publish: \
+                         ignored, and so is any more (warned once per connection)"
+                    );
+                }
+                None
+            }
         }
     }
 
@@ -240,9 +296,6 @@ impl ServerSession {
         values: Vec<Amf0Value>,
         payload: Bytes,
     ) -> Option<ServerEvent> {
-        if self.role(stream_id) != Some(StreamRole::Publishing) {
-            return None;
-        }
         let mut values = values.into_iter();
         let mut first = values.next();
         if first.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
@@ -381,8 +434,19 @@ impl ServerSession {
         );
     }
 
-    /// releaseStream and FCPublish are courtesy calls before publish; ffmpeg and OBS
-    /// send them, some old clients abort on an `_error`, so they always succeed.
+    /// releaseStream, FCPublish and getStreamLength are courtesy calls around publish
+    /// and play. Clients send them and carry on without waiting, so the answers only
+    /// have to be harmless to the strictest client:
+    ///
+    /// - releaseStream gets no answer, as from nginx-rtmp. A `_result` is worse than
+    ///   silence: xiu's relay sends releaseStream and FCPublish with transaction id 1,
+    ///   connect's, and takes any `_result` for 1 as connect's answer, starting over;
+    ///   and SRS's `_result(txn, null, undefined)` (what prism used to send) carries an
+    ///   AMF0 `undefined` that xiu's decoder refuses.
+    /// - FCPublish gets `onFCPublish` (a notification, transaction 0), as from
+    ///   FFmpeg's own server (SRS sends it at publish).
+    /// - getStreamLength gets `_result(txn, null, 0)`: ffmpeg reads the number as the
+    ///   duration, 0 meaning live. Never an `_error`: old ffmpeg aborted on those.
     fn on_preparation(&mut self, command: &Command) {
         match command.name.as_str() {
             "FCPublish" => {
@@ -396,13 +460,7 @@ impl ServerSession {
                 Amf0Value::Null,
                 vec![0.0.into()],
             ),
-            _ => self.send_command(
-                0,
-                "_result",
-                command.transaction_id,
-                Amf0Value::Null,
-                vec![Amf0Value::Undefined],
-            ),
+            _ => {}
         }
     }
 
@@ -608,3 +666,6 @@ pub fn status_object(
     }
     Amf0Value::Object(fields)
 }
+
+#[cfg(test)]
+mod tests;

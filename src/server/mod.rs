@@ -194,7 +194,12 @@ async fn serve_tls(
         },
         () = shutdown.cancelled() => return Ok(()),
     };
-    tracing::debug!("TLS established");
+    let version = match stream.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+        _ => "other",
+    };
+    tracing::debug!(tls = version, "TLS established");
     connection::serve(stream, peer, accepted, ctx, shutdown).await
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod raw_client;
 #[allow(unused_imports)]
 pub use child::ChildPrism;
 pub mod sinks;

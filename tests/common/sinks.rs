@@ -1,6 +1,7 @@
 //! Real ingest servers for the relay tests, none of them written here: nginx with
 //! the RTMP module (`live on`, `record all`) stands in for YouTube, Twitch and the
-//! like, and stunnel in front of one makes it an RTMPS ingest. Everything listens
+//! like, and stunnel in front of one makes it an RTMPS ingest. Node-Media-Server 4
+//! is another server whose push relay publishes into prism. Everything listens
 //! on 127.0.0.1, lives in a private directory under `CARGO_TARGET_TMPDIR`, and is
 //! stopped by PID by the value that started it (never by name).
 //!
@@ -554,6 +555,188 @@ impl Drop for StunnelFront {
     }
 }
 
+/// Node-Media-Server 4 (the npm package `node-media-server`, run as its own
+/// `node-media-server` command) on two free loopback ports, RTMP and HTTP API, with
+/// a private data directory and an API login made up for this instance. Its push
+/// relay is the point: it publishes on message stream 1, then sends
+/// `@setDataFrame`, audio and video on message stream 0.
+pub struct NodeMediaServer {
+    dir: PathBuf,
+    rtmp_port: u16,
+    http_port: u16,
+    password: String,
+    child: Child,
+}
+
+impl NodeMediaServer {
+    /// Starts the server; panics (with its output) if it does not come up.
+    pub async fn start() -> Self {
+        let program = require("node-media-server");
+        let dir = private_dir("nms");
+        fs::create_dir_all(&dir).unwrap();
+        let password = format!("pw-{:016x}", RandomState::new().hash_one(&dir));
+        let secret = format!("jwt-{:032x}", RandomState::new().hash_one(&password));
+        for _ in 0..5 {
+            let (rtmp_port, http_port) = (pick_port(), pick_port());
+            if rtmp_port == http_port {
+                continue;
+            }
+            let config = serde_json::json!({
+                "bind": "127.0.0.1",
+                "notify": { "url": "" },
+                "store": { "path": dir.join("data"), "maxHistory": 100 },
+                "auth": {
+                    "play": false,
+                    "publish": false,
+                    "secret": "",
+                    "jwt": {
+                        "secret": secret,
+                        "expiresIn": "1h",
+                        "refreshExpiresIn": "1h",
+                        "algorithm": "HS256",
+                        "users": [{ "username": "admin", "password": password, "role": "admin" }]
+                    }
+                },
+                "rtmp": { "port": rtmp_port },
+                "http": { "port": http_port },
+                "webadmin": { "enable": false },
+                "record": { "auto": false, "path": dir.join("record") }
+            });
+            let conf = dir.join("config.json");
+            fs::write(&conf, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+            let output = dir.join("nms.log");
+            let mut child = Command::new(&program)
+                .arg("-c")
+                .arg(&conf)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .stdout(append_to(&output))
+                .stderr(append_to(&output))
+                .spawn()
+                .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()));
+            let deadline = Instant::now() + SINK_START_TIMEOUT;
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let log = fs::read_to_string(&output).unwrap_or_default();
+                    if log.contains("EADDRINUSE") {
+                        break;
+                    }
+                    panic!("node-media-server exited at start ({status}):\n{log}");
+                }
+                if listening(child.id(), rtmp_port) && listening(child.id(), http_port) {
+                    return Self {
+                        dir,
+                        rtmp_port,
+                        http_port,
+                        password,
+                        child,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "node-media-server did not come up:\n{}",
+                        fs::read_to_string(&output).unwrap_or_default()
+                    );
+                }
+                sleep(POLL).await;
+            }
+        }
+        panic!("node-media-server could not bind free ports in 5 tries ({dir:?})");
+    }
+
+    /// `rtmp://127.0.0.1:PORT/<path>` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{path}", self.rtmp_port)
+    }
+
+    /// Everything the server printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("nms.log")).unwrap_or_default()
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/api/v1{path}", self.http_port)
+    }
+
+    /// Calls the API with a fresh login; returns the JSON answer of a 2xx.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let client = super::http_client();
+        let login: serde_json::Value = client
+            .post(self.api("/login"))
+            .json(&serde_json::json!({ "username": "admin", "password": self.password }))
+            .send()
+            .await
+            .expect("the API answers")
+            .error_for_status()
+            .expect("the login is accepted")
+            .json()
+            .await
+            .unwrap();
+        let token = login["data"]["token"].as_str().expect("a token").to_owned();
+        let mut request = client.request(method, self.api(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    /// Waits until something publishes `/app/name` here.
+    pub async fn wait_publishing(&self, stream_path: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let streams = self.call(reqwest::Method::GET, "/streams", None).await;
+            let live = streams["data"]["streams"]
+                .as_array()
+                .is_some_and(|streams| {
+                    streams
+                        .iter()
+                        .any(|s| s["key"] == stream_path && s["status"] == "publishing")
+                });
+            if live {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stream_path} never went live on node-media-server:\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts a push relay of the local `stream_path` to `url`.
+    pub async fn push(&self, stream_path: &str, url: &str) {
+        let body = serde_json::json!({ "url": url, "mode": "push", "streamPath": stream_path });
+        self.call(reqwest::Method::POST, "/relay", Some(body)).await;
+    }
+
+    /// Stops the push relay to `url`: it closes its connection.
+    pub async fn stop_push(&self, url: &str) {
+        let body = serde_json::json!({ "url": url, "mode": "push" });
+        self.call(reqwest::Method::DELETE, "/relay", Some(body))
+            .await;
+    }
+}
+
+impl Drop for NodeMediaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_unless_panicking(&self.dir);
+    }
+}
+
 /// Writes `ca.pem`, `server-chain.pem` (leaf for `localhost` and `127.0.0.1`, then
 /// the CA) and `server-key.pem` into `dir`.
 pub fn write_certificates(dir: &Path) {
@@ -754,6 +937,36 @@ fn listening(pid: u32, port: u16) -> bool {
             inodes
                 .iter()
                 .any(|inode| target.as_os_str() == inode.as_str())
+        })
+}
+
+/// The local address of `pid`'s TCP connection to `remote` (IPv4), from
+/// /proc/net/tcp: what the server sees as that client's peer address, so a test
+/// can find the server's log lines for one client it did not write itself.
+pub fn client_addr_of(pid: u32, remote: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    let parse = |field: &str| -> Option<std::net::SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        // The kernel prints the address as a host-order u32 of network-order bytes.
+        let ip = std::net::Ipv4Addr::from(ip.to_le_bytes());
+        Some(std::net::SocketAddr::from((ip, port)))
+    };
+    let fds: Vec<PathBuf> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .collect();
+    fs::read_to_string("/proc/net/tcp")
+        .ok()?
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() <= 9 || parse(fields[2])? != remote {
+                return None;
+            }
+            let inode = PathBuf::from(format!("socket:[{}]", fields[9]));
+            fds.contains(&inode).then(|| parse(fields[1]))?
         })
 }
 

@@ -1,0 +1,205 @@
+//! A scripted RTMP client built from prism's own codec (handshake, chunk encoder and
+//! decoder, message types), for tests that need to say exactly what a real client
+//! would not: commands in a chosen order, media on a chosen message stream, and a
+//! record of every message the server sends back, control messages included.
+//!
+//! A ping is the barrier between steps: [`RawClient::barrier`] sends a User Control
+//! PingRequest and reads until the server's PingResponse. A server handles one
+//! connection's messages in order, so everything it says in reply to the earlier
+//! messages has arrived by then (prism and nginx-rtmp both answer pings at once).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use prism::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MessageHeader, OutBuf};
+use prism::rtmp::handshake::ClientHandshake;
+use prism::rtmp::message::{Message, UserControl};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a server may take to answer a barrier ping or a step.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One message from the server, with its chunk-level header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The chunk stream it came on.
+    pub csid: u32,
+    /// The message stream id.
+    pub stream_id: u32,
+    /// Its timestamp.
+    pub timestamp: u32,
+    /// The decoded message.
+    pub message: Message,
+}
+
+/// A client connection: TCP, plain handshake done, then chunked messages both ways.
+pub struct RawClient {
+    socket: TcpStream,
+    encoder: ChunkEncoder,
+    decoder: ChunkDecoder,
+    inbound: BytesMut,
+    next_ping: u32,
+}
+
+impl RawClient {
+    /// Connects to `addr` and completes a plain (version 3) handshake.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let mut socket = TcpStream::connect(addr).await.expect("connects");
+        let mut inbound = BytesMut::with_capacity(64 * 1024);
+        let mut handshake = ClientHandshake::new(0);
+        loop {
+            while let Some(out) = handshake.take_output() {
+                socket.write_all(&out).await.unwrap();
+            }
+            if handshake.is_done() {
+                break;
+            }
+            let read = tokio::time::timeout(ANSWER_TIMEOUT, socket.read_buf(&mut inbound))
+                .await
+                .expect("the server answers the handshake")
+                .unwrap();
+            assert!(read > 0, "server closed during the handshake");
+            handshake
+                .read(&mut inbound)
+                .expect("a valid server handshake");
+        }
+        Self {
+            socket,
+            encoder: ChunkEncoder::new(),
+            decoder: ChunkDecoder::new(DecoderLimits::default()),
+            inbound,
+            next_ping: 1,
+        }
+    }
+
+    /// This end's address: what the server logs as the peer.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// Announces and adopts an outgoing chunk size, as encoders do first.
+    pub async fn set_chunk_size(&mut self, size: u32) {
+        self.send(2, 0, 0, &Message::SetChunkSize(size)).await;
+        self.encoder.set_chunk_size(size);
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, csid: u32, stream_id: u32, timestamp: u32, message: &Message) {
+        let (type_id, payload) = message.encode();
+        self.send_raw(csid, stream_id, timestamp, type_id, &payload)
+            .await;
+    }
+
+    /// Sends one message body of the given type, unchanged.
+    pub async fn send_raw(
+        &mut self,
+        csid: u32,
+        stream_id: u32,
+        timestamp: u32,
+        type_id: u8,
+        payload: &Bytes,
+    ) {
+        let header = MessageHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+        };
+        let mut out = OutBuf::new();
+        self.encoder.encode(&header, payload, &mut out);
+        let mut bytes = Vec::with_capacity(out.len());
+        while !out.is_empty() {
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let n = out.io_slices(&mut slices);
+            let before = bytes.len();
+            for slice in &slices[..n] {
+                bytes.extend_from_slice(slice);
+            }
+            out.advance(bytes.len() - before);
+        }
+        self.socket.write_all(&bytes).await.unwrap();
+    }
+
+    /// The next message from the server, or `None` when it closed the connection.
+    /// Applies the server's Set Chunk Size to the decoder; panics after
+    /// [`ANSWER_TIMEOUT`] of silence.
+    pub async fn recv(&mut self) -> Option<Received> {
+        loop {
+            if let Some(raw) = self
+                .decoder
+                .decode(&mut self.inbound)
+                .expect("valid chunks")
+            {
+                let message = Message::decode(raw.type_id, raw.payload).expect("valid message");
+                if let Message::SetChunkSize(size) = message {
+                    self.decoder.set_chunk_size(size).unwrap();
+                }
+                return Some(Received {
+                    csid: raw.csid,
+                    stream_id: raw.stream_id,
+                    timestamp: raw.timestamp,
+                    message,
+                });
+            }
+            let read =
+                tokio::time::timeout(ANSWER_TIMEOUT, self.socket.read_buf(&mut self.inbound))
+                    .await
+                    .expect("the server said something in time");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Sends a PingRequest and returns everything the server sent before its
+    /// PingResponse (which is not included).
+    pub async fn barrier(&mut self) -> Vec<Received> {
+        let ping = self.next_ping;
+        self.next_ping += 1;
+        let request = Message::UserControl(UserControl::PingRequest(ping));
+        self.send(2, 0, 0, &request).await;
+        let mut got = Vec::new();
+        loop {
+            let received = self
+                .recv()
+                .await
+                .expect("the server answers the ping before it closes");
+            if received.message == Message::UserControl(UserControl::PingResponse(ping)) {
+                return got;
+            }
+            got.push(received);
+        }
+    }
+
+    /// Everything the server sends until the message `until` accepts (included),
+    /// bounded by [`ANSWER_TIMEOUT`] per read.
+    pub async fn recv_until(&mut self, until: impl Fn(&Received) -> bool) -> Vec<Received> {
+        let mut got = Vec::new();
+        loop {
+            let received = self.recv().await.expect("the server is still connected");
+            let done = until(&received);
+            got.push(received);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    /// Closes the write side and waits (bounded) for the server to close.
+    pub async fn close(mut self) {
+        let _ = self.socket.shutdown().await;
+        let mut sink = vec![0u8; 16 * 1024];
+        let drain = async {
+            loop {
+                match self.socket.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(ANSWER_TIMEOUT, drain).await;
+    }
+}
