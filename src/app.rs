@@ -18,6 +18,7 @@ use crate::relay::Relay;
 use crate::reload::{ConfigSource, ReloadError, ReloadReport, Reloader};
 use crate::rtmp::server::ServerConfig;
 use crate::server::per_ip::PerIpLimit;
+use crate::server::waiting::WaitingPlayers;
 use crate::server::{ConnectionContext, ConnectionLimits, RtmpListener, tls};
 
 /// A started prism.
@@ -70,6 +71,7 @@ impl App {
             tracker.clone(),
             shutdown.clone(),
         )?);
+        let waiting = WaitingPlayers::new(config.max_waiting_players());
         let ctx = Arc::new(ConnectionContext {
             hub: Arc::clone(&hub),
             relay: Arc::clone(&relay),
@@ -82,6 +84,8 @@ impl App {
             idle_timeout: config.idle_timeout(),
             publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
+            play_wait: config.play_wait(),
+            waiting: Arc::clone(&waiting),
         });
         let limits = ConnectionLimits::new(
             config.rtmp.max_connections,
@@ -123,6 +127,7 @@ impl App {
             token: config.http.token.clone(),
             protect_reads: config.http.protect_reads,
             connections: listener.open_connections(),
+            waiting_players: waiting,
             http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
         });

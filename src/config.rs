@@ -235,6 +235,12 @@ pub struct RtmpConfig {
     pub handshake_timeout_secs: u64,
     /// Seconds of silence allowed before publish/play, and from a publisher.
     pub idle_timeout_secs: u64,
+    /// Seconds a player may wait for a stream that is not live before it is closed
+    /// (`NetStream.Play.StreamNotFound`).
+    pub play_wait_secs: u64,
+    /// Players waiting for streams that are not live, at most (and never more than
+    /// half of `max_connections`); one more closes the one that has waited longest.
+    pub max_waiting_players: usize,
 }
 
 /// The RTMPS listener: RTMP inside TLS, for encoders that publish over networks
@@ -416,7 +422,10 @@ impl Config {
         {
             return invalid("rtmp.max_connections(_per_ip)", "must be at least 1");
         }
-        if self.rtmp.handshake_timeout_secs == 0 || self.rtmp.idle_timeout_secs == 0 {
+        if self.rtmp.handshake_timeout_secs == 0
+            || self.rtmp.idle_timeout_secs == 0
+            || self.rtmp.play_wait_secs == 0
+        {
             return invalid("rtmp.*_timeout_secs", "timeouts must be at least 1 second");
         }
         if self.rtmps.listen.is_some()
@@ -530,6 +539,9 @@ impl Config {
                 max_packets: self.hub.queue_max_packets,
             },
             max_streams: self.hub.max_streams,
+            // Streams players wait for are bounded apart, as many again at most: the
+            // waiting players' own limit keeps them far below it in practice.
+            max_awaited_streams: self.hub.max_streams,
         }
     }
 
@@ -541,6 +553,20 @@ impl Config {
     /// Idle deadline.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.rtmp.idle_timeout_secs)
+    }
+
+    /// How long a player may wait for a stream that is not live.
+    pub fn play_wait(&self) -> Duration {
+        Duration::from_secs(self.rtmp.play_wait_secs)
+    }
+
+    /// Players that may wait for streams that are not live: `max_waiting_players`,
+    /// but never more than half of the connection slots, so that waiting players
+    /// always leave room for publishers whatever the two settings say.
+    pub fn max_waiting_players(&self) -> usize {
+        self.rtmp
+            .max_waiting_players
+            .min(self.rtmp.max_connections / 2)
     }
 }
 

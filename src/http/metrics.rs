@@ -69,6 +69,26 @@ pub fn render(state: &HttpState) -> String {
     f.header("prism_connections", "gauge", "RTMP connections open.");
     f.sample("prism_connections", &[], state.open_connections() as f64);
     f.header(
+        "prism_waiting_players",
+        "gauge",
+        "Players waiting for a stream that is not live (at most rtmp.max_waiting_players).",
+    );
+    f.sample(
+        "prism_waiting_players",
+        &[],
+        state.waiting_players.len() as f64,
+    );
+    f.header(
+        "prism_waiting_players_evicted_total",
+        "counter",
+        "Waiting players closed to make room for a newer one.",
+    );
+    f.sample(
+        "prism_waiting_players_evicted_total",
+        &[],
+        state.waiting_players.evicted() as f64,
+    );
+    f.header(
         "prism_http_connections",
         "gauge",
         "HTTP connections open (at most http.max_connections).",

@@ -41,6 +41,8 @@ pub struct HttpState {
     pub protect_reads: bool,
     /// RTMP connections being served, for the open-connections gauge.
     pub connections: Arc<AtomicUsize>,
+    /// Players waiting for streams that are not live, for their gauge.
+    pub waiting_players: Arc<crate::server::waiting::WaitingPlayers>,
     /// HTTP connections being served, for their gauge.
     pub http_connections: Arc<OpenConnections>,
     /// Reloads the configuration (`POST /api/v1/reload`).

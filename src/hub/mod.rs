@@ -12,7 +12,7 @@ pub mod packet;
 pub mod queue;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
@@ -38,8 +38,13 @@ pub struct HubLimits {
     pub gop_max_packets: usize,
     /// Each subscriber's queue bounds.
     pub queue: QueueLimits,
-    /// How many streams may exist at once (published or awaited by players).
+    /// How many streams may be live at once (published, or waiting for a dropped
+    /// publisher within its grace period).
     pub max_streams: usize,
+    /// How many streams that are not live may be awaited by players at once. Counted
+    /// apart from `max_streams`, so players waiting for names nobody publishes can
+    /// never keep a publisher out.
+    pub max_awaited_streams: usize,
 }
 
 impl Default for HubLimits {
@@ -52,6 +57,7 @@ impl Default for HubLimits {
                 max_packets: 4096,
             },
             max_streams: 10_000,
+            max_awaited_streams: 10_000,
         }
     }
 }
@@ -65,6 +71,9 @@ pub enum HubError {
     /// The configured stream limit is reached.
     #[error("too many streams ({0})")]
     TooManyStreams(usize),
+    /// Players already wait for as many streams that are not live as allowed.
+    #[error("too many streams awaited by players ({0})")]
+    TooManyAwaited(usize),
 }
 
 /// (app, bare name): what identifies a stream in the hub.
@@ -76,9 +85,13 @@ pub struct Hub {
     streams: DashMap<StreamKey, Arc<Stream>>,
     limits: HubLimits,
     next_id: AtomicU64,
-    /// Held while a new stream is checked against `max_streams` and inserted: the
-    /// map is sharded, so its length and an insert into another shard are not one
-    /// atomic step, and a flood of concurrent publishes would overshoot the limit.
+    /// Streams that are live: a publisher, or a dropped one's grace period. Taken
+    /// with a compare-and-swap before a stream goes live, given back when it ends.
+    live: AtomicUsize,
+    /// Held while a new entry for players is checked against
+    /// `max_awaited_streams` and inserted: the map is sharded, so its length and an
+    /// insert into another shard are not one atomic step, and a flood of concurrent
+    /// plays would overshoot the limit.
     admission: Mutex<()>,
 }
 
@@ -161,6 +174,7 @@ impl Hub {
             streams: DashMap::new(),
             limits,
             next_id: AtomicU64::new(1),
+            live: AtomicUsize::new(0),
             admission: Mutex::new(()),
         })
     }
@@ -199,12 +213,25 @@ impl Hub {
         })
     }
 
-    /// The entry of `app/name`, created if the stream limit allows. The guard locks
-    /// the entry's shard.
-    fn entry(&self, app: &str, name: &str) -> Result<RefMut<'_, StreamKey, Arc<Stream>>, HubError> {
+    /// The entry of `app/name`, created if needed. A new entry for a publisher is
+    /// checked against `max_streams` when it goes live; one for a subscriber (a
+    /// player waiting for the name) against `max_awaited_streams` here. The guard
+    /// locks the entry's shard.
+    fn entry(
+        &self,
+        app: &str,
+        name: &str,
+        for_publisher: bool,
+    ) -> Result<RefMut<'_, StreamKey, Arc<Stream>>, HubError> {
         let key = Self::key(app, name);
         if let Entry::Occupied(entry) = self.streams.entry(key.clone()) {
             return Ok(entry.into_ref());
+        }
+        if for_publisher {
+            return Ok(self
+                .streams
+                .entry(key)
+                .or_insert_with(|| self.new_stream(app, name)));
         }
         // The shard lock above is released: `len` locks every shard in turn. Lock
         // order: admission, then shard, then stream state.
@@ -212,8 +239,12 @@ impl Hub {
             .admission
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !self.streams.contains_key(&key) && self.streams.len() >= self.limits.max_streams {
-            return Err(HubError::TooManyStreams(self.limits.max_streams));
+        let awaited = self
+            .streams
+            .len()
+            .saturating_sub(self.live.load(Ordering::Acquire));
+        if !self.streams.contains_key(&key) && awaited >= self.limits.max_awaited_streams {
+            return Err(HubError::TooManyAwaited(self.limits.max_awaited_streams));
         }
         Ok(self
             .streams
@@ -221,17 +252,51 @@ impl Hub {
             .or_insert_with(|| self.new_stream(app, name)))
     }
 
+    /// Takes a live slot for a stream that goes live, if `max_streams` allows.
+    fn admit_live(&self) -> Result<(), HubError> {
+        let max = self.limits.max_streams;
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < max).then_some(live + 1)
+            })
+            .map(|_| ())
+            .map_err(|_| HubError::TooManyStreams(max))
+    }
+
+    /// Gives back the live slot of a stream that ended.
+    fn release_live(&self) {
+        let _ = self
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                Some(live.saturating_sub(1))
+            });
+    }
+
+    /// Streams live now (published, or within a dropped publisher's grace period).
+    pub fn live_count(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
     /// Claims `name` for a publisher. Players already waiting for it are kept.
     pub fn publish(self: &Arc<Self>, name: &StreamName) -> Result<Publisher, HubError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // The entry guard is held while the state is updated so that an idle stream
         // cannot be removed between lookup and claim (lock order: shard, then state).
-        let entry = self.entry(&name.app, &name.name)?;
+        let entry = self.entry(&name.app, &name.name, true)?;
         let stream = Arc::clone(entry.value());
         {
             let mut state = stream.lock();
             if state.publisher.is_some() {
                 return Err(HubError::AlreadyPublishing);
+            }
+            // A stream within its grace period is live already: its slot carries over.
+            if !state.in_grace
+                && let Err(err) = self.admit_live()
+            {
+                drop(state);
+                drop(entry);
+                self.remove_if_idle(&stream);
+                return Err(err);
             }
             // A publisher coming back within its grace period takes over the
             // stream: subscribers carry on with the new packets.
@@ -267,7 +332,7 @@ impl Hub {
         name: &str,
         kind: SubscriberKind,
     ) -> Result<Subscriber, HubError> {
-        let entry = self.entry(app, name)?;
+        let entry = self.entry(app, name, false)?;
         let stream = Arc::clone(entry.value());
         let queue = {
             let mut state = stream.lock();
@@ -706,6 +771,7 @@ impl Drop for Publisher {
             state.publisher = None;
             end_stream(&mut state);
         }
+        self.hub.release_live();
         self.hub.remove_if_idle(&self.stream);
     }
 }
@@ -733,6 +799,7 @@ impl Drop for Orphan {
             }
             end_stream(&mut state);
         }
+        self.hub.release_live();
         self.hub.remove_if_idle(&self.stream);
     }
 }
@@ -970,14 +1037,51 @@ mod tests {
     fn the_stream_limit_is_enforced() {
         let hub = Hub::new(HubLimits {
             max_streams: 1,
+            max_awaited_streams: 1,
             ..HubLimits::default()
         });
-        let _a = hub.publish(&name("a")).unwrap();
+        let a = hub.publish(&name("a")).unwrap();
         assert_eq!(
             hub.publish(&name("b")).unwrap_err(),
             HubError::TooManyStreams(1)
         );
-        assert!(hub.subscribe("live", "c").is_err());
+        assert_eq!(hub.len(), 1, "the refused publish left no entry");
+        // Players waiting for names that are not live are held to their own limit...
+        let _waiting = hub.subscribe("live", "c").unwrap();
+        assert_eq!(
+            hub.subscribe("live", "d").unwrap_err(),
+            HubError::TooManyAwaited(1)
+        );
+        // ...and never keep a publisher out: when `a` ends, `c` may go live.
+        drop(a);
+        assert_eq!(hub.live_count(), 0);
+        let _c = hub.publish(&name("c")).unwrap();
+        assert_eq!(hub.live_count(), 1);
+        assert_eq!(
+            hub.publish(&name("e")).unwrap_err(),
+            HubError::TooManyStreams(1)
+        );
+    }
+
+    #[test]
+    fn a_grace_period_keeps_its_live_slot() {
+        let hub = Hub::new(HubLimits {
+            max_streams: 1,
+            max_awaited_streams: 1,
+            ..HubLimits::default()
+        });
+        let orphan = hub.publish(&name("a")).unwrap().detach();
+        assert_eq!(hub.live_count(), 1, "still live while it may come back");
+        let back = hub.publish(&name("a")).unwrap();
+        assert_eq!(
+            hub.live_count(),
+            1,
+            "the returning publisher takes the same slot"
+        );
+        drop(orphan);
+        drop(back);
+        assert_eq!(hub.live_count(), 0);
+        assert!(hub.is_empty());
     }
 
     #[test]
@@ -989,6 +1093,7 @@ mod tests {
         for _ in 0..50 {
             let hub = Hub::new(HubLimits {
                 max_streams: LIMIT,
+                max_awaited_streams: LIMIT,
                 ..HubLimits::default()
             });
             let start = Arc::new(std::sync::Barrier::new(THREADS));

@@ -21,6 +21,7 @@ use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use crate::server::per_ip::{IpSlot, PerIpLimit};
+use crate::server::waiting::{WaitingPlayers, WaitingTicket};
 use crate::timestamp::Rebaser;
 
 /// Read buffer growth step. Big enough for a 4 KiB-chunked video burst per read.
@@ -29,6 +30,13 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a clean close may take to flush (TLS close_notify) before the socket
 /// is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a cleanly ended connection stays half-closed, reading what the peer
+/// still sends, before it is closed anyway. A player told the stream ended answers
+/// with deleteStream and an acknowledgement: closing before they arrive makes the
+/// kernel answer them with a reset, and librtmp players take a reset as a network
+/// error and reconnect at once.
+const LINGER: Duration = Duration::from_secs(3);
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -48,6 +56,10 @@ pub struct ConnectionContext {
     pub publisher_grace: Duration,
     /// Streams published at once per client address.
     pub publishers_per_ip: Arc<PerIpLimit>,
+    /// How long a player may wait for a stream that is not live.
+    pub play_wait: Duration,
+    /// The players waiting for streams that are not live, bounded.
+    pub waiting: Arc<WaitingPlayers>,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
@@ -95,7 +107,21 @@ enum Role {
         stream_id: u32,
         subscriber: Subscriber,
         rebaser: Rebaser,
+        /// While the stream is not live: the player's place among the waiting
+        /// players, and when it started waiting.
+        waiting: Option<(WaitingTicket, Instant)>,
     },
+}
+
+/// Which deadline applies to a connection, so that the loop moves its timer when
+/// that changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Idle,
+    Publishing,
+    Waiting,
+    Playing,
 }
 
 /// What the event handler wants the loop to do next.
@@ -143,7 +169,7 @@ where
     let grace = connection.ctx.publisher_grace;
     let role = std::mem::replace(&mut connection.role, Role::Idle);
     if !deliberate && !grace.is_zero() {
-        hold_for_grace(role, grace, shutdown);
+        hold_for_grace(role, grace, shutdown.clone());
     } else {
         // Ends the stream (or the play) before the close below may wait.
         drop(role);
@@ -152,8 +178,36 @@ where
         // A clean end: over TLS this sends close_notify, so the peer sees an
         // orderly close rather than a truncation. Bounded: the peer may not read.
         let _ = timeout(CLOSE_TIMEOUT, connection.io.shutdown()).await;
+        if !shutdown.is_cancelled() {
+            linger(&mut connection.io, &mut connection.buf, &shutdown).await;
+        }
     }
     result
+}
+
+/// After the write half is shut down, reads (and ignores) what the peer still
+/// sends until it closes too, for at most [`LINGER`], so that its last messages
+/// are not answered with a reset.
+async fn linger<S>(io: &mut S, buf: &mut BytesMut, shutdown: &CancellationToken)
+where
+    S: AsyncRead + Unpin,
+{
+    let drain = async {
+        loop {
+            buf.clear();
+            if buf.capacity() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            match io.read_buf(buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = timeout(LINGER, drain) => {}
+        () = shutdown.cancelled() => {}
+    }
 }
 
 /// A publisher whose connection dropped without unpublishing keeps its stream
@@ -241,7 +295,7 @@ where
         let deadline = tokio::time::sleep_until(self.handshake_deadline);
         tokio::pin!(shut_down, kicked, deadline);
         let mut last_read = Instant::now();
-        let mut connected = false;
+        let mut phase = Phase::Connecting;
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event, shutdown).await {
@@ -252,10 +306,10 @@ where
             }
             self.deliver();
             self.flush().await?;
-            if !connected && self.session.is_connected() {
-                // The deadline moves from the handshake's to the idle one, which may
-                // be sooner: the only change that can make it earlier.
-                connected = true;
+            if self.phase() != phase {
+                // Connected, started or stopped publishing or playing: another
+                // deadline applies, which may be sooner than the one set.
+                phase = self.phase();
                 if let Some((at, _)) = self.read_deadline(last_read) {
                     deadline.as_mut().reset(at);
                 }
@@ -264,6 +318,7 @@ where
                 self.buf.reserve(READ_CHUNK);
             }
             let playing = matches!(self.role, Role::Playing { .. });
+            let timed = phase != Phase::Playing;
             tokio::select! {
                 biased;
                 () = &mut shut_down => return Ok(()),
@@ -275,20 +330,40 @@ where
                     0 => return Ok(()),
                     _ => last_read = Instant::now(),
                 },
-                () = &mut deadline, if !playing => {
+                () = &mut deadline, if timed => {
                     // Fired: the deadline may have moved on since it was set.
                     if let Some((at, err)) = self.read_deadline(last_read) {
                         if Instant::now() >= at {
+                            if phase == Phase::Waiting {
+                                tracing::info!(
+                                    "the stream did not go live within {:?}; closing the player",
+                                    self.ctx.play_wait
+                                );
+                                self.give_up_waiting("the stream did not start in time");
+                                self.flush().await?;
+                                return Ok(());
+                            }
                             return Err(err);
                         }
                         deadline.as_mut().reset(at);
                     }
+                }
+                () = evicted(&self.role), if phase == Phase::Waiting => {
+                    tracing::info!(
+                        "closing a player waiting for a stream that is not live: \
+                         {} players wait already",
+                        self.ctx.waiting.max()
+                    );
+                    self.give_up_waiting("too many players wait for streams that are not live");
+                    self.flush().await?;
+                    return Ok(());
                 }
                 more = recv_batch(&self.role, &mut self.batch), if playing => {
                     // A player that stops playing is idle from now, not from its
                     // last read.
                     last_read = Instant::now();
                     if more {
+                        self.stop_waiting();
                         self.send_batch();
                     } else {
                         self.end_play();
@@ -308,20 +383,56 @@ where
         }
     }
 
+    /// Which deadline applies now.
+    fn phase(&self) -> Phase {
+        match &self.role {
+            _ if !self.session.is_connected() => Phase::Connecting,
+            Role::Idle => Phase::Idle,
+            Role::Publishing { .. } => Phase::Publishing,
+            Role::Playing {
+                waiting: Some(_), ..
+            } => Phase::Waiting,
+            Role::Playing { .. } => Phase::Playing,
+        }
+    }
+
     /// When the next read must have arrived given the last one, with the error to
-    /// end on, or `None` for players (they may stay silent for hours while they
-    /// watch).
+    /// end on; for a player waiting for its stream, when it gives up; `None` for
+    /// players of a live stream (they may stay silent for hours while they watch).
     fn read_deadline(&self, last_read: Instant) -> Option<(Instant, ConnectionError)> {
         if !self.session.is_connected() {
             let err = ConnectionError::HandshakeTimeout(self.ctx.handshake_timeout);
             return Some((self.handshake_deadline, err));
         }
-        match self.role {
+        match &self.role {
+            Role::Playing {
+                waiting: Some((_, since)),
+                ..
+            } => Some((
+                *since + self.ctx.play_wait,
+                ConnectionError::Idle(self.ctx.play_wait),
+            )),
             Role::Playing { .. } => None,
             Role::Idle | Role::Publishing { .. } => Some((
                 last_read + self.ctx.idle_timeout,
                 ConnectionError::Idle(self.ctx.idle_timeout),
             )),
+        }
+    }
+
+    /// The stream went live: the player no longer counts as waiting.
+    fn stop_waiting(&mut self) {
+        if let Role::Playing { waiting, .. } = &mut self.role {
+            *waiting = None;
+        }
+    }
+
+    /// Tells a waiting player its stream is not there and lets go of it.
+    fn give_up_waiting(&mut self, reason: &str) {
+        if let Role::Playing { stream_id, .. } = self.role {
+            self.session
+                .reject_play(stream_id, "NetStream.Play.StreamNotFound", reason);
+            self.role = Role::Idle;
         }
     }
 
@@ -395,7 +506,9 @@ where
                         tracing::warn!(stream = %name.masked(), "publish refused: {err}");
                         let code = match err {
                             HubError::AlreadyPublishing => "NetStream.Publish.BadName",
-                            HubError::TooManyStreams(_) => "NetStream.Publish.Rejected",
+                            HubError::TooManyStreams(_) | HubError::TooManyAwaited(_) => {
+                                "NetStream.Publish.Rejected"
+                            }
                         };
                         self.session
                             .reject_publish(stream_id, code, &err.to_string());
@@ -414,12 +527,19 @@ where
                 }
                 match self.ctx.hub.subscribe(&name.app, &name.name) {
                     Ok(subscriber) => {
-                        tracing::info!(stream = %name.masked(), "playing");
+                        let waiting = if self.ctx.hub.is_live(&name.app, &name.name) {
+                            tracing::info!(stream = %name.masked(), "playing");
+                            None
+                        } else {
+                            tracing::info!(stream = %name.masked(), "playing; waiting for the stream to start");
+                            Some((self.ctx.waiting.enter(), Instant::now()))
+                        };
                         self.session.accept_play(stream_id);
                         self.role = Role::Playing {
                             stream_id,
                             subscriber,
                             rebaser: Rebaser::new(),
+                            waiting,
                         };
                         Next::Continue
                     }
@@ -512,6 +632,17 @@ where
             Ok(result) => result.map(|_| ()).map_err(ConnectionError::from),
             Err(_) => Err(ConnectionError::WriteStalled(limit)),
         }
+    }
+}
+
+/// Fires when a waiting player's place was taken by a newer one.
+async fn evicted(role: &Role) {
+    match role {
+        Role::Playing {
+            waiting: Some((ticket, _)),
+            ..
+        } => ticket.evicted().cancelled().await,
+        _ => std::future::pending().await,
     }
 }
 

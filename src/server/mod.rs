@@ -5,6 +5,7 @@ pub mod connection;
 pub mod io;
 pub mod per_ip;
 pub mod tls;
+pub mod waiting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -46,7 +46,42 @@ pub struct RawClient {
 impl RawClient {
     /// Connects to `addr` and completes a plain (version 3) handshake.
     pub async fn connect(addr: SocketAddr) -> Self {
-        let mut socket = TcpStream::connect(addr).await.expect("connects");
+        let socket = TcpStream::connect(addr).await.expect("connects");
+        Self::handshake(socket).await
+    }
+
+    /// Like [`connect`](Self::connect), from the local address `source` (any
+    /// 127/8 address reaches a loopback listener on Linux), or `None` when the
+    /// server does not complete the handshake (closed, or not served in time).
+    pub async fn try_connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Option<Self> {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4().ok()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6().ok()?,
+        };
+        socket.bind((source, 0).into()).ok()?;
+        let mut socket = socket.connect(addr).await.ok()?;
+        let mut inbound = BytesMut::with_capacity(64 * 1024);
+        let mut handshake = ClientHandshake::new(0);
+        loop {
+            while let Some(out) = handshake.take_output() {
+                socket.write_all(&out).await.ok()?;
+            }
+            if handshake.is_done() {
+                break;
+            }
+            let read = tokio::time::timeout(ANSWER_TIMEOUT, socket.read_buf(&mut inbound))
+                .await
+                .ok()?
+                .ok()?;
+            if read == 0 {
+                return None;
+            }
+            handshake.read(&mut inbound).ok()?;
+        }
+        Some(Self::after_handshake(socket, inbound))
+    }
+
+    async fn handshake(mut socket: TcpStream) -> Self {
         let mut inbound = BytesMut::with_capacity(64 * 1024);
         let mut handshake = ClientHandshake::new(0);
         loop {
@@ -65,6 +100,10 @@ impl RawClient {
                 .read(&mut inbound)
                 .expect("a valid server handshake");
         }
+        Self::after_handshake(socket, inbound)
+    }
+
+    fn after_handshake(socket: TcpStream, inbound: BytesMut) -> Self {
         Self {
             socket,
             encoder: ChunkEncoder::new(),
@@ -185,6 +224,63 @@ impl RawClient {
             if done {
                 return got;
             }
+        }
+    }
+
+    /// Sends one message, or says why the socket refused it.
+    pub async fn try_send(
+        &mut self,
+        csid: u32,
+        stream_id: u32,
+        message: &Message,
+    ) -> std::io::Result<()> {
+        let (type_id, payload) = message.encode();
+        let header = MessageHeader {
+            csid,
+            timestamp: 0,
+            type_id,
+            stream_id,
+        };
+        let mut out = OutBuf::new();
+        self.encoder.encode(&header, &payload, &mut out);
+        while !out.is_empty() {
+            let mut slices = [std::io::IoSlice::new(&[]); 64];
+            let n = out.io_slices(&mut slices);
+            let written = self.socket.write_vectored(&slices[..n]).await?;
+            out.advance(written);
+        }
+        Ok(())
+    }
+
+    /// Reads (and discards) until the server closes: `Ok` for an orderly close
+    /// (EOF), the error for a reset; panics after [`ANSWER_TIMEOUT`] of neither.
+    pub async fn read_to_close(&mut self) -> std::io::Result<()> {
+        let mut sink = vec![0u8; 16 * 1024];
+        loop {
+            let read = tokio::time::timeout(ANSWER_TIMEOUT, self.socket.read(&mut sink))
+                .await
+                .expect("the server closed in time")?;
+            if read == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads (and discards) until the server closes the connection (true) or `stop`
+    /// completes first (false), however long that takes.
+    pub async fn wait_closed(&mut self, stop: impl std::future::Future<Output = ()>) -> bool {
+        let mut sink = vec![0u8; 4096];
+        let closed = async {
+            loop {
+                match self.socket.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::select! {
+            () = closed => true,
+            () = stop => false,
         }
     }
 
