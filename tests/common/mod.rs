@@ -341,13 +341,24 @@ pub async fn finish(mut child: Child) -> (ExitStatus, String) {
     }
 }
 
-/// One line of ffmpeg's framemd5 output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One line of ffmpeg's framemd5 output. Two frames are equal when their stream,
+/// size and hash are: the decode time (`dts`, in the stream's time base, ms for FLV)
+/// is rebased by a relay, so it does not take part.
+#[derive(Debug, Clone)]
 pub struct Frame {
     pub stream: usize,
+    pub dts: i64,
     pub size: usize,
     pub hash: String,
 }
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        (self.stream, self.size, &self.hash) == (other.stream, other.size, &other.hash)
+    }
+}
+
+impl Eq for Frame {}
 
 /// Parses framemd5 output (comments skipped). Packet side data (`, S=n, size,
 /// hash...` after the packet hash) is not packet payload and is ignored: ffmpeg's
@@ -365,6 +376,7 @@ pub fn parse_framemd5(text: &str) -> Vec<Frame> {
             );
             Frame {
                 stream: fields[0].parse().unwrap(),
+                dts: fields[1].parse().unwrap(),
                 size: fields[4].parse().unwrap(),
                 hash: fields[5].to_owned(),
             }
@@ -440,9 +452,9 @@ fn track(frames: &[Frame], stream: usize) -> Vec<&Frame> {
 }
 
 /// Asserts that `got` is the source from one of its keyframes to its end: every
-/// video packet identical and in order, starting on a keyframe; audio a contiguous
-/// run of the source's audio ending with the source's last packet, missing at most
-/// the packets before the first keyframe. Returns the index of the first video
+/// video packet identical and in order, starting on a keyframe; and every audio
+/// packet of the source stamped at or after that keyframe, identical and in order,
+/// whatever order the publisher sent them in. Returns the index of the first video
 /// packet received.
 pub fn assert_source_from_keyframe(source: &Path, got: &[Frame]) -> usize {
     let expected = framemd5_of_file(source);
@@ -464,21 +476,22 @@ pub fn assert_source_from_keyframe(source: &Path, got: &[Frame]) -> usize {
     );
     let (src_audio, got_audio) = (track(&expected, 1), track(got, 1));
     assert!(!got_audio.is_empty(), "no audio arrived");
-    let audio_start = src_audio
-        .len()
-        .checked_sub(got_audio.len())
-        .expect("no extra audio");
+    let keyframe_dts = src_video[start].dts;
+    let from_keyframe: Vec<&Frame> = src_audio
+        .iter()
+        .copied()
+        .filter(|a| a.dts >= keyframe_dts)
+        .collect();
     assert_eq!(
-        &src_audio[audio_start..],
-        &got_audio[..],
-        "audio packets identical to the source's tail"
+        from_keyframe.len(),
+        got_audio.len(),
+        "every audio packet stamped from the keyframe (at {keyframe_dts} ms) on arrived, \
+         and nothing else"
     );
-    // Audio that precedes the keyframe may be skipped, nothing more: at 44.1 kHz AAC
-    // one video frame spans fewer than 2 audio packets.
-    let expected_audio_start = start * src_audio.len() / src_video.len();
-    assert!(
-        audio_start <= expected_audio_start + 3,
-        "audio starts near the video (audio #{audio_start}, video #{start})"
+    assert_eq!(
+        &from_keyframe[..],
+        &got_audio[..],
+        "audio packets identical to the source's from the keyframe on"
     );
     start
 }
@@ -606,29 +619,61 @@ pub fn ffprobe_audio_codec(path: &Path) -> String {
         .unwrap_or_else(|| panic!("{path:?} has no audio stream"))
 }
 
-/// Publishes an FLV file to prism in real time with prism's own RTMP client,
-/// adding `offset_ms` (wrapping) to every timestamp: a publisher whose clock is
-/// about to cross the 32-bit wrap, without waiting 49.7 days.
-pub async fn publish_with_timestamp_offset(
-    addr: std::net::SocketAddr,
-    app: &str,
-    key: &str,
-    file: &Path,
-    offset_ms: u32,
-) {
+/// Every tag of an FLV file, in file order.
+pub fn flv_tags(file: &Path) -> Vec<prism::flv::FlvTag> {
     use bytes::BytesMut;
-    use prism::flv::{FlvReader, TagType};
-    use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
-    use prism::rtmp::handshake::ClientHandshake;
-    use prism::server::io::write_out;
-    use tokio::io::AsyncWriteExt;
-
+    use prism::flv::FlvReader;
     let mut flv = BytesMut::from(&std::fs::read(file).unwrap()[..]);
     let mut reader = FlvReader::new();
     reader
         .read_header(&mut flv)
         .unwrap()
         .expect("an FLV header");
+    let mut tags = Vec::new();
+    while let Some(tag) = reader.read_tag(&mut flv).unwrap() {
+        tags.push(tag);
+    }
+    tags
+}
+
+/// One tag of a crafted publish: sent `at_ms` after the publish started.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    /// When to send it, in ms from the start.
+    pub at_ms: u64,
+    pub tag: prism::flv::FlvTag,
+}
+
+/// The tags of an FLV file scheduled as ffmpeg `-re` sends them: each at its own
+/// timestamp (relative to the first), on the publishing stream.
+pub fn schedule_in_real_time(file: &Path) -> Vec<Scheduled> {
+    let tags = flv_tags(file);
+    let first = tags.first().map_or(0, |t| t.timestamp);
+    tags.into_iter()
+        .map(|tag| Scheduled {
+            at_ms: u64::from(tag.timestamp.wrapping_sub(first)),
+            tag,
+        })
+        .collect()
+}
+
+/// Publishes `schedule` to prism with prism's own RTMP client, each tag at its time
+/// (the list is sent in its order; a tag due earlier than the one before it goes
+/// out right after it). Ends with FCUnpublish and deleteStream, then waits for
+/// prism to close.
+pub async fn publish_schedule(
+    addr: std::net::SocketAddr,
+    app: &str,
+    key: &str,
+    schedule: &[Scheduled],
+) {
+    use bytes::BytesMut;
+    use prism::flv::TagType;
+    use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
+    use prism::rtmp::handshake::ClientHandshake;
+    use prism::server::io::write_out;
+    use tokio::io::AsyncWriteExt;
+
     let mut io = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut inbound = BytesMut::with_capacity(64 * 1024);
     let mut handshake = ClientHandshake::new(0);
@@ -656,17 +701,14 @@ pub async fn publish_with_timestamp_offset(
         }
     }
     let started = tokio::time::Instant::now();
-    let mut first = None;
-    while let Some(tag) = reader.read_tag(&mut flv).unwrap() {
-        let first = *first.get_or_insert(tag.timestamp);
-        let due = Duration::from_millis(u64::from(tag.timestamp.wrapping_sub(first)));
-        tokio::time::sleep_until(started + due).await;
-        let timestamp = tag.timestamp.wrapping_add(offset_ms);
+    for item in schedule {
+        tokio::time::sleep_until(started + Duration::from_millis(item.at_ms)).await;
+        let tag = &item.tag;
         match tag.tag_type {
             TagType::Script if tag.data.starts_with(b"\x02\x00\x0aonMetaData") => {
-                session.send_metadata(timestamp, &tag.data)
+                session.send_metadata(tag.timestamp, &tag.data)
             }
-            other => session.send_media(other as u8, timestamp, &tag.data),
+            other => session.send_media(other as u8, tag.timestamp, &tag.data),
         }
         write_out(&mut io, session.out()).await.unwrap();
         while io.try_read_buf(&mut inbound).is_ok_and(|n| n > 0) {}
@@ -675,6 +717,26 @@ pub async fn publish_with_timestamp_offset(
     session.unpublish();
     write_out(&mut io, session.out()).await.unwrap();
     io.shutdown().await.unwrap();
+    // Read until prism closes, so that nothing it says meets a closed socket.
+    let drain = async { while io.read_buf(&mut inbound).await.is_ok_and(|n| n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+}
+
+/// Publishes an FLV file to prism in real time with prism's own RTMP client,
+/// adding `offset_ms` (wrapping) to every timestamp: a publisher whose clock is
+/// about to cross the 32-bit wrap, without waiting 49.7 days.
+pub async fn publish_with_timestamp_offset(
+    addr: std::net::SocketAddr,
+    app: &str,
+    key: &str,
+    file: &Path,
+    offset_ms: u32,
+) {
+    let mut schedule = schedule_in_real_time(file);
+    for item in &mut schedule {
+        item.tag.timestamp = item.tag.timestamp.wrapping_add(offset_ms);
+    }
+    publish_schedule(addr, app, key, &schedule).await;
 }
 
 /// The dts of every packet of a recording in ms, per stream index, in file order.
