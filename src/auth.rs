@@ -416,6 +416,15 @@ mod tests {
                 "{\"destinations\": [{\"url\": \"rtmp://h/app/secret-k\", \"profile\": \"8k\"}]}",
                 "destination 1: unknown profile",
             ),
+            // A key is held to the key rules whoever supplies it.
+            (
+                "{\"destinations\": [{\"preset\": \"twitch\", \"key\": \"secret-k\\n\"}]}",
+                "destination 1: the key contains a control character",
+            ),
+            (
+                "{\"destinations\": [{\"preset\": \"twitch\", \"key\": \"../secret-k\"}]}",
+                "destination 1: the key contains a path separator",
+            ),
             (too_many.as_str(), "more than 32 destinations"),
         ];
         for (body, expected) in cases {

@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::relay::destination_key::{self, KeyError};
 use crate::relay::target::{Target, TargetError};
 
 /// The presets shipped in `destinations/`, by id.
@@ -106,6 +107,32 @@ pub enum PresetError {
     },
 }
 
+/// Why a preset cannot publish with a given key. Quotes no key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PresetTargetError {
+    /// No preset has this id.
+    #[error("unknown preset `{id}` (known: {known})")]
+    Unknown {
+        /// The id asked for.
+        id: String,
+        /// Every preset id, comma-separated.
+        known: String,
+    },
+    /// The key or a passed-through parameter breaks the key rules.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The preset's URL and the stream name do not make a target (presets are
+    /// checked at load, so this is a preset changed since).
+    #[error("preset {id}: {source}")]
+    Url {
+        /// The preset.
+        id: String,
+        /// What is wrong.
+        #[source]
+        source: TargetError,
+    },
+}
+
 /// Every preset, by id, with a lookup by query-string parameter.
 #[derive(Debug, Clone, Default)]
 pub struct Presets {
@@ -160,9 +187,21 @@ impl Presets {
     }
 
     /// The RTMP target for `key` on preset `id`, with extra query parameters for the
-    /// stream name (`facebook_s_bl=1` → `?s_bl=1`).
-    pub fn target(&self, id: &str, key: &str, extra_query: &[(String, String)]) -> Option<Target> {
-        let preset = self.get(id)?;
+    /// stream name (`facebook_s_bl=1` → `?s_bl=1`). Every preset destination is
+    /// built here, so the key rules ([`destination_key`]) hold for all of them,
+    /// wherever the key came from.
+    pub fn target(
+        &self,
+        id: &str,
+        key: &str,
+        extra_query: &[(String, String)],
+    ) -> Result<Target, PresetTargetError> {
+        let preset = self.get(id).ok_or_else(|| PresetTargetError::Unknown {
+            id: id.to_owned(),
+            known: self.ids().collect::<Vec<_>>().join(", "),
+        })?;
+        destination_key::check_key(key)?;
+        destination_key::check_passthrough(extra_query)?;
         let mut name = preset.stream_name.replace(KEY_PLACEHOLDER, key);
         if !extra_query.is_empty() {
             let mut query = url::form_urlencoded::Serializer::new(String::new());
@@ -170,7 +209,10 @@ impl Presets {
             name.push(if name.contains('?') { '&' } else { '?' });
             name.push_str(&query.finish());
         }
-        Target::new(&preset.url, name).ok()
+        Target::new(&preset.url, name).map_err(|source| PresetTargetError::Url {
+            id: id.to_owned(),
+            source,
+        })
     }
 }
 
@@ -311,6 +353,25 @@ mod tests {
         ];
         let fb = presets.target("facebook", "FB-1", &extra).unwrap();
         assert_eq!(fb.stream_name, "FB-1?s_bl=1&s_sw=0");
+    }
+
+    #[test]
+    fn no_target_is_built_with_a_bad_key_or_parameter() {
+        let presets = Presets::load(&BTreeMap::new()).unwrap();
+        for key in ["", "a\nb", "a\0b", "../x", &"k".repeat(3000)] {
+            let err = presets.target("twitch", key, &[]).unwrap_err();
+            assert!(matches!(err, PresetTargetError::Key(_)), "{key:?}: {err}");
+        }
+        let extra = vec![("s_bl".to_owned(), "1\n".to_owned())];
+        assert!(matches!(
+            presets.target("facebook", "FB-1", &extra),
+            Err(PresetTargetError::Key(KeyError::ParamValue { .. }))
+        ));
+        let err = presets.target("nope", "k", &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("unknown preset `nope` (known: facebook,"),
+            "{err}"
+        );
     }
 
     #[test]

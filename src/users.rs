@@ -29,8 +29,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::mask::Masked;
-use crate::presets::Presets;
-use crate::relay::target::Target;
+use crate::presets::{PresetTargetError, Presets};
+use crate::relay::target::{Target, TargetError};
 use crate::transcode::Profiles;
 
 /// The most user files read from one directory; a bound on startup work and memory.
@@ -283,37 +283,61 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
     })
 }
 
-/// Checks one destination (a user file's, a callback answer's or an API request's): a known preset
-/// with a key, or a valid full URL, and a known profile. The reason quotes no key.
+/// Why a destination (a user file's, a callback answer's or an API request's) is
+/// refused. Quotes no key and no URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    /// An unknown preset, or a key that breaks the key rules.
+    #[error(transparent)]
+    Preset(#[from] PresetTargetError),
+    /// A full URL that is not a usable target.
+    #[error(transparent)]
+    Url(#[from] TargetError),
+    /// `preset` without `key`.
+    #[error("a preset needs a key")]
+    NoKey,
+    /// Neither form, or both.
+    #[error("give either preset and key, or url")]
+    Shape,
+    /// A profile nobody defined.
+    #[error("unknown profile `{name}` (known: {known})")]
+    UnknownProfile {
+        /// The profile asked for (a name, not a secret).
+        name: String,
+        /// The known profiles.
+        known: String,
+    },
+}
+
+impl DestinationRequest {
+    /// Where this destination publishes: the preset's ingest with the key, or the
+    /// full URL. The key rules ([`crate::relay::destination_key`]) are checked on
+    /// the way, so a target never holds a key an ingest must not get.
+    pub fn target(&self, presets: &Presets) -> Result<Target, DestinationError> {
+        match (&self.preset, &self.key, &self.url) {
+            (Some(preset), Some(key), None) => Ok(presets.target(preset, key, &[])?),
+            (None, None, Some(url)) => Ok(Target::from_full_url(url)?),
+            (Some(_), None, None) => Err(DestinationError::NoKey),
+            _ => Err(DestinationError::Shape),
+        }
+    }
+}
+
+/// Checks one destination (a user file's, a callback answer's or an API
+/// request's): a known preset with a valid key, or a valid full URL, and a known
+/// profile. One check for the three, so they refuse the same things for the same
+/// reasons.
 pub fn validate_destination(
     destination: &DestinationRequest,
     presets: &Presets,
     profiles: &Profiles,
-) -> Result<(), String> {
-    match (&destination.preset, &destination.key, &destination.url) {
-        (Some(preset), Some(key), None) => {
-            if presets.get(preset).is_none() {
-                let known: Vec<_> = presets.ids().collect();
-                return Err(format!(
-                    "unknown preset `{preset}` (known: {})",
-                    known.join(", ")
-                ));
-            }
-            if key.is_empty() {
-                return Err("empty key".into());
-            }
-        }
-        (None, None, Some(url)) => {
-            Target::from_full_url(url).map_err(|e| e.to_string())?;
-        }
-        (Some(_), None, None) => return Err("a preset needs a key".into()),
-        _ => return Err("give either preset and key, or url".into()),
-    }
+) -> Result<(), DestinationError> {
+    destination.target(presets)?;
     match &destination.profile {
-        Some(profile) if !profiles.contains(profile) => Err(format!(
-            "unknown profile `{profile}` (known: {})",
-            profiles.names()
-        )),
+        Some(profile) if !profiles.contains(profile) => Err(DestinationError::UnknownProfile {
+            name: profile.clone(),
+            known: profiles.names(),
+        }),
         _ => Ok(()),
     }
 }
@@ -417,6 +441,69 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_destination_key_against_the_key_rules_refuses_the_file_by_name() {
+        let long = "k".repeat(3000);
+        let cases = [
+            // TOML escapes: the file holds a real newline and a real NUL.
+            (
+                "\"secret-dest\\n\"".to_owned(),
+                "contains a control character (such as a newline or NUL)",
+            ),
+            (
+                "\"secret-dest\\u0000\"".to_owned(),
+                "contains a control character (such as a newline or NUL)",
+            ),
+            (
+                "\"../secret-dest\"".to_owned(),
+                "contains a path separator ('/' or '\\')",
+            ),
+            ("\"secret dest\"".to_owned(), "contains a space"),
+            (
+                format!("\"{long}\""),
+                "is 3000 bytes long, over the limit of 512",
+            ),
+        ];
+        for (key, expected) in cases {
+            let text = format!(
+                "stream_key = \"user-key-123\"\n[[destinations]]\npreset = \"youtube\"\nkey = {key}\n"
+            );
+            let dir = dir_with(&[("mallory.toml", &text)]);
+            let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+                .unwrap_err()
+                .to_string();
+            let file = dir.join("mallory.toml");
+            assert_eq!(
+                err,
+                format!(
+                    "user file {}: destination 1: the key {expected}",
+                    file.display()
+                ),
+                "{key}"
+            );
+        }
+        // A custom URL's stream name is a key too.
+        let text = format!(
+            "stream_key = \"user-key-123\"\n[[destinations]]\nurl = \"rtmp://h/app/{long}\"\n"
+        );
+        let dir = dir_with(&[("u.toml", &text)]);
+        let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("the URL's stream name is 3000 bytes long"),
+            "{err}"
+        );
+        assert!(!err.contains(&long), "{err}");
+        // Facebook's keys carry a query, which stays allowed.
+        let dir = dir_with(&[(
+            "fb.toml",
+            "stream_key = \"user-key-123\"\n[[destinations]]\npreset = \"facebook\"\n\
+             key = \"FB-123-0-AbC?s_bl=1&s_sc=123&s_sw=0&s_vt=api-s&a=Xy\"\n",
+        )]);
+        assert!(Users::load_dir(&dir, &presets(), &Profiles::default_set()).is_ok());
     }
 
     #[test]

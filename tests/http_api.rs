@@ -178,7 +178,7 @@ async fn status_shows_every_leg_and_control_adds_and_removes_destinations() {
     // Checked like a user file's destination: the same rules, the same reasons.
     for (invalid, reason) in [
         (json!({"preset": "facebook"}), "a preset needs a key"),
-        (json!({"preset": "facebook", "key": ""}), "empty key"),
+        (json!({"preset": "facebook", "key": ""}), "the key is empty"),
         (
             json!({"preset": "nope", "key": "k"}),
             "unknown preset `nope`",

@@ -127,7 +127,14 @@ fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
         return Some(StreamJson::new(info, relay, warnings));
     }
     let since = stream.reconnecting_since()?;
-    Some(StreamJson::reconnecting(relay, since, stream.players()))
+    // No publisher, so no constraint to check; the publish's problems stay.
+    let warnings = state.relay.warnings(relay, None, None);
+    Some(StreamJson::reconnecting(
+        relay,
+        since,
+        stream.players(),
+        warnings,
+    ))
 }
 
 /// Which stream a per-stream endpoint names: `/api/v1/streams/{id}/...`, or

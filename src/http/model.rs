@@ -51,7 +51,11 @@ pub struct StreamJson {
     pub publisher: Option<PublisherJson>,
     /// Local players watching.
     pub players: usize,
-    /// Platform constraints the stream breaks (codec, keyframe interval).
+    /// What is wrong with the stream's destinations, for as long as it lives:
+    /// destinations of its publish that were refused (a key that breaks the key
+    /// rules, an unknown profile), query parameters ignored, duplicates started
+    /// once, then platform constraints the stream breaks (codec, keyframe
+    /// interval). Bounded; never quotes a key.
     pub warnings: Vec<String>,
     /// Where the stream goes.
     pub destinations: Vec<DestinationJson>,
@@ -162,7 +166,12 @@ impl StreamJson {
 
     /// A stream whose publisher dropped at `since` and may come back: no
     /// publisher, its destinations as they are (connected, waiting).
-    pub fn reconnecting(relay: &StreamRelay, since: SystemTime, players: usize) -> Self {
+    pub fn reconnecting(
+        relay: &StreamRelay,
+        since: SystemTime,
+        players: usize,
+        warnings: Vec<String>,
+    ) -> Self {
         Self {
             id: relay.id().to_string(),
             app: relay.app().to_owned(),
@@ -172,7 +181,7 @@ impl StreamJson {
             user: relay.user().map(str::to_owned),
             publisher: None,
             players,
-            warnings: Vec::new(),
+            warnings,
             destinations: relay.snapshots().into_iter().map(Into::into).collect(),
         }
     }

@@ -36,8 +36,32 @@ pub struct DestinationSpec {
 pub struct Resolution {
     /// Destinations to start, without duplicates.
     pub destinations: Vec<DestinationSpec>,
-    /// Ignored parameters and similar notes, safe to log.
+    /// Refused destinations, ignored parameters and similar notes, safe to log
+    /// and to show.
     pub problems: Vec<String>,
+}
+
+/// The most problems of one publish that the status API shows. A publish's
+/// problems are already few (one per preset named, one for all unknown
+/// parameters, one per listed destination), but what is shown for as long as a
+/// stream lives stays bounded whatever changes upstream.
+pub const MAX_PROBLEMS_SHOWN: usize = 16;
+
+impl Resolution {
+    /// The problems to show with the stream: all of them, or the first
+    /// [`MAX_PROBLEMS_SHOWN`] - 1 and a last line that counts the rest.
+    pub fn problems_shown(&self) -> Vec<String> {
+        if self.problems.len() <= MAX_PROBLEMS_SHOWN {
+            return self.problems.clone();
+        }
+        let kept = MAX_PROBLEMS_SHOWN - 1;
+        let mut shown = self.problems[..kept].to_vec();
+        shown.push(format!(
+            "and {} more problems with the destinations (see the log)",
+            self.problems.len() - kept
+        ));
+        shown
+    }
 }
 
 #[derive(Default)]
@@ -84,16 +108,17 @@ pub fn resolve(
             continue;
         }
         match presets.target(&preset, &key, &wanted.extra) {
-            Some(target) => add(
+            Ok(target) => add(
                 &mut resolution,
                 Some(&preset),
                 target,
                 wanted.profile,
                 presets,
             ),
-            None => resolution
+            // Names the destination and what is wrong, never the key.
+            Err(err) => resolution
                 .problems
-                .push(format!("preset {preset} has no valid URL")),
+                .push(format!("{preset}: {err}; destination not started")),
         }
     }
     resolution
@@ -101,24 +126,23 @@ pub fn resolve(
 
 /// Adds destinations listed by the operator (a user file, a callback answer), which
 /// were validated when read; one made invalid since (a preset removed by a reload)
-/// is reported.
+/// is reported with the reason.
 fn add_listed(
     resolution: &mut Resolution,
     destinations: &[DestinationRequest],
     source: &str,
     presets: &Presets,
 ) {
-    for destination in destinations {
-        let target = match (&destination.preset, &destination.key, &destination.url) {
-            (Some(preset), Some(key), _) => presets.target(preset, key, &[]),
-            (_, _, Some(url)) => Target::from_full_url(url).ok(),
-            _ => None,
-        };
-        let Some(target) = target else {
-            resolution
-                .problems
-                .push(format!("{source}: a destination is no longer valid"));
-            continue;
+    for (index, destination) in destinations.iter().enumerate() {
+        let target = match destination.target(presets) {
+            Ok(target) => target,
+            Err(err) => {
+                resolution.problems.push(format!(
+                    "{source}: destination {}: {err}; not started",
+                    index + 1
+                ));
+                continue;
+            }
         };
         add(
             resolution,
@@ -343,6 +367,74 @@ mod tests {
         assert_eq!(
             r.problems,
             ["ignored 2 unknown query parameters (`a`, `b`)"]
+        );
+    }
+
+    #[test]
+    fn keys_against_the_key_rules_are_refused_by_destination_without_quoting_them() {
+        let long = "k".repeat(3000);
+        // Percent-encoded as in a publish URL; the query decoder turns them into
+        // the raw bytes the check sees.
+        let query = format!(
+            "twitch=tw-good-key&youtube=yt-secret%0Anewline&facebook=fb-secret%00nul\
+             &kick=..%2F..%2Fkick-secret&trovo={long}"
+        );
+        let r = resolve(&query, None, &[], &presets(), &Profiles::default_set());
+        let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["twitch"], "only the valid key starts");
+        assert_eq!(
+            r.problems,
+            [
+                "youtube: the key contains a control character (such as a newline or NUL); \
+                 destination not started",
+                "facebook: the key contains a control character (such as a newline or NUL); \
+                 destination not started",
+                "kick: the key contains a path separator ('/' or '\\'); destination not started",
+                "trovo: the key is 3000 bytes long, over the limit of 512; destination not started",
+            ]
+        );
+        for problem in &r.problems {
+            assert!(!problem.contains("secret") && !problem.contains("kkkk"));
+        }
+    }
+
+    #[test]
+    fn passed_through_parameters_are_held_to_the_key_rules() {
+        let r = resolve(
+            "facebook=FB-1&facebook_s_bl=1%0A&twitch=tw&twitch_a%2Fb=1&youtube=yt&youtube_x=..%2F",
+            None,
+            &[],
+            &presets(),
+            &Profiles::default_set(),
+        );
+        assert!(r.destinations.is_empty(), "{:?}", r.destinations);
+        assert_eq!(
+            r.problems,
+            [
+                "facebook: the value of parameter `s_bl` contains a control character \
+                 (such as a newline or NUL); destination not started",
+                "twitch: a parameter name passed through is not 1 to 32 letters, digits, \
+                 '_' or '-'; destination not started",
+                "youtube: the value of parameter `x` contains a path separator ('/' or '\\'); \
+                 destination not started",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_problems_shown_are_bounded() {
+        let mut r = Resolution {
+            problems: (0..MAX_PROBLEMS_SHOWN).map(|i| format!("p{i}")).collect(),
+            ..Resolution::default()
+        };
+        assert_eq!(r.problems_shown(), r.problems, "up to the limit: all");
+        r.problems.push("one more".into());
+        let shown = r.problems_shown();
+        assert_eq!(shown.len(), MAX_PROBLEMS_SHOWN);
+        assert_eq!(shown[MAX_PROBLEMS_SHOWN - 2], "p14");
+        assert_eq!(
+            shown[MAX_PROBLEMS_SHOWN - 1],
+            "and 2 more problems with the destinations (see the log)"
         );
     }
 

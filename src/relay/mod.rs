@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod destination;
+pub mod destination_key;
 pub mod push;
 pub mod status;
 pub mod target;
@@ -353,6 +354,7 @@ impl Relay {
             kick: Mutex::new(kick),
             generation: AtomicU64::new(0),
             orphaned: AtomicBool::new(false),
+            problems: resolution.problems_shown(),
             destinations: Mutex::new(Vec::new()),
         });
         for spec in resolution.destinations {
@@ -491,26 +493,11 @@ impl Relay {
     ) -> Result<DestinationSnapshot, ControlError> {
         let tables = self.tables();
         validate_destination(&request, &tables.presets, &tables.profiles)
-            .map_err(ControlError::Invalid)?;
-        let (preset, target) = match (&request.preset, &request.key, &request.url) {
-            (Some(preset), Some(key), None) => {
-                let target = tables
-                    .presets
-                    .target(preset, key, &[])
-                    .ok_or_else(|| ControlError::Invalid(format!("unknown preset `{preset}`")))?;
-                (Some(preset.as_str()), target)
-            }
-            (None, None, Some(url)) => (
-                None,
-                target::Target::from_full_url(url)
-                    .map_err(|e| ControlError::Invalid(e.to_string()))?,
-            ),
-            _ => {
-                return Err(ControlError::Invalid(
-                    "give either preset and key, or url".into(),
-                ));
-            }
-        };
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let target = request
+            .target(&tables.presets)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let preset = request.preset.as_deref();
         let existing: Vec<DestinationSpec> = stream.lock().iter().map(|e| e.spec.clone()).collect();
         let spec = DestinationSpec::new_unique(
             &existing,
@@ -553,7 +540,10 @@ impl Relay {
             .cancel();
     }
 
-    /// Platform constraints the stream breaks, per passthrough destination.
+    /// What the status API shows as the stream's warnings: the problems of its
+    /// publish (destinations refused, parameters ignored), then the platform
+    /// constraints the stream breaks, per passthrough destination (known once
+    /// the publisher's `video` and `audio` are).
     pub fn warnings(
         &self,
         stream: &StreamRelay,
@@ -561,7 +551,7 @@ impl Relay {
         audio: Option<&AudioInfo>,
     ) -> Vec<String> {
         let list = stream.lock();
-        let mut warnings = Vec::new();
+        let mut warnings = stream.problems.clone();
         for entry in list.iter().filter(|e| e.spec.profile.is_none()) {
             let c = &entry.spec.constraints;
             let id = &entry.spec.id;
@@ -675,6 +665,10 @@ pub struct StreamRelay {
     generation: AtomicU64,
     /// The publisher dropped and its grace period runs.
     orphaned: AtomicBool,
+    /// What was wrong with the publish's destinations (refused keys, unknown
+    /// parameters...), key-free and bounded: shown for as long as the stream
+    /// lives, since the log line alone is easily missed.
+    problems: Vec<String>,
     destinations: Mutex<Vec<DestinationEntry>>,
 }
 
@@ -880,6 +874,35 @@ mod tests {
             relay.find("live", &shown),
             Err(ControlError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_publishs_refused_destinations_stay_in_its_warnings_while_it_lives() {
+        let relay = relay();
+        let name = StreamName::parse(
+            "live",
+            "",
+            "warn-key?youtube=yt-secret%0A&twitch=..%2Ftw-secret&colour=blue",
+        )
+        .expect("a valid name");
+        let handle = relay.start(&name, &Grant::default(), CancellationToken::new());
+        let stream = relay.find_by_id(handle.stream_id().as_str()).unwrap();
+        assert!(stream.snapshots().is_empty(), "no destination started");
+        let warnings = relay.warnings(&stream, None, None);
+        assert_eq!(
+            warnings,
+            [
+                "ignored 1 unknown query parameter (`colour`)",
+                "youtube: the key contains a control character (such as a newline or NUL); \
+                 destination not started",
+                "twitch: the key contains a path separator ('/' or '\\'); destination not started",
+            ]
+        );
+        // Still there on the next look, and while the publisher's grace period runs.
+        handle.orphan();
+        assert_eq!(relay.warnings(&stream, None, None), warnings);
+        drop(handle);
+        assert!(relay.find_by_id(stream.id().as_str()).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 use url::Url;
 
 use crate::mask::Masked;
+use crate::relay::destination_key::{TextProblem, check_stream_name};
 
 /// The default port of `rtmp://` (RFC-less, but every tool agrees).
 pub const RTMP_PORT: u16 = 1935;
@@ -30,6 +31,10 @@ pub enum TargetError {
     /// A full URL without a stream name after the app.
     #[error("the URL has no stream name (rtmp://host/app/STREAM)")]
     NoStreamName,
+    /// A full URL whose stream name breaks the key rules (too long, characters
+    /// an ingest must not get); see [`crate::relay::destination_key`].
+    #[error("the URL's stream name {0}")]
+    StreamName(TextProblem),
 }
 
 /// A resolved RTMP publish target.
@@ -76,6 +81,7 @@ impl Target {
             Some(query) => format!("{name}?{query}"),
             None => name.to_owned(),
         };
+        check_stream_name(&name).map_err(TargetError::StreamName)?;
         Self::build(&url, app.to_owned(), name)
     }
 
@@ -164,6 +170,27 @@ mod tests {
             Target::from_full_url("rtmp://h/live/"),
             Err(TargetError::NoStreamName)
         );
+    }
+
+    #[test]
+    fn a_full_urls_stream_name_follows_the_key_rules() {
+        let long = format!("rtmp://h/live/{}", "k".repeat(3000));
+        assert_eq!(
+            Target::from_full_url(&long),
+            Err(TargetError::StreamName(TextProblem::TooLong { len: 3000 }))
+        );
+        assert_eq!(
+            Target::from_full_url("rtmp://h/live/key?next=a/b"),
+            Err(TargetError::StreamName(TextProblem::PathSeparator))
+        );
+        assert_eq!(
+            Target::from_full_url("rtmp://h/live/a\\b"),
+            Err(TargetError::StreamName(TextProblem::PathSeparator))
+        );
+        // The URL parser escapes what it must and drops newlines before the
+        // check sees the name: nothing raw reaches the ingest either way.
+        let t = Target::from_full_url("rtmp://h/live/a b%0A").unwrap();
+        assert_eq!(t.stream_name, "a%20b%0A");
     }
 
     #[test]
