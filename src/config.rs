@@ -298,6 +298,12 @@ pub struct LimitsConfig {
     pub max_chunk_streams: usize,
     /// Bytes in partial messages per peer.
     pub max_pending_bytes: usize,
+    /// Bytes in partial messages of all peers together.
+    pub max_pending_bytes_total: usize,
+    /// Smallest chunk size a peer may set.
+    pub min_chunk_size: u32,
+    /// Commands (and other non-media messages) a peer may send per second.
+    pub max_commands_per_sec: u32,
 }
 
 /// Per-stream caches and per-subscriber queues.
@@ -445,6 +451,18 @@ impl Config {
                 "must be at least limits.max_message_len",
             );
         }
+        if self.limits.max_pending_bytes_total < self.limits.max_pending_bytes {
+            return invalid(
+                "limits.max_pending_bytes_total",
+                "must be at least limits.max_pending_bytes",
+            );
+        }
+        if !(1..=4096).contains(&self.limits.min_chunk_size) {
+            return invalid("limits.min_chunk_size", "must be between 1 and 4096");
+        }
+        if self.limits.max_commands_per_sec == 0 {
+            return invalid("limits.max_commands_per_sec", "must be at least 1");
+        }
         if self.hub.queue_max_packets == 0 || self.hub.queue_max_bytes == 0 {
             return invalid("hub.queue_max_*", "must be positive");
         }
@@ -517,6 +535,7 @@ impl Config {
             max_message_len: self.limits.max_message_len,
             max_chunk_streams: self.limits.max_chunk_streams,
             max_pending_bytes: self.limits.max_pending_bytes,
+            min_chunk_size: self.limits.min_chunk_size,
         }
     }
 
