@@ -10,7 +10,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
-use super::chunk::{DecoderLimits, MessageHeader, OutBuf};
+use super::chunk::{DecoderLimits, MessageHeader, OutBuf, PendingBudget};
 use super::link::{CSID_COMMAND, CSID_STREAM, Incoming, Link, LinkError, media_csid};
 use super::message::{Command, Message, UserControl, type_id};
 use crate::stream_name::StreamName;
@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub window_ack_size: u32,
     /// Bounds on what the peer may make us buffer.
     pub limits: DecoderLimits,
+    /// The budget for partial messages that every inbound connection shares (the same one
+    /// for all of them: clones share it), on top of the per-connection `limits`; `None`
+    /// leaves only those.
+    pub pending_budget: Option<PendingBudget>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +40,7 @@ impl Default for ServerConfig {
             chunk_size: 4096,
             window_ack_size: 5_000_000,
             limits: DecoderLimits::default(),
+            pending_budget: None,
         }
     }
 }
@@ -139,13 +144,20 @@ pub struct ServerSession {
     /// flood the log.
     noted_stream_0_media: bool,
     warned_unowned_media: bool,
+    /// Media, data and aggregate messages dropped because no stream of this connection
+    /// publishes (counted with the commands: they cost work and carry nothing).
+    ignored_media: u64,
 }
 
 impl ServerSession {
     /// A session that has completed its handshake.
     pub fn new(config: ServerConfig) -> Self {
+        let link = match &config.pending_budget {
+            Some(budget) => Link::with_budget(config.limits, budget.account()),
+            None => Link::new(config.limits),
+        };
         Self {
-            link: Link::new(config.limits),
+            link,
             config,
             connection: None,
             streams: Vec::new(),
@@ -153,7 +165,23 @@ impl ServerSession {
             pending: std::collections::VecDeque::new(),
             noted_stream_0_media: false,
             warned_unowned_media: false,
+            ignored_media: 0,
         }
+    }
+
+    /// Commands received so far, counting with them every other message that is not media
+    /// of a stream this connection publishes (protocol control, pings, media sent while
+    /// not publishing). The session has no clock: the driver measures the rate, and closes
+    /// a connection that sends these far faster than any encoder does.
+    pub fn commands_received(&self) -> u64 {
+        self.link.non_media_messages() + self.ignored_media
+    }
+
+    /// Cancelled when this connection is evicted from the shared budget for partial
+    /// messages ([`ServerConfig::pending_budget`]) to make room for another: the next
+    /// [`Self::poll`] then fails, saying so. `None` without a shared budget.
+    pub fn budget_eviction(&self) -> Option<tokio_util::sync::CancellationToken> {
+        self.link.budget().map(|account| account.evicted().clone())
     }
 
     /// Whether connect has been received.
@@ -209,6 +237,7 @@ impl ServerSession {
             message => message,
         };
         let Some(stream_id) = self.media_owner(stream_id, &message) else {
+            self.ignored_media += 1;
             return Ok(None);
         };
         Ok(match message {

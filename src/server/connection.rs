@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::command_rate::CommandRate;
 use super::io::write_out;
 use crate::auth::CallbackError;
 use crate::hub::{Hub, HubError, Packet, Publisher, Subscriber};
@@ -48,6 +49,8 @@ pub struct ConnectionContext {
     pub publisher_grace: Duration,
     /// Streams published at once per client address.
     pub publishers_per_ip: Arc<PerIpLimit>,
+    /// Commands (and other non-media messages) a peer may send per second.
+    pub max_commands_per_sec: u32,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
@@ -73,6 +76,20 @@ pub enum ConnectionError {
     /// The peer went silent.
     #[error("idle for {0:?}")]
     Idle(Duration),
+    /// The peer neither published nor played for this long, whatever it sent.
+    #[error("neither published nor played for {0:?}")]
+    NotStreaming(Duration),
+    /// The peer sent commands far faster than any encoder.
+    #[error(
+        "{count} commands within a second, over the limit of {limit} per second \
+         (an encoder sends a handful)"
+    )]
+    CommandFlood {
+        /// Commands counted in the window.
+        count: u64,
+        /// The configured limit.
+        limit: u32,
+    },
     /// A player stopped reading.
     #[error("peer did not read for {0:?}")]
     WriteStalled(Duration),
@@ -136,6 +153,7 @@ where
         handshake_deadline,
         peer,
         kick: CancellationToken::new(),
+        idle_since: None,
         ctx,
     };
     let result = connection.run(&shutdown).await;
@@ -224,6 +242,9 @@ struct Connection<S> {
     peer: SocketAddr,
     /// Cancelled by an operator's kick (status API).
     kick: CancellationToken,
+    /// Since when the connection has neither published nor played (from connect, or
+    /// from the end of its publish or play); `None` while it does, or before connect.
+    idle_since: Option<Instant>,
     ctx: Arc<ConnectionContext>,
 }
 
@@ -239,9 +260,14 @@ where
         let shut_down = shutdown.cancelled();
         let kicked = kick.cancelled();
         let deadline = tokio::time::sleep_until(self.handshake_deadline);
-        tokio::pin!(shut_down, kicked, deadline);
+        // Another connection may need this one's room for partial messages (see
+        // rtmp::chunk::PendingBudget): then the next poll fails, saying so.
+        let eviction = self.session.budget_eviction().unwrap_or_default();
+        let evicted = eviction.cancelled();
+        tokio::pin!(shut_down, kicked, deadline, evicted);
         let mut last_read = Instant::now();
         let mut connected = false;
+        let mut commands = CommandRate::new(self.ctx.max_commands_per_sec, last_read);
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event, shutdown).await {
@@ -250,6 +276,8 @@ where
                     return Ok(());
                 }
             }
+            commands.check(self.session.commands_received(), last_read)?;
+            self.track_idle(last_read);
             self.deliver();
             self.flush().await?;
             if !connected && self.session.is_connected() {
@@ -275,6 +303,7 @@ where
                     0 => return Ok(()),
                     _ => last_read = Instant::now(),
                 },
+                () = &mut evicted => {}
                 () = &mut deadline, if !playing => {
                     // Fired: the deadline may have moved on since it was set.
                     if let Some((at, err)) = self.read_deadline(last_read) {
@@ -318,11 +347,28 @@ where
         }
         match self.role {
             Role::Playing { .. } => None,
-            Role::Idle | Role::Publishing { .. } => Some((
+            Role::Publishing { .. } => Some((
                 last_read + self.ctx.idle_timeout,
                 ConnectionError::Idle(self.ctx.idle_timeout),
             )),
+            // Reads do not count: a peer trickling keepalives must not hold a
+            // connection (and its memory) that it never streams on.
+            Role::Idle => Some((
+                self.idle_since.unwrap_or(last_read) + self.ctx.idle_timeout,
+                ConnectionError::NotStreaming(self.ctx.idle_timeout),
+            )),
         }
+    }
+
+    /// Notes when the connection stopped (or, after connect, has not yet started)
+    /// publishing or playing, for [`Self::read_deadline`].
+    fn track_idle(&mut self, now: Instant) {
+        let idle = self.session.is_connected() && matches!(self.role, Role::Idle);
+        self.idle_since = match self.idle_since {
+            Some(since) if idle => Some(since),
+            _ if idle => Some(now),
+            _ => None,
+        };
     }
 
     /// Handles one session event. A publish may wait for the authorization
