@@ -78,11 +78,11 @@ impl App {
                 chunk_size: config.rtmp.chunk_size,
                 window_ack_size: config.rtmp.window_ack_size,
                 limits: config.decoder_limits(),
-                // One budget for every inbound connection; its overdraft lets one
-                // eviction always make room (see PendingBudget).
+                // One budget for every inbound connection. Evicted connections close
+                // within moments; the overdraft is only a backstop (see PendingBudget).
                 pending_budget: Some(PendingBudget::new(
                     config.limits.max_pending_bytes_total,
-                    config.limits.max_pending_bytes,
+                    config.limits.max_pending_bytes_total,
                 )),
             },
             handshake_timeout: config.handshake_timeout(),

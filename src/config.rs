@@ -628,6 +628,38 @@ mod tests {
     }
 
     #[test]
+    fn limits_for_all_peers_are_checked_and_reach_the_decoder() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.limits.max_pending_bytes_total, 256 << 20);
+            assert_eq!(config.limits.max_commands_per_sec, 1000);
+            assert_eq!(config.decoder_limits().min_chunk_size, 64);
+            for (file, key) in [
+                (
+                    "[limits]\nmax_pending_bytes_total = 1048576\n",
+                    "limits.max_pending_bytes_total",
+                ),
+                ("[limits]\nmin_chunk_size = 0\n", "limits.min_chunk_size"),
+                ("[limits]\nmin_chunk_size = 5000\n", "limits.min_chunk_size"),
+                (
+                    "[limits]\nmax_commands_per_sec = 0\n",
+                    "limits.max_commands_per_sec",
+                ),
+            ] {
+                jail.create_file("limits.toml", file)?;
+                let err = Config::load(Some(Path::new("limits.toml")), &Overrides::default())
+                    .unwrap_err();
+                assert!(err.to_string().contains(key), "{file}: {err}");
+            }
+            jail.create_file("limits.toml", "[limits]\nmin_chunk_size = 128\n")?;
+            let config =
+                Config::load(Some(Path::new("limits.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.decoder_limits().min_chunk_size, 128);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[rtmp]\nlisten_addr = \"127.0.0.1:1\"\n")?;

@@ -96,6 +96,11 @@ impl Link {
         self.decoder.budget()
     }
 
+    /// The error of a decoder evicted from its shared budget; `Ok` otherwise.
+    pub fn check_budget(&self) -> Result<(), LinkError> {
+        self.decoder.check_budget().map_err(LinkError::from)
+    }
+
     /// Messages received so far that are not media (audio, video, data, aggregate):
     /// commands, protocol control and user control messages, shared objects. Each costs
     /// work to answer or apply, and an encoder sends a handful, so the driver bounds

@@ -144,9 +144,6 @@ pub struct ServerSession {
     /// flood the log.
     noted_stream_0_media: bool,
     warned_unowned_media: bool,
-    /// Media, data and aggregate messages dropped because no stream of this connection
-    /// publishes (counted with the commands: they cost work and carry nothing).
-    ignored_media: u64,
 }
 
 impl ServerSession {
@@ -165,23 +162,30 @@ impl ServerSession {
             pending: std::collections::VecDeque::new(),
             noted_stream_0_media: false,
             warned_unowned_media: false,
-            ignored_media: 0,
         }
     }
 
-    /// Commands received so far, counting with them every other message that is not media
-    /// of a stream this connection publishes (protocol control, pings, media sent while
-    /// not publishing). The session has no clock: the driver measures the rate, and closes
-    /// a connection that sends these far faster than any encoder does.
+    /// Commands received so far, counting with them every other message that is not
+    /// media (protocol control, user control such as pings). The session has no clock:
+    /// the driver measures the rate, and closes a connection that sends these far faster
+    /// than any encoder does. Media is not counted, even while nothing is published (it is
+    /// dropped, and costs what any media costs).
     pub fn commands_received(&self) -> u64 {
-        self.link.non_media_messages() + self.ignored_media
+        self.link.non_media_messages()
     }
 
     /// Cancelled when this connection is evicted from the shared budget for partial
-    /// messages ([`ServerConfig::pending_budget`]) to make room for another: the next
-    /// [`Self::poll`] then fails, saying so. `None` without a shared budget.
+    /// messages ([`ServerConfig::pending_budget`]) to make room for another: the driver
+    /// must close it at once (its memory is counted as free already), and the next
+    /// [`Self::poll`] fails, saying so. `None` without a shared budget.
     pub fn budget_eviction(&self) -> Option<tokio_util::sync::CancellationToken> {
         self.link.budget().map(|account| account.evicted().clone())
+    }
+
+    /// The error that ends a connection evicted from the shared budget (see
+    /// [`Self::budget_eviction`]); `Ok` while it is not evicted.
+    pub fn check_budget(&self) -> Result<(), SessionError> {
+        self.link.check_budget().map_err(SessionError::from)
     }
 
     /// Whether connect has been received.
@@ -237,7 +241,6 @@ impl ServerSession {
             message => message,
         };
         let Some(stream_id) = self.media_owner(stream_id, &message) else {
-            self.ignored_media += 1;
             return Ok(None);
         };
         Ok(match message {

@@ -156,7 +156,14 @@ where
         idle_since: None,
         ctx,
     };
-    let result = connection.run(&shutdown).await;
+    // Another connection may need this one's room for partial messages (see
+    // rtmp::chunk::PendingBudget): then it ends at once, whatever it is waiting for,
+    // so that the memory it holds is freed within moments.
+    let eviction = connection.session.budget_eviction().unwrap_or_default();
+    let result = tokio::select! {
+        result = connection.run(&shutdown) => result,
+        () = eviction.cancelled() => connection.session.check_budget().map_err(Into::into),
+    };
     let deliberate = shutdown.is_cancelled() || connection.kick.is_cancelled();
     let grace = connection.ctx.publisher_grace;
     let role = std::mem::replace(&mut connection.role, Role::Idle);
@@ -260,11 +267,7 @@ where
         let shut_down = shutdown.cancelled();
         let kicked = kick.cancelled();
         let deadline = tokio::time::sleep_until(self.handshake_deadline);
-        // Another connection may need this one's room for partial messages (see
-        // rtmp::chunk::PendingBudget): then the next poll fails, saying so.
-        let eviction = self.session.budget_eviction().unwrap_or_default();
-        let evicted = eviction.cancelled();
-        tokio::pin!(shut_down, kicked, deadline, evicted);
+        tokio::pin!(shut_down, kicked, deadline);
         let mut last_read = Instant::now();
         let mut connected = false;
         let mut commands = CommandRate::new(self.ctx.max_commands_per_sec, last_read);
@@ -303,7 +306,6 @@ where
                     0 => return Ok(()),
                     _ => last_read = Instant::now(),
                 },
-                () = &mut evicted => {}
                 () = &mut deadline, if !playing => {
                     // Fired: the deadline may have moved on since it was set.
                     if let Some((at, err)) = self.read_deadline(last_read) {

@@ -20,10 +20,13 @@
 //! budget over so many connections that each holds less than one frame.
 //!
 //! **The overdraft.** An evicted connection's memory is freed a moment later, when its task
-//! drops its decoder, so the request that caused the eviction is granted at once against the
-//! memory being freed. Until then the total may exceed the budget, by at most the overdraft
-//! given to [`PendingBudget::new`] (prism uses the per-connection limit, so that one eviction
-//! always suffices); a request that would go further is refused even if it could evict.
+//! notices the token and drops its decoder (prism's driver ends an evicted connection at once,
+//! whatever it was waiting for), so the request that caused the eviction is granted at once
+//! against the memory being freed: the small asker never waits and never fails because the
+//! budget is held by others. Until the evicted tasks have run, the total may exceed the budget,
+//! by at most the overdraft given to [`PendingBudget::new`]; a request that would go further is
+//! refused. The overdraft is a backstop for evicted connections that cannot close (prism gives
+//! it the size of the budget), not a second budget: normally it is touched for microseconds.
 //!
 //! The budget is plain shared state behind a mutex, with no I/O and no clock, so the decoder
 //! that uses it stays sans-I/O. The lock is taken only when a reassembly buffer grows or is

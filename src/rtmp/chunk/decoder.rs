@@ -257,6 +257,20 @@ impl ChunkDecoder {
         self.budget.as_ref()
     }
 
+    /// [`ChunkError::EvictedFromPendingBudget`] once this decoder's account was evicted to make
+    /// room for another connection (every later [`Self::decode`] fails with it); `Ok` before.
+    pub fn check_budget(&self) -> Result<(), ChunkError> {
+        match &self.budget {
+            Some(account) if account.evicted().is_cancelled() => {
+                Err(ChunkError::EvictedFromPendingBudget {
+                    held: self.pending_bytes,
+                    max: account.budget(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Applies the peer's Set Chunk Size message. It takes effect for the next chunk, including
     /// continuation chunks of a message already in progress (the peer changes size between
     /// chunks). Values above `max_message_len` are accepted but act like it, so nothing is
@@ -321,14 +335,7 @@ impl ChunkDecoder {
     /// is one taken in pieces). Returns at most one message per call so the caller can apply a
     /// Set Chunk Size or Abort before the next chunk is read.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<RawMessage>, ChunkError> {
-        if let Some(account) = &self.budget
-            && account.evicted().is_cancelled()
-        {
-            return Err(ChunkError::EvictedFromPendingBudget {
-                held: self.pending_bytes,
-                max: account.budget(),
-            });
-        }
+        self.check_budget()?;
         loop {
             let Some(plan) = self.plan_chunk(buf)? else {
                 return Ok(None);
