@@ -146,18 +146,22 @@ enum Outcome {
     Failed(String),
 }
 
-/// The shape of an attack: how many messages each connection starts and how much of
-/// each it sends.
+/// The shape of an attack: how many messages each connection starts and how many pieces
+/// of 64 KiB of each it sends.
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     streams: usize,
-    chunks_per_stream: usize,
+    pieces_per_stream: usize,
+    /// Each message is one chunk (chunk size 2^31 - 1), its pieces without headers
+    /// between them; else each piece is a chunk (chunk size 64 KiB).
+    one_chunk: bool,
 }
 
 /// The attack of issue 16: 30 messages of 16 MiB, 1 MiB of each sent.
 const ISSUE_16: Shape = Shape {
     streams: ATTACK_STREAMS,
-    chunks_per_stream: ATTACK_CHUNKS_PER_STREAM,
+    pieces_per_stream: ATTACK_CHUNKS_PER_STREAM,
+    one_chunk: false,
 };
 
 /// Counts of attackers, shared with the test while the attack runs.
@@ -171,9 +175,10 @@ struct Progress {
 
 /// What an attacker does once connected (and, with `publish`, publishing): a chunk size
 /// of 64 KiB, then `shape.streams` messages of 16 MiB - 1 started on chunk streams 10..
-/// and fed round-robin, `shape.chunks_per_stream` chunks of 64 KiB each, never finished;
+/// and fed round-robin, `shape.pieces_per_stream` chunks of 64 KiB each, never finished;
 /// then a 12-byte keepalive (an Acknowledgement with a type-1 header on chunk stream 2)
-/// every [`KEEPALIVE`] until `stop`.
+/// every [`KEEPALIVE`] until `stop`. With `shape.one_chunk`, a chunk size of 2^31 - 1
+/// and no keepalives (they would be taken as payload of the unfinished chunk).
 async fn attacker(
     addr: SocketAddr,
     source: Ipv4Addr,
@@ -217,16 +222,21 @@ async fn attacker(
     });
     let mut sent = 0usize;
     let mut bytes = vec![0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0];
-    bytes.extend_from_slice(&(ATTACK_CHUNK as u32).to_be_bytes());
+    let chunk_size: u32 = if shape.one_chunk {
+        0x7FFF_FFFF
+    } else {
+        ATTACK_CHUNK as u32
+    };
+    bytes.extend_from_slice(&chunk_size.to_be_bytes());
     let payload = vec![0x5Au8; ATTACK_CHUNK];
     let mut failed_write = false;
-    for round in 0..shape.chunks_per_stream {
+    for round in 0..shape.pieces_per_stream {
         for stream in 0..shape.streams {
             let csid = 10 + stream as u8;
             if round == 0 {
                 // Type 0: 16 MiB - 1 bytes of video on message stream 1.
                 bytes.extend_from_slice(&[csid, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0]);
-            } else {
+            } else if !shape.one_chunk {
                 bytes.push(0xC0 | csid);
             }
             bytes.extend_from_slice(&payload);
@@ -250,7 +260,7 @@ async fn attacker(
                     return Outcome::Held;
                 }
                 () = closed.cancelled() => break,
-                () = tokio::time::sleep(KEEPALIVE) => {
+                () = tokio::time::sleep(KEEPALIVE), if !shape.one_chunk => {
                     if writer.write_all(&keepalive).await.is_err() {
                         break;
                     }
@@ -267,17 +277,18 @@ async fn attacker(
     }
 }
 
-/// Starts [`ATTACKERS`] attackers against `prism` from [`ATTACK_HOSTS`] addresses,
-/// publishing (each its own name) or not; they run until closed or `stop`.
+/// Starts `count` attackers against `prism` from [`ATTACK_HOSTS`] addresses, publishing
+/// (each its own name) or not; they run until closed or `stop`.
 fn launch_attack(
     prism: &ChildPrism,
+    count: usize,
     publish: bool,
     shape: Shape,
     progress: &Arc<Progress>,
     stop: &CancellationToken,
 ) -> tokio::task::JoinSet<Outcome> {
     let mut attackers = tokio::task::JoinSet::new();
-    for n in 0..ATTACKERS {
+    for n in 0..count {
         let source = Ipv4Addr::new(127, 0, 1 + (n % ATTACK_HOSTS) as u8, 1);
         let key = publish.then(|| format!("unfinished-{n}"));
         attackers.spawn(attacker(
@@ -363,10 +374,20 @@ async fn assert_honest_stream_intact(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unfinished_messages_of_publishing_connections_are_held_to_the_shared_budget_and_memory_goes_back()
- {
-    let prism = ChildPrism::start("unfinished-publishing", LOG_LIFTED).await;
+/// The attack against a prism with an honest stream, by `count` publishing attackers of
+/// `shape`, each of which holds `held_each` bytes of the budget once it has sent
+/// everything. Checks that the budget held the attack: the survivors fit in it, every
+/// other attacker was closed with a line that says why, prism's RSS grew (the attack did
+/// take memory) but stayed under [`PEAK_RSS_LIMIT`], and once the survivors were gone it
+/// fell under [`RSS_AFTER_LIMIT`] within [`RSS_RECOVERY`]; the honest stream, live for
+/// the whole attack, lost nothing.
+async fn publishing_attack_is_held_to_the_budget(
+    tag: &str,
+    count: usize,
+    shape: Shape,
+    held_each: u64,
+) {
+    let prism = ChildPrism::start(tag, LOG_LIFTED).await;
     let clip = clip(30);
     let (publisher, player) = honest_stream(&prism, &clip).await;
     let baseline = prism.rss_bytes();
@@ -375,12 +396,12 @@ async fn unfinished_messages_of_publishing_connections_are_held_to_the_shared_bu
     let stop = CancellationToken::new();
     let sampling = CancellationToken::new();
     let started = Instant::now();
-    let attackers = launch_attack(&prism, true, ISSUE_16, &progress, &stop);
+    let attackers = launch_attack(&prism, count, true, shape, &progress, &stop);
     let sampler = peak_rss(&prism, sampling.clone());
     let attack = async {
         // Until every attacker is closed or holds what it sent, then a few keepalives.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while progress.settled.load(Ordering::Relaxed) < ATTACKERS {
+        while progress.settled.load(Ordering::Relaxed) < count {
             assert!(Instant::now() < deadline, "the attack never settled");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -413,20 +434,20 @@ async fn unfinished_messages_of_publishing_connections_are_held_to_the_shared_bu
         }
     }
     eprintln!(
-        "attack settled after {settled:?}: {held} connections hold their messages, {closed} \
-         closed after sending {} MiB; RSS baseline {} MiB, peak {} MiB",
+        "{tag}: attack settled after {settled:?}: {held} connections hold their messages, \
+         {closed} closed after sending {} MiB; RSS baseline {} MiB, peak {} MiB",
         sent_by_closed >> 20,
         baseline >> 20,
         peak >> 20
     );
     assert!(failures.is_empty(), "attackers failed: {failures:?}");
-    assert_eq!(held + closed, ATTACKERS);
+    assert_eq!(held + closed, count);
     // What the survivors hold fits in the budget; all the others were closed, each with
     // a line that says why.
     assert!(
-        held as u64 * HELD_PER_ATTACKER <= BUDGET,
+        held as u64 * held_each <= BUDGET,
         "{held} connections of {} MiB each fit in {} MiB",
-        HELD_PER_ATTACKER >> 20,
+        held_each >> 20,
         BUDGET >> 20
     );
     assert!(held > 0, "connections within the budget are not closed");
@@ -447,11 +468,40 @@ async fn unfinished_messages_of_publishing_connections_are_held_to_the_shared_bu
     // The survivors are gone now: their memory goes back to the system.
     let took = wait_memory_back(&prism).await;
     eprintln!(
-        "RSS under {} MiB {took:?} after the attack ended",
+        "{tag}: RSS under {} MiB {took:?} after the attack ended",
         RSS_AFTER_LIMIT >> 20
     );
     assert_honest_stream_intact(&clip, publisher, player).await;
     prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_messages_of_publishing_connections_are_held_to_the_shared_budget_and_memory_goes_back()
+ {
+    // Issue 16's attack: 100 connections, 30 messages of 16 MiB started on each, 1 MiB of
+    // each sent (30 MiB a connection, 3 GB in all, within the per-connection limit).
+    publishing_attack_is_held_to_the_budget(
+        "unfinished-publishing",
+        ATTACKERS,
+        ISSUE_16,
+        HELD_PER_ATTACKER,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_chunk_size_holds_no_memory_outside_the_shared_budget() {
+    // 60 connections with a chunk size of 2^31 - 1, each sending 14 MiB of a single
+    // chunk of 16 MiB - 1 and then nothing. The chunk never ends: prism used to wait for
+    // it whole in the connection's read buffer, outside every limit (840 MiB in all);
+    // now it is taken into the reassembly buffer as it arrives, within the budget.
+    let shape = Shape {
+        streams: 1,
+        pieces_per_stream: 14 * 16,
+        one_chunk: true,
+    };
+    // 14 MiB received: the buffer has doubled up to the message's length.
+    publishing_attack_is_held_to_the_budget("huge-chunks", 60, shape, 0xFF_FFFF).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,12 +520,13 @@ async fn connections_that_never_stream_are_closed_by_the_idle_timeout_whatever_t
     // timeout, do not keep these connections open.
     let shape = Shape {
         streams: 4,
-        chunks_per_stream: 1,
+        pieces_per_stream: 1,
+        one_chunk: false,
     };
     let progress = Arc::new(Progress::default());
     let stop = CancellationToken::new();
     let sampling = CancellationToken::new();
-    let attackers = launch_attack(&prism, false, shape, &progress, &stop);
+    let attackers = launch_attack(&prism, ATTACKERS, false, shape, &progress, &stop);
     let sampler = peak_rss(&prism, sampling.clone());
     let attack = async {
         let outcomes = tokio::time::timeout(Duration::from_secs(120), attackers.join_all())
