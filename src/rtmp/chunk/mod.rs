@@ -11,10 +11,11 @@
 //! - No I/O and no clock: every edge case (interleaving, extended timestamps, limits) is a unit
 //!   test on byte vectors, and the same code serves TCP and TLS sessions.
 //! - Zero copy where it matters: a message that fits in one chunk is split off the input buffer
-//!   without copying; a multi-chunk message is copied once into its reassembly buffer. On the way
-//!   out, a message's payload is shared by reference counting (one [`bytes::Bytes`] handle per
-//!   message per connection) and only the small chunk headers are built, so fanning one packet
-//!   out to N destinations costs N header sets.
+//!   without copying (unless the chunk is over 64 KiB and arrives in pieces, see
+//!   [`MAX_BUFFERED_CHUNK`]); a multi-chunk message is copied once into its reassembly buffer.
+//!   On the way out, a message's payload is shared by reference counting (one [`bytes::Bytes`]
+//!   handle per message per connection) and only the small chunk headers are built, so fanning
+//!   one packet out to N destinations costs N header sets.
 //! - Every size a peer controls (message length, number of chunk streams, bytes held in partial
 //!   messages, chunk size) is bounded before anything is allocated; see [`DecoderLimits`]. What
 //!   all server connections together hold in partial messages is bounded too, by a
