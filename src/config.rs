@@ -233,7 +233,8 @@ pub struct RtmpConfig {
     pub max_publishers_per_ip: usize,
     /// Seconds for the handshake and the connect command.
     pub handshake_timeout_secs: u64,
-    /// Seconds of silence allowed before publish/play, and from a publisher.
+    /// Seconds a connection may go without publishing or playing (whatever it sends), and
+    /// seconds of silence allowed from a publisher.
     pub idle_timeout_secs: u64,
 }
 

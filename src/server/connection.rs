@@ -42,8 +42,9 @@ pub struct ConnectionContext {
     pub session: ServerConfig,
     /// Deadline for the handshake and the connect command.
     pub handshake_timeout: Duration,
-    /// Allowed silence before publish/play and from a publisher; also the longest a
-    /// player may refuse to read before it is dropped.
+    /// How long a connection may go without publishing or playing (whatever it sends),
+    /// and allowed silence from a publisher; also the longest a player may refuse to
+    /// read before it is dropped.
     pub idle_timeout: Duration,
     /// How long a dropped publisher's stream waits for it to come back.
     pub publisher_grace: Duration,
@@ -339,9 +340,11 @@ where
         }
     }
 
-    /// When the next read must have arrived given the last one, with the error to
-    /// end on, or `None` for players (they may stay silent for hours while they
-    /// watch).
+    /// When the connection ends unless something changes, with the error to end on:
+    /// for a publisher, the idle timeout after its last read; for a connection that
+    /// neither publishes nor plays, the idle timeout after it connected or stopped
+    /// (reads do not matter); `None` for players (they may stay silent for hours
+    /// while they watch).
     fn read_deadline(&self, last_read: Instant) -> Option<(Instant, ConnectionError)> {
         if !self.session.is_connected() {
             let err = ConnectionError::HandshakeTimeout(self.ctx.handshake_timeout);
