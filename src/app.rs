@@ -16,6 +16,7 @@ use crate::http::{self, HttpState};
 use crate::hub::Hub;
 use crate::relay::Relay;
 use crate::reload::{ConfigSource, ReloadError, ReloadReport, Reloader};
+use crate::rtmp::chunk::PendingBudget;
 use crate::rtmp::server::ServerConfig;
 use crate::server::per_ip::PerIpLimit;
 use crate::server::waiting::WaitingPlayers;
@@ -79,6 +80,12 @@ impl App {
                 chunk_size: config.rtmp.chunk_size,
                 window_ack_size: config.rtmp.window_ack_size,
                 limits: config.decoder_limits(),
+                // One budget for every inbound connection. Evicted connections close
+                // within moments; the overdraft is only a backstop (see PendingBudget).
+                pending_budget: Some(PendingBudget::new(
+                    config.limits.max_pending_bytes_total,
+                    config.limits.max_pending_bytes_total,
+                )),
             },
             handshake_timeout: config.handshake_timeout(),
             idle_timeout: config.idle_timeout(),
@@ -86,6 +93,7 @@ impl App {
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
             play_wait: config.play_wait(),
             waiting: Arc::clone(&waiting),
+            max_commands_per_sec: config.limits.max_commands_per_sec,
         });
         let limits = ConnectionLimits::new(
             config.rtmp.max_connections,

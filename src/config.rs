@@ -233,7 +233,8 @@ pub struct RtmpConfig {
     pub max_publishers_per_ip: usize,
     /// Seconds for the handshake and the connect command.
     pub handshake_timeout_secs: u64,
-    /// Seconds of silence allowed before publish/play, and from a publisher.
+    /// Seconds a connection may go without publishing or playing (whatever it sends), and
+    /// seconds of silence allowed from a publisher.
     pub idle_timeout_secs: u64,
     /// Seconds a player may wait for a stream that is not live before it is closed
     /// (`NetStream.Play.StreamNotFound`).
@@ -304,6 +305,12 @@ pub struct LimitsConfig {
     pub max_chunk_streams: usize,
     /// Bytes in partial messages per peer.
     pub max_pending_bytes: usize,
+    /// Bytes in partial messages of all peers together.
+    pub max_pending_bytes_total: usize,
+    /// Smallest chunk size a peer may set.
+    pub min_chunk_size: u32,
+    /// Commands (and other non-media messages) a peer may send per second.
+    pub max_commands_per_sec: u32,
 }
 
 /// Per-stream caches and per-subscriber queues.
@@ -454,6 +461,18 @@ impl Config {
                 "must be at least limits.max_message_len",
             );
         }
+        if self.limits.max_pending_bytes_total < self.limits.max_pending_bytes {
+            return invalid(
+                "limits.max_pending_bytes_total",
+                "must be at least limits.max_pending_bytes",
+            );
+        }
+        if !(1..=4096).contains(&self.limits.min_chunk_size) {
+            return invalid("limits.min_chunk_size", "must be between 1 and 4096");
+        }
+        if self.limits.max_commands_per_sec == 0 {
+            return invalid("limits.max_commands_per_sec", "must be at least 1");
+        }
         if self.hub.queue_max_packets == 0 || self.hub.queue_max_bytes == 0 {
             return invalid("hub.queue_max_*", "must be positive");
         }
@@ -526,6 +545,7 @@ impl Config {
             max_message_len: self.limits.max_message_len,
             max_chunk_streams: self.limits.max_chunk_streams,
             max_pending_bytes: self.limits.max_pending_bytes,
+            min_chunk_size: self.limits.min_chunk_size,
         }
     }
 
@@ -632,6 +652,38 @@ mod tests {
             }
         }
         assert!(checked >= 2, "examples/ has its configs");
+    }
+
+    #[test]
+    fn limits_for_all_peers_are_checked_and_reach_the_decoder() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.limits.max_pending_bytes_total, 256 << 20);
+            assert_eq!(config.limits.max_commands_per_sec, 1000);
+            assert_eq!(config.decoder_limits().min_chunk_size, 64);
+            for (file, key) in [
+                (
+                    "[limits]\nmax_pending_bytes_total = 1048576\n",
+                    "limits.max_pending_bytes_total",
+                ),
+                ("[limits]\nmin_chunk_size = 0\n", "limits.min_chunk_size"),
+                ("[limits]\nmin_chunk_size = 5000\n", "limits.min_chunk_size"),
+                (
+                    "[limits]\nmax_commands_per_sec = 0\n",
+                    "limits.max_commands_per_sec",
+                ),
+            ] {
+                jail.create_file("limits.toml", file)?;
+                let err = Config::load(Some(Path::new("limits.toml")), &Overrides::default())
+                    .unwrap_err();
+                assert!(err.to_string().contains(key), "{file}: {err}");
+            }
+            jail.create_file("limits.toml", "[limits]\nmin_chunk_size = 128\n")?;
+            let config =
+                Config::load(Some(Path::new("limits.toml")), &Overrides::default()).unwrap();
+            assert_eq!(config.decoder_limits().min_chunk_size, 128);
+            Ok(())
+        });
     }
 
     #[test]

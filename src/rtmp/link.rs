@@ -8,7 +8,8 @@
 use bytes::{Bytes, BytesMut};
 
 use super::chunk::{
-    ChunkDecoder, ChunkEncoder, ChunkError, DecoderLimits, MessageHeader, OutBuf, RawMessage,
+    BudgetAccount, ChunkDecoder, ChunkEncoder, ChunkError, DecoderLimits, MessageHeader, OutBuf,
+    RawMessage,
 };
 use super::message::{Message, MessageError, UserControl, type_id};
 
@@ -63,19 +64,49 @@ pub struct Link {
     bytes_in: u64,
     acked_at: u64,
     peer_window: u32,
+    non_media: u64,
 }
 
 impl Link {
     /// A link with the given inbound limits and the spec's initial chunk size of 128.
     pub fn new(limits: DecoderLimits) -> Self {
+        Self::with_decoder(ChunkDecoder::new(limits))
+    }
+
+    /// Like [`Self::new`], with reassembly buffers that also draw on a budget shared with
+    /// other connections (server connections: see [`super::chunk::PendingBudget`]).
+    pub fn with_budget(limits: DecoderLimits, account: BudgetAccount) -> Self {
+        Self::with_decoder(ChunkDecoder::with_budget(limits, account))
+    }
+
+    fn with_decoder(decoder: ChunkDecoder) -> Self {
         Self {
-            decoder: ChunkDecoder::new(limits),
+            decoder,
             encoder: ChunkEncoder::new(),
             out: OutBuf::new(),
             bytes_in: 0,
             acked_at: 0,
             peer_window: 0,
+            non_media: 0,
         }
+    }
+
+    /// This connection's share of a shared budget for partial messages, if it has one.
+    pub fn budget(&self) -> Option<&BudgetAccount> {
+        self.decoder.budget()
+    }
+
+    /// The error of a decoder evicted from its shared budget; `Ok` otherwise.
+    pub fn check_budget(&self) -> Result<(), LinkError> {
+        self.decoder.check_budget().map_err(LinkError::from)
+    }
+
+    /// Messages received so far that are not media (audio, video, data, aggregate):
+    /// commands, protocol control and user control messages, shared objects. Each costs
+    /// work to answer or apply, and an encoder sends a handful, so the driver bounds
+    /// their rate.
+    pub fn non_media_messages(&self) -> u64 {
+        self.non_media
     }
 
     /// Total bytes taken off the wire so far (after the handshake).
@@ -105,6 +136,16 @@ impl Link {
     }
 
     fn handle(&mut self, raw: RawMessage) -> Result<Option<Incoming>, LinkError> {
+        if !matches!(
+            raw.type_id,
+            type_id::AUDIO
+                | type_id::VIDEO
+                | type_id::DATA_AMF0
+                | type_id::DATA_AMF3
+                | type_id::AGGREGATE
+        ) {
+            self.non_media += 1;
+        }
         let RawMessage {
             csid,
             timestamp,

@@ -10,7 +10,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
-use super::chunk::{DecoderLimits, MessageHeader, OutBuf};
+use super::chunk::{DecoderLimits, MessageHeader, OutBuf, PendingBudget};
 use super::link::{CSID_COMMAND, CSID_STREAM, Incoming, Link, LinkError, media_csid};
 use super::message::{Command, Message, UserControl, type_id};
 use crate::stream_name::StreamName;
@@ -28,6 +28,10 @@ pub struct ServerConfig {
     pub window_ack_size: u32,
     /// Bounds on what the peer may make us buffer.
     pub limits: DecoderLimits,
+    /// The budget for partial messages that every inbound connection shares (the same one
+    /// for all of them: clones share it), on top of the per-connection `limits`; `None`
+    /// leaves only those.
+    pub pending_budget: Option<PendingBudget>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +40,7 @@ impl Default for ServerConfig {
             chunk_size: 4096,
             window_ack_size: 5_000_000,
             limits: DecoderLimits::default(),
+            pending_budget: None,
         }
     }
 }
@@ -144,8 +149,12 @@ pub struct ServerSession {
 impl ServerSession {
     /// A session that has completed its handshake.
     pub fn new(config: ServerConfig) -> Self {
+        let link = match &config.pending_budget {
+            Some(budget) => Link::with_budget(config.limits, budget.account()),
+            None => Link::new(config.limits),
+        };
         Self {
-            link: Link::new(config.limits),
+            link,
             config,
             connection: None,
             streams: Vec::new(),
@@ -154,6 +163,29 @@ impl ServerSession {
             noted_stream_0_media: false,
             warned_unowned_media: false,
         }
+    }
+
+    /// Commands received so far, counting with them every other message that is not
+    /// media (protocol control, user control such as pings). The session has no clock:
+    /// the driver measures the rate, and closes a connection that sends these far faster
+    /// than any encoder does. Media is not counted, even while nothing is published (it is
+    /// dropped, and costs what any media costs).
+    pub fn commands_received(&self) -> u64 {
+        self.link.non_media_messages()
+    }
+
+    /// Cancelled when this connection is evicted from the shared budget for partial
+    /// messages ([`ServerConfig::pending_budget`]) to make room for another: the driver
+    /// must close it at once (its memory is counted as free already), and the next
+    /// [`Self::poll`] fails, saying so. `None` without a shared budget.
+    pub fn budget_eviction(&self) -> Option<tokio_util::sync::CancellationToken> {
+        self.link.budget().map(|account| account.evicted().clone())
+    }
+
+    /// The error that ends a connection evicted from the shared budget (see
+    /// [`Self::budget_eviction`]); `Ok` while it is not evicted.
+    pub fn check_budget(&self) -> Result<(), SessionError> {
+        self.link.check_budget().map_err(SessionError::from)
     }
 
     /// Whether connect has been received.

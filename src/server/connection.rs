@@ -14,6 +14,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::command_rate::CommandRate;
 use super::io::write_out;
 use crate::auth::CallbackError;
 use crate::hub::{Hub, HubError, Packet, Publisher, Subscriber};
@@ -49,8 +50,9 @@ pub struct ConnectionContext {
     pub session: ServerConfig,
     /// Deadline for the handshake and the connect command.
     pub handshake_timeout: Duration,
-    /// Allowed silence before publish/play and from a publisher; also the longest a
-    /// player may refuse to read before it is dropped.
+    /// How long a connection may go without publishing or playing (whatever it sends),
+    /// and allowed silence from a publisher; also the longest a player may refuse to
+    /// read before it is dropped.
     pub idle_timeout: Duration,
     /// How long a dropped publisher's stream waits for it to come back.
     pub publisher_grace: Duration,
@@ -60,6 +62,8 @@ pub struct ConnectionContext {
     pub play_wait: Duration,
     /// The players waiting for streams that are not live, bounded.
     pub waiting: Arc<WaitingPlayers>,
+    /// Commands (and other non-media messages) a peer may send per second.
+    pub max_commands_per_sec: u32,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
@@ -85,6 +89,20 @@ pub enum ConnectionError {
     /// The peer went silent.
     #[error("idle for {0:?}")]
     Idle(Duration),
+    /// The peer neither published nor played for this long, whatever it sent.
+    #[error("neither published nor played for {0:?}")]
+    NotStreaming(Duration),
+    /// The peer sent commands far faster than any encoder.
+    #[error(
+        "{count} commands within a second, over the limit of {limit} per second \
+         (an encoder sends a handful)"
+    )]
+    CommandFlood {
+        /// Commands counted in the window.
+        count: u64,
+        /// The configured limit.
+        limit: u32,
+    },
     /// A player stopped reading.
     #[error("peer did not read for {0:?}")]
     WriteStalled(Duration),
@@ -162,9 +180,17 @@ where
         handshake_deadline,
         peer,
         kick: CancellationToken::new(),
+        idle_since: None,
         ctx,
     };
-    let result = connection.run(&shutdown).await;
+    // Another connection may need this one's room for partial messages (see
+    // rtmp::chunk::PendingBudget): then it ends at once, whatever it is waiting for,
+    // so that the memory it holds is freed within moments.
+    let eviction = connection.session.budget_eviction().unwrap_or_default();
+    let result = tokio::select! {
+        result = connection.run(&shutdown) => result,
+        () = eviction.cancelled() => connection.session.check_budget().map_err(Into::into),
+    };
     let deliberate = shutdown.is_cancelled() || connection.kick.is_cancelled();
     let grace = connection.ctx.publisher_grace;
     let role = std::mem::replace(&mut connection.role, Role::Idle);
@@ -278,6 +304,9 @@ struct Connection<S> {
     peer: SocketAddr,
     /// Cancelled by an operator's kick (status API).
     kick: CancellationToken,
+    /// Since when the connection has neither published nor played (from connect, or
+    /// from the end of its publish or play); `None` while it does, or before connect.
+    idle_since: Option<Instant>,
     ctx: Arc<ConnectionContext>,
 }
 
@@ -296,6 +325,7 @@ where
         tokio::pin!(shut_down, kicked, deadline);
         let mut last_read = Instant::now();
         let mut phase = Phase::Connecting;
+        let mut commands = CommandRate::new(self.ctx.max_commands_per_sec, last_read);
         loop {
             while let Some(event) = self.session.poll(&mut self.buf)? {
                 if let Next::Close = self.on_event(event, shutdown).await {
@@ -304,6 +334,8 @@ where
                     return Ok(());
                 }
             }
+            commands.check(self.session.commands_received(), last_read)?;
+            self.track_idle(last_read);
             self.deliver();
             self.flush().await?;
             if self.phase() != phase {
@@ -396,9 +428,12 @@ where
         }
     }
 
-    /// When the next read must have arrived given the last one, with the error to
-    /// end on; for a player waiting for its stream, when it gives up; `None` for
-    /// players of a live stream (they may stay silent for hours while they watch).
+    /// When the connection ends unless something changes, with the error to end on:
+    /// for a publisher, the idle timeout after its last read; for a connection that
+    /// neither publishes nor plays, the idle timeout after it connected or stopped
+    /// (reads do not matter); for a player waiting for its stream, when it gives up;
+    /// `None` for players of a live stream (they may stay silent for hours while
+    /// they watch).
     fn read_deadline(&self, last_read: Instant) -> Option<(Instant, ConnectionError)> {
         if !self.session.is_connected() {
             let err = ConnectionError::HandshakeTimeout(self.ctx.handshake_timeout);
@@ -413,9 +448,15 @@ where
                 ConnectionError::Idle(self.ctx.play_wait),
             )),
             Role::Playing { .. } => None,
-            Role::Idle | Role::Publishing { .. } => Some((
+            Role::Publishing { .. } => Some((
                 last_read + self.ctx.idle_timeout,
                 ConnectionError::Idle(self.ctx.idle_timeout),
+            )),
+            // Reads do not count: a peer trickling keepalives must not hold a
+            // connection (and its memory) that it never streams on.
+            Role::Idle => Some((
+                self.idle_since.unwrap_or(last_read) + self.ctx.idle_timeout,
+                ConnectionError::NotStreaming(self.ctx.idle_timeout),
             )),
         }
     }
@@ -434,6 +475,17 @@ where
                 .reject_play(stream_id, "NetStream.Play.StreamNotFound", reason);
             self.role = Role::Idle;
         }
+    }
+
+    /// Notes when the connection stopped (or, after connect, has not yet started)
+    /// publishing or playing, for [`Self::read_deadline`].
+    fn track_idle(&mut self, now: Instant) {
+        let idle = self.session.is_connected() && matches!(self.role, Role::Idle);
+        self.idle_since = match self.idle_since {
+            Some(since) if idle => Some(since),
+            _ if idle => Some(now),
+            _ => None,
+        };
     }
 
     /// Handles one session event. A publish may wait for the authorization

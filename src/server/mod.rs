@@ -1,6 +1,7 @@
 //! The RTMP and RTMPS listeners: accept connections within shared limits and run
 //! each one as a task in the shutdown tree.
 
+pub mod command_rate;
 pub mod connection;
 pub mod io;
 pub mod per_ip;

@@ -14,6 +14,9 @@ const LIMITS: DecoderLimits = DecoderLimits {
     max_message_len: 65_536,
     max_chunk_streams: 8,
     max_pending_bytes: 1 << 20,
+    // Tiny chunk sizes reach every header form quickly; prism's own minimum (64) is a
+    // plain comparison, tested in the decoder's unit tests.
+    min_chunk_size: 1,
 };
 
 /// Chunk sizes worth trying first: tiny, spec default, common, at and past the limits, invalid.

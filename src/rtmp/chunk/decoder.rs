@@ -3,11 +3,17 @@
 //! Decoding is two-phase: [`ChunkDecoder::plan_chunk`] looks at the buffered bytes and the
 //! per-chunk-stream state without changing anything and either says "need more bytes", rejects
 //! the chunk, or describes it; only then [`ChunkDecoder::commit_chunk`] consumes exactly that
-//! chunk. So the input buffer is only ever advanced by whole chunks, and a limit violation is
-//! reported before any memory is reserved for it.
+//! chunk. So the input buffer is only ever advanced by whole chunks (or, for chunks larger than
+//! [`MAX_BUFFERED_CHUNK`], by whole pieces of one), and a limit violation is reported before any
+//! memory is reserved for it. Between the two, memory a reassembly buffer is about to grow by
+//! is reserved from the connection's share of the [`PendingBudget`] all server connections
+//! draw from, when it has one.
 
 use bytes::{Buf, Bytes, BytesMut};
 
+#[cfg(doc)]
+use super::budget::PendingBudget;
+use super::budget::{BudgetAccount, BudgetRefusal};
 use super::csid_map::CsidMap;
 use super::{
     ChunkError, DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP_MARKER, MAX_CHUNK_HEADER_LEN,
@@ -24,12 +30,27 @@ pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
 /// make us hold before a message is complete.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 
+/// Default for [`DecoderLimits::min_chunk_size`]. Every encoder and server in use sends 128
+/// (the spec's initial size) or more: OBS and nginx 4096, SRS 60000 (SRS refuses anything
+/// below 128). Below 64 the per-chunk work (a header to parse, a lookup, a copy) outweighs
+/// the payload it carries, so a peer could keep a thread busy for the length of a big message
+/// at one byte per chunk.
+pub const DEFAULT_MIN_CHUNK_SIZE: u32 = 64;
+
 /// Most bytes reserved for a multi-chunk message when its first chunk arrives, whatever length
 /// it declares. Audio and nearly all video frames of common bitrates fit, so they get exactly
 /// one allocation and one copy; a larger frame grows by doubling (clamped to its declared length)
 /// as its chunks actually arrive. Without this cap a 13-byte header declaring 16 MiB would make
 /// us reserve 16 MiB.
 const MAX_INITIAL_RESERVE: usize = 256 * 1024;
+
+/// Largest chunk payload the decoder waits to have whole in the input buffer. A bigger chunk
+/// (a peer whose chunk size is above 64 KiB) is taken into its message's reassembly buffer
+/// piece by piece as it arrives, where it counts against the pending-bytes limits: otherwise
+/// a peer announcing a 16 MiB chunk size could make the connection's read buffer hold up to
+/// 16 MiB of a message that never ends, outside every limit. Chunk sizes up to 64 KiB (the
+/// largest prism and common peers send) are unaffected, single-chunk messages included.
+pub const MAX_BUFFERED_CHUNK: usize = 64 * 1024;
 
 /// Byte length of the message header for chunk types 0, 1, 2 and 3.
 const MESSAGE_HEADER_LEN: [usize; 4] = [11, 7, 3, 0];
@@ -45,18 +66,28 @@ pub struct DecoderLimits {
     pub max_chunk_streams: usize,
     /// Most bytes all partially received messages together may reserve.
     pub max_pending_bytes: usize,
+    /// Smallest chunk size a Set Chunk Size message may set; a smaller one is refused
+    /// ([`ChunkError::ChunkSizeTooSmall`]), which closes the connection.
+    ///
+    /// Why refuse the size rather than, say, media cut into small chunks: the cost of a
+    /// message grows with its chunk count, whatever the message is, so the size is where the
+    /// cost is decided. Refusing it at once costs nothing, needs no state, and tells the peer
+    /// (and the log) exactly what was wrong, while no real encoder ever comes near the limit.
+    pub min_chunk_size: u32,
 }
 
 impl Default for DecoderLimits {
     /// Safe values for a public ingest: the full 24-bit message length (16 MiB - 1, which
     /// legitimate keyframes can approach at high bitrates; nginx's 1 MiB default is known to
-    /// break such streams), [`DEFAULT_MAX_CHUNK_STREAMS`] chunk streams and
-    /// [`DEFAULT_MAX_PENDING_BYTES`] of partial messages.
+    /// break such streams), [`DEFAULT_MAX_CHUNK_STREAMS`] chunk streams,
+    /// [`DEFAULT_MAX_PENDING_BYTES`] of partial messages and chunks of at least
+    /// [`DEFAULT_MIN_CHUNK_SIZE`] bytes.
     fn default() -> Self {
         Self {
             max_message_len: MAX_MESSAGE_LEN,
             max_chunk_streams: DEFAULT_MAX_CHUNK_STREAMS,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            min_chunk_size: DEFAULT_MIN_CHUNK_SIZE,
         }
     }
 }
@@ -85,15 +116,29 @@ impl Default for DecoderLimits {
 /// - A type 0/1/2 header while the chunk stream's message is incomplete is an error
 ///   ([`ChunkError::HeaderInsideMessage`]); the peer must send an Abort message first.
 /// - Chunk sizes above `max_message_len` behave like it: no chunk carries more than the rest of
-///   its message, so the chunk size alone never causes an allocation.
+///   its message, so the chunk size alone never causes an allocation. Chunks above
+///   [`MAX_BUFFERED_CHUNK`] are taken in pieces, so the input buffer never has to hold one whole.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     limits: DecoderLimits,
     chunk_size: u32,
     streams: CsidMap<ChunkStream>,
     /// Sum of [`Partial::reserved`] over all chunk streams, checked against
-    /// [`DecoderLimits::max_pending_bytes`].
+    /// [`DecoderLimits::max_pending_bytes`] (and reserved from `budget`, when there is one).
     pending_bytes: usize,
+    /// This connection's share of the budget all server connections draw from.
+    budget: Option<BudgetAccount>,
+    /// Set while the input continues a chunk larger than [`MAX_BUFFERED_CHUNK`] whose header
+    /// and first bytes were taken already.
+    in_chunk: Option<ChunkRest>,
+}
+
+/// The unreceived part of a chunk taken in pieces: its next bytes are payload, no header.
+#[derive(Debug, Clone, Copy)]
+struct ChunkRest {
+    csid: u32,
+    /// Payload bytes of the chunk still to come.
+    remaining: usize,
 }
 
 /// What a chunk stream remembers between chunks: the header of its latest message (inherited by
@@ -134,20 +179,36 @@ struct MessageStart {
     extended: Option<u32>,
 }
 
-/// A chunk fully present in the input buffer and accepted by every limit: what to consume and
-/// how it changes the chunk stream.
-#[derive(Debug)]
-struct ChunkPlan {
+/// A parsed chunk header: where its payload starts and, for the first chunk of a message, the
+/// message's header values.
+#[derive(Debug, Clone, Copy)]
+struct ChunkHeader {
     csid: u32,
     /// Basic header + message header + extended timestamp bytes, if consumed.
     header_len: usize,
-    /// Payload bytes carried by this chunk.
+    /// Set when this chunk starts a new message.
+    start: Option<MessageStart>,
+}
+
+/// A chunk (or a piece of one) present in the input buffer and accepted by every limit: what
+/// to consume and how it changes the chunk stream.
+#[derive(Debug)]
+struct ChunkPlan {
+    csid: u32,
+    /// Basic header + message header + extended timestamp bytes, if consumed (0 for the later
+    /// pieces of a chunk taken in pieces).
+    header_len: usize,
+    /// Payload bytes consumed now.
     payload_len: usize,
+    /// Payload bytes of this chunk that follow later (0 unless the chunk is taken in pieces).
+    rest: usize,
     /// Set when this chunk starts a new message.
     start: Option<MessageStart>,
     /// Capacity the chunk stream's reassembly buffer must have after this chunk (0 when the
     /// message is complete within this chunk and needs no buffer).
     reserve_to: usize,
+    /// How much `reserve_to` adds to what the chunk stream has reserved already.
+    grow: usize,
 }
 
 /// First 1-3 bytes of every chunk.
@@ -175,16 +236,55 @@ impl ChunkDecoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: CsidMap::default(),
             pending_bytes: 0,
+            budget: None,
+            in_chunk: None,
+        }
+    }
+
+    /// Creates a decoder whose reassembly buffers also draw on a budget shared with other
+    /// connections (see [`PendingBudget`]). What it holds is given back as messages complete
+    /// or are aborted, and all of it when the decoder is dropped (with the account).
+    pub fn with_budget(limits: DecoderLimits, account: BudgetAccount) -> Self {
+        Self {
+            budget: Some(account),
+            ..Self::new(limits)
+        }
+    }
+
+    /// This decoder's share of a shared budget, if it has one: its eviction token tells the
+    /// driver to close the connection.
+    pub fn budget(&self) -> Option<&BudgetAccount> {
+        self.budget.as_ref()
+    }
+
+    /// [`ChunkError::EvictedFromPendingBudget`] once this decoder's account was evicted to make
+    /// room for another connection (every later [`Self::decode`] fails with it); `Ok` before.
+    pub fn check_budget(&self) -> Result<(), ChunkError> {
+        match &self.budget {
+            Some(account) if account.evicted().is_cancelled() => {
+                Err(ChunkError::EvictedFromPendingBudget {
+                    held: self.pending_bytes,
+                    max: account.budget(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
     /// Applies the peer's Set Chunk Size message. It takes effect for the next chunk, including
     /// continuation chunks of a message already in progress (the peer changes size between
     /// chunks). Values above `max_message_len` are accepted but act like it, so nothing is
-    /// allocated because of the chunk size alone.
+    /// allocated because of the chunk size alone; values below
+    /// [`DecoderLimits::min_chunk_size`] are refused.
     pub fn set_chunk_size(&mut self, size: u32) -> Result<(), ChunkError> {
         if size == 0 || size > MAX_CHUNK_SIZE {
             return Err(ChunkError::InvalidChunkSize { size });
+        }
+        if size < self.limits.min_chunk_size {
+            return Err(ChunkError::ChunkSizeTooSmall {
+                size,
+                min: self.limits.min_chunk_size,
+            });
         }
         self.chunk_size = size;
         Ok(())
@@ -200,7 +300,7 @@ impl ChunkDecoder {
     /// from it. Unknown chunk streams are ignored.
     pub fn abort(&mut self, csid: u32) {
         if let Some(partial) = self.streams.get_mut(csid).and_then(|s| s.partial.take()) {
-            self.pending_bytes = self.pending_bytes.saturating_sub(partial.reserved);
+            self.release(partial.reserved);
         }
     }
 
@@ -222,22 +322,25 @@ impl ChunkDecoder {
     }
 
     /// Largest whole chunk `decode` may wait for (header included). The I/O layer must let its
-    /// read buffer grow at least this far, or a peer using a big chunk size would stall.
+    /// read buffer grow at least this far, or a peer using a big chunk size would stall. Never
+    /// more than [`MAX_BUFFERED_CHUNK`] of payload: bigger chunks are taken in pieces.
     pub fn max_chunk_bytes(&self) -> usize {
-        MAX_CHUNK_HEADER_LEN.saturating_add(self.effective_chunk_size())
+        MAX_CHUNK_HEADER_LEN.saturating_add(self.effective_chunk_size().min(MAX_BUFFERED_CHUNK))
     }
 
     /// Decodes the next complete message from the front of `buf`.
     ///
     /// Returns `Ok(None)` when `buf` ends before a message completes: all whole chunks in it
-    /// have been consumed (and the bytes of a trailing incomplete chunk left in place). Returns
-    /// at most one message per call so the caller can apply a Set Chunk Size or Abort before the
-    /// next chunk is read.
+    /// have been consumed (and the bytes of a trailing incomplete chunk left in place, unless it
+    /// is one taken in pieces). Returns at most one message per call so the caller can apply a
+    /// Set Chunk Size or Abort before the next chunk is read.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<RawMessage>, ChunkError> {
+        self.check_budget()?;
         loop {
             let Some(plan) = self.plan_chunk(buf)? else {
                 return Ok(None);
             };
+            self.reserve_shared(&plan)?;
             if let Some(message) = self.commit_chunk(plan, buf) {
                 return Ok(Some(message));
             }
@@ -252,8 +355,12 @@ impl ChunkDecoder {
     }
 
     /// Phase one: works out what the chunk at the front of `buf` is, without changing anything.
-    /// `Ok(None)` means the whole chunk is not buffered yet.
+    /// `Ok(None)` means the whole chunk is not buffered yet (or, for a chunk taken in pieces,
+    /// not its header or no new payload byte).
     fn plan_chunk(&self, buf: &[u8]) -> Result<Option<ChunkPlan>, ChunkError> {
+        if let Some(rest) = self.in_chunk {
+            return self.plan_rest_of_chunk(rest, buf.len());
+        }
         let Some(basic) = parse_basic_header(buf) else {
             return Ok(None);
         };
@@ -262,13 +369,16 @@ impl ChunkDecoder {
         if stream.is_none() {
             self.check_fresh_chunk_stream(basic)?;
         }
-        let plan = match (basic.fmt, stream) {
-            (3, Some(stream)) => self.plan_type3(basic, stream, rest)?,
+        let header = match (basic.fmt, stream) {
+            (3, Some(stream)) => parse_type3(basic, stream, rest),
             // Fresh csid with type 3 was rejected by check_fresh_chunk_stream.
             (3, None) => None,
-            _ => self.plan_with_header(basic, stream, rest)?,
+            _ => self.parse_with_header(basic, stream, rest)?,
         };
-        Ok(plan.filter(|plan| plan.header_len.saturating_add(plan.payload_len) <= buf.len()))
+        let Some(header) = header else {
+            return Ok(None);
+        };
+        self.plan_payload(header, stream, buf.len())
     }
 
     /// Rejects a chunk that would open one chunk stream too many, or that opens one with a
@@ -295,13 +405,13 @@ impl ChunkDecoder {
         Ok(())
     }
 
-    /// Plans a type 0, 1 or 2 chunk: always the first chunk of a new message.
-    fn plan_with_header(
+    /// Parses a type 0, 1 or 2 chunk header: always the first chunk of a new message.
+    fn parse_with_header(
         &self,
         basic: BasicHeader,
         stream: Option<&ChunkStream>,
         rest: &[u8],
-    ) -> Result<Option<ChunkPlan>, ChunkError> {
+    ) -> Result<Option<ChunkHeader>, ChunkError> {
         if let Some(stream) = stream
             && let Some(partial) = &stream.partial
         {
@@ -344,120 +454,126 @@ impl ChunkDecoder {
             stream_id: fields.stream_id.unwrap_or(previous.stream_id),
             extended,
         };
-        self.plan_message_start(basic.csid, header_len, start)
-            .map(Some)
-    }
-
-    /// Plans a type-3 chunk: a continuation if the chunk stream has a partial message, else
-    /// the first chunk of a new message with every header field inherited.
-    fn plan_type3(
-        &self,
-        basic: BasicHeader,
-        stream: &ChunkStream,
-        rest: &[u8],
-    ) -> Result<Option<ChunkPlan>, ChunkError> {
-        match &stream.partial {
-            Some(partial) => Ok(self.plan_continuation(basic, stream, partial, rest)?),
-            None => self.plan_type3_message_start(basic, stream, rest),
-        }
-    }
-
-    /// A type-3 chunk starting a new message: re-applies the previous delta. After an extended
-    /// header the 4 bytes are read unconditionally and are the delta (FFmpeg's behaviour).
-    fn plan_type3_message_start(
-        &self,
-        basic: BasicHeader,
-        stream: &ChunkStream,
-        rest: &[u8],
-    ) -> Result<Option<ChunkPlan>, ChunkError> {
-        let mut header_len = basic.len;
-        let (delta, extended) = match stream.extended {
-            Some(_) => {
-                let Some(value) = read_u32_be(rest, 0) else {
-                    return Ok(None);
-                };
-                header_len += 4;
-                (value, Some(value))
-            }
-            None => (stream.delta, None),
-        };
-        let start = MessageStart {
-            timestamp: stream.timestamp.wrapping_add(delta),
-            delta,
-            length: stream.length,
-            type_id: stream.type_id,
-            stream_id: stream.stream_id,
-            extended,
-        };
-        self.plan_message_start(basic.csid, header_len, start)
-            .map(Some)
-    }
-
-    /// A type-3 continuation chunk: carries the next bytes of the partial message, preceded by
-    /// the repeated extended timestamp if this peer repeats it (SRS-style peek, see the type
-    /// docs).
-    fn plan_continuation(
-        &self,
-        basic: BasicHeader,
-        stream: &ChunkStream,
-        partial: &Partial,
-        rest: &[u8],
-    ) -> Result<Option<ChunkPlan>, ChunkError> {
-        let mut header_len = basic.len;
-        if let Some(extended) = stream.extended {
-            let Some(peeked) = read_u32_be(rest, 0) else {
-                return Ok(None);
-            };
-            if peeked == extended || peeked == stream.timestamp {
-                header_len += 4;
-            }
-        }
-        let length = usize::try_from(stream.length).unwrap_or(usize::MAX);
-        let remaining = length.saturating_sub(partial.data.len());
-        let payload_len = remaining.min(self.effective_chunk_size());
-        let received_after = partial.data.len().saturating_add(payload_len);
-        let reserve_to = if received_after <= partial.reserved {
-            partial.reserved
-        } else {
-            // Double what we have, so a big frame costs O(log n) reallocations, but never
-            // beyond the declared length.
-            received_after
-                .max(partial.reserved.saturating_mul(2))
-                .min(length)
-        };
-        self.check_pending(basic.csid, partial.reserved, reserve_to)?;
-        Ok(Some(ChunkPlan {
+        Ok(Some(ChunkHeader {
             csid: basic.csid,
             header_len,
-            payload_len,
-            start: None,
-            reserve_to,
+            start: Some(start),
         }))
     }
 
-    /// Completes the plan for a chunk that starts a message: how much of it this chunk
-    /// carries and, for a multi-chunk message, how much to reserve for reassembly.
-    fn plan_message_start(
+    /// Plans the payload after a parsed header: the whole chunk when it is buffered, else, for
+    /// a chunk too big to wait for, the part that is buffered. Every limit is checked against
+    /// the whole chunk first, so a violation is reported as soon as the header is in.
+    fn plan_payload(
         &self,
-        csid: u32,
-        header_len: usize,
-        start: MessageStart,
-    ) -> Result<ChunkPlan, ChunkError> {
-        let length = usize::try_from(start.length).unwrap_or(usize::MAX);
-        let payload_len = length.min(self.effective_chunk_size());
-        let reserve_to = if payload_len == length {
-            // Complete in one chunk: split off the input buffer, nothing to reserve.
-            0
-        } else {
-            length.min(payload_len.max(MAX_INITIAL_RESERVE))
+        header: ChunkHeader,
+        stream: Option<&ChunkStream>,
+        buffered: usize,
+    ) -> Result<Option<ChunkPlan>, ChunkError> {
+        let partial = stream.and_then(|stream| stream.partial.as_ref());
+        let (length, received, reserved) = match (&header.start, partial, stream) {
+            (Some(start), _, _) => (start.length, 0, 0),
+            (None, Some(partial), Some(stream)) => {
+                (stream.length, partial.data.len(), partial.reserved)
+            }
+            // A continuation header is only parsed for a chunk stream with a partial message.
+            _ => return Ok(None),
         };
-        self.check_pending(csid, 0, reserve_to)?;
+        let length = usize::try_from(length).unwrap_or(usize::MAX);
+        let chunk_len = length
+            .saturating_sub(received)
+            .min(self.effective_chunk_size());
+        let whole = self.plan_piece(header, length, received, reserved, chunk_len, 0)?;
+        if header.header_len.saturating_add(chunk_len) <= buffered {
+            return Ok(Some(whole));
+        }
+        if chunk_len <= MAX_BUFFERED_CHUNK || header.header_len > buffered {
+            return Ok(None);
+        }
+        let available = buffered - header.header_len;
+        self.plan_piece(
+            header,
+            length,
+            received,
+            reserved,
+            available,
+            chunk_len - available,
+        )
+        .map(Some)
+    }
+
+    /// Plans a later piece of a chunk taken in pieces: the payload bytes buffered now, up to
+    /// the end of the chunk.
+    fn plan_rest_of_chunk(
+        &self,
+        rest: ChunkRest,
+        buffered: usize,
+    ) -> Result<Option<ChunkPlan>, ChunkError> {
+        let take = rest.remaining.min(buffered);
+        let Some(stream) = self.streams.get(rest.csid) else {
+            return Ok(None);
+        };
+        let Some(partial) = &stream.partial else {
+            return Ok(None);
+        };
+        if take == 0 {
+            return Ok(None);
+        }
+        let header = ChunkHeader {
+            csid: rest.csid,
+            header_len: 0,
+            start: None,
+        };
+        let length = usize::try_from(stream.length).unwrap_or(usize::MAX);
+        self.plan_piece(
+            header,
+            length,
+            partial.data.len(),
+            partial.reserved,
+            take,
+            rest.remaining - take,
+        )
+        .map(Some)
+    }
+
+    /// Completes a plan that consumes `take` payload bytes of a message of `length` bytes, of
+    /// which `received` are already in a reassembly buffer with `reserved` bytes of capacity:
+    /// how much the buffer must hold afterwards, checked against the connection's limit.
+    fn plan_piece(
+        &self,
+        header: ChunkHeader,
+        length: usize,
+        received: usize,
+        reserved: usize,
+        take: usize,
+        rest: usize,
+    ) -> Result<ChunkPlan, ChunkError> {
+        let reserve_to = if header.start.is_some() {
+            if take == length {
+                // Complete in one chunk: split off the input buffer, nothing to reserve.
+                0
+            } else {
+                length.min(take.max(MAX_INITIAL_RESERVE))
+            }
+        } else {
+            let received_after = received.saturating_add(take);
+            if received_after <= reserved {
+                reserved
+            } else {
+                // Double what we have, so a big frame costs O(log n) reallocations, but never
+                // beyond the declared length.
+                received_after.max(reserved.saturating_mul(2)).min(length)
+            }
+        };
+        self.check_pending(header.csid, reserved, reserve_to)?;
         Ok(ChunkPlan {
-            csid,
-            header_len,
-            payload_len,
-            start: Some(start),
+            csid: header.csid,
+            header_len: header.header_len,
+            payload_len: take,
+            rest,
+            start: header.start,
             reserve_to,
+            grow: reserve_to.saturating_sub(reserved),
         })
     }
 
@@ -494,13 +610,46 @@ impl ChunkDecoder {
         Ok(())
     }
 
-    /// Phase two: consumes the planned chunk from `buf` and updates the chunk stream. Returns
-    /// the message if this chunk completed one.
+    /// Between the phases: reserves what the plan grows a reassembly buffer by from the shared
+    /// budget, if this decoder has one.
+    fn reserve_shared(&self, plan: &ChunkPlan) -> Result<(), ChunkError> {
+        let Some(account) = &self.budget else {
+            return Ok(());
+        };
+        if plan.grow == 0 {
+            return Ok(());
+        }
+        account.reserve(plan.grow).map_err(|refusal| match refusal {
+            BudgetRefusal::Exhausted { would_hold, max } => ChunkError::PendingBudgetExhausted {
+                csid: plan.csid,
+                would_hold,
+                max,
+            },
+            BudgetRefusal::Evicted { held, max } => {
+                ChunkError::EvictedFromPendingBudget { held, max }
+            }
+        })
+    }
+
+    /// Gives back `bytes` reserved by a reassembly buffer that is gone.
+    fn release(&mut self, bytes: usize) {
+        self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
+        if let Some(account) = &self.budget {
+            account.release(bytes);
+        }
+    }
+
+    /// Phase two: consumes the planned chunk (or piece) from `buf` and updates the chunk
+    /// stream. Returns the message if this completed one.
     fn commit_chunk(&mut self, plan: ChunkPlan, buf: &mut BytesMut) -> Option<RawMessage> {
         // plan_chunk checked that header and payload are buffered; the min() calls only make
         // that visible without a panicking path.
         buf.advance(plan.header_len.min(buf.len()));
         let payload_len = plan.payload_len.min(buf.len());
+        self.in_chunk = (plan.rest > 0).then_some(ChunkRest {
+            csid: plan.csid,
+            remaining: plan.rest,
+        });
         let stream = self.streams.get_or_default(plan.csid);
 
         if let Some(start) = plan.start {
@@ -533,10 +682,74 @@ impl ChunkDecoder {
             return None;
         }
         let partial = stream.partial.take()?;
-        self.pending_bytes = self.pending_bytes.saturating_sub(partial.reserved);
-        // Bytes::from(Vec) takes over the allocation: no second copy.
-        Some(stream.message(plan.csid, Bytes::from(partial.data)))
+        let message = stream.message(plan.csid, Bytes::from(partial.data));
+        // Bytes::from(Vec) takes over the allocation: no second copy. Its memory now belongs
+        // to the message (and to the hub's bounded queues and cache), no longer to the budget.
+        self.release(partial.reserved);
+        Some(message)
     }
+}
+
+/// Parses a type-3 chunk header: a continuation if the chunk stream has a partial message,
+/// else the first chunk of a new message with every header field inherited.
+fn parse_type3(basic: BasicHeader, stream: &ChunkStream, rest: &[u8]) -> Option<ChunkHeader> {
+    match &stream.partial {
+        Some(_) => parse_continuation(basic, stream, rest),
+        None => parse_type3_message_start(basic, stream, rest),
+    }
+}
+
+/// A type-3 chunk starting a new message: re-applies the previous delta. After an extended
+/// header the 4 bytes are read unconditionally and are the delta (FFmpeg's behaviour).
+fn parse_type3_message_start(
+    basic: BasicHeader,
+    stream: &ChunkStream,
+    rest: &[u8],
+) -> Option<ChunkHeader> {
+    let mut header_len = basic.len;
+    let (delta, extended) = match stream.extended {
+        Some(_) => {
+            let value = read_u32_be(rest, 0)?;
+            header_len += 4;
+            (value, Some(value))
+        }
+        None => (stream.delta, None),
+    };
+    let start = MessageStart {
+        timestamp: stream.timestamp.wrapping_add(delta),
+        delta,
+        length: stream.length,
+        type_id: stream.type_id,
+        stream_id: stream.stream_id,
+        extended,
+    };
+    Some(ChunkHeader {
+        csid: basic.csid,
+        header_len,
+        start: Some(start),
+    })
+}
+
+/// A type-3 continuation chunk: carries the next bytes of the partial message, preceded by
+/// the repeated extended timestamp if this peer repeats it (SRS-style peek, see
+/// [`ChunkDecoder`]).
+fn parse_continuation(
+    basic: BasicHeader,
+    stream: &ChunkStream,
+    rest: &[u8],
+) -> Option<ChunkHeader> {
+    let mut header_len = basic.len;
+    if let Some(extended) = stream.extended {
+        let peeked = read_u32_be(rest, 0)?;
+        if peeked == extended || peeked == stream.timestamp {
+            header_len += 4;
+        }
+    }
+    Some(ChunkHeader {
+        csid: basic.csid,
+        header_len,
+        start: None,
+    })
 }
 
 impl ChunkStream {
@@ -625,11 +838,17 @@ fn read_u32_be(buf: &[u8], at: usize) -> Option<u32> {
 mod tests {
     use bytes::BytesMut;
 
+    use super::super::PendingBudget;
     use super::super::tests::{decode_all, decode_bytewise, hex};
     use super::*;
 
+    /// The default limits, but any chunk size allowed: the vectors below use tiny chunk sizes
+    /// to show each header form in a few bytes.
     fn decoder() -> ChunkDecoder {
-        ChunkDecoder::new(DecoderLimits::default())
+        ChunkDecoder::new(DecoderLimits {
+            min_chunk_size: 1,
+            ..DecoderLimits::default()
+        })
     }
 
     fn message(
@@ -1002,7 +1221,7 @@ mod tests {
 
     #[test]
     fn chunk_size_validation() {
-        let mut decoder = decoder();
+        let mut decoder = ChunkDecoder::new(DecoderLimits::default());
         assert_eq!(
             decoder.set_chunk_size(0),
             Err(ChunkError::InvalidChunkSize { size: 0 })
@@ -1012,11 +1231,25 @@ mod tests {
             Err(ChunkError::InvalidChunkSize { size: 0x8000_0000 })
         );
         assert_eq!(decoder.chunk_size(), 128);
-        decoder.set_chunk_size(1).unwrap();
+        // Below the minimum: refused with a clear error, the size in force stays.
+        let error = decoder.set_chunk_size(63).unwrap_err();
+        assert_eq!(error, ChunkError::ChunkSizeTooSmall { size: 63, min: 64 });
+        assert_eq!(
+            error.to_string(),
+            "chunk size 63 is below the minimum of 64: tiny chunks cost more to decode than \
+             they carry, and no encoder uses them"
+        );
+        assert_eq!(
+            decoder.set_chunk_size(1),
+            Err(ChunkError::ChunkSizeTooSmall { size: 1, min: 64 })
+        );
+        assert_eq!(decoder.chunk_size(), 128);
+        decoder.set_chunk_size(64).unwrap();
         decoder.set_chunk_size(0x7FFF_FFFF).unwrap();
         assert_eq!(decoder.chunk_size(), 0x7FFF_FFFF);
-        // A huge chunk size acts like the message limit: it only bounds what we wait for.
-        assert_eq!(decoder.max_chunk_bytes(), 18 + 0xFF_FFFF);
+        // A huge chunk size acts like the message limit, and bigger chunks than 64 KiB are
+        // taken in pieces: the input buffer never needs to hold more than one such piece.
+        assert_eq!(decoder.max_chunk_bytes(), 18 + MAX_BUFFERED_CHUNK);
         let wire = chunk("04 00 00 00 00 03 E8 09 01 00 00 00", 5, 1000);
         let messages = decode_all(&mut decoder, &wire).unwrap();
         assert_eq!(messages[0].payload.len(), 1000);
@@ -1024,7 +1257,7 @@ mod tests {
     }
 
     #[test]
-    fn chunk_size_one_works() {
+    fn chunk_size_one_works_where_allowed() {
         let mut decoder = decoder();
         decoder.set_chunk_size(1).unwrap();
         let wire = hex("04 00 00 00 00 00 03 09 01 00 00 00 AA C4 BB C4 CC");
@@ -1139,6 +1372,160 @@ mod tests {
                 max: 300 * 1024
             })
         );
+    }
+
+    #[test]
+    fn a_chunk_bigger_than_the_buffered_maximum_is_taken_as_it_arrives() {
+        let mut decoder = decoder();
+        decoder.set_chunk_size(0x7FFF_FFFF).unwrap();
+        // One chunk of a 16 MiB - 1 message: only its header and 1000 bytes have arrived.
+        let mut buf = BytesMut::from(&chunk("04 00 00 00 FF FF FF 09 01 00 00 00", 7, 1000)[..]);
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        // Taken into the reassembly buffer (bounded by the pending limits), not left in the
+        // input for the read buffer to grow around; and 256 KiB reserved, not 16 MiB.
+        assert!(buf.is_empty());
+        assert_eq!(decoder.pending_bytes(), MAX_INITIAL_RESERVE);
+        // The rest arrives in pieces of any size; no header between them.
+        let mut sent = 1000;
+        for piece in [1, 300_000, 5_000_000, 0xFF_FFFF - 5_301_001] {
+            buf.extend_from_slice(&vec![7; piece]);
+            sent += piece;
+            let decoded = decoder.decode(&mut buf).unwrap();
+            assert!(buf.is_empty());
+            if sent < 0xFF_FFFF {
+                assert_eq!(decoded, None);
+                assert!(decoder.pending_bytes() < 2 * sent.max(MAX_INITIAL_RESERVE));
+            } else {
+                let message = decoded.expect("the message is complete");
+                assert_eq!(message.payload.len(), 0xFF_FFFF);
+                assert!(message.payload.iter().all(|&b| b == 7));
+            }
+        }
+        assert_eq!(decoder.pending_bytes(), 0);
+        // The next chunk has a header again.
+        let wire = chunk("04 00 00 00 00 00 03 09 01 00 00 00", 9, 3);
+        let messages = decode_all(&mut decoder, &wire).unwrap();
+        assert_eq!(messages, vec![message(4, 0, 9, 1, &[9, 9, 9])]);
+    }
+
+    #[test]
+    fn a_big_chunk_counts_against_the_pending_limit_as_it_arrives() {
+        let mut decoder = ChunkDecoder::new(DecoderLimits {
+            max_pending_bytes: 1 << 20,
+            ..DecoderLimits::default()
+        });
+        decoder.set_chunk_size(0x7FFF_FFFF).unwrap();
+        // A 2 MiB single-chunk message: waiting for it whole would hold it in the read buffer,
+        // outside the limit; in pieces the reassembly buffer trips the limit.
+        let mut buf = BytesMut::from(&chunk("04 00 00 00 20 00 00 09 01 00 00 00", 1, 900_000)[..]);
+        assert_eq!(decoder.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&[1; 200_000]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(ChunkError::PendingBytesExceeded {
+                csid: 4,
+                would_hold: 1_800_000,
+                max: 1 << 20
+            })
+        );
+    }
+
+    /// Starts a multi-chunk message of 1 MiB on `csid`, sending only its first chunk.
+    fn start_big_message(decoder: &mut ChunkDecoder, csid: u8) -> Result<(), ChunkError> {
+        let header = format!("{csid:02X} 00 00 00 10 00 00 09 01 00 00 00");
+        decode_all(decoder, &chunk(&header, 1, 128)).map(|_| ())
+    }
+
+    #[test]
+    fn a_shared_budget_closes_the_largest_holder_not_the_small_asker() {
+        let budget = PendingBudget::new(512 * 1024, DEFAULT_MAX_PENDING_BYTES);
+        let mut hog = ChunkDecoder::with_budget(DecoderLimits::default(), budget.account());
+        let mut honest = ChunkDecoder::with_budget(DecoderLimits::default(), budget.account());
+        // The hog takes the whole budget: two messages started, 256 KiB reserved for each.
+        start_big_message(&mut hog, 4).unwrap();
+        start_big_message(&mut hog, 6).unwrap();
+        assert_eq!(budget.used(), 512 * 1024);
+        // An honest 300 kB frame needs 256 KiB to start: the hog holds more, so the hog goes.
+        decode_all(
+            &mut honest,
+            &chunk("04 00 00 00 04 93 E0 09 01 00 00 00", 1, 128),
+        )
+        .unwrap();
+        assert!(hog.budget().unwrap().evicted().is_cancelled());
+        let error = hog.decode(&mut BytesMut::from(&hex("C4")[..])).unwrap_err();
+        assert_eq!(
+            error,
+            ChunkError::EvictedFromPendingBudget {
+                held: 512 * 1024,
+                max: 512 * 1024
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "closed to make room in the shared budget of 524288 bytes for partial messages of \
+             all connections: this connection held the most of it (524288 bytes)"
+        );
+        drop(hog);
+        assert_eq!(budget.used(), 256 * 1024);
+
+        // A second hog gets what is free, then asks for more while holding more than anyone:
+        // it is the one refused, and the honest decoder is untouched.
+        let mut hog = ChunkDecoder::with_budget(DecoderLimits::default(), budget.account());
+        start_big_message(&mut hog, 4).unwrap();
+        let error = start_big_message(&mut hog, 6).unwrap_err();
+        assert_eq!(
+            error,
+            ChunkError::PendingBudgetExhausted {
+                csid: 6,
+                would_hold: 512 * 1024,
+                max: 512 * 1024
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "partial messages of all connections would exceed their shared budget of 524288 \
+             bytes, and this connection would hold the most of it (524288 bytes, growing chunk \
+             stream 6)"
+        );
+        assert!(!honest.budget().unwrap().evicted().is_cancelled());
+        // Its connection is closed; the honest frame completes and gives its share back.
+        drop(hog);
+        let mut rest: Vec<Vec<u8>> = std::iter::repeat_n(chunk("C4", 1, 128), 2342).collect();
+        rest.push(chunk("C4", 1, 96));
+        let messages = decode_all(&mut honest, &concat(&rest)).unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].payload.len(), 300_000);
+        assert_eq!(honest.pending_bytes(), 0);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_shared_budget_gets_back_what_completes_aborts_and_drops() {
+        let budget = PendingBudget::new(DEFAULT_MAX_PENDING_BYTES, 0);
+        let mut decoder = ChunkDecoder::with_budget(DecoderLimits::default(), budget.account());
+        // Completed: a 300-byte message in three chunks.
+        let wire = concat(&[
+            chunk("04 00 00 00 00 01 2C 09 01 00 00 00", 1, 128),
+            chunk("C4", 2, 128),
+        ]);
+        assert!(decode_all(&mut decoder, &wire).unwrap().is_empty());
+        assert_eq!(budget.used(), 300);
+        assert_eq!(
+            decode_all(&mut decoder, &chunk("C4", 3, 44)).unwrap().len(),
+            1
+        );
+        assert_eq!(budget.used(), 0);
+        // Aborted.
+        start_big_message(&mut decoder, 6).unwrap();
+        assert_eq!(budget.used(), MAX_INITIAL_RESERVE);
+        decoder.abort(6);
+        assert_eq!(budget.used(), 0);
+        // Dropped with messages in progress.
+        start_big_message(&mut decoder, 4).unwrap();
+        start_big_message(&mut decoder, 6).unwrap();
+        assert_eq!(budget.used(), 2 * MAX_INITIAL_RESERVE);
+        drop(decoder);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

@@ -11,16 +11,20 @@
 //! - No I/O and no clock: every edge case (interleaving, extended timestamps, limits) is a unit
 //!   test on byte vectors, and the same code serves TCP and TLS sessions.
 //! - Zero copy where it matters: a message that fits in one chunk is split off the input buffer
-//!   without copying; a multi-chunk message is copied once into its reassembly buffer. On the way
-//!   out, a message's payload is shared by reference counting (one [`bytes::Bytes`] handle per
-//!   message per connection) and only the small chunk headers are built, so fanning one packet
-//!   out to N destinations costs N header sets.
+//!   without copying (unless the chunk is over 64 KiB and arrives in pieces, see
+//!   [`MAX_BUFFERED_CHUNK`]); a multi-chunk message is copied once into its reassembly buffer.
+//!   On the way out, a message's payload is shared by reference counting (one [`bytes::Bytes`]
+//!   handle per message per connection) and only the small chunk headers are built, so fanning
+//!   one packet out to N destinations costs N header sets.
 //! - Every size a peer controls (message length, number of chunk streams, bytes held in partial
-//!   messages, chunk size) is bounded before anything is allocated; see [`DecoderLimits`].
+//!   messages, chunk size) is bounded before anything is allocated; see [`DecoderLimits`]. What
+//!   all server connections together hold in partial messages is bounded too, by a
+//!   [`PendingBudget`] they share.
 //!
 //! Interop decisions (facts in `rtmp-interop.md` section 2) are documented on [`ChunkDecoder`]
 //! and [`ChunkEncoder`].
 
+mod budget;
 mod csid_map;
 mod decoder;
 mod encoder;
@@ -29,8 +33,10 @@ mod outbuf;
 #[cfg(test)]
 mod tests;
 
+pub use budget::{BudgetAccount, BudgetRefusal, PendingBudget};
 pub use decoder::{
-    ChunkDecoder, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_PENDING_BYTES, DecoderLimits,
+    ChunkDecoder, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MIN_CHUNK_SIZE,
+    DecoderLimits, MAX_BUFFERED_CHUNK,
 };
 pub use encoder::ChunkEncoder;
 pub use outbuf::OutBuf;
@@ -136,6 +142,44 @@ pub enum ChunkError {
         /// Bytes all partial messages would have reserved after growing.
         would_hold: usize,
         /// Configured limit.
+        max: usize,
+    },
+    /// Set Chunk Size asked for less than [`DecoderLimits::min_chunk_size`].
+    #[error(
+        "chunk size {size} is below the minimum of {min}: tiny chunks cost more to decode than \
+         they carry, and no encoder uses them"
+    )]
+    ChunkSizeTooSmall {
+        /// The value the peer sent.
+        size: u32,
+        /// Configured minimum.
+        min: u32,
+    },
+    /// The budget for partial messages shared by all connections is spent, and this
+    /// connection would hold more of it than any other: it is the one closed.
+    #[error(
+        "partial messages of all connections would exceed their shared budget of {max} bytes, \
+         and this connection would hold the most of it ({would_hold} bytes, growing chunk \
+         stream {csid})"
+    )]
+    PendingBudgetExhausted {
+        /// Chunk stream whose reassembly buffer needed to grow.
+        csid: u32,
+        /// Bytes this connection's partial messages would have reserved after growing.
+        would_hold: usize,
+        /// The shared budget.
+        max: usize,
+    },
+    /// Another connection needed room in the shared budget for partial messages, and this
+    /// connection held the most of it.
+    #[error(
+        "closed to make room in the shared budget of {max} bytes for partial messages of all \
+         connections: this connection held the most of it ({held} bytes)"
+    )]
+    EvictedFromPendingBudget {
+        /// Bytes this connection's partial messages held.
+        held: usize,
+        /// The shared budget.
         max: usize,
     },
     /// A chunk stream's first chunk was type 2 or 3, which need a previous header to inherit

@@ -10,7 +10,8 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
 use super::{
-    ChunkDecoder, ChunkEncoder, ChunkError, DecoderLimits, MessageHeader, OutBuf, RawMessage,
+    ChunkDecoder, ChunkEncoder, ChunkError, DecoderLimits, MAX_BUFFERED_CHUNK, MessageHeader,
+    OutBuf, PendingBudget, RawMessage,
 };
 
 /// Parses whitespace-separated hex bytes, so vectors read like the spec's diagrams.
@@ -187,6 +188,16 @@ fn arb_chunk_size() -> impl Strategy<Value = u32> {
     prop_oneof![1u32..=16, 17u32..=512, 513u32..=65536]
 }
 
+/// The default limits, but any chunk size allowed: the round trips below use tiny chunk sizes
+/// to exercise every header form, which a public ingest refuses (see
+/// [`DecoderLimits::min_chunk_size`]).
+fn any_chunk_size() -> DecoderLimits {
+    DecoderLimits {
+        min_chunk_size: 1,
+        ..DecoderLimits::default()
+    }
+}
+
 fn raw(message: &TestMessage) -> RawMessage {
     RawMessage {
         csid: message.header.csid,
@@ -247,7 +258,7 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..8),
     ) {
         let (wire, expected) = encode_stream(&messages, first_size, second_size, switch_at);
-        let limits = DecoderLimits::default();
+        let limits = any_chunk_size();
         let mut decoder = ChunkDecoder::new(limits);
         let cuts: Vec<usize> = cuts.iter().map(|cut| cut % (wire.len() + 1)).collect();
         let (decoded, error) = decode_in_pieces(&mut decoder, &limits, &wire, &cuts);
@@ -263,7 +274,12 @@ proptest! {
         small_limits in any::<bool>(),
     ) {
         let limits = if small_limits {
-            DecoderLimits { max_message_len: 4096, max_chunk_streams: 4, max_pending_bytes: 6000 }
+            DecoderLimits {
+                max_message_len: 4096,
+                max_chunk_streams: 4,
+                max_pending_bytes: 6000,
+                min_chunk_size: 1,
+            }
         } else {
             DecoderLimits::default()
         };
@@ -303,9 +319,137 @@ proptest! {
                 _ => {}
             }
         }
-        let limits = DecoderLimits { max_pending_bytes: 1 << 20, ..DecoderLimits::default() };
+        let limits = DecoderLimits { max_pending_bytes: 1 << 20, ..any_chunk_size() };
         let mut decoder = ChunkDecoder::new(limits);
         decode_in_pieces(&mut decoder, &limits, &wire, &[]);
+    }
+}
+
+/// Messages big enough that chunk sizes above [`MAX_BUFFERED_CHUNK`] are taken in pieces, with
+/// small ones between them.
+fn arb_big_messages() -> impl Strategy<Value = Vec<TestMessage>> {
+    let len = prop_oneof![0usize..300, 60_000usize..70_000, 100_000usize..300_000];
+    let message = (
+        prop_oneof![Just(4u32), Just(6), Just(70)],
+        prop_oneof![Just(8u8), Just(9)],
+        len,
+        any::<u8>(),
+    );
+    prop::collection::vec(message, 1..5).prop_map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(index, (csid, type_id, len, seed))| TestMessage {
+                header: MessageHeader {
+                    csid,
+                    // Some past 0xFFFFFF, so pieces follow extended-timestamp headers too.
+                    timestamp: (index as u32) * 0x60_0000,
+                    type_id,
+                    stream_id: 1,
+                },
+                payload: (0..len)
+                    .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                    .collect::<Vec<u8>>()
+                    .into(),
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn chunks_bigger_than_the_buffered_maximum_decode_the_same_in_any_pieces(
+        messages in arb_big_messages(),
+        chunk_size in prop_oneof![Just(65_536u32), Just(65_537), 100_000u32..400_000, Just(0x7FFF_FFFF)],
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let (wire, expected) = encode_stream(&messages, chunk_size, chunk_size, usize::MAX);
+        let limits = DecoderLimits::default();
+        let mut decoder = ChunkDecoder::new(limits);
+        let mut cuts: Vec<usize> = cuts.iter().map(|cut| cut % (wire.len() + 1)).collect();
+        cuts.push(wire.len());
+        cuts.sort_unstable();
+        let mut buf = BytesMut::new();
+        let mut decoded = Vec::new();
+        let mut start = 0;
+        for end in cuts {
+            buf.extend_from_slice(&wire[start..end]);
+            start = end;
+            while let Some(message) = decoder.decode(&mut buf).expect("a valid stream") {
+                apply_control(&mut decoder, &message).expect("valid control message");
+                decoded.push(message);
+            }
+            // What is left waiting is never more than one chunk of at most the buffered
+            // maximum: a peer's chunk size cannot make the input buffer hold more.
+            prop_assert!(buf.len() <= decoder.max_chunk_bytes());
+            prop_assert!(decoder.max_chunk_bytes() <= MAX_BUFFERED_CHUNK + 18);
+            prop_assert!(decoder.held_capacity() <= limits.max_pending_bytes);
+        }
+        prop_assert_eq!(decoded, expected);
+        prop_assert_eq!(decoder.pending_bytes(), 0);
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_shared_budget_counts_exactly_what_decoders_hold_and_gets_it_all_back(
+        streams in prop::collection::vec(
+            (arb_messages(), arb_chunk_size(), prop::collection::vec((any::<usize>(), any::<u8>()), 0..4)),
+            2..4,
+        ),
+        max in 500usize..5000,
+        rounds in prop::collection::vec(0usize..4, 1..40),
+    ) {
+        let limits = DecoderLimits { max_pending_bytes: 3000, ..any_chunk_size() };
+        let budget = PendingBudget::new(max, limits.max_pending_bytes);
+        let mut peers: Vec<(ChunkDecoder, Vec<u8>, usize, bool)> = streams
+            .iter()
+            .map(|(messages, chunk_size, mutations)| {
+                let (mut wire, _) = encode_stream(messages, *chunk_size, *chunk_size, usize::MAX);
+                for &(at, byte) in mutations {
+                    let at = at % (wire.len() + 1);
+                    if at < wire.len() {
+                        wire[at] = byte;
+                    }
+                }
+                (ChunkDecoder::with_budget(limits, budget.account()), wire, 0, false)
+            })
+            .collect();
+        // Feed the peers' streams interleaved, 97 bytes at a time, as connections would.
+        for peer in rounds {
+            let count = peers.len();
+            let (decoder, wire, fed, failed) = &mut peers[peer % count];
+            if *failed {
+                continue;
+            }
+            let end = (*fed + 97).min(wire.len());
+            let mut buf = BytesMut::from(&wire[*fed..end]);
+            *fed = end;
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(message)) => {
+                        if apply_control(decoder, &message).is_err() {
+                            *failed = true;
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        *failed = true;
+                        break;
+                    }
+                }
+            }
+            // Any leftover partial chunk is dropped: this decoder's stream is out of step
+            // from here, which only makes the input more hostile.
+            let held: usize = peers.iter().map(|(decoder, ..)| decoder.pending_bytes()).sum();
+            prop_assert_eq!(budget.used(), held);
+            prop_assert!(held <= max + limits.max_pending_bytes);
+        }
+        drop(peers);
+        prop_assert_eq!(budget.used(), 0);
     }
 }
 

@@ -358,3 +358,76 @@ fn release_stream_gets_no_answer_and_no_reply_carries_undefined() {
         [(0, "_result".to_owned(), 3.0, vec![0.0.into()])]
     );
 }
+
+#[test]
+fn commands_and_other_non_media_messages_are_counted_but_media_is_not() {
+    let mut client = Client::new();
+    assert_eq!(client.server.commands_received(), 0);
+    // Media before publishing is dropped, not counted.
+    client.send(6, 1, 0, &Message::Audio(Bytes::from_static(&[0xAF, 1, 9])));
+    client.send(
+        7,
+        0,
+        0,
+        &Message::Video(Bytes::from_static(&[0x17, 1, 0, 0, 0])),
+    );
+    assert_eq!(client.server.commands_received(), 0);
+    client.command(0, "connect", 1.0, vec![]);
+    client.command(0, "createStream", 2.0, vec![]);
+    client.send(2, 0, 0, &Message::UserControl(UserControl::PingRequest(7)));
+    client.send(2, 0, 0, &Message::WindowAckSize(1000));
+    assert_eq!(client.server.commands_received(), 4);
+    client.command(1, "publish", 3.0, vec!["key".into(), "live".into()]);
+    assert_eq!(client.server.commands_received(), 5);
+    // The published stream's media and metadata are not commands.
+    for timestamp in 0..100 {
+        client.send(
+            6,
+            1,
+            timestamp,
+            &Message::Audio(Bytes::from_static(&[0xAF, 1, 9])),
+        );
+        client.send(
+            7,
+            1,
+            timestamp,
+            &Message::Video(Bytes::from_static(&[0x27, 1, 0, 0, 0, 5])),
+        );
+    }
+    client.send(4, 1, 0, &set_data_frame());
+    assert_eq!(client.server.commands_received(), 5);
+}
+
+#[test]
+fn a_session_with_a_shared_budget_fails_once_evicted() {
+    use crate::rtmp::chunk::PendingBudget;
+    let budget = PendingBudget::new(512 * 1024, 32 << 20);
+    let config = ServerConfig {
+        pending_budget: Some(budget.clone()),
+        ..ServerConfig::default()
+    };
+    let mut hog = ServerSession::new(config.clone());
+    let mut honest = ServerSession::new(config);
+    let eviction = hog.budget_eviction().expect("a budget account");
+    // The hog starts two 1 MiB messages (256 KiB reserved for each), filling the budget;
+    // the honest session then needs 256 KiB for a frame: the hog holds more and goes.
+    let start = |csid: u8| {
+        let mut bytes = vec![csid, 0, 0, 0, 0x10, 0, 0, 9, 1, 0, 0, 0];
+        bytes.extend_from_slice(&[0; 128]);
+        BytesMut::from(&bytes[..])
+    };
+    assert!(hog.poll(&mut start(4)).unwrap().is_none());
+    assert!(hog.poll(&mut start(5)).unwrap().is_none());
+    assert!(!eviction.is_cancelled());
+    assert!(honest.poll(&mut start(6)).unwrap().is_none());
+    assert!(eviction.is_cancelled());
+    let error = hog.poll(&mut BytesMut::new()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("closed to make room in the shared budget"),
+        "{error}"
+    );
+    drop(hog);
+    assert_eq!(budget.used(), 256 * 1024);
+}
