@@ -7,10 +7,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::wire::{self, connect_command, encode};
 use common::*;
 use prism::rtmp::amf0::Amf0Value;
-use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
-use prism::rtmp::handshake::ClientHandshake;
 use prism::rtmp::message::{Command, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,21 +23,10 @@ async fn connect(prism: &Prism) -> TcpStream {
 
 /// Completes a plain client handshake on `socket`.
 async fn handshake(socket: &mut TcpStream) {
-    let mut hs = ClientHandshake::new(0);
-    let mut buf = BytesMut::with_capacity(4096);
-    loop {
-        while let Some(out) = hs.take_output() {
-            socket.write_all(&out).await.unwrap();
-        }
-        if hs.is_done() {
-            return;
-        }
-        assert!(
-            socket.read_buf(&mut buf).await.unwrap() > 0,
-            "server closed during handshake"
-        );
-        hs.read(&mut buf).expect("server handshake is valid");
-    }
+    let mut inbound = BytesMut::with_capacity(4096);
+    wire::handshake_on(socket, &mut inbound)
+        .await
+        .expect("server handshake is valid");
 }
 
 /// Asserts the server closes `socket` (EOF or reset) within `CLOSE_WITHIN`.
@@ -60,44 +48,6 @@ async fn assert_closed_within(mut socket: TcpStream, limit: Duration) {
     tokio::time::timeout(limit, drain)
         .await
         .expect("the server closed the bad connection in time");
-}
-
-fn encode(messages: &[(u32, u32, Message)]) -> Vec<u8> {
-    let mut encoder = ChunkEncoder::new();
-    let mut out = OutBuf::new();
-    for (csid, stream_id, message) in messages {
-        let (type_id, payload) = message.encode();
-        let header = MessageHeader {
-            csid: *csid,
-            timestamp: 0,
-            type_id,
-            stream_id: *stream_id,
-        };
-        encoder.encode(&header, &payload, &mut out);
-    }
-    let mut bytes = Vec::new();
-    while !out.is_empty() {
-        let mut slices = [std::io::IoSlice::new(&[]); 64];
-        let n = out.io_slices(&mut slices);
-        let before = bytes.len();
-        for slice in &slices[..n] {
-            bytes.extend_from_slice(slice);
-        }
-        out.advance(bytes.len() - before);
-    }
-    bytes
-}
-
-fn connect_command() -> Message {
-    Message::Command(Command::new(
-        "connect",
-        1.0,
-        Amf0Value::Object(vec![
-            ("app".into(), "live".into()),
-            ("tcUrl".into(), "rtmp://127.0.0.1/live".into()),
-        ]),
-        vec![],
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,25 +387,7 @@ async fn flood_connection(
     use prism::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
     use prism::server::io::write_out;
     let run = async {
-        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-        socket
-            .bind((source, 0).into())
-            .map_err(|e| format!("bind {source}: {e}"))?;
-        let mut io = socket.connect(addr).await.map_err(|e| e.to_string())?;
-        let mut inbound = BytesMut::with_capacity(8192);
-        let mut hs = ClientHandshake::new(0);
-        while !hs.is_done() {
-            while let Some(out) = hs.take_output() {
-                io.write_all(&out).await.map_err(|e| e.to_string())?;
-            }
-            if io.read_buf(&mut inbound).await.map_err(|e| e.to_string())? == 0 {
-                return Err("closed during the handshake".to_owned());
-            }
-            hs.read(&mut inbound).map_err(|e| e.to_string())?;
-        }
-        while let Some(out) = hs.take_output() {
-            io.write_all(&out).await.map_err(|e| e.to_string())?;
-        }
+        let (mut io, mut inbound) = wire::handshake_from(addr, Some(source.into())).await?;
         let Some(key) = key else {
             io.write_all(&encode(&[(3, 0, connect_command())]))
                 .await

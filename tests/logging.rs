@@ -14,11 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use common::sinks::{NginxSink, recording_framemd5};
 use common::*;
 use prism::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
-use prism::rtmp::handshake::ClientHandshake;
 use prism::server::io::write_out;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -250,25 +248,7 @@ async fn a_full_stderr_stops_neither_prism_nor_its_relay_nor_a_reconnect() {
 /// Connects from `source`, publishes `key` (name and query) with prism's own
 /// client, and hangs up as soon as prism answers. Whether prism accepted it.
 async fn publish_and_leave(addr: SocketAddr, source: Ipv4Addr, key: &str) -> Result<bool, String> {
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind((source, 0).into())
-        .map_err(|e| format!("bind {source}: {e}"))?;
-    let mut io = socket.connect(addr).await.map_err(|e| e.to_string())?;
-    let mut inbound = BytesMut::with_capacity(8192);
-    let mut hs = ClientHandshake::new(0);
-    while !hs.is_done() {
-        while let Some(out) = hs.take_output() {
-            io.write_all(&out).await.map_err(|e| e.to_string())?;
-        }
-        if io.read_buf(&mut inbound).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed during the handshake".to_owned());
-        }
-        hs.read(&mut inbound).map_err(|e| e.to_string())?;
-    }
-    while let Some(out) = hs.take_output() {
-        io.write_all(&out).await.map_err(|e| e.to_string())?;
-    }
+    let (mut io, mut inbound) = common::wire::handshake_from(addr, Some(source.into())).await?;
     let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/live"), key));
     loop {
         write_out(&mut io, session.out())

@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use common::wire::{self, connect_command, encode};
 use common::*;
 use prism::rtmp::amf0::Amf0Value;
-use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
-use prism::rtmp::handshake::ClientHandshake;
 use prism::rtmp::message::{Command, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,67 +49,12 @@ const LOG_LIFTED: &str = "[log]\nbuffer_lines = 65536\npeer_burst = 1000000\n\
     peer_lines_per_minute = 1000000\nall_peers_burst = 1000000\n\
     all_peers_lines_per_sec = 1000000\n";
 
-/// Chunk-encodes `messages` (csid, message stream id, message) at the default chunk size.
-fn encode(messages: &[(u32, u32, Message)]) -> Vec<u8> {
-    let mut encoder = ChunkEncoder::new();
-    let mut out = OutBuf::new();
-    for (csid, stream_id, message) in messages {
-        let (type_id, payload) = message.encode();
-        let header = MessageHeader {
-            csid: *csid,
-            timestamp: 0,
-            type_id,
-            stream_id: *stream_id,
-        };
-        encoder.encode(&header, &payload, &mut out);
-    }
-    let mut bytes = Vec::new();
-    while !out.is_empty() {
-        let mut slices = [std::io::IoSlice::new(&[]); 64];
-        let n = out.io_slices(&mut slices);
-        let before = bytes.len();
-        for slice in &slices[..n] {
-            bytes.extend_from_slice(slice);
-        }
-        out.advance(bytes.len() - before);
-    }
-    bytes
-}
-
-fn connect_command() -> Message {
-    Message::Command(Command::new(
-        "connect",
-        1.0,
-        Amf0Value::Object(vec![
-            ("app".into(), "live".into()),
-            ("tcUrl".into(), "rtmp://127.0.0.1/live".into()),
-        ]),
-        vec![],
-    ))
-}
-
 /// Connects from `source` (any 127/8 address reaches a loopback listener on Linux) and
 /// completes a plain handshake.
 async fn connect_from(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream, String> {
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    socket
-        .bind((source, 0).into())
-        .map_err(|e| format!("bind {source}: {e}"))?;
-    let mut io = socket.connect(addr).await.map_err(|e| e.to_string())?;
-    let mut inbound = BytesMut::with_capacity(8192);
-    let mut handshake = ClientHandshake::new(0);
-    loop {
-        while let Some(out) = handshake.take_output() {
-            io.write_all(&out).await.map_err(|e| e.to_string())?;
-        }
-        if handshake.is_done() {
-            return Ok(io);
-        }
-        if io.read_buf(&mut inbound).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed during the handshake".to_owned());
-        }
-        handshake.read(&mut inbound).map_err(|e| e.to_string())?;
-    }
+    wire::handshake_from(addr, Some(source.into()))
+        .await
+        .map(|(io, _)| io)
 }
 
 /// Publishes `key` on `io` with prism's own RTMP client session, as an anonymous

@@ -7,6 +7,7 @@ pub mod raw_client;
 #[allow(unused_imports)]
 pub use child::ChildPrism;
 pub mod sinks;
+pub mod wire;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -671,26 +672,14 @@ pub async fn publish_schedule(
     key: &str,
     schedule: &[Scheduled],
 ) {
-    use bytes::BytesMut;
     use prism::flv::TagType;
     use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
-    use prism::rtmp::handshake::ClientHandshake;
     use prism::server::io::write_out;
     use tokio::io::AsyncWriteExt;
 
-    let mut io = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut inbound = BytesMut::with_capacity(64 * 1024);
-    let mut handshake = ClientHandshake::new(0);
-    loop {
-        while let Some(out) = handshake.take_output() {
-            io.write_all(&out).await.unwrap();
-        }
-        if handshake.is_done() {
-            break;
-        }
-        assert!(io.read_buf(&mut inbound).await.unwrap() > 0);
-        handshake.read(&mut inbound).unwrap();
-    }
+    let (mut io, mut inbound) = wire::handshake_from(addr, None)
+        .await
+        .unwrap_or_else(|e| panic!("handshake: {e}"));
     let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/{app}"), key));
     'publishing: loop {
         write_out(&mut io, session.out()).await.unwrap();

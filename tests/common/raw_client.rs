@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prism::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MessageHeader, OutBuf};
-use prism::rtmp::handshake::ClientHandshake;
 use prism::rtmp::message::{Message, UserControl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -46,61 +45,24 @@ pub struct RawClient {
 impl RawClient {
     /// Connects to `addr` and completes a plain (version 3) handshake.
     pub async fn connect(addr: SocketAddr) -> Self {
-        let socket = TcpStream::connect(addr).await.expect("connects");
-        Self::handshake(socket).await
+        let handshake = super::wire::handshake_from(addr, None);
+        let (socket, inbound) = tokio::time::timeout(ANSWER_TIMEOUT, handshake)
+            .await
+            .expect("the server answers the handshake")
+            .unwrap_or_else(|e| panic!("handshake: {e}"));
+        Self::after_handshake(socket, inbound)
     }
 
     /// Like [`connect`](Self::connect), from the local address `source` (any
     /// 127/8 address reaches a loopback listener on Linux), or `None` when the
     /// server does not complete the handshake (closed, or not served in time).
     pub async fn try_connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Option<Self> {
-        let socket = match source {
-            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4().ok()?,
-            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6().ok()?,
-        };
-        socket.bind((source, 0).into()).ok()?;
-        let mut socket = socket.connect(addr).await.ok()?;
-        let mut inbound = BytesMut::with_capacity(64 * 1024);
-        let mut handshake = ClientHandshake::new(0);
-        loop {
-            while let Some(out) = handshake.take_output() {
-                socket.write_all(&out).await.ok()?;
-            }
-            if handshake.is_done() {
-                break;
-            }
-            let read = tokio::time::timeout(ANSWER_TIMEOUT, socket.read_buf(&mut inbound))
-                .await
-                .ok()?
-                .ok()?;
-            if read == 0 {
-                return None;
-            }
-            handshake.read(&mut inbound).ok()?;
-        }
+        let handshake = super::wire::handshake_from(addr, Some(source));
+        let (socket, inbound) = tokio::time::timeout(ANSWER_TIMEOUT, handshake)
+            .await
+            .ok()?
+            .ok()?;
         Some(Self::after_handshake(socket, inbound))
-    }
-
-    async fn handshake(mut socket: TcpStream) -> Self {
-        let mut inbound = BytesMut::with_capacity(64 * 1024);
-        let mut handshake = ClientHandshake::new(0);
-        loop {
-            while let Some(out) = handshake.take_output() {
-                socket.write_all(&out).await.unwrap();
-            }
-            if handshake.is_done() {
-                break;
-            }
-            let read = tokio::time::timeout(ANSWER_TIMEOUT, socket.read_buf(&mut inbound))
-                .await
-                .expect("the server answers the handshake")
-                .unwrap();
-            assert!(read > 0, "server closed during the handshake");
-            handshake
-                .read(&mut inbound)
-                .expect("a valid server handshake");
-        }
-        Self::after_handshake(socket, inbound)
     }
 
     fn after_handshake(socket: TcpStream, inbound: BytesMut) -> Self {
@@ -148,16 +110,7 @@ impl RawClient {
         };
         let mut out = OutBuf::new();
         self.encoder.encode(&header, payload, &mut out);
-        let mut bytes = Vec::with_capacity(out.len());
-        while !out.is_empty() {
-            let mut slices = [std::io::IoSlice::new(&[]); 64];
-            let n = out.io_slices(&mut slices);
-            let before = bytes.len();
-            for slice in &slices[..n] {
-                bytes.extend_from_slice(slice);
-            }
-            out.advance(bytes.len() - before);
-        }
+        let bytes = super::wire::drain(&mut out);
         self.socket.write_all(&bytes).await.unwrap();
     }
 
