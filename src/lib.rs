@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod duration_key;
 pub mod error;
 pub mod flv;
 pub mod http;
