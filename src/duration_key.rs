@@ -34,8 +34,10 @@ enum Unit {
 impl Unit {
     fn of(self, duration: Duration) -> Option<u64> {
         match self {
-            Unit::Secs => (duration.subsec_nanos() == 0).then(|| duration.as_secs()),
-            Unit::Millis => (duration.subsec_nanos() % 1_000_000 == 0)
+            Unit::Secs => (duration.subsec_nanos() == 0).then_some(duration.as_secs()),
+            Unit::Millis => duration
+                .subsec_nanos()
+                .is_multiple_of(1_000_000)
                 .then(|| u64::try_from(duration.as_millis()).ok())
                 .flatten(),
         }
