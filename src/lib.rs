@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod config;
 pub mod duration_key;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod reload;
 pub mod rtmp;
 pub mod server;
 pub mod stream_name;
+pub mod target;
 pub mod timestamp;
 pub mod transcode;
 pub mod users;

@@ -13,8 +13,8 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::relay::destination_key::{self, KeyError};
-use crate::relay::target::{Target, TargetError};
+use crate::target::key::{self as destination_key, KeyError};
+use crate::target::{Target, TargetError};
 
 /// The presets shipped in `destinations/`, by id.
 const EMBEDDED: &[(&str, &str)] = &[

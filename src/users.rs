@@ -30,7 +30,7 @@ use subtle::ConstantTimeEq;
 
 use crate::mask::Masked;
 use crate::presets::{PresetTargetError, Presets};
-use crate::relay::target::{Target, TargetError};
+use crate::target::{Target, TargetError};
 use crate::transcode::Profiles;
 
 /// The most user files read from one directory; a bound on startup work and memory.
@@ -311,7 +311,7 @@ pub enum DestinationError {
 
 impl DestinationRequest {
     /// Where this destination publishes: the preset's ingest with the key, or the
-    /// full URL. The key rules ([`crate::relay::destination_key`]) are checked on
+    /// full URL. The key rules ([`crate::target::key`]) are checked on
     /// the way, so a target never holds a key an ingest must not get.
     pub fn target(&self, presets: &Presets) -> Result<Target, DestinationError> {
         match (&self.preset, &self.key, &self.url) {

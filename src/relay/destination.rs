@@ -8,7 +8,7 @@
 //! and the callback's answer).
 
 use crate::presets::{Constraints, Presets};
-use crate::relay::target::Target;
+use crate::target::Target;
 use crate::transcode::Profiles;
 use crate::users::{DestinationRequest, User};
 

@@ -7,12 +7,9 @@
 //! spawns one task per destination in the shutdown tree. The returned
 //! [`RelayHandle`] stops them when the publisher leaves.
 
-pub mod backoff;
 pub mod destination;
-pub mod destination_key;
 pub mod push;
 pub mod status;
-pub mod target;
 pub mod tls;
 
 use std::net::IpAddr;
@@ -27,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::auth::{CallbackError, PublishCallback, PublishRequest, SetupError};
+use crate::backoff::BackoffPolicy;
 use crate::config::Config;
 use crate::hub::{AudioInfo, Hub, VideoInfo};
 use crate::mask::Masked;
@@ -36,7 +34,6 @@ use crate::stream_name::StreamName;
 use crate::transcode::Profiles;
 use crate::transcode::encoder::EncoderContext;
 use crate::users::{DestinationRequest, User, Users, UsersError, validate_destination};
-use backoff::BackoffPolicy;
 use destination::{DestinationSpec, resolve};
 use status::{DestinationSnapshot, DestinationStatus};
 use tokio::sync::Semaphore;

@@ -19,10 +19,11 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
 
+use super::RelayContext;
 use super::destination::DestinationSpec;
 use super::status::{DestinationStatus, State};
 use super::tls::TlsError;
-use super::{RelayContext, backoff::Backoff};
+use crate::backoff::Backoff;
 use crate::hub::{
     DirectSink, Hub, Packet, PacketKind, Subscriber, SubscriberKind, SubscriberQueue,
 };

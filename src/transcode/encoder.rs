@@ -21,9 +21,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::flv::{FlvHeader, FlvReader, FlvWriter, TagType};
 use crate::hub::{Hub, Packet, PacketKind, Publisher, Subscriber, SubscriberKind};
-use crate::relay::backoff::{Backoff, BackoffPolicy};
 use crate::relay::status::DestinationStatus;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;

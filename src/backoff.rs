@@ -11,7 +11,8 @@ use std::time::Duration;
 pub struct BackoffPolicy {
     /// The first delay.
     pub initial: Duration,
-    /// The largest delay.
+    /// The largest delay, jitter included: the operator's `backoff_max_secs` is a
+    /// promise about how long a destination can stay down before its next try.
     pub max: Duration,
     /// Each failure multiplies the delay by this.
     pub multiplier: f64,
@@ -52,9 +53,10 @@ impl Backoff {
         let exponent = self.failures.min(32) as i32;
         self.failures = self.failures.saturating_add(1);
         let base = self.policy.initial.as_secs_f64() * self.policy.multiplier.powi(exponent);
-        let capped = base.min(self.policy.max.as_secs_f64());
+        let max = self.policy.max.as_secs_f64();
         let spread = 1.0 + self.policy.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
-        Duration::from_secs_f64((capped * spread).max(0.0))
+        // Jitter first, then the cap: jittering a capped delay would reach 1.2 x max.
+        Duration::from_secs_f64((base.min(max) * spread).clamp(0.0, max))
     }
 
     /// The delay before the next attempt, with random jitter.
@@ -95,8 +97,15 @@ mod tests {
         let mut random = Backoff::new(BackoffPolicy::default());
         for _ in 0..100 {
             let d = random.next_delay();
-            assert!(d <= Duration::from_secs(36), "{d:?}");
+            assert!(d <= Duration::from_secs(30), "never past the cap: {d:?}");
         }
+        // At the cap, jitter still spreads retries, downwards only.
+        let mut capped = Backoff::new(BackoffPolicy::default());
+        for _ in 0..6 {
+            capped.next_delay_with(0.5);
+        }
+        assert_eq!(capped.next_delay_with(1.0), Duration::from_secs(30));
+        assert_eq!(capped.next_delay_with(0.0), Duration::from_secs(24));
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::fmt;
 use url::Url;
 
 use crate::mask::Masked;
-use crate::relay::destination_key::{TextProblem, check_stream_name};
+pub mod key;
+
+use key::{TextProblem, check_stream_name};
 
 /// The default port of `rtmp://` (RFC-less, but every tool agrees).
 pub const RTMP_PORT: u16 = 1935;
@@ -32,7 +34,7 @@ pub enum TargetError {
     #[error("the URL has no stream name (rtmp://host/app/STREAM)")]
     NoStreamName,
     /// A full URL whose stream name breaks the key rules (too long, characters
-    /// an ingest must not get); see [`crate::relay::destination_key`].
+    /// an ingest must not get); see [`crate::target::key`].
     #[error("the URL's stream name {0}")]
     StreamName(TextProblem),
 }
