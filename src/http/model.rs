@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::hub::{AudioInfo, StreamInfo, VideoInfo};
 use crate::relay::StreamRelay;
-use crate::relay::status::{DestinationSnapshot, EncoderSnapshot, State};
+use crate::relay::status::{DestinationSnapshot, State};
+use crate::transcode::EncoderSnapshot;
 
 /// `GET /api/v1/streams`.
 #[derive(Debug, Serialize)]

@@ -120,7 +120,7 @@ pub async fn run(
             source,
             output.clone(),
             args,
-            Arc::clone(&status),
+            status.encoder().unwrap_or_default(),
             token.clone(),
         );
         let handle = tokio::spawn(task.instrument(tracing::Span::current()));
@@ -229,10 +229,13 @@ async fn wait_for_encoder(
         if !ctx.hub.is_live(app, name) {
             return false;
         }
-        // An encoder that cannot start at all (no ffmpeg) marked us failed.
-        if status.state() != State::Failed {
-            status.set_state(State::WaitingForEncoder);
-        }
+        // An encoder that cannot start at all (no ffmpeg) fails the destination.
+        let cannot_start = status.encoder().is_some_and(|e| e.cannot_start());
+        status.set_state(if cannot_start {
+            State::Failed
+        } else {
+            State::WaitingForEncoder
+        });
         tokio::select! {
             () = tokio::time::sleep(ENCODER_POLL) => {}
             () = stop.cancelled() => return false,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::hub::SubscriberQueue;
 use crate::rate::SampledRate;
+use crate::transcode::{EncoderSnapshot, EncoderStatus};
 
 /// A destination's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,21 +29,6 @@ pub enum State {
     WaitingForEncoder,
 }
 
-/// The re-encoding side of a destination, for status.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct EncoderSnapshot {
-    /// The running ffmpeg's process id.
-    pub pid: Option<u32>,
-    /// How many times ffmpeg was (re)started after the first.
-    pub restarts: u64,
-    /// Frames encoded per second.
-    pub fps: Option<f64>,
-    /// Encoding speed relative to real time.
-    pub speed: Option<f64>,
-    /// Encoder output bitrate in kbit/s.
-    pub bitrate_kbps: Option<f64>,
-}
-
 #[derive(Debug)]
 struct Inner {
     state: State,
@@ -52,7 +38,6 @@ struct Inner {
     last_error: Option<(String, SystemTime)>,
     reconnects: u64,
     rate: SampledRate,
-    encoder: Option<EncoderSnapshot>,
 }
 
 /// The live status of one destination.
@@ -73,6 +58,8 @@ pub struct DestinationStatus {
     /// The current connection's queue, whose drop counter is read live: drops
     /// matter most while the destination is stalled and its task is blocked.
     queue: Mutex<Option<Arc<SubscriberQueue>>>,
+    /// The encoder's own status, for a re-encoded destination.
+    encoder: Option<Arc<EncoderStatus>>,
 }
 
 /// A consistent copy of a destination's status.
@@ -113,7 +100,7 @@ pub struct DestinationSnapshot {
 impl DestinationStatus {
     /// A destination that is about to connect for the first time.
     pub fn new(id: String, preset: Option<String>, url: String, profile: Option<String>) -> Self {
-        let encoder = profile.as_ref().map(|_| EncoderSnapshot::default());
+        let encoder = profile.as_ref().map(|_| Arc::new(EncoderStatus::default()));
         Self {
             id,
             preset,
@@ -127,8 +114,8 @@ impl DestinationStatus {
                 last_error: None,
                 reconnects: 0,
                 rate: SampledRate::new(0, Instant::now()),
-                encoder,
             }),
+            encoder,
             bytes_out: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
             queue: Mutex::new(None),
@@ -208,15 +195,21 @@ impl DestinationStatus {
         self.dropped_before.load(Ordering::Relaxed) + current
     }
 
-    /// Updates the encoder's status.
-    pub fn update_encoder(&self, update: impl FnOnce(&mut EncoderSnapshot)) {
-        let mut inner = self.lock();
-        update(inner.encoder.get_or_insert_with(EncoderSnapshot::default));
+    /// The status of this destination's encoder, when it re-encodes.
+    pub fn encoder(&self) -> Option<Arc<EncoderStatus>> {
+        self.encoder.clone()
     }
 
     /// A copy for the status API.
     pub fn snapshot(&self) -> DestinationSnapshot {
+        // The newer of the connection's and the encoder's last failure.
+        let encoder_error = self.encoder.as_ref().and_then(|e| e.last_error());
         let mut inner = self.lock();
+        let last_error = match (inner.last_error.clone(), encoder_error) {
+            (Some(own), Some(encoder)) if encoder.1 > own.1 => Some(encoder),
+            (None, encoder) => encoder,
+            (own, _) => own,
+        };
         let bytes_out = self.bytes_out.load(Ordering::Relaxed);
         let bitrate_bps = inner.rate.bits_per_second(bytes_out, Instant::now());
         DestinationSnapshot {
@@ -232,9 +225,9 @@ impl DestinationStatus {
             uptime_secs: inner.connected_at.map(|at| at.elapsed().as_secs()),
             dropped_frames: self.dropped_frames(),
             reconnects: inner.reconnects,
-            last_error: inner.last_error.as_ref().map(|(e, _)| e.clone()),
-            last_error_at: inner.last_error.as_ref().map(|(_, at)| *at),
-            encoder: inner.encoder.clone(),
+            last_error: last_error.as_ref().map(|(e, _)| e.clone()),
+            last_error_at: last_error.as_ref().map(|(_, at)| *at),
+            encoder: self.encoder.as_ref().map(|e| e.snapshot()),
         }
     }
 }

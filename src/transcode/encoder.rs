@@ -21,10 +21,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
+use super::status::EncoderStatus;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::flv::{FlvHeader, FlvReader, FlvWriter, TagType};
 use crate::hub::{Hub, Packet, PacketKind, Publisher, Subscriber, SubscriberKind};
-use crate::relay::status::DestinationStatus;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
@@ -102,7 +102,7 @@ pub async fn run(
     source: StreamName,
     output: StreamName,
     args: Vec<String>,
-    status: Arc<DestinationStatus>,
+    status: Arc<EncoderStatus>,
     stop: CancellationToken,
 ) {
     let mut publisher: Option<Publisher> = None;
@@ -131,7 +131,7 @@ pub async fn run(
                 }
             };
         if runs > 0 {
-            status.update_encoder(|e| e.restarts += 1);
+            status.update(|e| e.restarts += 1);
         }
         runs += 1;
         let result = run_once(
@@ -145,7 +145,7 @@ pub async fn run(
         )
         .await;
         drop(permit);
-        status.update_encoder(|e| e.pid = None);
+        status.update(|e| e.pid = None);
         match result {
             Ok(RunEnd::InputEnded) => {
                 tracing::info!("encoder finished: its input ended");
@@ -155,11 +155,9 @@ pub async fn run(
             Err(err) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(retry_in = ?delay, "encoder failed: {err}");
-                status.record_failure(format!("encoder: {err}"));
-                if matches!(err, EncoderError::Spawn { .. }) && publisher.is_none() {
-                    // Nothing to send until ffmpeg can run: the destination failed.
-                    status.set_state(crate::relay::status::State::Failed);
-                }
+                // Nothing to send until ffmpeg can run: the destination failed.
+                let cannot_start = matches!(err, EncoderError::Spawn { .. }) && publisher.is_none();
+                status.record_failure(format!("encoder: {err}"), cannot_start);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = stop.cancelled() => break,
@@ -214,12 +212,12 @@ async fn run_once(
     subscriber: &Subscriber,
     output: &StreamName,
     publisher: &mut Option<Publisher>,
-    status: &DestinationStatus,
+    status: &EncoderStatus,
     stop: &CancellationToken,
 ) -> Result<RunEnd, EncoderError> {
     let mut child = spawn(&ctx.ffmpeg, args)?;
     let pid = child.id();
-    status.update_encoder(|e| e.pid = pid);
+    status.started(pid);
     tracing::info!(?pid, "encoder started: {} {}", ctx.ffmpeg, args.join(" "));
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -383,7 +381,7 @@ fn publish_tag(publisher: &Publisher, tag_type: TagType, timestamp: u32, data: B
 }
 
 /// Turns ffmpeg's stderr into progress for the status and rate-limited log lines.
-async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &DestinationStatus) {
+async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &EncoderStatus) {
     let mut lines = BufReader::new(stderr).lines();
     let mut progress = Progress::default();
     let mut window = tokio::time::Instant::now();
@@ -392,7 +390,7 @@ async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &DestinationStatu
     while let Ok(Some(line)) = lines.next_line().await {
         if progress.apply_line(&line) {
             if line.starts_with("progress=") {
-                status.update_encoder(|e| {
+                status.update(|e| {
                     e.fps = progress.fps;
                     e.speed = progress.speed;
                     e.bitrate_kbps = progress.bitrate_kbps;

@@ -7,5 +7,7 @@
 pub mod encoder;
 pub mod profile;
 pub mod progress;
+pub mod status;
 
 pub use profile::{Profile, Profiles};
+pub use status::{EncoderSnapshot, EncoderStatus};
