@@ -1,0 +1,124 @@
+//! What the API may do to a live stream: find it, add, remove and restart its
+//! destinations, kick its publisher.
+
+use std::sync::Arc;
+
+use crate::users::{DestinationRequest, validate_destination};
+
+use super::Relay;
+use super::destination::DestinationSpec;
+use super::status::DestinationSnapshot;
+use super::stream::StreamRelay;
+
+/// Why a control request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// It already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// A name that more than one live stream has; the request must use an id.
+    #[error("{0}")]
+    Ambiguous(String),
+}
+
+impl Relay {
+    /// Every live stream's relay.
+    pub fn streams(&self) -> Vec<Arc<StreamRelay>> {
+        self.streams.iter().map(|e| Arc::clone(e.value())).collect()
+    }
+
+    /// The relay of the live stream shown as `display_name` (its user's name or its
+    /// masked key) in `app`. A display name is not an identity: two keys can share
+    /// a mask, and a user with several keys can publish twice. When more than one
+    /// live stream has it, this refuses ([`ControlError::Ambiguous`]) rather than
+    /// pick one, so that a control request never acts on the wrong stream.
+    pub fn find(&self, app: &str, display_name: &str) -> Result<Arc<StreamRelay>, ControlError> {
+        let matching: Vec<Arc<StreamRelay>> = self
+            .streams
+            .iter()
+            .filter(|e| e.value().name.app == app && e.value().display_name() == display_name)
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        match <[_; 1]>::try_from(matching) {
+            Ok([stream]) => Ok(stream),
+            Err(matching) if matching.is_empty() => Err(ControlError::NotFound(format!(
+                "no live stream {app}/{display_name}"
+            ))),
+            Err(matching) => Err(ControlError::Ambiguous(format!(
+                "{} live streams in {app} are shown as {display_name}: name the one you mean \
+                 by its id (the `id` of each stream in GET /api/v1/streams), \
+                 e.g. /api/v1/streams/{{id}}",
+                matching.len()
+            ))),
+        }
+    }
+
+    /// The relay of the live stream with this id.
+    pub fn find_by_id(&self, id: &str) -> Result<Arc<StreamRelay>, ControlError> {
+        self.by_id
+            .get(id)
+            .map(|e| Arc::clone(e.value()))
+            .ok_or_else(|| ControlError::NotFound(format!("no live stream with id {id}")))
+    }
+
+    /// Adds a destination to a live stream.
+    pub fn add_destination(
+        &self,
+        stream: &Arc<StreamRelay>,
+        request: DestinationRequest,
+    ) -> Result<DestinationSnapshot, ControlError> {
+        let tables = self.tables();
+        validate_destination(&request, &tables.presets, &tables.profiles)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let target = request
+            .target(&tables.presets)
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
+        let preset = request.preset.as_deref();
+        let existing: Vec<DestinationSpec> = stream.lock().iter().map(|e| e.spec.clone()).collect();
+        let spec = DestinationSpec::new_unique(
+            &existing,
+            preset,
+            target,
+            request.profile,
+            &tables.presets,
+        )
+        .ok_or_else(|| ControlError::Conflict("that destination already exists".into()))?;
+        Ok(self.spawn_destination(stream, spec, 0, &tables).snapshot())
+    }
+
+    /// Stops a destination with a clean unpublish and forgets it.
+    pub fn remove_destination(&self, stream: &StreamRelay, id: &str) -> Result<(), ControlError> {
+        stream.stop_destination(id)?;
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, destination = id, "destination removed");
+        Ok(())
+    }
+
+    /// Reconnects a destination from scratch (clean unpublish, then a new session).
+    pub fn restart_destination(
+        &self,
+        stream: &Arc<StreamRelay>,
+        id: &str,
+    ) -> Result<(), ControlError> {
+        let entry = stream.stop_destination(id)?;
+        let reconnects = entry.status.snapshot().reconnects + 1;
+        self.spawn_destination(stream, entry.spec, reconnects, &self.tables());
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, destination = id, "destination restarted");
+        Ok(())
+    }
+
+    /// Disconnects the publisher of a stream.
+    pub fn kick(&self, stream: &StreamRelay) {
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, "publisher kicked");
+        stream
+            .kick
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cancel();
+    }
+}

@@ -1,0 +1,187 @@
+//! One live stream's relay (its destinations, its id, the publisher's kick
+//! switch) and the publisher's handle on it, which ends the destinations when the
+//! publisher leaves or keeps them for a publisher coming back within its grace
+//! period.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::mask::Masked;
+use crate::stream_name::StreamName;
+
+use super::destination::DestinationSpec;
+use super::status::{DestinationSnapshot, DestinationStatus};
+use super::{ControlError, Relay};
+
+/// One destination of a live stream, with what it takes to stop it.
+pub(super) struct DestinationEntry {
+    pub(super) spec: DestinationSpec,
+    pub(super) status: Arc<DestinationStatus>,
+    pub(super) stop: CancellationToken,
+}
+
+/// A live stream's identity in the API and metrics: 128 bits from a CSPRNG,
+/// as 32 lowercase hex digits. Unlike the masked key it is neither derived from
+/// the key nor short enough to collide, and it lives as long as the stream's relay
+/// (so a publisher that comes back within its grace period keeps it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamId(String);
+
+impl StreamId {
+    /// A fresh id from `rng`, which must be cryptographically secure: an id must
+    /// not be predictable from the ids seen before it.
+    pub fn random<R: rand::CryptoRng + ?Sized>(rng: &mut R) -> Self {
+        let mut bytes = [0u8; 16];
+        rng.fill_bytes(&mut bytes);
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for StreamId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The relay side of one live stream.
+pub struct StreamRelay {
+    /// Its id in the API and metrics.
+    pub(super) id: StreamId,
+    pub(super) name: StreamName,
+    pub(super) user: Option<String>,
+    pub(super) stop: CancellationToken,
+    pub(super) ended: CancellationToken,
+    /// Cancels the current publisher's connection.
+    pub(super) kick: Mutex<CancellationToken>,
+    /// Bumped when a returning publisher adopts the stream, so that the old
+    /// publisher's handle no longer owns it.
+    pub(super) generation: AtomicU64,
+    /// The publisher dropped and its grace period runs.
+    pub(super) orphaned: AtomicBool,
+    /// What was wrong with the publish's destinations (refused keys, unknown
+    /// parameters...), key-free and bounded: shown for as long as the stream
+    /// lives, since the log line alone is easily missed.
+    pub(super) problems: Vec<String>,
+    pub(super) destinations: Mutex<Vec<DestinationEntry>>,
+}
+
+impl StreamRelay {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Vec<DestinationEntry>> {
+        self.destinations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream's id: what the API and metrics identify it by.
+    pub fn id(&self) -> &StreamId {
+        &self.id
+    }
+
+    /// The app.
+    pub fn app(&self) -> &str {
+        &self.name.app
+    }
+
+    /// The stream key. Secret: for looking the stream up in the hub, never for display.
+    pub fn key(&self) -> &str {
+        &self.name.name
+    }
+
+    /// The user who publishes, if users are configured.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// What status shows as the stream's name: its user's name, or its masked key.
+    pub fn display_name(&self) -> String {
+        match &self.user {
+            Some(user) => user.clone(),
+            None => crate::mask::Masked(&self.name.name).to_string(),
+        }
+    }
+
+    /// Takes destination `id` out of the stream and stops it (clean unpublish).
+    pub(super) fn stop_destination(&self, id: &str) -> Result<DestinationEntry, ControlError> {
+        let entry = {
+            let mut list = self.lock();
+            let index = list
+                .iter()
+                .position(|e| e.spec.id == id)
+                .ok_or_else(|| ControlError::NotFound(format!("no destination `{id}`")))?;
+            list.remove(index)
+        };
+        entry.stop.cancel();
+        Ok(entry)
+    }
+
+    /// Every destination's status.
+    pub fn snapshots(&self) -> Vec<DestinationSnapshot> {
+        self.lock().iter().map(|e| e.status.snapshot()).collect()
+    }
+}
+
+/// Stops a stream's destinations when dropped (the publisher left).
+pub struct RelayHandle {
+    pub(super) relay: Arc<Relay>,
+    pub(super) key: (String, String),
+    pub(super) stream: Arc<StreamRelay>,
+    pub(super) generation: u64,
+}
+
+impl RelayHandle {
+    /// The id of the stream this handle keeps relaying.
+    pub fn stream_id(&self) -> &StreamId {
+        self.stream.id()
+    }
+
+    /// The publisher dropped: keep the destinations for a returning publisher to
+    /// adopt. Dropping the handle afterwards ends them unless one did.
+    pub fn orphan(&self) {
+        if self.stream.generation.load(Ordering::Acquire) == self.generation {
+            self.stream.orphaned.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RelayHandle({}/{} {})",
+            self.key.0,
+            Masked(&self.key.1),
+            self.stream.id
+        )
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if self.stream.generation.load(Ordering::Acquire) != self.generation {
+            // A returning publisher adopted the stream.
+            return;
+        }
+        self.stream.orphaned.store(false, Ordering::Release);
+        // The hub already ended the destinations' queues (the publisher handle is
+        // dropped first), so live ones drain and unpublish; this ends the ones that
+        // are connecting or waiting to retry.
+        self.stream.ended.cancel();
+        self.relay
+            .streams
+            .remove_if(&self.key, |_, current| Arc::ptr_eq(current, &self.stream));
+        self.relay.by_id.remove_if(self.stream.id(), |_, current| {
+            Arc::ptr_eq(current, &self.stream)
+        });
+    }
+}

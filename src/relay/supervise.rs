@@ -1,0 +1,161 @@
+//! Starting a live stream's destinations: resolve them, then one supervised push
+//! task each in the shutdown tree ([`super::push::run`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::stream_name::StreamName;
+
+use super::destination::{DestinationSpec, resolve};
+use super::status::{DestinationSnapshot, DestinationStatus};
+use super::stream::{DestinationEntry, RelayHandle, StreamId, StreamRelay};
+use super::tables::Tables;
+use super::{Grant, Relay, push};
+
+impl Relay {
+    /// Starts the destinations of a stream that just went live, as `grant` allows.
+    /// `kick` is cancelled when an operator kicks the publisher.
+    pub fn start(
+        self: &Arc<Self>,
+        name: &StreamName,
+        grant: &Grant,
+        kick: CancellationToken,
+    ) -> RelayHandle {
+        let user = grant.user.as_ref();
+        let key = (name.app.clone(), name.name.clone());
+        if let Some(stream) = self.streams.get(&key).map(|e| Arc::clone(e.value()))
+            && stream.orphaned.swap(false, Ordering::AcqRel)
+        {
+            // The publisher came back within its grace period: its destinations
+            // stayed connected and carry on with the new connection's packets.
+            tracing::info!(stream = %name.masked(), "publisher back within its grace period; destinations continue");
+            let generation = stream.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            *stream.kick.lock().unwrap_or_else(|p| p.into_inner()) = kick;
+            return RelayHandle {
+                relay: Arc::clone(self),
+                key,
+                stream,
+                generation,
+            };
+        }
+        let tables = self.tables();
+        let resolution = resolve(
+            &name.query,
+            user,
+            &grant.destinations,
+            &tables.presets,
+            &tables.profiles,
+        );
+        // One line per publish, however much was wrong with it: the problems are
+        // already summarised (unknown parameters counted, not listed).
+        if !resolution.problems.is_empty() {
+            tracing::warn!(
+                stream = %name.masked(),
+                "destinations: {}",
+                resolution.problems.join("; ")
+            );
+        }
+        let stream = self.register(|id| StreamRelay {
+            id,
+            name: name.clone(),
+            user: user.map(|u| u.name.clone()),
+            stop: self.shutdown.child_token(),
+            ended: CancellationToken::new(),
+            kick: Mutex::new(kick),
+            generation: AtomicU64::new(0),
+            orphaned: AtomicBool::new(false),
+            problems: resolution.problems_shown(),
+            destinations: Mutex::new(Vec::new()),
+        });
+        for spec in resolution.destinations {
+            self.spawn_destination(&stream, spec, 0, &tables);
+        }
+        self.streams.insert(key.clone(), Arc::clone(&stream));
+        RelayHandle {
+            relay: Arc::clone(self),
+            key,
+            stream,
+            generation: 0,
+        }
+    }
+
+    /// Creates a stream's relay under a fresh id and indexes it by that id. The
+    /// id is drawn again in the (2^-128) event that a live stream has it, so ids
+    /// are unique among live streams by construction, not only by probability.
+    pub(super) fn register(&self, make: impl FnOnce(StreamId) -> StreamRelay) -> Arc<StreamRelay> {
+        let mut rng = rand::rng();
+        loop {
+            let id = StreamId::random(&mut rng);
+            if let dashmap::mapref::entry::Entry::Vacant(slot) = self.by_id.entry(id.clone()) {
+                let stream = Arc::new(make(id));
+                slot.insert(Arc::clone(&stream));
+                return stream;
+            }
+        }
+    }
+
+    pub(super) fn spawn_destination(
+        &self,
+        stream: &Arc<StreamRelay>,
+        spec: DestinationSpec,
+        reconnects: u64,
+        tables: &Tables,
+    ) -> Arc<DestinationStatus> {
+        let profile_args = spec
+            .profile
+            .as_deref()
+            .and_then(|name| tables.profiles.get(name))
+            .map(|profile| profile.args.clone());
+        let status = Arc::new(DestinationStatus::new(
+            spec.id.clone(),
+            spec.preset.clone(),
+            spec.target.masked(),
+            spec.profile.clone(),
+        ));
+        for _ in 0..reconnects {
+            status.count_reconnect();
+        }
+        let name = &stream.name;
+        // A root span: the destination's logs must not read as the publisher's.
+        let span = tracing::info_span!(
+            parent: None,
+            "push",
+            stream = %name.masked(),
+            stream_id = %stream.id,
+            destination = %spec.id,
+            url = %spec.target.masked(),
+        );
+        tracing::info!(parent: &span, "starting destination");
+        let stop = stream.stop.child_token();
+        stream.lock().push(DestinationEntry {
+            spec: spec.clone(),
+            status: Arc::clone(&status),
+            stop: stop.clone(),
+        });
+        self.tracker.spawn(
+            push::run(
+                Arc::clone(&self.ctx),
+                name.app.clone(),
+                name.name.clone(),
+                spec,
+                profile_args,
+                Arc::clone(&status),
+                stop,
+                stream.ended.clone(),
+            )
+            .instrument(span),
+        );
+        status
+    }
+
+    /// The destinations of a live stream, by app and stream key.
+    pub fn destinations(&self, app: &str, name: &str) -> Vec<DestinationSnapshot> {
+        self.streams
+            .get(&(app.to_owned(), name.to_owned()))
+            .map(|stream| stream.snapshots())
+            .unwrap_or_default()
+    }
+}
