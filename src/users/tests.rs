@@ -1,0 +1,172 @@
+use super::*;
+
+#[test]
+fn a_destination_request_debug_hides_key_and_url() {
+    let request = DestinationRequest {
+        preset: Some("twitch".into()),
+        key: Some("live_secret_key_123".into()),
+        url: Some("rtmp://ingest.example/app/another_secret_456".into()),
+        profile: None,
+    };
+    let shown = format!("{request:?}");
+    assert!(shown.contains("twitch"), "{shown}");
+    assert!(!shown.contains("secret"), "{shown}");
+}
+use std::collections::BTreeMap;
+
+fn presets() -> Presets {
+    Presets::load(&BTreeMap::new()).unwrap()
+}
+
+fn dir_with(files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "prism-users-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn users_load_and_authenticate() {
+    let dir = dir_with(&[
+        (
+            "alice.toml",
+            "stream_key = \"alice-key-1\"\n[[destinations]]\npreset = \"youtube\"\nkey = \"yt\"\n\
+             [[destinations]]\nurl = \"rtmp://example.com/live/custom\"\nprofile = \"720p30\"\n",
+        ),
+        (
+            "bob.toml",
+            "name = \"Bob\"\nstream_keys = [\"bob-key-111\", \"bob-key-222\"]\n",
+        ),
+        ("notes.txt", "ignored"),
+    ]);
+    let users = Users::load_dir(&dir, &presets(), &Profiles::default_set()).unwrap();
+    assert_eq!(users.len(), 2);
+    let alice = users.authenticate("alice-key-1").unwrap();
+    assert_eq!(alice.name, "alice");
+    assert_eq!(alice.destinations.len(), 2);
+    assert_eq!(users.authenticate("bob-key-222").unwrap().name, "Bob");
+    assert!(users.authenticate("alice-key-").is_none());
+    assert!(users.authenticate("").is_none());
+    assert!(!format!("{alice:?}").contains("alice-key-1"));
+}
+
+#[test]
+fn broken_files_are_refused_with_a_clear_error_that_quotes_no_value() {
+    let cases = [
+        ("stream_key = 12345678\n", "wrong type"),
+        ("stream_key = \"secret-value\n", "parse error"),
+        ("stream_key = \"short\"\n", "at least"),
+        (
+            "stream_key = \"secret-value\"\ncolour = 1\n",
+            "unknown field",
+        ),
+        (
+            "stream_key = \"secret-value\"\n[[destinations]]\npreset = \"nope\"\nkey = \"k\"\n",
+            "unknown preset",
+        ),
+        (
+            "stream_key = \"secret-value\"\n[[destinations]]\npreset = \"youtube\"\n",
+            "needs a key",
+        ),
+        (
+            "stream_key = \"secret-value\"\n[[destinations]]\nurl = \"http://x/y/z\"\n",
+            "scheme",
+        ),
+        (
+            "stream_key = \"secret-value\"\n[[destinations]]\nurl = \"rtmp://x/y/z\"\nprofile = \"4k\"\n",
+            "unknown profile",
+        ),
+    ];
+    for (text, expected) in cases {
+        let dir = dir_with(&[("u.toml", text)]);
+        let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{text:?}: {err}");
+        assert!(
+            !err.contains("secret-value") && !err.contains("12345678"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_destination_key_against_the_key_rules_refuses_the_file_by_name() {
+    let long = "k".repeat(3000);
+    let cases = [
+        // TOML escapes: the file holds a real newline and a real NUL.
+        (
+            "\"secret-dest\\n\"".to_owned(),
+            "contains a control character (such as a newline or NUL)",
+        ),
+        (
+            "\"secret-dest\\u0000\"".to_owned(),
+            "contains a control character (such as a newline or NUL)",
+        ),
+        (
+            "\"../secret-dest\"".to_owned(),
+            "contains a path separator ('/' or '\\')",
+        ),
+        ("\"secret dest\"".to_owned(), "contains a space"),
+        (
+            format!("\"{long}\""),
+            "is 3000 bytes long, over the limit of 512",
+        ),
+    ];
+    for (key, expected) in cases {
+        let text = format!(
+            "stream_key = \"user-key-123\"\n[[destinations]]\npreset = \"youtube\"\nkey = {key}\n"
+        );
+        let dir = dir_with(&[("mallory.toml", &text)]);
+        let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+            .unwrap_err()
+            .to_string();
+        let file = dir.join("mallory.toml");
+        assert_eq!(
+            err,
+            format!(
+                "user file {}: destination 1: the key {expected}",
+                file.display()
+            ),
+            "{key}"
+        );
+    }
+    // A custom URL's stream name is a key too.
+    let text =
+        format!("stream_key = \"user-key-123\"\n[[destinations]]\nurl = \"rtmp://h/app/{long}\"\n");
+    let dir = dir_with(&[("u.toml", &text)]);
+    let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the URL's stream name is 3000 bytes long"),
+        "{err}"
+    );
+    assert!(!err.contains(&long), "{err}");
+    // Facebook's keys carry a query, which stays allowed.
+    let dir = dir_with(&[(
+        "fb.toml",
+        "stream_key = \"user-key-123\"\n[[destinations]]\npreset = \"facebook\"\n\
+         key = \"FB-123-0-AbC?s_bl=1&s_sc=123&s_sw=0&s_vt=api-s&a=Xy\"\n",
+    )]);
+    assert!(Users::load_dir(&dir, &presets(), &Profiles::default_set()).is_ok());
+}
+
+#[test]
+fn two_users_cannot_share_a_key() {
+    let dir = dir_with(&[
+        ("a.toml", "stream_key = \"same-key-123\"\n"),
+        ("b.toml", "stream_key = \"same-key-123\"\n"),
+    ]);
+    let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another user"), "{err}");
+}
