@@ -26,6 +26,7 @@ pub mod stream_name;
 pub mod target;
 pub mod timestamp;
 pub mod transcode;
+pub mod transport;
 pub mod users;
 
 pub use app::App;

@@ -287,7 +287,7 @@ async fn one_address_cannot_take_every_connection() {
 /// Tries to publish `key` with prism's own client; the open connection on success.
 async fn try_publish(prism: &Prism, key: &str) -> Option<TcpStream> {
     use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
-    use prism::server::io::write_out;
+    use prism::transport::write_out;
     let mut socket = connect(prism).await;
     handshake(&mut socket).await;
     let mut session = ClientSession::new(ClientConfig::new(
@@ -385,7 +385,7 @@ async fn flood_connection(
     key: Option<String>,
 ) -> FloodOutcome {
     use prism::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
-    use prism::server::io::write_out;
+    use prism::transport::write_out;
     let run = async {
         let (mut io, mut inbound) = wire::handshake_from(addr, Some(source.into())).await?;
         let Some(key) = key else {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::sinks::{NginxSink, recording_framemd5};
 use common::*;
 use prism::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
-use prism::server::io::write_out;
+use prism::transport::write_out;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a sink or the API may take to show what the test waits for.

@@ -61,7 +61,7 @@ async fn connect_from(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream, S
 /// encoder may; returns once publishing is accepted.
 async fn publish_on(io: &mut TcpStream, addr: SocketAddr, key: &str) -> Result<(), String> {
     use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
-    use prism::server::io::write_out;
+    use prism::transport::write_out;
     let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/live"), key));
     let mut inbound = BytesMut::with_capacity(8192);
     loop {

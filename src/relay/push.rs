@@ -30,10 +30,10 @@ use crate::hub::{
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
-use crate::server::io::{poll_write_out, write_out};
 use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
 use crate::transcode::encoder;
+use crate::transport::{poll_write_out, write_out};
 use tracing::Instrument;
 
 /// How often a re-encoded destination checks whether its encoder has output yet.

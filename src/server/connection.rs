@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::command_rate::CommandRate;
-use super::io::write_out;
 use crate::auth::CallbackError;
 use crate::hub::{Hub, HubError, Packet, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
@@ -24,6 +23,7 @@ use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError
 use crate::server::per_ip::{IpSlot, PerIpLimit};
 use crate::server::waiting::{WaitingPlayers, WaitingTicket};
 use crate::timestamp::Rebaser;
+use crate::transport::write_out;
 
 /// Read buffer growth step. Big enough for a 4 KiB-chunked video burst per read.
 const READ_CHUNK: usize = 64 * 1024;

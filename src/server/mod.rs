@@ -3,7 +3,6 @@
 
 pub mod command_rate;
 pub mod connection;
-pub mod io;
 pub mod per_ip;
 pub mod tls;
 pub mod waiting;

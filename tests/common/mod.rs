@@ -674,7 +674,7 @@ pub async fn publish_schedule(
 ) {
     use prism::flv::TagType;
     use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
-    use prism::server::io::write_out;
+    use prism::transport::write_out;
     use tokio::io::AsyncWriteExt;
 
     let (mut io, mut inbound) = wire::handshake_from(addr, None)

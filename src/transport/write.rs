@@ -1,4 +1,4 @@
-//! The thin I/O edge: writing an [`OutBuf`] with vectored writes.
+//! Writing an [`OutBuf`] with vectored writes.
 //!
 //! Chunk headers and shared payload slices go to the socket in one `writev`, so a
 //! payload is never copied into a per-connection buffer.

@@ -1,0 +1,10 @@
+//! The I/O edge shared by the server (connections from encoders and players) and
+//! the relay (connections to ingests): how bytes the sans-I/O sessions produce reach
+//! a socket, written once for both directions.
+//!
+//! - [`write`]: an [`OutBuf`](crate::rtmp::chunk::OutBuf) to the socket with
+//!   vectored writes, so shared payloads are never copied per connection.
+
+pub mod write;
+
+pub use write::{poll_write_out, write_out};
