@@ -1,5 +1,6 @@
-//! Chunk-layer hot paths: decoding a publisher's byte stream, and chunking the same messages
-//! again for one destination.
+//! Chunk-layer hot paths: decoding a publisher's byte stream (by the chunk decoder alone, and
+//! by a whole server session, as the connection driver runs it), and chunking the same
+//! messages again for one destination.
 //!
 //! The input is ~2 s of synthetic media shaped like an OBS publish (chunk size 4096, one 60 KB
 //! keyframe and 29 inter frames of 8-25 KB per second, AAC frames of 300-400 B at 43/s,
@@ -10,8 +11,10 @@ use std::io::IoSlice;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use prism::rtmp::amf0::Amf0Value;
 use prism::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MessageHeader, OutBuf};
-use prism::rtmp::message::type_id;
+use prism::rtmp::message::{Command, Message, type_id};
+use prism::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
 
 /// OBS's outgoing chunk size.
 const CHUNK_SIZE: u32 = 4096;
@@ -241,9 +244,93 @@ fn chunk_encode_per_destination(c: &mut Criterion) {
     group.finish();
 }
 
+/// The publisher's wire bytes as a server session sees them: connect, createStream and
+/// publish on message stream 1, then the stream of [`publisher_stream`].
+fn publishing_session_stream(messages: &[(MessageHeader, Bytes)]) -> Vec<u8> {
+    let mut encoder = ChunkEncoder::new();
+    let mut out = OutBuf::new();
+    let mut wire = Vec::new();
+    let connect = Amf0Value::object([
+        ("app", "live".into()),
+        ("tcUrl", "rtmp://127.0.0.1/live".into()),
+    ]);
+    let commands = [
+        (0, Command::new("connect", 1.0, connect, vec![])),
+        (
+            0,
+            Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+        ),
+        (
+            MEDIA_STREAM_ID,
+            Command::new(
+                "publish",
+                3.0,
+                Amf0Value::Null,
+                vec!["key".into(), "live".into()],
+            ),
+        ),
+    ];
+    for (stream_id, command) in commands {
+        let (type_id, payload) = Message::Command(command).encode();
+        let header = MessageHeader {
+            csid: 3,
+            timestamp: 0,
+            type_id,
+            stream_id,
+        };
+        encoder.encode(&header, &payload, &mut out);
+    }
+    drain(&mut out, &mut wire);
+    wire.extend_from_slice(&publisher_stream(messages));
+    wire
+}
+
+/// Runs `wire` through a fresh server session as the connection driver does (64 KiB reads,
+/// every event taken after each read, the publish accepted). Returns the media payload
+/// bytes that came out as events.
+fn serve_publisher(wire: &[u8]) -> usize {
+    let mut session = ServerSession::new(ServerConfig::default());
+    let mut buf = BytesMut::new();
+    let mut payload_bytes = 0;
+    for read in wire.chunks(READ_SIZE) {
+        if buf.capacity() - buf.len() < READ_SIZE / 4 {
+            buf.reserve(READ_SIZE);
+        }
+        buf.extend_from_slice(read);
+        while let Some(event) = session.poll(&mut buf).expect("valid session") {
+            match &event {
+                ServerEvent::Publish { stream_id, .. } => session.accept_publish(*stream_id),
+                ServerEvent::Audio { payload, .. } | ServerEvent::Video { payload, .. } => {
+                    payload_bytes += payload.len();
+                }
+                _ => {}
+            }
+            black_box(&event);
+        }
+    }
+    assert!(buf.is_empty(), "no trailing bytes");
+    payload_bytes
+}
+
+fn session_publisher_stream(c: &mut Criterion) {
+    let messages = media_messages();
+    let wire = publishing_session_stream(&messages);
+    let media_bytes: usize = messages.iter().map(|(_, payload)| payload.len()).sum();
+    // Setup check: every media message comes out of the session as an event.
+    assert_eq!(serve_publisher(&wire), media_bytes);
+
+    let mut group = c.benchmark_group("session_publisher_stream");
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function("obs_2s_4096", |b| {
+        b.iter(|| serve_publisher(black_box(&wire)));
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     chunk_decode_publisher_stream,
-    chunk_encode_per_destination
+    chunk_encode_per_destination,
+    session_publisher_stream
 );
 criterion_main!(benches);
