@@ -3,7 +3,7 @@
 //! what it makes of the answers.
 //!
 //! It is the mirror image of [`super::server::ServerSession`] and shares its
-//! [`Link`]: chunking, acknowledgements and ping replies are handled there, never
+//! [`MessageLayer`]: chunking, acknowledgements and ping replies are handled there, never
 //! here. The driver does the handshake ([`super::handshake::ClientHandshake`]),
 //! writes [`ClientSession::out`] after every call, and feeds received bytes to
 //! [`ClientSession::poll`] until it reports [`ClientEvent::Publishing`]; from then
@@ -29,8 +29,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
 use super::chunk::{DecoderLimits, MessageHeader, OutBuf};
-use super::link::{CSID_COMMAND, CSID_STREAM, Incoming, Link, LinkError, media_csid};
 use super::message::{Command, Message, type_id};
+use super::message_layer::{
+    CSID_COMMAND, CSID_STREAM, Incoming, MessageLayer, MessageLayerError, media_csid,
+};
 
 /// The flashVer we announce: the "FMLE/3.0 (compatible; ...)" form is what OBS and
 /// ffmpeg send when publishing, and what ingests expect from an encoder.
@@ -151,7 +153,7 @@ pub enum ClientEvent {
 pub enum ClientError {
     /// The chunk stream or a message from the server was malformed.
     #[error(transparent)]
-    Link(#[from] LinkError),
+    MessageLayer(#[from] MessageLayerError),
     /// connect was refused (`_error`, or an onStatus `NetConnection.Connect.*` error).
     #[error("connect rejected by the server: {code}: {description}")]
     ConnectRejected {
@@ -197,7 +199,7 @@ impl ClientError {
                         | "NetStream.Publish.Rejected"
                 ) && !description.to_ascii_lowercase().contains("already")
             }
-            Self::Link(_) | Self::Protocol(_) => false,
+            Self::MessageLayer(_) | Self::Protocol(_) => false,
         }
     }
 }
@@ -258,7 +260,7 @@ impl StatusInfo {
 /// State of one publishing RTMP connection after the handshake.
 pub struct ClientSession {
     config: ClientConfig,
-    link: Link,
+    messages: MessageLayer,
     state: State,
     next_txn: u32,
     /// Whether `_checkbw` was sent: once is what librtmp does, and keeps a server that
@@ -273,7 +275,7 @@ impl ClientSession {
     /// once: write [`out`](Self::out) to the server.
     pub fn new(config: ClientConfig) -> Self {
         let mut session = Self {
-            link: Link::new(config.limits),
+            messages: MessageLayer::new(config.limits),
             config,
             state: State::Connecting,
             next_txn: CONNECT_TXN,
@@ -290,8 +292,8 @@ impl ClientSession {
         let chunk_size = self
             .config
             .chunk_size
-            .clamp(MIN_CHUNK_SIZE, super::link::MAX_OUT_CHUNK_SIZE);
-        self.link.set_chunk_size(chunk_size);
+            .clamp(MIN_CHUNK_SIZE, super::message_layer::MAX_OUT_CHUNK_SIZE);
+        self.messages.set_chunk_size(chunk_size);
         let tc_url = Amf0Value::from(self.config.tc_url.as_str());
         // OBS's connect: the set every ingest has seen most. swfUrl = tcUrl is OBS's
         // doing; ffmpeg omits it; servers only log it. No objectEncoding: absent
@@ -314,12 +316,12 @@ impl ClientSession {
 
     /// Bytes received on the chunk stream so far.
     pub fn bytes_in(&self) -> u64 {
-        self.link.bytes_in()
+        self.messages.bytes_in()
     }
 
     /// Bytes waiting to be written to the server.
     pub fn out(&mut self) -> &mut OutBuf {
-        self.link.out()
+        self.messages.out()
     }
 
     /// Processes received bytes until an event comes out or more bytes are needed.
@@ -328,7 +330,7 @@ impl ClientSession {
         if let Some(event) = self.pending.take() {
             return Ok(Some(event));
         }
-        while let Some(incoming) = self.link.poll(buf)? {
+        while let Some(incoming) = self.messages.poll(buf)? {
             if let Some(event) = self.handle(incoming)? {
                 return Ok(Some(event));
             }
@@ -351,7 +353,7 @@ impl ClientSession {
             type_id: type_id::DATA_AMF0,
             stream_id,
         };
-        self.link
+        self.messages
             .send_raw(&header, &with_set_data_frame(on_metadata_body));
     }
 
@@ -373,7 +375,7 @@ impl ClientSession {
             type_id,
             stream_id,
         };
-        self.link.send_raw(&header, payload);
+        self.messages.send_raw(&header, payload);
     }
 
     /// Ends the push the way ffmpeg does and platforms take as a clean end:
@@ -536,7 +538,7 @@ impl ClientSession {
             Amf0Value::Null,
             vec![self.name_arg(), "live".into()],
         );
-        self.link
+        self.messages
             .send(CSID_STREAM, 0, stream_id, &Message::Command(command));
         self.state = State::PublishSent { stream_id, txn };
     }
@@ -594,7 +596,7 @@ impl ClientSession {
         args: Vec<Amf0Value>,
     ) {
         let command = Command::new(name, f64::from(txn), object, args);
-        self.link
+        self.messages
             .send(CSID_COMMAND, 0, stream_id, &Message::Command(command));
     }
 }

@@ -8,8 +8,8 @@ pub mod amf;
 pub mod chunk;
 pub mod client;
 pub mod handshake;
-pub mod link;
 pub mod message;
+pub mod message_layer;
 pub mod server;
 
 /// AMF0 and AMF3 live in [`amf`]; these paths are what the rest of prism imports.

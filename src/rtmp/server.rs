@@ -11,8 +11,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
 use super::chunk::{DecoderLimits, MessageHeader, OutBuf, PendingBudget};
-use super::link::{CSID_COMMAND, CSID_STREAM, Incoming, Link, LinkError, media_csid};
 use super::message::{Command, Message, UserControl, type_id};
+use super::message_layer::{
+    CSID_COMMAND, CSID_STREAM, Incoming, MessageLayer, MessageLayerError, media_csid,
+};
 use crate::stream_name::StreamName;
 
 /// How many NetStreams one connection may create. Encoders use one, players one or
@@ -50,7 +52,7 @@ impl Default for ServerConfig {
 pub enum SessionError {
     /// The chunk stream or a message was malformed.
     #[error(transparent)]
-    Link(#[from] LinkError),
+    MessageLayer(#[from] MessageLayerError),
     /// The peer broke the command sequence.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
@@ -131,7 +133,7 @@ enum StreamRole {
 /// State of one server-side RTMP connection after the handshake.
 pub struct ServerSession {
     config: ServerConfig,
-    link: Link,
+    messages: MessageLayer,
     /// The app and the query from connect; `None` until connect arrived.
     connection: Option<(String, String)>,
     /// NetStreams created by the peer: (id, role). Tiny, so a Vec beats a map.
@@ -149,12 +151,12 @@ pub struct ServerSession {
 impl ServerSession {
     /// A session that has completed its handshake.
     pub fn new(config: ServerConfig) -> Self {
-        let link = match &config.pending_budget {
-            Some(budget) => Link::with_budget(config.limits, budget.account()),
-            None => Link::new(config.limits),
+        let messages = match &config.pending_budget {
+            Some(budget) => MessageLayer::with_budget(config.limits, budget.account()),
+            None => MessageLayer::new(config.limits),
         };
         Self {
-            link,
+            messages,
             config,
             connection: None,
             streams: Vec::new(),
@@ -171,7 +173,7 @@ impl ServerSession {
     /// than any encoder does. Media is not counted, even while nothing is published (it is
     /// dropped, and costs what any media costs).
     pub fn commands_received(&self) -> u64 {
-        self.link.non_media_messages()
+        self.messages.non_media_messages()
     }
 
     /// Cancelled when this connection is evicted from the shared budget for partial
@@ -179,13 +181,15 @@ impl ServerSession {
     /// must close it at once (its memory is counted as free already), and the next
     /// [`Self::poll`] fails, saying so. `None` without a shared budget.
     pub fn budget_eviction(&self) -> Option<tokio_util::sync::CancellationToken> {
-        self.link.budget().map(|account| account.evicted().clone())
+        self.messages
+            .budget()
+            .map(|account| account.evicted().clone())
     }
 
     /// The error that ends a connection evicted from the shared budget (see
     /// [`Self::budget_eviction`]); `Ok` while it is not evicted.
     pub fn check_budget(&self) -> Result<(), SessionError> {
-        self.link.check_budget().map_err(SessionError::from)
+        self.messages.check_budget().map_err(SessionError::from)
     }
 
     /// Whether connect has been received.
@@ -195,12 +199,12 @@ impl ServerSession {
 
     /// Bytes received on the chunk stream so far.
     pub fn bytes_in(&self) -> u64 {
-        self.link.bytes_in()
+        self.messages.bytes_in()
     }
 
     /// Bytes waiting to be written to the peer.
     pub fn out(&mut self) -> &mut OutBuf {
-        self.link.out()
+        self.messages.out()
     }
 
     /// Processes received bytes until an event comes out or more bytes are needed.
@@ -208,7 +212,7 @@ impl ServerSession {
         if let Some(event) = self.pending.pop_front() {
             return Ok(Some(event));
         }
-        while let Some(incoming) = self.link.poll(buf)? {
+        while let Some(incoming) = self.messages.poll(buf)? {
             if let Some(event) = self.handle(incoming)? {
                 return Ok(Some(event));
             }
@@ -261,7 +265,7 @@ impl ServerSession {
                 self.expand_aggregate(stream_id, timestamp, &payload);
                 self.pending.pop_front()
             }
-            // Control messages were consumed by the link.
+            // Control messages were consumed by the message layer.
             _ => None,
         })
     }
@@ -420,9 +424,11 @@ impl ServerSession {
             .unwrap_or(0.0);
         self.connection = Some((app, query));
 
-        self.link.send_window_ack_size(self.config.window_ack_size);
-        self.link.send_peer_bandwidth(self.config.window_ack_size);
-        self.link.set_chunk_size(self.config.chunk_size);
+        self.messages
+            .send_window_ack_size(self.config.window_ack_size);
+        self.messages
+            .send_peer_bandwidth(self.config.window_ack_size);
+        self.messages.set_chunk_size(self.config.chunk_size);
         let properties = Amf0Value::Object(vec![
             ("fmsVer".into(), "FMS/3,0,1,123".into()),
             ("capabilities".into(), 31.0.into()),
@@ -592,7 +598,7 @@ impl ServerSession {
     /// Tells the encoder it may start sending media.
     pub fn accept_publish(&mut self, stream_id: u32) {
         self.set_role(stream_id, StreamRole::Publishing);
-        self.link
+        self.messages
             .send_user_control(UserControl::StreamBegin(stream_id));
         self.send_status(
             stream_id,
@@ -611,7 +617,7 @@ impl ServerSession {
     /// Starts playback: the replies a player waits for before it reads media.
     pub fn accept_play(&mut self, stream_id: u32) {
         self.set_role(stream_id, StreamRole::Playing);
-        self.link
+        self.messages
             .send_user_control(UserControl::StreamBegin(stream_id));
         self.send_status(
             stream_id,
@@ -626,7 +632,7 @@ impl ServerSession {
             "Started playing.",
         );
         let access = Message::data(vec!["|RtmpSampleAccess".into(), false.into(), false.into()]);
-        self.link.send(CSID_STREAM, 0, stream_id, &access);
+        self.messages.send(CSID_STREAM, 0, stream_id, &access);
     }
 
     /// Refuses a play request, e.g. with `NetStream.Play.StreamNotFound`.
@@ -644,7 +650,7 @@ impl ServerSession {
             "NetStream.Play.UnpublishNotify",
             "The stream was unpublished.",
         );
-        self.link
+        self.messages
             .send_user_control(UserControl::StreamEof(stream_id));
         self.set_role(stream_id, StreamRole::Created);
     }
@@ -657,13 +663,13 @@ impl ServerSession {
             type_id,
             stream_id,
         };
-        self.link.send_raw(&header, payload);
+        self.messages.send_raw(&header, payload);
     }
 
     fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
         let info = status_object(level, code, description, None);
         let command = Command::new("onStatus", 0.0, Amf0Value::Null, vec![info]);
-        self.link
+        self.messages
             .send(CSID_STREAM, 0, stream_id, &Message::Command(command));
     }
 
@@ -676,7 +682,7 @@ impl ServerSession {
         args: Vec<Amf0Value>,
     ) {
         let command = Command::new(name, transaction_id, object, args);
-        self.link
+        self.messages
             .send(CSID_COMMAND, 0, stream_id, &Message::Command(command));
     }
 }

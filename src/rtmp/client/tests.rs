@@ -532,7 +532,7 @@ fn errors_to_courtesy_calls_and_unknown_traffic_are_ignored() {
 }
 
 #[test]
-fn a_malformed_command_is_a_link_error_not_a_panic() {
+fn a_malformed_command_is_a_message_layer_error_not_a_panic() {
     let (mut client, mut server) = connected();
     // A command whose first value is a number, not a name.
     server.raw(
@@ -542,7 +542,7 @@ fn a_malformed_command_is_a_link_error_not_a_panic() {
         Bytes::from_static(b"\x00\x3f\xf0\0\0\0\0\0\0"),
     );
     let err = server.deliver(&mut client).unwrap_err();
-    assert!(matches!(err, ClientError::Link(_)), "{err:?}");
+    assert!(matches!(err, ClientError::MessageLayer(_)), "{err:?}");
 }
 
 /// A client whose publish was accepted on stream 1.
@@ -705,7 +705,7 @@ fn on_bw_done_is_answered_once_with_checkbw() {
 }
 
 #[test]
-fn pings_are_answered_through_the_link() {
+fn pings_are_answered_by_the_message_layer() {
     let (mut client, mut server) = publishing();
     let (_, ping) = Message::UserControl(UserControl::PingRequest(77)).encode();
     server.raw(2, 0, type_id::USER_CONTROL, ping);
