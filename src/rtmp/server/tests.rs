@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 
 use super::*;
-use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder};
+use crate::rtmp::amf0::Amf0Value;
+use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, MessageHeader};
+use crate::rtmp::message::{Command, UserControl};
 
 /// Takes every pending byte out of an `OutBuf`.
 fn drain(out: &mut OutBuf) -> BytesMut {
