@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::rtmp::amf0;
-use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
 use crate::rtmp::message::UserControl;
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, status_object};
 
