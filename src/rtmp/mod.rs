@@ -10,6 +10,8 @@ pub mod client;
 pub mod handshake;
 pub mod message;
 pub mod message_layer;
+#[cfg(test)]
+pub(crate) mod pair;
 pub mod server;
 
 /// AMF0 and AMF3 live in [`amf`]; these paths are what the rest of prism imports.

@@ -1,15 +1,19 @@
-//! Proves that a whole post-handshake RTMP server session (`ServerSession`: chunk decoder,
-//! control messages, AMF0/AMF3 commands, connect/createStream/publish/play state machine,
-//! aggregates, replies) never panics on any byte stream split into arbitrary reads, with the
-//! application answering every Publish/Play event and draining the output queue in between.
-//! Also checks the output queue's accounting (`io_slices` never yields more than `len`,
-//! `advance` shrinks it exactly).
+//! Proves that a whole RTMP server session after its handshake (`ServerSession`: chunk
+//! decoder, control messages, AMF0/AMF3 commands, connect/createStream/publish/play state
+//! machine, aggregates, replies) never panics on any byte stream split into arbitrary reads,
+//! with the application answering every Publish/Play event and draining the output queue in
+//! between. Also checks the output queue's accounting (`io_slices` never yields more than
+//! `len`, `advance` shrinks it exactly), and that the session's deadlines agree with its timer:
+//! none has passed when the input is read, and one passes later unless the session plays.
 //!
-//! Input: [mode, split seed, bytes...]. Mode % 4 picks a genuine prefix (none; connect;
-//! connect+createStream+publish; connect+createStream+play) so the fuzzer starts deep in the
-//! state machine; mode bit 2 makes the application reject instead of accept.
+//! Input: [mode, split seed, bytes...]. A client handshake (C0+C1+C2) always comes first, so
+//! the bytes reach the chunk stream; the handshake has targets of its own. Mode % 4 picks a
+//! genuine prefix after it (none; connect; connect+createStream+publish;
+//! connect+createStream+play) so the fuzzer starts deep in the state machine; mode bit 2
+//! makes the application reject instead of accept.
 
 use std::io::IoSlice;
+use std::time::{Duration, Instant};
 
 use super::Splitter;
 use bytes::{Bytes, BytesMut};
@@ -46,6 +50,9 @@ fn prefix(mode: u8) -> Vec<u8> {
     };
     let mut encoder = ChunkEncoder::new();
     let mut out = OutBuf::new();
+    // C0, a plain C1, and a C2 that does not echo S1 (the server only notes that).
+    out.push_copy(&[3]);
+    out.push_copy(&[0; 2 * 1536]);
     for (stream_id, command) in commands {
         let header = MessageHeader {
             csid: 3,
@@ -90,14 +97,15 @@ pub fn check(data: &[u8]) {
     let input = [prefix(*mode).as_slice(), rest].concat();
     let reject = mode & 4 != 0;
     let media = Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0xAA, 0xBB]);
-    let mut session = ServerSession::new(ServerConfig::default());
+    let start = Instant::now();
+    let mut session = ServerSession::new(ServerConfig::default(), start);
     let mut buf = BytesMut::new();
     let mut partial_writes = u32::from(*seed);
     let (mut publishes, mut plays) = (0, 0);
     'feed: for piece in Splitter::new(&input, *seed, 512) {
         buf.extend_from_slice(piece);
         loop {
-            match session.poll(&mut buf) {
+            match session.poll(&mut buf, start) {
                 Ok(None) => break,
                 Err(_) => break 'feed,
                 Ok(Some(ServerEvent::Publish { stream_id, .. })) if reject => {
@@ -132,6 +140,14 @@ pub fn check(data: &[u8]) {
     }
     drain(session.out(), usize::MAX);
     assert!(session.out().is_empty());
+    // All of it was read at `start`: no deadline has passed then; a day later one has,
+    // unless the session only plays (players have none).
+    assert!(session.handle_timeout(start).is_ok());
+    let day = start + Duration::from_secs(86_400);
+    assert_eq!(
+        session.handle_timeout(day).is_ok(),
+        session.poll_timeout().is_none()
+    );
     if rest.is_empty() {
         // The genuine prefixes really get the harness to the Publish/Play decision.
         assert!(session.is_connected() || mode % 4 == 0);

@@ -4,7 +4,7 @@
 use super::super::amf0::Amf0Value;
 use super::super::message::Command;
 use super::replies::status_object;
-use super::{MAX_STREAMS_PER_CONNECTION, ServerEvent, ServerSession, SessionError, StreamRole};
+use super::{ServerEvent, ServerSession, SessionError, StreamRole};
 use crate::stream_name::StreamName;
 
 impl ServerSession {
@@ -80,7 +80,7 @@ impl ServerSession {
     }
 
     pub(super) fn on_create_stream(&mut self, command: &Command) {
-        if self.streams.len() as u32 >= MAX_STREAMS_PER_CONNECTION {
+        let Some(id) = self.streams.create() else {
             let info = status_object(
                 "error",
                 "NetConnection.Call.Failed",
@@ -95,10 +95,7 @@ impl ServerSession {
                 vec![info],
             );
             return;
-        }
-        let id = self.next_stream_id;
-        self.next_stream_id += 1;
-        self.streams.push((id, StreamRole::Created));
+        };
         self.send_command(
             0,
             "_result",
@@ -144,7 +141,7 @@ impl ServerSession {
     }
 
     pub(super) fn on_publish(&mut self, stream_id: u32, command: &Command) -> Option<ServerEvent> {
-        if self.role(stream_id) != Some(StreamRole::Created) {
+        if self.streams.role(stream_id) != Some(StreamRole::Created) {
             self.send_status(
                 stream_id,
                 "error",
@@ -167,7 +164,7 @@ impl ServerSession {
     }
 
     pub(super) fn on_play(&mut self, stream_id: u32, command: &Command) -> Option<ServerEvent> {
-        if self.role(stream_id) != Some(StreamRole::Created) {
+        if self.streams.role(stream_id) != Some(StreamRole::Created) {
             self.send_status(
                 stream_id,
                 "error",
@@ -190,34 +187,30 @@ impl ServerSession {
     }
 
     pub(super) fn on_fc_unpublish(&mut self) -> Option<ServerEvent> {
-        let stream_id = self
-            .streams
-            .iter()
-            .find(|(_, role)| *role == StreamRole::Publishing)
-            .map(|(id, _)| *id)?;
+        let stream_id = self.streams.publishing().next()?;
         self.finish_publishing(stream_id)
     }
 
     pub(super) fn on_close_stream(&mut self, stream_id: u32) -> Option<ServerEvent> {
-        match self.role(stream_id)? {
+        match self.streams.role(stream_id)? {
             StreamRole::Publishing | StreamRole::PublishPending => {
                 let event = self.finish_publishing(stream_id);
-                self.streams.retain(|(id, _)| *id != stream_id);
+                self.streams.remove(stream_id);
                 event
             }
             StreamRole::Playing | StreamRole::PlayPending => {
-                self.streams.retain(|(id, _)| *id != stream_id);
+                self.streams.remove(stream_id);
                 Some(ServerEvent::StopPlay { stream_id })
             }
             StreamRole::Created => {
-                self.streams.retain(|(id, _)| *id != stream_id);
+                self.streams.remove(stream_id);
                 None
             }
         }
     }
 
     pub(super) fn finish_publishing(&mut self, stream_id: u32) -> Option<ServerEvent> {
-        let was_publishing = self.role(stream_id) == Some(StreamRole::Publishing);
+        let was_publishing = self.streams.role(stream_id) == Some(StreamRole::Publishing);
         self.set_role(stream_id, StreamRole::Created);
         if !was_publishing {
             return None;

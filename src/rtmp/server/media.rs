@@ -17,7 +17,7 @@ impl ServerSession {
     /// stream: there is then only one stream the media can mean. With none or several,
     /// it is ignored, with one warning per connection.
     pub(super) fn media_owner(&mut self, stream_id: u32, message: &Message) -> Option<u32> {
-        if self.role(stream_id) == Some(StreamRole::Publishing) {
+        if self.streams.role(stream_id) == Some(StreamRole::Publishing) {
             return Some(stream_id);
         }
         if stream_id != 0 {
@@ -27,11 +27,7 @@ impl ServerSession {
             );
             return None;
         }
-        let mut publishing = self
-            .streams
-            .iter()
-            .filter(|(_, role)| *role == StreamRole::Publishing)
-            .map(|(id, _)| *id);
+        let mut publishing = self.streams.publishing();
         match (publishing.next(), publishing.next()) {
             (Some(owner), None) => {
                 if !self.noted_stream_0_media {
