@@ -14,7 +14,7 @@ use bytes::BytesMut;
 
 use super::amf0::Amf0Value;
 use super::chunk::{DecoderLimits, OutBuf};
-use super::client::{ClientError, ClientEvent, ClientSession};
+use super::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
 use super::handshake::{ClientHandshake, HandshakeError, Progress};
 use super::message::{Command, Message};
 use super::message_layer::{CSID_COMMAND, Incoming, MessageLayer, MessageLayerError};
@@ -81,6 +81,20 @@ pub(crate) struct Pair<C: ClientEnd> {
     pub(crate) server_events: Vec<ServerEvent>,
     to_server: BytesMut,
     to_client: BytesMut,
+}
+
+impl Pair<ClientSession> {
+    /// prism's publishing client against prism's server, both started now: nothing is sent
+    /// yet but the client's C0+C1.
+    pub(crate) fn publisher(client: ClientConfig, server: ServerConfig) -> Self {
+        let now = Instant::now();
+        Self::new(ClientSession::new(client, now), server, now)
+    }
+
+    /// What the client says when its timer fires now.
+    pub(crate) fn client_timeout(&mut self) -> Result<(), ClientError> {
+        self.client.handle_timeout(self.now)
+    }
 }
 
 impl Pair<ScriptedClient> {

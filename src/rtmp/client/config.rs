@@ -1,6 +1,7 @@
 //! Where and as whom a client session publishes.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::super::chunk::DecoderLimits;
 
@@ -30,6 +31,11 @@ pub struct ClientConfig {
     pub chunk_size: u32,
     /// Bounds on what the server may make us buffer.
     pub limits: DecoderLimits,
+    /// How long the server may take to accept the publish, counted from the start the
+    /// session is given (the relay gives it the start of its TCP connect, so that one
+    /// deadline covers connect, TLS, handshake and the publish exchange); `None` leaves
+    /// the wait to the caller.
+    pub publish_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -48,6 +54,7 @@ impl ClientConfig {
             flash_ver: DEFAULT_FLASH_VER.to_owned(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             limits: DecoderLimits::default(),
+            publish_timeout: None,
         }
     }
 }
@@ -61,6 +68,7 @@ impl fmt::Debug for ClientConfig {
             .field("flash_ver", &self.flash_ver)
             .field("chunk_size", &self.chunk_size)
             .field("limits", &self.limits)
+            .field("publish_timeout", &self.publish_timeout)
             .finish()
     }
 }

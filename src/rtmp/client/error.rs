@@ -1,10 +1,19 @@
 //! Why a push ended, and whether a retry can help.
 
+use std::time::Duration;
+
+use super::super::handshake::HandshakeError;
 use super::super::message_layer::MessageLayerError;
 
 /// Why a push ended. Server texts in it have the stream name masked.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The server's handshake bytes were not RTMP.
+    #[error("handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The server did not accept the publish within the config's `publish_timeout`.
+    #[error("not publishing after {0:?}")]
+    Timeout(Duration),
     /// The chunk stream or a message from the server was malformed.
     #[error(transparent)]
     MessageLayer(#[from] MessageLayerError),
@@ -53,7 +62,9 @@ impl ClientError {
                         | "NetStream.Publish.Rejected"
                 ) && !description.to_ascii_lowercase().contains("already")
             }
-            Self::MessageLayer(_) | Self::Protocol(_) => false,
+            Self::Handshake(_) | Self::Timeout(_) | Self::MessageLayer(_) | Self::Protocol(_) => {
+                false
+            }
         }
     }
 }

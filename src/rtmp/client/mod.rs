@@ -4,19 +4,22 @@
 //!
 //! It is the mirror image of [`super::server::ServerSession`] and shares its
 //! [`MessageLayer`]: chunking, acknowledgements and ping replies are handled there, never
-//! here. The driver does the handshake ([`super::handshake::ClientHandshake`]),
-//! writes [`ClientSession::out`] after every call, and feeds received bytes to
-//! [`ClientSession::poll`] until it reports [`ClientEvent::Publishing`]; from then
-//! on it sends metadata and media.
+//! here. The session runs the handshake itself ([`super::handshake::ClientHandshake`]);
+//! the driver writes [`ClientSession::out`] after every call, and feeds received bytes to
+//! [`ClientSession::poll`] until it reports [`ClientEvent::Publishing`]; from then on it
+//! sends metadata and media.
 //!
 //! The command sequence is OBS's and ffmpeg's, the best-tested one against every big
-//! ingest: Set Chunk Size and `connect` at once;
-//! on connect's `_result`, `releaseStream`, `FCPublish` and `createStream` back to
-//! back; on createStream's `_result`, `publish(name, "live")`; then wait for
+//! ingest: the plain handshake; Set Chunk Size and `connect` at once; on connect's
+//! `_result`, `releaseStream`, `FCPublish` and `createStream` back to back; on
+//! createStream's `_result`, `publish(name, "live")`; then wait for
 //! `onStatus NetStream.Publish.Start`.
 //!
-//! There is no clock inside: the driver bounds every wait (for Publishing, for
-//! the server's silence) with its own timeouts.
+//! Time is an input, as for the server session: there is no clock inside. The session is
+//! given the time its attempt started, says when the server's acceptance of the publish
+//! is due ([`ClientSession::poll_timeout`], from the config's `publish_timeout`), and
+//! [`ClientSession::handle_timeout`] says whether it is overdue. Once publishing, an ingest
+//! may stay silent as long as it likes: the driver only bounds its own writes.
 //!
 //! The stream name is a secret (a platform stream key). Every text that comes from
 //! the server and ends up in a [`ClientEvent`] or a [`ClientError`] has it masked
@@ -27,10 +30,13 @@
 //! (`events.rs`, `error.rs`), the server's answers and the commands each one triggers
 //! (`sequence.rs`), and reading and masking the server's status texts (`status.rs`).
 
+use std::time::Instant;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
 use super::chunk::{MessageHeader, OutBuf};
+use super::handshake::{ClientHandshake, Progress};
 use super::message::{Command, Message, type_id};
 use super::message_layer::{CSID_COMMAND, CSID_STREAM, Incoming, MessageLayer, media_csid};
 
@@ -74,9 +80,11 @@ pub(super) enum State {
     Closed,
 }
 
-/// State of one publishing RTMP connection after the handshake.
+/// State of one publishing RTMP connection, from its first byte.
 pub struct ClientSession {
     config: ClientConfig,
+    /// The handshake until it is done; boxed, since it holds 3 KB that are dropped then.
+    handshake: Option<Box<ClientHandshake>>,
     messages: MessageLayer,
     state: State,
     next_txn: u32,
@@ -85,22 +93,44 @@ pub struct ClientSession {
     bw_checked: bool,
     /// The Unpublished event, between unpublish() and the next poll().
     pending: Option<ClientEvent>,
+    /// When the server must have accepted the publish (from `publish_timeout`).
+    publish_deadline: Option<Instant>,
 }
 
 impl ClientSession {
-    /// A session whose handshake is done. Set Chunk Size and connect are queued at
-    /// once: write [`out`](Self::out) to the server.
-    pub fn new(config: ClientConfig) -> Self {
-        let mut session = Self {
+    /// A session from the first byte: C0+C1 (a plain handshake, as OBS sends) are queued
+    /// at once, and Set Chunk Size and connect once the server's handshake is in. Write
+    /// [`out`](Self::out) to the server. `started` is when the attempt began (the relay
+    /// takes the start of its TCP connect): the publish deadline counts from it.
+    pub fn new(config: ClientConfig, started: Instant) -> Self {
+        let mut handshake = ClientHandshake::new(0);
+        let mut session = Self::fresh(config, started);
+        while let Some(bytes) = handshake.take_output() {
+            session.messages.out().push_shared(bytes);
+        }
+        session.handshake = Some(Box::new(handshake));
+        session
+    }
+
+    /// A session for a caller that did the handshake itself (a tool or test peer that
+    /// speaks the raw handshake first): Set Chunk Size and connect are queued at once.
+    pub fn after_handshake(config: ClientConfig, started: Instant) -> Self {
+        let mut session = Self::fresh(config, started);
+        session.start();
+        session
+    }
+
+    fn fresh(config: ClientConfig, started: Instant) -> Self {
+        Self {
             messages: MessageLayer::new(config.limits),
+            publish_deadline: config.publish_timeout.map(|timeout| started + timeout),
             config,
+            handshake: None,
             state: State::Connecting,
             next_txn: CONNECT_TXN,
             bw_checked: false,
             pending: None,
-        };
-        session.start();
-        session
+        }
     }
 
     /// Announces our chunk size before connect (OBS does; it only has to precede
@@ -131,7 +161,12 @@ impl ClientSession {
         matches!(self.state, State::Publishing { .. })
     }
 
-    /// Bytes received on the chunk stream so far.
+    /// Whether the handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        self.handshake.is_some()
+    }
+
+    /// Bytes received on the chunk stream so far (after the handshake).
     pub fn bytes_in(&self) -> u64 {
         self.messages.bytes_in()
     }
@@ -147,12 +182,54 @@ impl ClientSession {
         if let Some(event) = self.pending.take() {
             return Ok(Some(event));
         }
+        if !self.continue_handshake(buf)? {
+            return Ok(None);
+        }
         while let Some(incoming) = self.messages.poll(buf)? {
             if let Some(event) = self.handle(incoming)? {
                 return Ok(Some(event));
             }
         }
         Ok(None)
+    }
+
+    /// When the server's acceptance of the publish is due: the driver sleeps until then
+    /// and calls [`Self::handle_timeout`]. `None` without a `publish_timeout`, once
+    /// publishing, and after [`Self::unpublish`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Publishing { .. } | State::Closed => None,
+            _ => self.publish_deadline,
+        }
+    }
+
+    /// [`ClientError::Timeout`] if the publish is overdue at `now`; `Ok` otherwise.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ClientError> {
+        match (self.poll_timeout(), self.config.publish_timeout) {
+            (Some(at), Some(timeout)) if now >= at => Err(ClientError::Timeout(timeout)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Feeds the handshake, queueing C2; once the server's handshake is in, queues Set
+    /// Chunk Size and connect (unless unpublished meanwhile) and returns true: the rest of
+    /// `buf` is the chunk stream's.
+    fn continue_handshake(&mut self, buf: &mut BytesMut) -> Result<bool, ClientError> {
+        let Some(handshake) = self.handshake.as_mut() else {
+            return Ok(true);
+        };
+        let progress = handshake.read(buf)?;
+        while let Some(bytes) = handshake.take_output() {
+            self.messages.out().push_shared(bytes);
+        }
+        if progress == Progress::NeedMore {
+            return Ok(false);
+        }
+        self.handshake = None;
+        if self.state != State::Closed {
+            self.start();
+        }
+        Ok(true)
     }
 
     /// Sends the stream's metadata. `on_metadata_body` is the AMF0 `"onMetaData",

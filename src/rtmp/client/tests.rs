@@ -2,6 +2,7 @@
 //! server that says exactly what the test needs, all in memory.
 
 use std::io::IoSlice;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -10,7 +11,8 @@ use super::*;
 use crate::rtmp::amf0;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
 use crate::rtmp::message::UserControl;
-use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, status_object};
+use crate::rtmp::pair::{Answer, Pair, PairError, drain};
+use crate::rtmp::server::{ServerConfig, ServerEvent, status_object};
 
 const KEY: &str = "live_8c1d2e3f?token=s3cr3t";
 const TC_URL: &str = "rtmp://127.0.0.1:1935/live";
@@ -19,101 +21,28 @@ fn config() -> ClientConfig {
     ClientConfig::new(TC_URL, KEY)
 }
 
-/// Takes every pending byte out of an `OutBuf`.
-fn drain(out: &mut OutBuf) -> BytesMut {
-    let mut bytes = BytesMut::with_capacity(out.len());
-    while !out.is_empty() {
-        let written = {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = out.io_slices(&mut slices);
-            slices[..n].iter().fold(0, |total, slice| {
-                bytes.extend_from_slice(slice);
-                total + slice.len()
-            })
-        };
-        out.advance(written);
-    }
-    bytes
-}
-
 // ---------------------------------------------------------------------------------
 // Against prism's ServerSession.
 
-/// What the server answers to publish.
-enum Answer {
-    Accept,
-    Reject(&'static str, &'static str),
+/// prism's client and prism's server, back to back; publishes are accepted.
+fn wire() -> Pair<ClientSession> {
+    Pair::publisher(config(), ServerConfig::default())
 }
 
-/// A client and a server session wired back to back.
-struct Wire {
-    client: ClientSession,
-    server: ServerSession,
-    answer: Answer,
-    to_server: BytesMut,
-    to_client: BytesMut,
-    server_events: Vec<ServerEvent>,
+/// A wire whose server refuses publishes with this code and description.
+fn refusing_wire(code: &'static str, description: &'static str) -> Pair<ClientSession> {
+    let mut wire = wire();
+    wire.answer = Answer::Reject(code, description);
+    wire
 }
 
-impl Wire {
-    fn new(answer: Answer) -> Self {
-        let mut server = ServerSession::new(ServerConfig::default(), std::time::Instant::now());
-        // The client starts after its handshake: the server gets one by hand.
-        let mut handshake = BytesMut::from(&[3u8; 1 + 2 * 1536][..]);
-        assert!(
-            server
-                .poll(&mut handshake, std::time::Instant::now())
-                .unwrap()
-                .is_none()
-        );
-        drain(server.out());
-        Self {
-            client: ClientSession::new(config()),
-            server,
-            answer,
-            to_server: BytesMut::new(),
-            to_client: BytesMut::new(),
-            server_events: Vec::new(),
-        }
-    }
-
-    /// Moves bytes both ways until neither side has anything more to say; returns
-    /// the client's events.
-    fn run(&mut self) -> Result<Vec<ClientEvent>, ClientError> {
-        let mut events = Vec::new();
-        loop {
-            let before = events.len();
-            while let Some(event) = self.client.poll(&mut self.to_client)? {
-                events.push(event);
-            }
-            let requests = drain(self.client.out());
-            self.to_server.extend_from_slice(&requests);
-            self.serve();
-            let replies = drain(self.server.out());
-            self.to_client.extend_from_slice(&replies);
-            if requests.is_empty() && replies.is_empty() && events.len() == before {
-                return Ok(events);
-            }
-        }
-    }
-
-    fn serve(&mut self) {
-        while let Some(event) = self
-            .server
-            .poll(&mut self.to_server, std::time::Instant::now())
-            .expect("the server accepts what the client sends")
-        {
-            if let ServerEvent::Publish { stream_id, .. } = &event {
-                match self.answer {
-                    Answer::Accept => self.server.accept_publish(*stream_id),
-                    Answer::Reject(code, description) => {
-                        self.server.reject_publish(*stream_id, code, description);
-                    }
-                }
-            }
-            self.server_events.push(event);
-        }
-    }
+/// Moves bytes both ways until neither side has anything more to say; returns the
+/// client's events, or its error. The server accepts whatever prism's client sends.
+fn run(wire: &mut Pair<ClientSession>) -> Result<Vec<ClientEvent>, ClientError> {
+    wire.pump().map_err(|error| match error {
+        PairError::Client(error) => error,
+        PairError::Server(error) => panic!("the server refused the client: {error}"),
+    })
 }
 
 fn on_metadata_body(metadata: &Amf0Value) -> Bytes {
@@ -125,8 +54,8 @@ fn on_metadata_body(metadata: &Amf0Value) -> Bytes {
 
 #[test]
 fn publishes_to_prisms_own_server() {
-    let mut wire = Wire::new(Answer::Accept);
-    let events = wire.run().unwrap();
+    let mut wire = wire();
+    let events = run(&mut wire).unwrap();
     assert_eq!(
         events,
         [
@@ -150,7 +79,7 @@ fn publishes_to_prisms_own_server() {
     wire.client.send_metadata(0, &on_metadata_body(&metadata));
     wire.client.send_media(type_id::VIDEO, 40, &video);
     wire.client.send_media(type_id::AUDIO, 41, &audio);
-    assert_eq!(wire.run().unwrap(), []);
+    assert_eq!(run(&mut wire).unwrap(), []);
     assert_eq!(
         wire.server_events,
         [
@@ -174,7 +103,7 @@ fn publishes_to_prisms_own_server() {
 
     wire.client.unpublish();
     assert!(!wire.client.is_publishing());
-    assert_eq!(wire.run().unwrap(), [ClientEvent::Unpublished]);
+    assert_eq!(run(&mut wire).unwrap(), [ClientEvent::Unpublished]);
     assert_eq!(
         wire.server_events,
         [ServerEvent::Unpublish { stream_id: 1 }]
@@ -182,13 +111,122 @@ fn publishes_to_prisms_own_server() {
     assert!(wire.client.bytes_in() > 0);
 }
 
+// ---------------------------------------------------------------------------------
+// The handshake and the publish deadline, on the pair's clock.
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A config whose publish is due 10 s after the start.
+fn timed_config() -> ClientConfig {
+    ClientConfig {
+        publish_timeout: Some(10 * SECOND),
+        ..config()
+    }
+}
+
+#[test]
+fn the_handshake_comes_first_and_connect_follows_it() {
+    let start = Instant::now();
+    let mut client = ClientSession::new(config(), start);
+    assert!(client.is_handshaking());
+    let c0c1 = drain(client.out());
+    assert_eq!((c0c1.len(), c0c1[0]), (1537, 3), "C0+C1, plain RTMP");
+    assert_eq!(&c0c1[5..9], &[0; 4], "the plain form, as OBS sends");
+    // S0+S1+S2 in one read: C2 (an echo of S1), then Set Chunk Size and connect.
+    let s1 = [0x42u8; 1536];
+    let mut answer = BytesMut::from(&[&[3u8][..], &s1, &c0c1[1..]].concat()[..]);
+    assert_eq!(client.poll(&mut answer).unwrap(), None);
+    assert!(answer.is_empty() && !client.is_handshaking());
+    let sent = drain(client.out());
+    assert_eq!(&sent[..1536], &s1[..], "C2 echoes S1");
+    let mut after = ClientSession::after_handshake(config(), start);
+    assert_eq!(
+        &sent[1536..],
+        &drain(after.out())[..],
+        "then what follows a handshake"
+    );
+}
+
+#[test]
+fn a_server_that_does_not_speak_rtmp_fails_the_handshake() {
+    let mut client = ClientSession::new(config(), Instant::now());
+    // A TLS alert where S0 belongs: an rtmps:// ingest reached with rtmp://.
+    let mut buf = BytesMut::from(&[0x15, 3, 3, 0, 2][..]);
+    let error = client.poll(&mut buf).unwrap_err();
+    assert!(matches!(error, ClientError::Handshake(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "handshake: unsupported RTMP version byte 21 in S0 (expected 3)"
+    );
+    assert!(!error.is_permanent());
+}
+
+#[test]
+fn the_publish_is_due_a_publish_timeout_after_the_start() {
+    let start = Instant::now();
+    let mut client = ClientSession::new(timed_config(), start);
+    assert_eq!(client.poll_timeout(), Some(start + 10 * SECOND));
+    let just_before = start + 10 * SECOND - Duration::from_millis(1);
+    assert!(client.handle_timeout(just_before).is_ok());
+    let error = client.handle_timeout(start + 10 * SECOND).unwrap_err();
+    assert!(matches!(error, ClientError::Timeout(d) if d == 10 * SECOND));
+    assert_eq!(error.to_string(), "not publishing after 10s");
+    assert!(!error.is_permanent(), "a silent ingest is retried");
+    // Without a publish_timeout the wait is the caller's.
+    let client = ClientSession::new(config(), start);
+    assert_eq!(client.poll_timeout(), None);
+}
+
+#[test]
+fn an_accepted_publish_has_no_deadline_and_an_undecided_one_runs_out() {
+    let mut wire = Pair::publisher(timed_config(), ServerConfig::default());
+    wire.advance(3 * SECOND);
+    assert_eq!(
+        run(&mut wire).unwrap(),
+        [
+            ClientEvent::Connected,
+            ClientEvent::Publishing { stream_id: 1 }
+        ]
+    );
+    assert_eq!(wire.client.poll_timeout(), None);
+    wire.advance(3600 * SECOND);
+    assert!(wire.client_timeout().is_ok());
+
+    // A server that never decides (an ingest whose authorization hangs).
+    let mut wire = Pair::publisher(timed_config(), ServerConfig::default());
+    let start = wire.now;
+    wire.answer = Answer::Leave;
+    assert_eq!(run(&mut wire).unwrap(), [ClientEvent::Connected]);
+    assert_eq!(wire.client.poll_timeout(), Some(start + 10 * SECOND));
+    wire.advance(10 * SECOND);
+    assert!(matches!(
+        wire.client_timeout(),
+        Err(ClientError::Timeout(_))
+    ));
+}
+
+#[test]
+fn unpublish_during_the_handshake_ends_it_without_a_connect() {
+    let mut client = ClientSession::new(timed_config(), Instant::now());
+    let c0c1 = drain(client.out());
+    client.unpublish();
+    assert_eq!(
+        client.poll(&mut BytesMut::new()).unwrap(),
+        Some(ClientEvent::Unpublished)
+    );
+    assert_eq!(client.poll_timeout(), None, "nothing is awaited any more");
+    let mut answer = BytesMut::from(&[&[3u8][..], &[7u8; 1536], &c0c1[1..]].concat()[..]);
+    assert_eq!(client.poll(&mut answer).unwrap(), None);
+    assert_eq!(drain(client.out()).len(), 1536, "C2 only: no connect");
+}
+
 #[test]
 fn bad_name_is_a_permanent_publish_rejection_without_the_key() {
-    let mut wire = Wire::new(Answer::Reject(
+    let mut wire = refusing_wire(
         "NetStream.Publish.BadName",
         "stream key live_8c1d2e3f?token=s3cr3t is invalid (live_8c1d2e3f, token=s3cr3t)",
-    ));
-    let err = wire.run().unwrap_err();
+    );
+    let err = run(&mut wire).unwrap_err();
     let ClientError::PublishRejected { code, .. } = &err else {
         panic!("not a publish rejection: {err:?}");
     };
@@ -207,19 +245,16 @@ fn bad_name_is_a_permanent_publish_rejection_without_the_key() {
 #[test]
 fn a_name_still_in_use_is_worth_a_retry() {
     // nginx-rtmp's answer while our previous, dropped connection still holds the key.
-    let mut wire = Wire::new(Answer::Reject(
-        "NetStream.Publish.BadName",
-        "Already publishing",
-    ));
-    let err = wire.run().unwrap_err();
+    let mut wire = refusing_wire("NetStream.Publish.BadName", "Already publishing");
+    let err = run(&mut wire).unwrap_err();
     assert!(matches!(err, ClientError::PublishRejected { .. }));
     assert!(!err.is_permanent());
 }
 
 #[test]
 fn media_payloads_are_shared_not_copied() {
-    let mut wire = Wire::new(Answer::Accept);
-    wire.run().unwrap();
+    let mut wire = wire();
+    run(&mut wire).unwrap();
     let video = Bytes::from(vec![0x27; 1000]);
     wire.client.send_media(type_id::VIDEO, 0, &video);
     let out = wire.client.out();
@@ -330,7 +365,7 @@ fn names(commands: &[(u32, Vec<Amf0Value>)]) -> Vec<&str> {
 
 /// A client past connect whose releaseStream, FCPublish, createStream were read.
 fn connected() -> (ClientSession, Script) {
-    let mut client = ClientSession::new(config());
+    let mut client = ClientSession::after_handshake(config(), Instant::now());
     let mut server = Script::new();
     server.accept_connect(&mut client);
     let commands = server.commands(&mut client);
@@ -343,7 +378,7 @@ fn connected() -> (ClientSession, Script) {
 
 #[test]
 fn sends_set_chunk_size_and_connect_like_obs() {
-    let mut client = ClientSession::new(config());
+    let mut client = ClientSession::after_handshake(config(), Instant::now());
     let bytes = drain(client.out());
     // Set Chunk Size 4096: csid 2, type 1, stream 0.
     assert_eq!(
@@ -413,7 +448,7 @@ fn publishes_the_full_name_with_its_query() {
 
 #[test]
 fn courtesy_calls_carry_the_full_name() {
-    let mut client = ClientSession::new(config());
+    let mut client = ClientSession::after_handshake(config(), Instant::now());
     let mut server = Script::new();
     server.accept_connect(&mut client);
     let commands = server.commands(&mut client);
@@ -580,7 +615,7 @@ fn connect_refusals_are_connect_rejections() {
     ];
     for (code, permanent) in cases {
         // As an _error to connect...
-        let mut client = ClientSession::new(config());
+        let mut client = ClientSession::after_handshake(config(), Instant::now());
         let mut server = Script::new();
         server.receive(&mut client);
         let info = status_object("error", code, "no", None);
@@ -592,7 +627,7 @@ fn connect_refusals_are_connect_rejections() {
         );
         assert_eq!(err.is_permanent(), permanent, "{code}");
         // ...and as an onStatus, which some servers send instead.
-        let mut client = ClientSession::new(config());
+        let mut client = ClientSession::after_handshake(config(), Instant::now());
         let mut server = Script::new();
         server.receive(&mut client);
         server.status(0, "error", code, "no");
@@ -690,7 +725,7 @@ fn other_statuses_are_reported_masked_and_errors_end_the_publish() {
 
 #[test]
 fn on_bw_done_is_answered_once_with_checkbw() {
-    let mut client = ClientSession::new(config());
+    let mut client = ClientSession::after_handshake(config(), Instant::now());
     let mut server = Script::new();
     server.accept_connect(&mut client);
     server.commands(&mut client);
@@ -788,7 +823,7 @@ fn unpublish_reports_at_once_and_ignores_what_follows() {
     );
 
     // Before any stream exists there is nothing to undo.
-    let mut client = ClientSession::new(config());
+    let mut client = ClientSession::after_handshake(config(), Instant::now());
     drain(client.out());
     client.unpublish();
     assert!(client.out().is_empty());
@@ -849,7 +884,8 @@ fn masking_covers_name_key_and_query() {
 
 #[test]
 fn a_key_inside_a_known_code_does_not_hide_the_code() {
-    let mut client = ClientSession::new(ClientConfig::new(TC_URL, "Publish"));
+    let mut client =
+        ClientSession::after_handshake(ClientConfig::new(TC_URL, "Publish"), Instant::now());
     let mut server = Script::new();
     server.accept_connect(&mut client);
     server.command(
@@ -870,10 +906,15 @@ fn a_key_inside_a_known_code_does_not_hide_the_code() {
 
 proptest! {
     #[test]
-    fn random_bytes_never_panic_a_fresh_client(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let mut client = ClientSession::new(config());
-        let mut buf = BytesMut::from(&bytes[..]);
-        while let Ok(Some(_)) = client.poll(&mut buf) {}
+    fn random_bytes_never_panic_a_fresh_client(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        // From the first byte (the handshake first), and after a handshake done elsewhere.
+        for mut client in [
+            ClientSession::new(config(), Instant::now()),
+            ClientSession::after_handshake(config(), Instant::now()),
+        ] {
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(_)) = client.poll(&mut buf) {}
+        }
     }
 
     #[test]
@@ -901,7 +942,7 @@ proptest! {
             0..12,
         ),
     ) {
-        let mut client = ClientSession::new(config());
+        let mut client = ClientSession::after_handshake(config(), Instant::now());
         let mut server = Script::new();
         for (stream_id, txn, name, code, error) in script {
             let level = if error { "error" } else { "status" };

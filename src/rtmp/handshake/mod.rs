@@ -16,8 +16,10 @@
 //! packet (typically its first chunk, right after C2) stays in the caller's buffer for the chunk
 //! layer. All sizes are fixed, so nothing is allocated from a length read off the wire.
 //!
-//! Driving loop for a thin async layer (drain output after *every* `read`, including the one
-//! that returns `Done`, or the peer never sees S0+S1+S2 / C2):
+//! prism's sessions ([`super::server::ServerSession`], [`super::client::ClientSession`]) run
+//! these state machines themselves, before their first chunk. A caller that speaks the
+//! handshake alone (a test peer, a probe) drives them like this, draining the output after
+//! *every* `read`, including the one that returns `Done`, or the peer never sees S0+S1+S2 / C2:
 //!
 //! ```text
 //! let mut hs = ServerHandshake::new(epoch_ms);
