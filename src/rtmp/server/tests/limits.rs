@@ -252,3 +252,37 @@ fn a_refused_or_undecided_publish_does_not_stop_the_idle_clock() {
     client.pair.server.accept_publish(1);
     assert_eq!(deadline_after(&client, connected), Some(50 * SECOND));
 }
+
+#[test]
+fn a_connection_creates_at_most_16_streams_at_once_and_ids_are_never_reused() {
+    let mut client = Client::connected();
+    for id in 1..=MAX_STREAMS_PER_CONNECTION {
+        client.command(0, "createStream", f64::from(id), vec![]);
+        assert_eq!(
+            client.commands(),
+            [(
+                0,
+                "_result".to_owned(),
+                f64::from(id),
+                vec![f64::from(id).into()]
+            )]
+        );
+    }
+    client.command(0, "createStream", 100.0, vec![]);
+    let refused = client.commands();
+    let [(0, name, txn, args)] = refused.as_slice() else {
+        panic!("{refused:?}")
+    };
+    assert_eq!((name.as_str(), *txn), ("_error", 100.0));
+    assert_eq!(
+        args[0].get("code").and_then(Amf0Value::as_str),
+        Some("NetConnection.Call.Failed")
+    );
+    // The connection goes on; deleting a stream makes room for one more, with a new id.
+    client.command(0, "deleteStream", 101.0, vec![3.0.into()]);
+    client.command(0, "createStream", 102.0, vec![]);
+    assert_eq!(
+        client.commands(),
+        [(0, "_result".to_owned(), 102.0, vec![17.0.into()])]
+    );
+}
