@@ -12,10 +12,9 @@
 //! connect+createStream+play) so the fuzzer starts deep in the state machine; mode bit 2
 //! makes the application reject instead of accept.
 
-use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
-use super::Splitter;
+use super::{Splitter, drain};
 use bytes::{Bytes, BytesMut};
 use prism::rtmp::amf0::Amf0Value;
 use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
@@ -63,30 +62,6 @@ fn prefix(mode: u8) -> Vec<u8> {
         encoder.encode(&header, &command.encode(), &mut out);
     }
     drain(&mut out, usize::MAX)
-}
-
-/// Takes up to `limit` bytes off the queue the way a vectored write would, checking accounting.
-fn drain(out: &mut OutBuf, limit: usize) -> Vec<u8> {
-    let mut written = Vec::new();
-    while !out.is_empty() && written.len() < limit {
-        let len = out.len();
-        let mut slices = [IoSlice::new(&[]); 4];
-        let filled = out.io_slices(&mut slices);
-        assert!(filled > 0, "non-empty queue yields no slice");
-        let mut n = 0;
-        for slice in &slices[..filled] {
-            let take = slice.len().min(limit - written.len() - n);
-            written.extend_from_slice(&slice[..take]);
-            n += take;
-        }
-        assert!(n <= len);
-        out.advance(n);
-        assert_eq!(out.len(), len - n, "advance({n}) from {len}");
-        if n == 0 {
-            break;
-        }
-    }
-    written
 }
 
 /// Runs one input; panics when a property does not hold.
