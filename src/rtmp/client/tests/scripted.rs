@@ -1,285 +1,22 @@
-//! Client session tests: against prism's own server session, and against a scripted
-//! server that says exactly what the test needs, all in memory.
+//! Against a scripted server that says exactly what each test needs.
 
-use std::io::IoSlice;
-use std::time::{Duration, Instant};
-
-use bytes::{Bytes, BytesMut};
-use proptest::prelude::*;
+use std::time::Instant;
 
 use super::*;
-use crate::rtmp::amf0;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
 use crate::rtmp::message::UserControl;
-use crate::rtmp::pair::{Answer, Pair, PairError, drain};
-use crate::rtmp::server::{ServerConfig, ServerEvent, status_object};
-
-const KEY: &str = "live_8c1d2e3f?token=s3cr3t";
-const TC_URL: &str = "rtmp://127.0.0.1:1935/live";
-
-fn config() -> ClientConfig {
-    ClientConfig::new(TC_URL, KEY)
-}
-
-// ---------------------------------------------------------------------------------
-// Against prism's ServerSession.
-
-/// prism's client and prism's server, back to back; publishes are accepted.
-fn wire() -> Pair<ClientSession> {
-    Pair::publisher(config(), ServerConfig::default())
-}
-
-/// A wire whose server refuses publishes with this code and description.
-fn refusing_wire(code: &'static str, description: &'static str) -> Pair<ClientSession> {
-    let mut wire = wire();
-    wire.answer = Answer::Reject(code, description);
-    wire
-}
-
-/// Moves bytes both ways until neither side has anything more to say; returns the
-/// client's events, or its error. The server accepts whatever prism's client sends.
-fn run(wire: &mut Pair<ClientSession>) -> Result<Vec<ClientEvent>, ClientError> {
-    wire.pump().map_err(|error| match error {
-        PairError::Client(error) => error,
-        PairError::Server(error) => panic!("the server refused the client: {error}"),
-    })
-}
-
-fn on_metadata_body(metadata: &Amf0Value) -> Bytes {
-    let mut body = BytesMut::new();
-    amf0::encode(&"onMetaData".into(), &mut body);
-    amf0::encode(metadata, &mut body);
-    body.freeze()
-}
-
-#[test]
-fn publishes_to_prisms_own_server() {
-    let mut wire = wire();
-    let events = run(&mut wire).unwrap();
-    assert_eq!(
-        events,
-        [
-            ClientEvent::Connected,
-            ClientEvent::Publishing { stream_id: 1 }
-        ]
-    );
-    assert!(wire.client.is_publishing());
-    let [ServerEvent::Publish { stream_id: 1, name }] = wire.server_events.as_slice() else {
-        panic!("server events: {:?}", wire.server_events);
-    };
-    assert_eq!(
-        (name.app.as_str(), name.name.as_str(), name.query.as_str()),
-        ("live", "live_8c1d2e3f", "token=s3cr3t")
-    );
-    wire.server_events.clear();
-
-    let metadata = Amf0Value::ecma_array([("width", 1280.0.into()), ("videocodecid", 7.0.into())]);
-    let video = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2, 3]);
-    let audio = Bytes::from_static(&[0xAF, 1, 9, 9]);
-    wire.client.send_metadata(0, &on_metadata_body(&metadata));
-    wire.client.send_media(type_id::VIDEO, 40, &video);
-    wire.client.send_media(type_id::AUDIO, 41, &audio);
-    assert_eq!(run(&mut wire).unwrap(), []);
-    assert_eq!(
-        wire.server_events,
-        [
-            ServerEvent::Metadata {
-                stream_id: 1,
-                metadata
-            },
-            ServerEvent::Video {
-                stream_id: 1,
-                timestamp: 40,
-                payload: video
-            },
-            ServerEvent::Audio {
-                stream_id: 1,
-                timestamp: 41,
-                payload: audio
-            },
-        ]
-    );
-    wire.server_events.clear();
-
-    wire.client.unpublish();
-    assert!(!wire.client.is_publishing());
-    assert_eq!(run(&mut wire).unwrap(), [ClientEvent::Unpublished]);
-    assert_eq!(
-        wire.server_events,
-        [ServerEvent::Unpublish { stream_id: 1 }]
-    );
-    assert!(wire.client.bytes_in() > 0);
-}
-
-// ---------------------------------------------------------------------------------
-// The handshake and the publish deadline, on the pair's clock.
-
-const SECOND: Duration = Duration::from_secs(1);
-
-/// A config whose publish is due 10 s after the start.
-fn timed_config() -> ClientConfig {
-    ClientConfig {
-        publish_timeout: Some(10 * SECOND),
-        ..config()
-    }
-}
-
-#[test]
-fn the_handshake_comes_first_and_connect_follows_it() {
-    let start = Instant::now();
-    let mut client = ClientSession::new(config(), start);
-    assert!(client.is_handshaking());
-    let c0c1 = drain(client.out());
-    assert_eq!((c0c1.len(), c0c1[0]), (1537, 3), "C0+C1, plain RTMP");
-    assert_eq!(&c0c1[5..9], &[0; 4], "the plain form, as OBS sends");
-    // S0+S1+S2 in one read: C2 (an echo of S1), then Set Chunk Size and connect.
-    let s1 = [0x42u8; 1536];
-    let mut answer = BytesMut::from(&[&[3u8][..], &s1, &c0c1[1..]].concat()[..]);
-    assert_eq!(client.poll(&mut answer).unwrap(), None);
-    assert!(answer.is_empty() && !client.is_handshaking());
-    let sent = drain(client.out());
-    assert_eq!(&sent[..1536], &s1[..], "C2 echoes S1");
-    let mut after = ClientSession::after_handshake(config(), start);
-    assert_eq!(
-        &sent[1536..],
-        &drain(after.out())[..],
-        "then what follows a handshake"
-    );
-}
-
-#[test]
-fn a_server_that_does_not_speak_rtmp_fails_the_handshake() {
-    let mut client = ClientSession::new(config(), Instant::now());
-    // A TLS alert where S0 belongs: an rtmps:// ingest reached with rtmp://.
-    let mut buf = BytesMut::from(&[0x15, 3, 3, 0, 2][..]);
-    let error = client.poll(&mut buf).unwrap_err();
-    assert!(matches!(error, ClientError::Handshake(_)), "{error:?}");
-    assert_eq!(
-        error.to_string(),
-        "handshake: unsupported RTMP version byte 21 in S0 (expected 3)"
-    );
-    assert!(!error.is_permanent());
-}
-
-#[test]
-fn the_publish_is_due_a_publish_timeout_after_the_start() {
-    let start = Instant::now();
-    let mut client = ClientSession::new(timed_config(), start);
-    assert_eq!(client.poll_timeout(), Some(start + 10 * SECOND));
-    let just_before = start + 10 * SECOND - Duration::from_millis(1);
-    assert!(client.handle_timeout(just_before).is_ok());
-    let error = client.handle_timeout(start + 10 * SECOND).unwrap_err();
-    assert!(matches!(error, ClientError::Timeout(d) if d == 10 * SECOND));
-    assert_eq!(error.to_string(), "not publishing after 10s");
-    assert!(!error.is_permanent(), "a silent ingest is retried");
-    // Without a publish_timeout the wait is the caller's.
-    let client = ClientSession::new(config(), start);
-    assert_eq!(client.poll_timeout(), None);
-}
-
-#[test]
-fn an_accepted_publish_has_no_deadline_and_an_undecided_one_runs_out() {
-    let mut wire = Pair::publisher(timed_config(), ServerConfig::default());
-    wire.advance(3 * SECOND);
-    assert_eq!(
-        run(&mut wire).unwrap(),
-        [
-            ClientEvent::Connected,
-            ClientEvent::Publishing { stream_id: 1 }
-        ]
-    );
-    assert_eq!(wire.client.poll_timeout(), None);
-    wire.advance(3600 * SECOND);
-    assert!(wire.client_timeout().is_ok());
-
-    // A server that never decides (an ingest whose authorization hangs).
-    let mut wire = Pair::publisher(timed_config(), ServerConfig::default());
-    let start = wire.now;
-    wire.answer = Answer::Leave;
-    assert_eq!(run(&mut wire).unwrap(), [ClientEvent::Connected]);
-    assert_eq!(wire.client.poll_timeout(), Some(start + 10 * SECOND));
-    wire.advance(10 * SECOND);
-    assert!(matches!(
-        wire.client_timeout(),
-        Err(ClientError::Timeout(_))
-    ));
-}
-
-#[test]
-fn unpublish_during_the_handshake_ends_it_without_a_connect() {
-    let mut client = ClientSession::new(timed_config(), Instant::now());
-    let c0c1 = drain(client.out());
-    client.unpublish();
-    assert_eq!(
-        client.poll(&mut BytesMut::new()).unwrap(),
-        Some(ClientEvent::Unpublished)
-    );
-    assert_eq!(client.poll_timeout(), None, "nothing is awaited any more");
-    let mut answer = BytesMut::from(&[&[3u8][..], &[7u8; 1536], &c0c1[1..]].concat()[..]);
-    assert_eq!(client.poll(&mut answer).unwrap(), None);
-    assert_eq!(drain(client.out()).len(), 1536, "C2 only: no connect");
-}
-
-#[test]
-fn bad_name_is_a_permanent_publish_rejection_without_the_key() {
-    let mut wire = refusing_wire(
-        "NetStream.Publish.BadName",
-        "stream key live_8c1d2e3f?token=s3cr3t is invalid (live_8c1d2e3f, token=s3cr3t)",
-    );
-    let err = run(&mut wire).unwrap_err();
-    let ClientError::PublishRejected { code, .. } = &err else {
-        panic!("not a publish rejection: {err:?}");
-    };
-    assert_eq!(code, "NetStream.Publish.BadName");
-    assert!(err.is_permanent());
-    for text in [err.to_string(), format!("{err:?}")] {
-        assert!(!text.contains("live_8c1d2e3f"), "{text}");
-        assert!(!text.contains("s3cr3t"), "{text}");
-        assert!(
-            text.contains("stream key **** is invalid (****, ****)"),
-            "{text}"
-        );
-    }
-}
-
-#[test]
-fn a_name_still_in_use_is_worth_a_retry() {
-    // nginx-rtmp's answer while our previous, dropped connection still holds the key.
-    let mut wire = refusing_wire("NetStream.Publish.BadName", "Already publishing");
-    let err = run(&mut wire).unwrap_err();
-    assert!(matches!(err, ClientError::PublishRejected { .. }));
-    assert!(!err.is_permanent());
-}
-
-#[test]
-fn media_payloads_are_shared_not_copied() {
-    let mut wire = wire();
-    run(&mut wire).unwrap();
-    let video = Bytes::from(vec![0x27; 1000]);
-    wire.client.send_media(type_id::VIDEO, 0, &video);
-    let out = wire.client.out();
-    let mut slices = [IoSlice::new(&[]); 8];
-    let n = out.io_slices(&mut slices);
-    assert!(
-        slices[..n]
-            .iter()
-            .any(|slice| slice.as_ptr() == video.as_ptr() && slice.len() == video.len()),
-        "the payload was copied"
-    );
-}
-
-// ---------------------------------------------------------------------------------
-// Against a scripted server.
+use crate::rtmp::pair::drain;
+use crate::rtmp::server::status_object;
 
 /// A server that decodes what the client sends and says what the test tells it.
-struct Script {
+pub(super) struct Script {
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
-    out: OutBuf,
+    pub(super) out: OutBuf,
 }
 
 impl Script {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             decoder: ChunkDecoder::new(DecoderLimits::default()),
             encoder: ChunkEncoder::new(),
@@ -311,7 +48,7 @@ impl Script {
             .collect()
     }
 
-    fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
+    pub(super) fn command(&mut self, stream_id: u32, values: &[Amf0Value]) {
         let mut body = BytesMut::new();
         amf0::encode_all(values, &mut body);
         self.raw(3, stream_id, type_id::COMMAND_AMF0, body.freeze());
@@ -591,7 +328,7 @@ fn a_malformed_command_is_a_message_layer_error_not_a_panic() {
 }
 
 /// A client whose publish was accepted on stream 1.
-fn publishing() -> (ClientSession, Script) {
+pub(super) fn publishing() -> (ClientSession, Script) {
     let (mut client, mut server) = connected();
     server.command(
         0,
@@ -899,61 +636,4 @@ fn a_key_inside_a_known_code_does_not_hide_the_code() {
         err.to_string(),
         "publish rejected by the server: NetStream.Publish.BadName: **** refused"
     );
-}
-
-// ---------------------------------------------------------------------------------
-// Hostile input.
-
-proptest! {
-    #[test]
-    fn random_bytes_never_panic_a_fresh_client(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        // From the first byte (the handshake first), and after a handshake done elsewhere.
-        for mut client in [
-            ClientSession::new(config(), Instant::now()),
-            ClientSession::after_handshake(config(), Instant::now()),
-        ] {
-            let mut buf = BytesMut::from(&bytes[..]);
-            while let Ok(Some(_)) = client.poll(&mut buf) {}
-        }
-    }
-
-    #[test]
-    fn random_bytes_never_panic_a_publishing_client(
-        bytes in proptest::collection::vec(any::<u8>(), 0..2048),
-    ) {
-        let (mut client, _server) = publishing();
-        let mut buf = BytesMut::from(&bytes[..]);
-        while let Ok(Some(_)) = client.poll(&mut buf) {}
-        client.send_media(type_id::VIDEO, 1, &Bytes::from_static(&[0x17, 1]));
-        client.unpublish();
-    }
-
-    /// Well-formed chunks carrying random commands: the session must stay calm
-    /// whatever the server says, at any point of the sequence.
-    #[test]
-    fn random_commands_never_panic(
-        script in proptest::collection::vec(
-            (0u32..3, 0.0f64..8.0, proptest::sample::select(vec![
-                "_result", "_error", "onStatus", "onBWDone", "close", "onFCPublish",
-            ]), proptest::sample::select(vec![
-                "NetStream.Publish.Start", "NetConnection.Connect.Success",
-                "NetStream.Publish.BadName", "NetStream.Unpublish.Success", "",
-            ]), any::<bool>()),
-            0..12,
-        ),
-    ) {
-        let mut client = ClientSession::after_handshake(config(), Instant::now());
-        let mut server = Script::new();
-        for (stream_id, txn, name, code, error) in script {
-            let level = if error { "error" } else { "status" };
-            let info = status_object(level, code, "", None);
-            server.command(
-                stream_id,
-                &[name.into(), txn.floor().into(), Amf0Value::Null, info, txn.into()],
-            );
-            let mut bytes = drain(&mut server.out);
-            while let Ok(Some(_)) = client.poll(&mut bytes) {}
-            drain(client.out());
-        }
-    }
 }
