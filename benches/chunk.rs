@@ -1,5 +1,6 @@
-//! Chunk-layer hot paths: decoding a publisher's byte stream, and chunking the same messages
-//! again for one destination.
+//! Chunk-layer hot paths: decoding a publisher's byte stream (by the chunk decoder alone, and
+//! by a whole server session, as the connection driver runs it), and chunking the same
+//! messages again for one destination.
 //!
 //! The input is ~2 s of synthetic media shaped like an OBS publish (chunk size 4096, one 60 KB
 //! keyframe and 29 inter frames of 8-25 KB per second, AAC frames of 300-400 B at 43/s,
@@ -7,11 +8,14 @@
 
 use std::hint::black_box;
 use std::io::IoSlice;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use prism::rtmp::amf0::Amf0Value;
 use prism::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MessageHeader, OutBuf};
-use prism::rtmp::message::type_id;
+use prism::rtmp::message::{Command, Message, type_id};
+use prism::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
 
 /// OBS's outgoing chunk size.
 const CHUNK_SIZE: u32 = 4096;
@@ -241,9 +245,109 @@ fn chunk_encode_per_destination(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a publisher sends before its media: a plain handshake (C0, C1, and a C2 the server
+/// does not check), then connect, createStream and publish on message stream 1.
+fn publisher_setup() -> Vec<u8> {
+    let mut encoder = ChunkEncoder::new();
+    let mut out = OutBuf::new();
+    let mut wire = vec![3];
+    wire.extend_from_slice(&[0; 2 * 1536]);
+    let connect = Amf0Value::object([
+        ("app", "live".into()),
+        ("tcUrl", "rtmp://127.0.0.1/live".into()),
+    ]);
+    let publish = vec!["key".into(), "live".into()];
+    let commands = [
+        (0, Command::new("connect", 1.0, connect, vec![])),
+        (
+            0,
+            Command::new("createStream", 2.0, Amf0Value::Null, vec![]),
+        ),
+        (
+            MEDIA_STREAM_ID,
+            Command::new("publish", 3.0, Amf0Value::Null, publish),
+        ),
+    ];
+    for (stream_id, command) in commands {
+        let (type_id, payload) = Message::Command(command).encode();
+        let header = MessageHeader {
+            csid: 3,
+            timestamp: 0,
+            type_id,
+            stream_id,
+        };
+        encoder.encode(&header, &payload, &mut out);
+    }
+    drain(&mut out, &mut wire);
+    wire
+}
+
+/// A server session that has accepted the publish of [`publisher_setup`].
+fn publishing_session(setup: &[u8]) -> ServerSession {
+    let mut session = ServerSession::new(ServerConfig::default(), Instant::now());
+    let mut buf = BytesMut::from(setup);
+    while let Some(event) = session.poll(&mut buf, Instant::now()).expect("valid setup") {
+        if let ServerEvent::Publish { stream_id, .. } = event {
+            session.accept_publish(stream_id);
+        }
+    }
+    assert!(buf.is_empty(), "the setup is consumed");
+    session
+}
+
+/// Runs `wire` through `session` as the connection driver does: 64 KiB reads, each with
+/// its time, every event taken after each read. Returns the media payload bytes that came
+/// out as events.
+fn serve_publisher(mut session: ServerSession, wire: &[u8]) -> usize {
+    let mut buf = BytesMut::new();
+    let mut payload_bytes = 0;
+    for read in wire.chunks(READ_SIZE) {
+        if buf.capacity() - buf.len() < READ_SIZE / 4 {
+            buf.reserve(READ_SIZE);
+        }
+        buf.extend_from_slice(read);
+        let read_at = Instant::now();
+        while let Some(event) = session.poll(&mut buf, read_at).expect("valid session") {
+            if let ServerEvent::Audio { payload, .. } | ServerEvent::Video { payload, .. } = &event
+            {
+                payload_bytes += payload.len();
+            }
+            black_box(&event);
+        }
+    }
+    assert!(buf.is_empty(), "no trailing bytes");
+    payload_bytes
+}
+
+fn session_publisher_stream(c: &mut Criterion) {
+    let messages = media_messages();
+    let setup = publisher_setup();
+    let wire = publisher_stream(&messages);
+    let media_bytes: usize = messages.iter().map(|(_, payload)| payload.len()).sum();
+    // Setup check: every media message comes out of the session as an event.
+    assert_eq!(
+        serve_publisher(publishing_session(&setup), &wire),
+        media_bytes
+    );
+
+    let mut group = c.benchmark_group("session_publisher_stream");
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function("obs_2s_4096", |b| {
+        // A fresh publishing session each time, made outside the timed part: what is timed
+        // is the media path alone.
+        b.iter_batched(
+            || publishing_session(&setup),
+            |session| serve_publisher(session, black_box(&wire)),
+            BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     chunk_decode_publisher_stream,
-    chunk_encode_per_destination
+    chunk_encode_per_destination,
+    session_publisher_stream
 );
 criterion_main!(benches);

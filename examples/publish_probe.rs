@@ -45,7 +45,10 @@ async fn main() -> Result<()> {
     let mut stream = connect(server_url).await?;
     let mut inbound = BytesMut::with_capacity(64 * 1024);
     handshake(&mut stream, &mut inbound).await?;
-    let mut session = ClientSession::new(ClientConfig::new(server_url, key));
+    let mut session = ClientSession::after_handshake(
+        ClientConfig::new(server_url, key),
+        std::time::Instant::now(),
+    );
     let stream_id = timeout(
         PUBLISH_TIMEOUT,
         wait_for_publish(&mut stream, &mut session, &mut inbound),

@@ -86,14 +86,14 @@ impl App {
                     config.limits.max_pending_bytes_total,
                     config.limits.max_pending_bytes_total,
                 )),
+                handshake_timeout: config.handshake_timeout(),
+                idle_timeout: config.idle_timeout(),
+                max_commands_per_sec: config.limits.max_commands_per_sec,
             },
-            handshake_timeout: config.handshake_timeout(),
-            idle_timeout: config.idle_timeout(),
             publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
             play_wait: config.play_wait(),
             waiting: Arc::clone(&waiting),
-            max_commands_per_sec: config.limits.max_commands_per_sec,
         });
         let limits = ConnectionLimits::new(
             config.rtmp.max_connections,

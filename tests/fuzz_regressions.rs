@@ -86,6 +86,11 @@ fn server_session() {
 }
 
 #[test]
+fn client_session() {
+    replay("client_session", prism_fuzz::client_session::check);
+}
+
+#[test]
 fn config() {
     replay("config", prism_fuzz::config::check);
 }
@@ -106,6 +111,7 @@ fn regression_sets_stay_small() {
         "amf3",
         "flv",
         "server_session",
+        "client_session",
         "config",
         "user_file",
     ]

@@ -290,10 +290,10 @@ async fn try_publish(prism: &Prism, key: &str) -> Option<TcpStream> {
     use prism::transport::write_out;
     let mut socket = connect(prism).await;
     handshake(&mut socket).await;
-    let mut session = ClientSession::new(ClientConfig::new(
-        &format!("rtmp://{}/live", prism.addr),
-        key,
-    ));
+    let mut session = ClientSession::after_handshake(
+        ClientConfig::new(&format!("rtmp://{}/live", prism.addr), key),
+        std::time::Instant::now(),
+    );
     let mut inbound = BytesMut::with_capacity(4096);
     let outcome = tokio::time::timeout(CLOSE_WITHIN, async {
         loop {
@@ -400,8 +400,10 @@ async fn flood_connection(
                 held: since.elapsed(),
             });
         };
-        let mut session =
-            ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/live"), &key));
+        let mut session = ClientSession::after_handshake(
+            ClientConfig::new(&format!("rtmp://{addr}/live"), &key),
+            std::time::Instant::now(),
+        );
         'answer: loop {
             write_out(&mut io, session.out())
                 .await

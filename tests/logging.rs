@@ -249,7 +249,10 @@ async fn a_full_stderr_stops_neither_prism_nor_its_relay_nor_a_reconnect() {
 /// client, and hangs up as soon as prism answers. Whether prism accepted it.
 async fn publish_and_leave(addr: SocketAddr, source: Ipv4Addr, key: &str) -> Result<bool, String> {
     let (mut io, mut inbound) = common::wire::handshake_from(addr, Some(source.into())).await?;
-    let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/live"), key));
+    let mut session = ClientSession::after_handshake(
+        ClientConfig::new(&format!("rtmp://{addr}/live"), key),
+        std::time::Instant::now(),
+    );
     loop {
         write_out(&mut io, session.out())
             .await

@@ -62,7 +62,10 @@ async fn connect_from(addr: SocketAddr, source: Ipv4Addr) -> Result<TcpStream, S
 async fn publish_on(io: &mut TcpStream, addr: SocketAddr, key: &str) -> Result<(), String> {
     use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
     use prism::transport::write_out;
-    let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/live"), key));
+    let mut session = ClientSession::after_handshake(
+        ClientConfig::new(&format!("rtmp://{addr}/live"), key),
+        std::time::Instant::now(),
+    );
     let mut inbound = BytesMut::with_capacity(8192);
     loop {
         write_out(io, session.out())

@@ -14,6 +14,8 @@ pub mod amf0;
 pub mod amf3;
 #[path = "checks/chunk_decoder.rs"]
 pub mod chunk_decoder;
+#[path = "checks/client_session.rs"]
+pub mod client_session;
 #[path = "checks/config.rs"]
 pub mod config;
 #[path = "checks/flv.rs"]
@@ -26,6 +28,36 @@ pub mod handshake_server;
 pub mod server_session;
 #[path = "checks/user_file.rs"]
 pub mod user_file;
+
+use std::io::IoSlice;
+
+use prism::rtmp::chunk::OutBuf;
+
+/// Takes up to `limit` bytes off a session's output queue the way a vectored write would,
+/// checking its accounting: `io_slices` never yields more than `len`, and `advance` shrinks
+/// it exactly. Returns the bytes taken.
+pub fn drain(out: &mut OutBuf, limit: usize) -> Vec<u8> {
+    let mut written = Vec::new();
+    while !out.is_empty() && written.len() < limit {
+        let len = out.len();
+        let mut slices = [IoSlice::new(&[]); 4];
+        let filled = out.io_slices(&mut slices);
+        assert!(filled > 0, "non-empty queue yields no slice");
+        let mut n = 0;
+        for slice in &slices[..filled] {
+            let take = slice.len().min(limit - written.len() - n);
+            written.extend_from_slice(&slice[..take]);
+            n += take;
+        }
+        assert!(n <= len);
+        out.advance(n);
+        assert_eq!(out.len(), len - n, "advance({n}) from {len}");
+        if n == 0 {
+            break;
+        }
+    }
+    written
+}
 
 /// Cuts an input into pieces of pseudo-random sizes, so the targets see every way a socket
 /// read can split the stream. The sizes come from a seed byte (not from the payload), so the

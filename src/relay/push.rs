@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ use crate::hub::{
 };
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientConfig, ClientError, ClientEvent, ClientSession};
-use crate::rtmp::handshake::{ClientHandshake, HandshakeError};
+use crate::rtmp::handshake::PACKET_SIZE;
 use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
 use crate::transcode::encoder;
@@ -42,6 +42,9 @@ const ENCODER_POLL: Duration = Duration::from_millis(100);
 const READ_CHUNK: usize = 16 * 1024;
 /// How long a clean unpublish may take before the connection is dropped anyway.
 const UNPUBLISH_GRACE: Duration = Duration::from_secs(2);
+/// What the client's handshake sends (C0+C1, then C2): the first bytes of every
+/// connection, which `bytes_out` has never counted.
+const HANDSHAKE_OUT: u64 = 1 + 2 * PACKET_SIZE as u64;
 
 /// Why one connection attempt ended.
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +55,11 @@ pub enum PushError {
     /// TLS failed (certificate, SNI...).
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The RTMP handshake failed.
-    #[error("handshake: {0}")]
-    Handshake(#[from] HandshakeError),
-    /// The ingest refused or broke the session.
+    /// The ingest refused or broke the session (its handshake among it), or did not
+    /// accept the publish in time.
     #[error(transparent)]
     Session(#[from] ClientError),
-    /// Connect + handshake + publish took too long.
+    /// The TCP connect or the TLS handshake took longer than the whole setup may.
     #[error("not publishing after {0:?}")]
     Timeout(Duration),
     /// The ingest stopped reading.
@@ -273,7 +274,10 @@ async fn attempt(
     ended: &CancellationToken,
 ) -> Result<Ended, PushError> {
     let target = &spec.target;
-    let deadline = Instant::now() + ctx.connect_timeout;
+    // One deadline for the whole setup: TCP connect and TLS here, then the handshake and
+    // the publish exchange, which the session times from the same start.
+    let started = Instant::now();
+    let deadline = started + ctx.connect_timeout;
     let tcp = timeout_at(
         deadline,
         TcpStream::connect((target.host.as_str(), target.port)),
@@ -287,9 +291,9 @@ async fn attempt(
         let tls = timeout_at(deadline, super::tls::connect(&ctx.tls, &target.host, tcp))
             .await
             .map_err(|_| PushError::Timeout(ctx.connect_timeout))??;
-        publish(ctx, spec, tls, deadline, subscriber, status, stop, ended).await
+        publish(ctx, spec, tls, started, subscriber, status, stop, ended).await
     } else {
-        publish(ctx, spec, tcp, deadline, subscriber, status, stop, ended).await
+        publish(ctx, spec, tcp, started, subscriber, status, stop, ended).await
     }
 }
 
@@ -328,7 +332,7 @@ async fn publish<S>(
     ctx: &RelayContext,
     spec: &DestinationSpec,
     mut io: S,
-    deadline: Instant,
+    started: Instant,
     subscriber: &Subscriber,
     status: &Arc<DestinationStatus>,
     stop: &CancellationToken,
@@ -338,36 +342,29 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static + OverTcp,
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let ready = async {
-        handshake(&mut io, &mut buf).await?;
-        let mut session = ClientSession::new(ClientConfig {
-            app: spec.target.app.clone(),
-            tc_url: spec.target.tc_url.clone(),
-            stream_name: spec.target.stream_name.clone(),
-            flash_ver: ctx.flash_ver.clone(),
-            chunk_size: ctx.chunk_size,
-            limits: ctx.limits,
-        });
-        loop {
-            // Whatever the session queued (connect, then the calls each reply
-            // triggers) goes out before we wait for the next reply.
-            status.add_bytes_out(write_out(&mut io, session.out()).await?);
-            ack_at_once(io.tcp());
-            read_more(&mut io, &mut buf).await?;
-            while let Some(event) = session.poll(&mut buf)? {
-                if let ClientEvent::Publishing { .. } = event {
-                    status.add_bytes_out(write_out(&mut io, session.out()).await?);
-                    return Ok::<_, PushError>(session);
-                }
-                log_event(&event);
+    let config = ClientConfig {
+        app: spec.target.app.clone(),
+        tc_url: spec.target.tc_url.clone(),
+        stream_name: spec.target.stream_name.clone(),
+        flash_ver: ctx.flash_ver.clone(),
+        chunk_size: ctx.chunk_size,
+        limits: ctx.limits,
+        publish_timeout: Some(ctx.connect_timeout),
+    };
+    let mut session = ClientSession::new(config, started.into_std());
+    let mut setup_out = 0;
+    loop {
+        let deadline = session.poll_timeout();
+        tokio::select! {
+            ready = until_publishing(&mut io, &mut buf, &mut session, &mut setup_out, status) => {
+                ready?;
+                break;
             }
+            () = sleep_until(deadline) => session.handle_timeout(Instant::now().into_std())?,
+            () = stop.cancelled() => return Ok(Ended::Stopped),
+            () = ended.cancelled() => return Ok(Ended::StreamEnded),
         }
-    };
-    let session = tokio::select! {
-        ready = timeout_at(deadline, ready) => ready.map_err(|_| PushError::Timeout(ctx.connect_timeout))??,
-        () = stop.cancelled() => return Ok(Ended::Stopped),
-        () = ended.cancelled() => return Ok(Ended::StreamEnded),
-    };
+    }
     status.set_state(State::Live);
     tracing::info!("live");
     Forwarder {
@@ -380,23 +377,56 @@ where
     .await
 }
 
-async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), PushError>
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The setup: writes what the session queued (the handshake, connect, then the calls each
+/// reply triggers) before waiting for the next reply, until the ingest accepts the publish.
+/// `setup_out` counts the bytes written so far (see [`send_setup`]).
+async fn until_publishing<S>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    session: &mut ClientSession,
+    setup_out: &mut u64,
+    status: &DestinationStatus,
+) -> Result<(), PushError>
 where
     S: AsyncRead + AsyncWrite + Unpin + OverTcp,
 {
-    let mut handshake = ClientHandshake::new(0);
     loop {
-        while let Some(out) = handshake.take_output() {
-            io.write_all(&out).await?;
-        }
-        io.flush().await?;
-        if handshake.is_done() {
-            return Ok(());
-        }
+        send_setup(io, session, setup_out, status).await?;
         ack_at_once(io.tcp());
         read_more(io, buf).await?;
-        handshake.read(buf)?;
+        while let Some(event) = session.poll(buf)? {
+            if let ClientEvent::Publishing { .. } = event {
+                send_setup(io, session, setup_out, status).await?;
+                return Ok(());
+            }
+            log_event(&event);
+        }
     }
+}
+
+/// Writes what the session queued during the setup. `bytes_out` counts all of it but the
+/// handshake (C0+C1 and C2, the first [`HANDSHAKE_OUT`] bytes), which it never counted.
+async fn send_setup<S>(
+    io: &mut S,
+    session: &mut ClientSession,
+    setup_out: &mut u64,
+    status: &DestinationStatus,
+) -> Result<(), PushError>
+where
+    S: AsyncWrite + Unpin,
+{
+    let counted = setup_out.saturating_sub(HANDSHAKE_OUT);
+    *setup_out += write_out(io, session.out()).await?;
+    status.add_bytes_out(setup_out.saturating_sub(HANDSHAKE_OUT) - counted);
+    Ok(())
 }
 
 async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Result<(), PushError> {

@@ -7,7 +7,6 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::amf0::{self, Amf0Error, Amf0Value};
-use super::amf3;
 
 /// RTMP message type ids (RTMP 1.0 spec, section 5.4 and 7.1).
 pub mod type_id {
@@ -235,7 +234,7 @@ impl Message {
                     .map_err(|source| MessageError::Amf { type_id, source })?,
             )?),
             t::COMMAND_AMF3 => Message::Command(Command::from_values(
-                amf3::decode_command_payload(&payload)
+                amf0::decode_amf3_message(&payload)
                     .map_err(|source| MessageError::Amf { type_id, source })?,
             )?),
             t::DATA_AMF0 => Message::Data {
@@ -244,7 +243,7 @@ impl Message {
                 payload,
             },
             t::DATA_AMF3 => {
-                let values = amf3::decode_command_payload(&payload)
+                let values = amf0::decode_amf3_message(&payload)
                     .map_err(|source| MessageError::Amf { type_id, source })?;
                 let mut body = BytesMut::new();
                 amf0::encode_all(&values, &mut body);

@@ -4,11 +4,15 @@
 //! [`crate::server`] only moves them. That keeps every edge case a unit test.
 
 pub mod aggregate;
-pub mod amf0;
-pub mod amf3;
+pub mod amf;
 pub mod chunk;
 pub mod client;
 pub mod handshake;
-pub mod link;
 pub mod message;
+pub mod message_layer;
+#[cfg(test)]
+pub(crate) mod pair;
 pub mod server;
+
+/// AMF0 and AMF3 live in [`amf`]; these paths are what the rest of prism imports.
+pub use amf::{amf0, amf3};

@@ -1,8 +1,11 @@
 //! One RTMP connection: the handshake, then the server session, driven over any
 //! `AsyncRead + AsyncWrite` transport (TCP now, TLS the same way).
 //!
-//! All protocol decisions are made by the sans-I/O [`ServerSession`]; this task only
-//! moves bytes, enforces deadlines and connects the session to the hub.
+//! All protocol decisions, the protocol's deadlines among them, are made by the sans-I/O
+//! [`ServerSession`]; this task only moves bytes, tells the session the time (of the accept,
+//! of each read, and when the session's timer fires), and connects the session to the hub.
+//! The one deadline it keeps is the hub's: how long a player waits for a stream that is not
+//! live.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,15 +13,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::command_rate::CommandRate;
 use crate::auth::CallbackError;
 use crate::hub::{Hub, HubError, Packet, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
-use crate::rtmp::handshake::{HandshakeError, Progress, ServerHandshake};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use crate::server::per_ip::{IpSlot, PerIpLimit};
 use crate::server::waiting::{WaitingPlayers, WaitingTicket};
@@ -46,14 +47,10 @@ pub struct ConnectionContext {
     pub hub: Arc<Hub>,
     /// Authorizes publishers and starts their destinations.
     pub relay: Arc<Relay>,
-    /// Session settings.
+    /// Session settings, the protocol's deadlines among them. Its `handshake_timeout` also
+    /// bounds a TLS handshake, and its `idle_timeout` the authorization callback and a
+    /// player that refuses to read.
     pub session: ServerConfig,
-    /// Deadline for the handshake and the connect command.
-    pub handshake_timeout: Duration,
-    /// How long a connection may go without publishing or playing (whatever it sends),
-    /// and allowed silence from a publisher; also the longest a player may refuse to
-    /// read before it is dropped.
-    pub idle_timeout: Duration,
     /// How long a dropped publisher's stream waits for it to come back.
     pub publisher_grace: Duration,
     /// Streams published at once per client address.
@@ -62,16 +59,11 @@ pub struct ConnectionContext {
     pub play_wait: Duration,
     /// The players waiting for streams that are not live, bounded.
     pub waiting: Arc<WaitingPlayers>,
-    /// Commands (and other non-media messages) a peer may send per second.
-    pub max_commands_per_sec: u32,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    /// The handshake bytes were not RTMP.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
     /// The TLS handshake of an RTMPS connection failed (plain RTMP or garbage on
     /// the TLS port, an unsupported protocol version, a reset).
     #[error("TLS handshake failed: {0}")]
@@ -80,29 +72,13 @@ pub enum ConnectionError {
     /// encoder set to `rtmp://` pointed at the `rtmps://` port.
     #[error("TLS handshake failed: not TLS (plain rtmp:// on the RTMPS port?): {0}")]
     NotTls(std::io::Error),
-    /// The handshake or connect did not complete in time.
+    /// The TLS handshake did not complete in time (the RTMP handshake's deadline is the
+    /// session's).
     #[error("no handshake and connect within {0:?}")]
     HandshakeTimeout(Duration),
-    /// The peer broke the protocol.
+    /// The peer broke the protocol, or missed one of its deadlines.
     #[error("{0}")]
     Session(#[from] SessionError),
-    /// The peer went silent.
-    #[error("idle for {0:?}")]
-    Idle(Duration),
-    /// The peer neither published nor played for this long, whatever it sent.
-    #[error("neither published nor played for {0:?}")]
-    NotStreaming(Duration),
-    /// The peer sent commands far faster than any encoder.
-    #[error(
-        "{count} commands within a second, over the limit of {limit} per second \
-         (an encoder sends a handful)"
-    )]
-    CommandFlood {
-        /// Commands counted in the window.
-        count: u64,
-        /// The configured limit.
-        limit: u32,
-    },
     /// A player stopped reading.
     #[error("peer did not read for {0:?}")]
     WriteStalled(Duration),
@@ -131,17 +107,6 @@ enum Role {
     },
 }
 
-/// Which deadline applies to a connection, so that the loop moves its timer when
-/// that changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Connecting,
-    Idle,
-    Publishing,
-    Waiting,
-    Playing,
-}
-
 /// What the event handler wants the loop to do next.
 enum Next {
     Continue,
@@ -149,10 +114,10 @@ enum Next {
 }
 
 /// Serves one connection to its end. `Ok` means the peer or prism ended it cleanly.
-/// `accepted` is when the socket was accepted: the handshake deadline counts from
-/// there, so time spent in a TLS handshake before this counts against it too.
+/// `accepted` is when the socket was accepted: the session's handshake deadline counts
+/// from there, so time spent in a TLS handshake before this counts against it too.
 pub async fn serve<S>(
-    mut io: S,
+    io: S,
     peer: SocketAddr,
     accepted: Instant,
     ctx: Arc<ConnectionContext>,
@@ -161,26 +126,14 @@ pub async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let handshake_deadline = accepted + ctx.handshake_timeout;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let handshake = handshake(&mut io, &mut buf);
-    tokio::select! {
-        result = timeout_at(handshake_deadline, handshake) => match result {
-            Ok(result) => result?,
-            Err(_) => return Err(ConnectionError::HandshakeTimeout(ctx.handshake_timeout)),
-        },
-        () = shutdown.cancelled() => return Ok(()),
-    }
     let mut connection = Connection {
         io,
-        buf,
-        session: ServerSession::new(ctx.session.clone()),
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        session: ServerSession::new(ctx.session.clone(), accepted.into_std()),
         role: Role::Idle,
         batch: Vec::with_capacity(256),
-        handshake_deadline,
         peer,
         kick: CancellationToken::new(),
-        idle_since: None,
         ctx,
     };
     // Another connection may need this one's room for partial messages (see
@@ -274,39 +227,15 @@ fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
     );
 }
 
-async fn handshake<S>(io: &mut S, buf: &mut BytesMut) -> Result<(), ConnectionError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut handshake = ServerHandshake::new(0);
-    loop {
-        let progress = handshake.read(buf)?;
-        while let Some(out) = handshake.take_output() {
-            io.write_all(&out).await?;
-        }
-        if let Progress::Done = progress {
-            io.flush().await?;
-            return Ok(());
-        }
-        if io.read_buf(buf).await? == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
-        }
-    }
-}
-
 struct Connection<S> {
     io: S,
     buf: BytesMut,
     session: ServerSession,
     role: Role,
     batch: Vec<Packet>,
-    handshake_deadline: Instant,
     peer: SocketAddr,
     /// Cancelled by an operator's kick (status API).
     kick: CancellationToken,
-    /// Since when the connection has neither published nor played (from connect, or
-    /// from the end of its publish or play); `None` while it does, or before connect.
-    idle_since: Option<Instant>,
     ctx: Arc<ConnectionContext>,
 }
 
@@ -315,42 +244,37 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), ConnectionError> {
-        // One wait each for the whole connection, and one deadline timer that is moved
-        // only when it fires: a publisher's loop runs once per read, and fresh waits
-        // and a fresh timer per read would each register and unregister under a lock.
+        // One wait each for the whole connection, and one timer that is moved only when it
+        // fires or when an earlier deadline applies: a publisher's deadline moves on with
+        // every read, and resetting a timer per read would register it anew under a lock.
         let kick = self.kick.clone();
         let shut_down = shutdown.cancelled();
         let kicked = kick.cancelled();
-        let deadline = tokio::time::sleep_until(self.handshake_deadline);
-        tokio::pin!(shut_down, kicked, deadline);
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(shut_down, kicked, timer);
+        let mut armed: Option<Instant> = None;
         let mut last_read = Instant::now();
-        let mut phase = Phase::Connecting;
-        let mut commands = CommandRate::new(self.ctx.max_commands_per_sec, last_read);
         loop {
-            while let Some(event) = self.session.poll(&mut self.buf)? {
+            while let Some(event) = self.session.poll(&mut self.buf, last_read.into_std())? {
                 if let Next::Close = self.on_event(event, shutdown).await {
                     self.deliver();
                     self.flush().await?;
                     return Ok(());
                 }
             }
-            commands.check(self.session.commands_received(), last_read)?;
-            self.track_idle(last_read);
             self.deliver();
             self.flush().await?;
-            if self.phase() != phase {
-                // Connected, started or stopped publishing or playing: another
-                // deadline applies, which may be sooner than the one set.
-                phase = self.phase();
-                if let Some((at, _)) = self.read_deadline(last_read) {
-                    deadline.as_mut().reset(at);
-                }
+            if let Some(at) = self.next_deadline()
+                && armed.is_none_or(|armed| at < armed)
+            {
+                timer.as_mut().reset(at);
+                armed = Some(at);
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }
             let playing = matches!(self.role, Role::Playing { .. });
-            let timed = phase != Phase::Playing;
+            let waiting = self.play_wait_deadline().is_some();
             tokio::select! {
                 biased;
                 () = &mut shut_down => return Ok(()),
@@ -359,28 +283,25 @@ where
                     return Ok(());
                 }
                 read = self.io.read_buf(&mut self.buf) => match read? {
-                    0 => return Ok(()),
+                    0 => return self.closed_by_peer(),
                     _ => last_read = Instant::now(),
                 },
-                () = &mut deadline, if timed => {
-                    // Fired: the deadline may have moved on since it was set.
-                    if let Some((at, err)) = self.read_deadline(last_read) {
-                        if Instant::now() >= at {
-                            if phase == Phase::Waiting {
-                                tracing::info!(
-                                    "the stream did not go live within {:?}; closing the player",
-                                    self.ctx.play_wait
-                                );
-                                self.give_up_waiting("the stream did not start in time");
-                                self.flush().await?;
-                                return Ok(());
-                            }
-                            return Err(err);
-                        }
-                        deadline.as_mut().reset(at);
+                () = &mut timer, if armed.is_some() => {
+                    // Re-armed at the top of the loop, for the deadline in force by then.
+                    armed = None;
+                    let now = Instant::now();
+                    if self.play_wait_deadline().is_some_and(|at| now >= at) {
+                        tracing::info!(
+                            "the stream did not go live within {:?}; closing the player",
+                            self.ctx.play_wait
+                        );
+                        self.give_up_waiting("the stream did not start in time");
+                        self.flush().await?;
+                        return Ok(());
                     }
+                    self.session.handle_timeout(now.into_std())?;
                 }
-                () = evicted(&self.role), if phase == Phase::Waiting => {
+                () = evicted(&self.role), if waiting => {
                     tracing::info!(
                         "closing a player waiting for a stream that is not live: \
                          {} players wait already",
@@ -391,9 +312,6 @@ where
                     return Ok(());
                 }
                 more = recv_batch(&self.role, &mut self.batch), if playing => {
-                    // A player that stops playing is idle from now, not from its
-                    // last read.
-                    last_read = Instant::now();
                     if more {
                         self.stop_waiting();
                         self.send_batch();
@@ -407,6 +325,14 @@ where
         }
     }
 
+    /// The peer closed its end: cleanly, unless it had not even finished the handshake.
+    fn closed_by_peer(&self) -> Result<(), ConnectionError> {
+        if self.session.is_handshaking() {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        Ok(())
+    }
+
     /// Hands what this read brought to the stream's subscribers: once per read,
     /// not once per message (see [`crate::hub::Publisher::flush`]).
     fn deliver(&self) {
@@ -415,49 +341,23 @@ where
         }
     }
 
-    /// Which deadline applies now.
-    fn phase(&self) -> Phase {
-        match &self.role {
-            _ if !self.session.is_connected() => Phase::Connecting,
-            Role::Idle => Phase::Idle,
-            Role::Publishing { .. } => Phase::Publishing,
-            Role::Playing {
-                waiting: Some(_), ..
-            } => Phase::Waiting,
-            Role::Playing { .. } => Phase::Playing,
-        }
+    /// When the loop must wake up unless something happens first: the session's deadline,
+    /// or the end of a player's wait for its stream.
+    fn next_deadline(&self) -> Option<Instant> {
+        let session = self.session.poll_timeout().map(Instant::from_std);
+        session.into_iter().chain(self.play_wait_deadline()).min()
     }
 
-    /// When the connection ends unless something changes, with the error to end on:
-    /// for a publisher, the idle timeout after its last read; for a connection that
-    /// neither publishes nor plays, the idle timeout after it connected or stopped
-    /// (reads do not matter); for a player waiting for its stream, when it gives up;
-    /// `None` for players of a live stream (they may stay silent for hours while
-    /// they watch).
-    fn read_deadline(&self, last_read: Instant) -> Option<(Instant, ConnectionError)> {
-        if !self.session.is_connected() {
-            let err = ConnectionError::HandshakeTimeout(self.ctx.handshake_timeout);
-            return Some((self.handshake_deadline, err));
-        }
+    /// When a player waiting for a stream that is not live gives up; `None` unless one
+    /// waits. The hub, not the protocol, knows whether a stream is live, so this deadline
+    /// is the driver's own.
+    fn play_wait_deadline(&self) -> Option<Instant> {
         match &self.role {
             Role::Playing {
                 waiting: Some((_, since)),
                 ..
-            } => Some((
-                *since + self.ctx.play_wait,
-                ConnectionError::Idle(self.ctx.play_wait),
-            )),
-            Role::Playing { .. } => None,
-            Role::Publishing { .. } => Some((
-                last_read + self.ctx.idle_timeout,
-                ConnectionError::Idle(self.ctx.idle_timeout),
-            )),
-            // Reads do not count: a peer trickling keepalives must not hold a
-            // connection (and its memory) that it never streams on.
-            Role::Idle => Some((
-                self.idle_since.unwrap_or(last_read) + self.ctx.idle_timeout,
-                ConnectionError::NotStreaming(self.ctx.idle_timeout),
-            )),
+            } => Some(*since + self.ctx.play_wait),
+            _ => None,
         }
     }
 
@@ -475,17 +375,6 @@ where
                 .reject_play(stream_id, "NetStream.Play.StreamNotFound", reason);
             self.role = Role::Idle;
         }
-    }
-
-    /// Notes when the connection stopped (or, after connect, has not yet started)
-    /// publishing or playing, for [`Self::read_deadline`].
-    fn track_idle(&mut self, now: Instant) {
-        let idle = self.session.is_connected() && matches!(self.role, Role::Idle);
-        self.idle_since = match self.idle_since {
-            Some(since) if idle => Some(since),
-            _ if idle => Some(now),
-            _ => None,
-        };
     }
 
     /// Handles one session event. A publish may wait for the authorization
@@ -513,11 +402,12 @@ where
                 // The callback has its own timeout; the idle timeout still bounds
                 // the wait, and shutdown ends it at once.
                 let authorize = self.ctx.relay.authorize(&name, self.peer.ip());
+                let limit = self.ctx.session.idle_timeout;
                 let authorized = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return Next::Close,
-                    result = timeout(self.ctx.idle_timeout, authorize) => result.unwrap_or_else(|_| {
-                        Err(CallbackError::Timeout(self.ctx.idle_timeout).into())
+                    result = timeout(limit, authorize) => result.unwrap_or_else(|_| {
+                        Err(CallbackError::Timeout(limit).into())
                     }),
                 };
                 let grant = match authorized {
@@ -679,7 +569,7 @@ where
         if self.session.out().is_empty() {
             return Ok(());
         }
-        let limit = self.ctx.idle_timeout;
+        let limit = self.ctx.session.idle_timeout;
         match timeout(limit, write_out(&mut self.io, self.session.out())).await {
             Ok(result) => result.map(|_| ()).map_err(ConnectionError::from),
             Err(_) => Err(ConnectionError::WriteStalled(limit)),

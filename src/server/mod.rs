@@ -1,7 +1,6 @@
 //! The RTMP and RTMPS listeners: accept connections within shared limits and run
 //! each one as a task in the shutdown tree.
 
-pub mod command_rate;
 pub mod connection;
 pub mod per_ip;
 pub mod tls;
@@ -185,13 +184,13 @@ async fn serve_tls(
     ctx: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
-    let deadline = accepted + ctx.handshake_timeout;
+    let deadline = accepted + ctx.session.handshake_timeout;
     let stream = tokio::select! {
         result = timeout_at(deadline, acceptor.accept(socket)) => match result {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) if is_not_tls(&err) => return Err(ConnectionError::NotTls(err)),
             Ok(Err(err)) => return Err(ConnectionError::Tls(err)),
-            Err(_) => return Err(ConnectionError::HandshakeTimeout(ctx.handshake_timeout)),
+            Err(_) => return Err(ConnectionError::HandshakeTimeout(ctx.session.handshake_timeout)),
         },
         () = shutdown.cancelled() => return Ok(()),
     };

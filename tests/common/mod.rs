@@ -680,7 +680,10 @@ pub async fn publish_schedule(
     let (mut io, mut inbound) = wire::handshake_from(addr, None)
         .await
         .unwrap_or_else(|e| panic!("handshake: {e}"));
-    let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/{app}"), key));
+    let mut session = ClientSession::after_handshake(
+        ClientConfig::new(&format!("rtmp://{addr}/{app}"), key),
+        std::time::Instant::now(),
+    );
     'publishing: loop {
         write_out(&mut io, session.out()).await.unwrap();
         assert!(

@@ -1,17 +1,20 @@
-//! Proves that a whole post-handshake RTMP server session (`ServerSession`: chunk decoder,
-//! control messages, AMF0/AMF3 commands, connect/createStream/publish/play state machine,
-//! aggregates, replies) never panics on any byte stream split into arbitrary reads, with the
-//! application answering every Publish/Play event and draining the output queue in between.
-//! Also checks the output queue's accounting (`io_slices` never yields more than `len`,
-//! `advance` shrinks it exactly).
+//! Proves that a whole RTMP server session after its handshake (`ServerSession`: chunk
+//! decoder, control messages, AMF0/AMF3 commands, connect/createStream/publish/play state
+//! machine, aggregates, replies) never panics on any byte stream split into arbitrary reads,
+//! with the application answering every Publish/Play event and draining the output queue in
+//! between. Also checks the output queue's accounting (`io_slices` never yields more than
+//! `len`, `advance` shrinks it exactly), and that the session's deadlines agree with its timer:
+//! none has passed when the input is read, and one passes later unless the session plays.
 //!
-//! Input: [mode, split seed, bytes...]. Mode % 4 picks a genuine prefix (none; connect;
-//! connect+createStream+publish; connect+createStream+play) so the fuzzer starts deep in the
-//! state machine; mode bit 2 makes the application reject instead of accept.
+//! Input: [mode, split seed, bytes...]. A client handshake (C0+C1+C2) always comes first, so
+//! the bytes reach the chunk stream; the handshake has targets of its own. Mode % 4 picks a
+//! genuine prefix after it (none; connect; connect+createStream+publish;
+//! connect+createStream+play) so the fuzzer starts deep in the state machine; mode bit 2
+//! makes the application reject instead of accept.
 
-use std::io::IoSlice;
+use std::time::{Duration, Instant};
 
-use super::Splitter;
+use super::{Splitter, drain};
 use bytes::{Bytes, BytesMut};
 use prism::rtmp::amf0::Amf0Value;
 use prism::rtmp::chunk::{ChunkEncoder, MessageHeader, OutBuf};
@@ -46,6 +49,9 @@ fn prefix(mode: u8) -> Vec<u8> {
     };
     let mut encoder = ChunkEncoder::new();
     let mut out = OutBuf::new();
+    // C0, a plain C1, and a C2 that does not echo S1 (the server only notes that).
+    out.push_copy(&[3]);
+    out.push_copy(&[0; 2 * 1536]);
     for (stream_id, command) in commands {
         let header = MessageHeader {
             csid: 3,
@@ -58,30 +64,6 @@ fn prefix(mode: u8) -> Vec<u8> {
     drain(&mut out, usize::MAX)
 }
 
-/// Takes up to `limit` bytes off the queue the way a vectored write would, checking accounting.
-fn drain(out: &mut OutBuf, limit: usize) -> Vec<u8> {
-    let mut written = Vec::new();
-    while !out.is_empty() && written.len() < limit {
-        let len = out.len();
-        let mut slices = [IoSlice::new(&[]); 4];
-        let filled = out.io_slices(&mut slices);
-        assert!(filled > 0, "non-empty queue yields no slice");
-        let mut n = 0;
-        for slice in &slices[..filled] {
-            let take = slice.len().min(limit - written.len() - n);
-            written.extend_from_slice(&slice[..take]);
-            n += take;
-        }
-        assert!(n <= len);
-        out.advance(n);
-        assert_eq!(out.len(), len - n, "advance({n}) from {len}");
-        if n == 0 {
-            break;
-        }
-    }
-    written
-}
-
 /// Runs one input; panics when a property does not hold.
 pub fn check(data: &[u8]) {
     let [mode, seed, rest @ ..] = data else {
@@ -90,14 +72,15 @@ pub fn check(data: &[u8]) {
     let input = [prefix(*mode).as_slice(), rest].concat();
     let reject = mode & 4 != 0;
     let media = Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0xAA, 0xBB]);
-    let mut session = ServerSession::new(ServerConfig::default());
+    let start = Instant::now();
+    let mut session = ServerSession::new(ServerConfig::default(), start);
     let mut buf = BytesMut::new();
     let mut partial_writes = u32::from(*seed);
     let (mut publishes, mut plays) = (0, 0);
     'feed: for piece in Splitter::new(&input, *seed, 512) {
         buf.extend_from_slice(piece);
         loop {
-            match session.poll(&mut buf) {
+            match session.poll(&mut buf, start) {
                 Ok(None) => break,
                 Err(_) => break 'feed,
                 Ok(Some(ServerEvent::Publish { stream_id, .. })) if reject => {
@@ -132,6 +115,14 @@ pub fn check(data: &[u8]) {
     }
     drain(session.out(), usize::MAX);
     assert!(session.out().is_empty());
+    // All of it was read at `start`: no deadline has passed then; a day later one has,
+    // unless the session only plays (players have none).
+    assert!(session.handle_timeout(start).is_ok());
+    let day = start + Duration::from_secs(86_400);
+    assert_eq!(
+        session.handle_timeout(day).is_ok(),
+        session.poll_timeout().is_none()
+    );
     if rest.is_empty() {
         // The genuine prefixes really get the harness to the Publish/Play decision.
         assert!(session.is_connected() || mode % 4 == 0);

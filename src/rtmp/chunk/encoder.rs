@@ -91,7 +91,7 @@ impl ChunkEncoder {
     }
 
     /// Appends `payload` as one message with `header` to `out`: chunk headers are built here,
-    /// the payload is shared (see [`OutBuf::push_chunked`]).
+    /// the payload is shared (see `OutBuf::push_chunked`).
     ///
     /// A payload longer than 16 MiB - 1 or a csid outside 2..=65599 cannot be expressed on the
     /// wire; both are caller bugs (decoded messages never exceed the limit). Rather than

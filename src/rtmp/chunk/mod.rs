@@ -21,8 +21,8 @@
 //!   all server connections together hold in partial messages is bounded too, by a
 //!   [`PendingBudget`] they share.
 //!
-//! Interop decisions (facts in `rtmp-interop.md` section 2) are documented on [`ChunkDecoder`]
-//! and [`ChunkEncoder`].
+//! Interop decisions (what FFmpeg, OBS, librtmp, SRS and nginx-rtmp send, and how each case is
+//! taken) are documented on [`ChunkDecoder`] and [`ChunkEncoder`].
 
 mod budget;
 mod csid_map;

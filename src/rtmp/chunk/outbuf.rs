@@ -19,7 +19,7 @@ const SCRATCH_BLOCK: usize = 4096;
 /// differ. Keeping payloads as shared parts and handing the kernel a list of slices
 /// ([`OutBuf::io_slices`]) means one payload allocation serves every destination.
 ///
-/// A chunked message is one part ([`OutBuf::push_chunked`]): its payload is held once and its
+/// A chunked message is one part (`OutBuf::push_chunked`): its payload is held once and its
 /// chunk headers are interleaved only when the slices are listed, so queuing a message costs
 /// one reference count however many chunks it has (a `Bytes::slice` per chunk would cost an
 /// atomic increment and decrement each, per destination).

@@ -1,6 +1,7 @@
-//! The connection-level half of RTMP that both roles share, free of I/O.
+//! The message layer over the chunk stream: the connection-level half of RTMP that both
+//! roles share, free of I/O.
 //!
-//! A [`Link`] owns the chunk decoder and encoder of one connection and deals with
+//! A [`MessageLayer`] owns the chunk decoder and encoder of one connection and deals with
 //! protocol control traffic itself: it applies the peer's Set Chunk Size and Abort,
 //! answers pings, and acknowledges received bytes when the peer asked for it. What
 //! reaches the session above is only what a session has to decide about.
@@ -28,9 +29,9 @@ pub const CSID_VIDEO: u32 = 7;
 /// peers choke above 64 KiB; SRS warns there too.
 pub const MAX_OUT_CHUNK_SIZE: u32 = 65_536;
 
-/// Why a link failed. Each one ends the connection.
+/// Why the message layer failed. Each one ends the connection.
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub enum MessageLayerError {
     /// The chunk stream itself was malformed or over a limit.
     #[error("chunk stream: {0}")]
     Chunk(#[from] ChunkError),
@@ -56,8 +57,9 @@ pub struct Incoming {
     pub message: Message,
 }
 
-/// Chunk-stream state of one connection.
-pub struct Link {
+/// The message layer of one connection: its chunk codec, and the protocol control traffic
+/// it handles itself.
+pub struct MessageLayer {
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
     out: OutBuf,
@@ -67,8 +69,8 @@ pub struct Link {
     non_media: u64,
 }
 
-impl Link {
-    /// A link with the given inbound limits and the spec's initial chunk size of 128.
+impl MessageLayer {
+    /// A message layer with the given inbound limits and the spec's initial chunk size of 128.
     pub fn new(limits: DecoderLimits) -> Self {
         Self::with_decoder(ChunkDecoder::new(limits))
     }
@@ -97,8 +99,8 @@ impl Link {
     }
 
     /// The error of a decoder evicted from its shared budget; `Ok` otherwise.
-    pub fn check_budget(&self) -> Result<(), LinkError> {
-        self.decoder.check_budget().map_err(LinkError::from)
+    pub fn check_budget(&self) -> Result<(), MessageLayerError> {
+        self.decoder.check_budget().map_err(MessageLayerError::from)
     }
 
     /// Messages received so far that are not media (audio, video, data, aggregate):
@@ -121,7 +123,7 @@ impl Link {
 
     /// Decodes the next message the session must see. Protocol control messages are
     /// handled here and not returned. `Ok(None)` means more bytes are needed.
-    pub fn poll(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, LinkError> {
+    pub fn poll(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, MessageLayerError> {
         loop {
             let before = buf.len();
             let decoded = self.decoder.decode(buf);
@@ -135,7 +137,7 @@ impl Link {
         }
     }
 
-    fn handle(&mut self, raw: RawMessage) -> Result<Option<Incoming>, LinkError> {
+    fn handle(&mut self, raw: RawMessage) -> Result<Option<Incoming>, MessageLayerError> {
         if !matches!(
             raw.type_id,
             type_id::AUDIO
@@ -154,7 +156,7 @@ impl Link {
             payload,
         } = raw;
         let message = Message::decode(type_id, payload)
-            .map_err(|source| LinkError::Message { csid, source })?;
+            .map_err(|source| MessageLayerError::Message { csid, source })?;
         match message {
             Message::SetChunkSize(size) => self.decoder.set_chunk_size(size)?,
             Message::Abort(csid) => self.decoder.abort(csid),

@@ -1,6 +1,6 @@
-//! How fast a connection sends commands, measured by the connection driver: the
-//! sans-I/O session only counts them ([`crate::rtmp::server::ServerSession::commands_received`]),
-//! since it has no clock.
+//! How fast a connection sends commands: the session counts them (with every other message
+//! that is not media: protocol control, user control such as pings) and measures their rate
+//! on the read times the driver gives it.
 //!
 //! An encoder sends a handful of commands when it starts (connect, releaseStream,
 //! FCPublish, createStream, publish) and hardly any afterwards; a player even fewer.
@@ -9,18 +9,16 @@
 //! orders of magnitude above any real client's rate closes such a peer within a
 //! second and never touches an honest one.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
-
-use super::ConnectionError;
+use super::SessionError;
 
 /// The measuring window.
 const WINDOW: Duration = Duration::from_secs(1);
 
 /// Counts commands per one-second window.
 #[derive(Debug)]
-pub struct CommandRate {
+pub(super) struct CommandRate {
     limit: u32,
     window_start: Instant,
     /// The session's total at the start of the window.
@@ -31,7 +29,7 @@ pub struct CommandRate {
 
 impl CommandRate {
     /// A window starting `now`, allowing `limit` commands per second.
-    pub fn new(limit: u32, now: Instant) -> Self {
+    pub(super) fn new(limit: u32, now: Instant) -> Self {
         Self {
             limit,
             window_start: now,
@@ -43,7 +41,7 @@ impl CommandRate {
     /// Checks the session's running total of commands, `total`, after a read at `now`.
     /// The commands since the last check arrived with that read, so they count in the
     /// window that holds `now`; an error when the window holds more than the limit.
-    pub fn check(&mut self, total: u64, now: Instant) -> Result<(), ConnectionError> {
+    pub(super) fn check(&mut self, total: u64, now: Instant) -> Result<(), SessionError> {
         if now.saturating_duration_since(self.window_start) >= WINDOW {
             self.window_start = now;
             self.at_window_start = self.last_total;
@@ -51,7 +49,7 @@ impl CommandRate {
         self.last_total = total;
         let count = total.saturating_sub(self.at_window_start);
         if count > u64::from(self.limit) {
-            return Err(ConnectionError::CommandFlood {
+            return Err(SessionError::CommandFlood {
                 count,
                 limit: self.limit,
             });
@@ -87,7 +85,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             error,
-            ConnectionError::CommandFlood {
+            SessionError::CommandFlood {
                 count: 11,
                 limit: 10
             }
