@@ -30,8 +30,9 @@ pub struct Packet {
     /// A point where a subscriber can start decoding: a video keyframe, or any audio
     /// packet of a stream without video.
     pub keyframe: bool,
-    /// A sequence header (decoder configuration) rather than media.
-    pub config: bool,
+    /// An audio or video sequence header (the decoder configuration: AVC/HEVC/AV1
+    /// configuration record, AAC AudioSpecificConfig) rather than a frame.
+    pub sequence_header: bool,
 }
 
 impl Packet {
@@ -54,9 +55,11 @@ impl Packet {
     }
 
     /// Whether it configures a decoder (metadata, a sequence header) rather than
-    /// carrying media.
+    /// carrying media. The one place this rule is written: timestamps
+    /// ([`stamp`](Self::stamp)), the queue's drop counts and the resend of changed
+    /// configuration all use it.
     pub fn is_config(&self) -> bool {
-        self.config || self.kind == PacketKind::Metadata
+        self.sequence_header || self.kind == PacketKind::Metadata
     }
 
     /// Its timestamp for one subscriber, whose timeline `rebaser` keeps: media
@@ -78,5 +81,75 @@ impl Packet {
     /// Whether its payload is empty (legacy audio "silence" messages are).
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(kind: PacketKind, timestamp: u32, sequence_header: bool) -> Packet {
+        Packet {
+            kind,
+            timestamp,
+            payload: Bytes::new(),
+            keyframe: false,
+            sequence_header,
+        }
+    }
+
+    #[test]
+    fn metadata_and_sequence_headers_configure_frames_and_data_do_not() {
+        assert!(packet(PacketKind::Metadata, 0, false).is_config());
+        assert!(packet(PacketKind::Video, 0, true).is_config());
+        assert!(packet(PacketKind::Audio, 0, true).is_config());
+        assert!(!packet(PacketKind::Video, 0, false).is_config());
+        assert!(!packet(PacketKind::Audio, 0, false).is_config());
+        assert!(!packet(PacketKind::Data, 0, false).is_config());
+    }
+
+    #[test]
+    fn a_joiner_gets_its_cached_configuration_at_zero_and_media_from_there() {
+        // What a player joining an hour in receives: the cached metadata and headers
+        // carry the stream's start, the GOP carries the hour.
+        let mut rebaser = Rebaser::new();
+        let joined = [
+            packet(PacketKind::Metadata, 0, false),
+            packet(PacketKind::Video, 0, true),
+            packet(PacketKind::Audio, 0, true),
+            packet(PacketKind::Video, 3_600_000, false),
+            packet(PacketKind::Audio, 3_600_010, false),
+            packet(PacketKind::Data, 3_600_020, false),
+            packet(PacketKind::Video, 3_600_033, false),
+        ];
+        let stamped: Vec<u32> = joined.iter().map(|p| p.stamp(&mut rebaser)).collect();
+        assert_eq!(stamped, vec![0, 0, 0, 0, 10, 20, 33]);
+    }
+
+    #[test]
+    fn a_configuration_change_is_placed_on_the_timeline_without_moving_it() {
+        let mut rebaser = Rebaser::new();
+        for ts in [5_000, 5_033, 5_066] {
+            packet(PacketKind::Video, ts, false).stamp(&mut rebaser);
+        }
+        // A new video sequence header mid-stream (an encoder restarted its codec),
+        // then the keyframe it configures.
+        assert_eq!(
+            packet(PacketKind::Video, 5_100, true).stamp(&mut rebaser),
+            100
+        );
+        assert_eq!(
+            packet(PacketKind::Video, 5_100, false).stamp(&mut rebaser),
+            100
+        );
+        // Metadata stamped from another clock lands where the stream is.
+        assert_eq!(
+            packet(PacketKind::Metadata, 0, false).stamp(&mut rebaser),
+            100
+        );
+        assert_eq!(
+            packet(PacketKind::Video, 5_133, false).stamp(&mut rebaser),
+            133
+        );
     }
 }

@@ -48,7 +48,7 @@ impl Publisher {
             timestamp,
             payload: body.freeze(),
             keyframe: false,
-            config: false,
+            sequence_header: false,
         });
     }
 
@@ -57,7 +57,7 @@ impl Publisher {
     /// use it, and a platform that gets raw AAC before its configuration may show the
     /// stream as live without media.
     pub fn push_audio(&self, timestamp: u32, payload: Bytes) {
-        let (config, needs_header) = match flv::parse_audio(&payload) {
+        let (sequence_header, needs_header) = match flv::parse_audio(&payload) {
             Ok(tag) if tag.track_id == 0 => (
                 tag.kind == flv::AudioPacketKind::SequenceHeader,
                 tag.kind == flv::AudioPacketKind::Frame && tag.codec.needs_sequence_header(),
@@ -70,7 +70,7 @@ impl Publisher {
                 timestamp,
                 payload,
                 keyframe: false,
-                config,
+                sequence_header,
             },
             needs_header,
         );
@@ -80,7 +80,7 @@ impl Publisher {
     /// enhanced-RTMP multitrack stream drives the caches: extra encodings on other
     /// tracks must not replace its sequence header or restart its GOP.
     pub fn push_video(&self, timestamp: u32, payload: Bytes) {
-        let (config, keyframe, needs_header) = match flv::parse_video(&payload) {
+        let (sequence_header, keyframe, needs_header) = match flv::parse_video(&payload) {
             Ok(tag) if tag.track_id == 0 => (
                 tag.kind == flv::VideoPacketKind::SequenceHeader,
                 tag.keyframe && tag.kind == flv::VideoPacketKind::Frame,
@@ -94,7 +94,7 @@ impl Publisher {
                 timestamp,
                 payload,
                 keyframe,
-                config,
+                sequence_header,
             },
             needs_header,
         );
@@ -107,7 +107,7 @@ impl Publisher {
             timestamp,
             payload,
             keyframe: false,
-            config: false,
+            sequence_header: false,
         });
     }
 
@@ -138,8 +138,8 @@ impl Publisher {
         let state = &mut *guard;
         if needs_header {
             let header = match packet.kind {
-                PacketKind::Audio => &state.audio_config,
-                _ => &state.video_config,
+                PacketKind::Audio => &state.audio_header,
+                _ => &state.video_header,
             };
             if header.is_none() {
                 state.early_frames += 1;
@@ -158,8 +158,8 @@ impl Publisher {
         let generation = state.config_generation;
         let configs = [
             state.metadata.as_ref(),
-            state.video_config.as_ref(),
-            state.audio_config.as_ref(),
+            state.video_header.as_ref(),
+            state.audio_header.as_ref(),
         ];
         let mut episodes = 0;
         state.subscribers.retain(

@@ -145,7 +145,7 @@ impl SubscriberQueue {
         }
         if inner.dropping {
             if !packet.keyframe || !self.has_room(&inner, packet) {
-                if inner.started && !is_config(packet) {
+                if inner.started && !packet.is_config() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 if !inner.started && is_audio_frame(packet) {
@@ -168,7 +168,7 @@ impl SubscriberQueue {
             }
         } else if !self.has_room(&inner, packet) {
             inner.dropping = true;
-            if !is_config(packet) {
+            if !packet.is_config() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
             self.episodes.fetch_add(1, Ordering::Relaxed);
@@ -176,7 +176,7 @@ impl SubscriberQueue {
             // the resume below resends it.
             return PushOutcome::StartedDropping;
         }
-        if is_config(packet) {
+        if packet.is_config() {
             let (generation, _) = config();
             inner.config_generation = generation;
         }
@@ -292,10 +292,6 @@ impl SubscriberQueue {
     pub fn drop_episodes(&self) -> u64 {
         self.episodes.load(Ordering::Relaxed)
     }
-}
-
-fn is_config(packet: &Packet) -> bool {
-    packet.config || packet.kind == PacketKind::Metadata
 }
 
 #[cfg(test)]

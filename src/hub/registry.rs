@@ -62,13 +62,15 @@ pub enum HubError {
     TooManyAwaited(usize),
 }
 
-/// (app, bare name): what identifies a stream in the hub.
-type StreamKey = (String, String);
+/// (app, bare name): what identifies a stream in the hub. Not a "stream key": that
+/// name is kept for the secret a publisher sends (the bare name may be one, and is
+/// masked wherever it is shown).
+type StreamPath = (String, String);
 
 /// The registry of streams.
 #[derive(Debug)]
 pub struct Hub {
-    streams: DashMap<StreamKey, Arc<Stream>>,
+    streams: DashMap<StreamPath, Arc<Stream>>,
     limits: HubLimits,
     next_id: AtomicU64,
     /// Streams that are live: a publisher, or a dropped one's grace period. Taken
@@ -93,7 +95,7 @@ impl Hub {
         })
     }
 
-    fn key(app: &str, name: &str) -> StreamKey {
+    fn path(app: &str, name: &str) -> StreamPath {
         (app.to_owned(), name.to_owned())
     }
 
@@ -110,8 +112,8 @@ impl Hub {
         app: &str,
         name: &str,
         for_publisher: bool,
-    ) -> Result<RefMut<'_, StreamKey, Arc<Stream>>, HubError> {
-        let key = Self::key(app, name);
+    ) -> Result<RefMut<'_, StreamPath, Arc<Stream>>, HubError> {
+        let key = Self::path(app, name);
         if let Entry::Occupied(entry) = self.streams.entry(key.clone()) {
             return Ok(entry.into_ref());
         }
@@ -216,14 +218,14 @@ impl Hub {
     /// The stream entry for `app/name`, live or awaited by players.
     pub fn stream(&self, app: &str, name: &str) -> Option<Arc<Stream>> {
         self.streams
-            .get(&Self::key(app, name))
+            .get(&Self::path(app, name))
             .map(|entry| Arc::clone(entry.value()))
     }
 
     /// Whether someone publishes `app/name` right now, or its publisher dropped and
     /// is within its grace period.
     pub fn is_live(&self, app: &str, name: &str) -> bool {
-        self.streams.get(&Self::key(app, name)).is_some_and(|s| {
+        self.streams.get(&Self::path(app, name)).is_some_and(|s| {
             let state = s.lock();
             state.publisher.is_some() || state.in_grace
         })
@@ -250,7 +252,7 @@ impl Hub {
     /// Removes `stream`'s entry once nothing holds it: no publisher, no grace
     /// period, no subscriber.
     pub(super) fn remove_if_idle(&self, stream: &Arc<Stream>) {
-        let key = Self::key(&stream.app, &stream.name);
+        let key = Self::path(&stream.app, &stream.name);
         self.streams.remove_if(&key, |_, current| {
             Arc::ptr_eq(current, stream) && {
                 let state = current.lock();

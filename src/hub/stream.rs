@@ -36,9 +36,12 @@ pub(super) struct StreamState {
     /// The query string the current publisher connected with (destination keys).
     pub(super) query: String,
     pub(super) since: Option<Instant>,
+    /// The latest onMetaData, for joiners.
     pub(super) metadata: Option<Packet>,
-    pub(super) video_config: Option<Packet>,
-    pub(super) audio_config: Option<Packet>,
+    /// The latest video sequence header (decoder configuration), for joiners.
+    pub(super) video_header: Option<Packet>,
+    /// The latest audio sequence header, for joiners.
+    pub(super) audio_header: Option<Packet>,
     /// Bumped whenever metadata or a sequence header changes.
     pub(super) config_generation: u64,
     pub(super) has_video: bool,
@@ -81,8 +84,8 @@ impl Stream {
                 query: String::new(),
                 since: None,
                 metadata: None,
-                video_config: None,
-                audio_config: None,
+                video_header: None,
+                audio_header: None,
                 config_generation: 0,
                 has_video: false,
                 gop: GopCache::new(limits.gop_max_bytes, limits.gop_max_packets),
@@ -138,7 +141,7 @@ impl StreamState {
             self.config_generation,
         ));
         queue.push_initial(
-            [&self.metadata, &self.video_config, &self.audio_config]
+            [&self.metadata, &self.video_header, &self.audio_header]
                 .into_iter()
                 .flatten()
                 .chain(self.gop.packets()),
@@ -162,24 +165,26 @@ impl StreamState {
             PacketKind::Video => self.media.on_video(
                 &packet.payload,
                 packet.timestamp,
-                packet.config,
+                packet.sequence_header,
                 packet.keyframe,
             ),
-            PacketKind::Audio if packet.config => self.media.on_audio_config(&packet.payload),
+            PacketKind::Audio if packet.sequence_header => {
+                self.media.on_audio_header(&packet.payload)
+            }
             _ => {}
         }
-        match (packet.kind, packet.config) {
+        match (packet.kind, packet.sequence_header) {
             (PacketKind::Metadata, _) => {
                 self.metadata = Some(packet.clone());
                 self.config_generation += 1;
             }
             (PacketKind::Video, true) => {
                 self.has_video = true;
-                self.video_config = Some(packet.clone());
+                self.video_header = Some(packet.clone());
                 self.config_generation += 1;
             }
             (PacketKind::Audio, true) => {
-                self.audio_config = Some(packet.clone());
+                self.audio_header = Some(packet.clone());
                 self.config_generation += 1;
             }
             (PacketKind::Video, false) => {
@@ -221,8 +226,8 @@ impl StreamState {
         self.since_wall = None;
         self.peer = None;
         self.metadata = None;
-        self.video_config = None;
-        self.audio_config = None;
+        self.video_header = None;
+        self.audio_header = None;
         self.has_video = false;
         self.audio_waits_since = None;
         self.gop.reset();

@@ -51,7 +51,7 @@ async fn a_late_joiner_gets_config_then_the_gop_from_its_keyframe() {
     assert!(subscriber.recv_batch(&mut got).await);
     let kinds: Vec<_> = got
         .iter()
-        .map(|p| (p.kind, p.config, p.keyframe, p.timestamp))
+        .map(|p| (p.kind, p.sequence_header, p.keyframe, p.timestamp))
         .collect();
     assert_eq!(
         kinds,
@@ -80,7 +80,10 @@ async fn a_waiting_player_gets_the_stream_when_it_starts_and_the_end_when_it_sto
     drop(publisher);
     let mut got = Vec::new();
     assert!(subscriber.recv_batch(&mut got).await);
-    let ts: Vec<_> = got.iter().map(|p| (p.config, p.timestamp)).collect();
+    let ts: Vec<_> = got
+        .iter()
+        .map(|p| (p.sequence_header, p.timestamp))
+        .collect();
     assert_eq!(
         ts,
         vec![(true, 0), (false, 5)],
@@ -113,13 +116,13 @@ async fn a_slow_subscriber_never_blocks_the_publisher_or_others() {
         publisher.push_video(i, Bytes::from_static(payload));
         got.clear();
         fast.recv_batch(&mut got).await;
-        fast_count += got.iter().filter(|p| !p.config).count();
+        fast_count += got.iter().filter(|p| !p.sequence_header).count();
     }
     assert_eq!(fast_count, 100);
     assert!(slow.dropped() > 0);
     got.clear();
     slow.recv_batch(&mut got).await;
-    let media: Vec<_> = got.iter().filter(|p| !p.config).collect();
+    let media: Vec<_> = got.iter().filter(|p| !p.sequence_header).collect();
     assert!(media.len() <= 8);
     assert!(media[0].keyframe);
 }
@@ -151,7 +154,7 @@ async fn a_publisher_back_within_its_grace_period_takes_over() {
     assert_eq!(
         got.len(),
         4,
-        "the first config and keyframe, then the new config and keyframe"
+        "the first sequence header and keyframe, then the new ones"
     );
     drop(second);
     got.clear();

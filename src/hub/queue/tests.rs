@@ -9,7 +9,7 @@ fn video(ts: u32, keyframe: bool) -> Packet {
         timestamp: ts,
         payload: Bytes::from_static(&[0; 100]),
         keyframe,
-        config: false,
+        sequence_header: false,
     }
 }
 
@@ -19,7 +19,7 @@ fn sh() -> Packet {
         timestamp: 0,
         payload: Bytes::from_static(&[0x17, 0]),
         keyframe: false,
-        config: true,
+        sequence_header: true,
     }
 }
 
@@ -80,7 +80,7 @@ async fn resuming_resends_sequence_headers_that_changed() {
         PushOutcome::Queued
     );
     q.recv_batch(&mut out).await;
-    assert!(out[0].config, "sequence header first");
+    assert!(out[0].sequence_header, "sequence header first");
     assert!(out[1].keyframe);
 }
 
@@ -124,7 +124,7 @@ async fn a_joiner_keeps_audio_sent_ahead_of_its_first_keyframe() {
         timestamp: ts,
         payload: Bytes::from_static(&[0xAF, 1, 0]),
         keyframe: false,
-        config: false,
+        sequence_header: false,
     };
     // Audio runs ahead: 900 and 1000 arrive before the keyframe stamped 950.
     for ts in [800, 900, 1000] {
