@@ -14,7 +14,8 @@
 //! - [`status`]: what a stream looks like from the outside ([`StreamInfo`]);
 //! - [`publisher`]: the publishing side: classifying packets, caching, fan-out;
 //! - [`grace`]: a dropped publisher's grace period, on the hub's side ([`Orphan`]);
-//! - [`subscriber`]: the receiving side;
+//! - [`subscriber`]: the receiving side, and `subscriber_list`: the stream's
+//!   subscribers, shared so that the publisher writes to them outside the lock;
 //! - [`queue`]: each subscriber's bounded queue, its drop policy and direct writes;
 //! - [`gop`], [`media_info`], [`packet`]: the GOP cache, what a stream carries, and
 //!   the unit the hub moves.
@@ -29,6 +30,7 @@ pub mod registry;
 pub mod status;
 pub mod stream;
 pub mod subscriber;
+mod subscriber_list;
 #[cfg(test)]
 mod tests;
 

@@ -112,15 +112,23 @@ impl Publisher {
     }
 
     /// Delivers what was pushed since the last flush to every subscriber (see
-    /// [`SubscriberQueue::flush`](super::SubscriberQueue::flush)). The publisher's connection calls it once per
-    /// batch it read, so a subscriber is woken, or written to, once per batch
-    /// rather than once per packet. Never waits on a subscriber.
+    /// [`SubscriberQueue::flush`](super::SubscriberQueue::flush)). The publisher's
+    /// connection calls it once per batch it read, so a subscriber is woken, or
+    /// written to, once per batch rather than once per packet. Never waits on a
+    /// subscriber.
+    ///
+    /// The writes to destinations that keep up happen here, outside the stream's
+    /// lock: the status API and joiners never wait for N sockets (see
+    /// `subscriber_list`).
     pub fn flush(&self) {
-        let state = self.stream.lock();
-        if state.publisher != Some(self.id) {
-            return;
-        }
-        for queue in &state.subscribers {
+        let subscribers = {
+            let state = self.stream.lock();
+            if state.publisher != Some(self.id) {
+                return;
+            }
+            state.subscribers.share()
+        };
+        for queue in subscribers.iter() {
             queue.flush();
         }
     }
@@ -161,21 +169,23 @@ impl Publisher {
             state.video_header.as_ref(),
             state.audio_header.as_ref(),
         ];
-        let mut episodes = 0;
-        state.subscribers.retain(
-            |queue| match queue.push(&packet, || (generation, configs)) {
-                PushOutcome::Closed => false,
+        let (mut episodes, mut closed) = (0, false);
+        for queue in state.subscribers.iter() {
+            match queue.push(&packet, || (generation, configs)) {
+                PushOutcome::Closed => closed = true,
                 PushOutcome::StartedDropping => {
                     episodes += 1;
                     tracing::warn!(
                         stream = %crate::mask::Masked(&self.stream.name),
                         "subscriber too slow: dropping frames until the next keyframe"
                     );
-                    true
                 }
-                PushOutcome::Queued | PushOutcome::Dropped => true,
-            },
-        );
+                PushOutcome::Queued | PushOutcome::Dropped => {}
+            }
+        }
+        if closed {
+            state.subscribers.remove_closed();
+        }
         state.drop_episodes += episodes;
     }
 }

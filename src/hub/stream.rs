@@ -3,7 +3,7 @@
 //!
 //! Everything here sits behind the stream's one lock; the publisher, its
 //! subscribers, the grace period and the status readers all take it, briefly, and
-//! never while they write to a socket.
+//! never while they write to a socket (see `subscriber_list`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +15,7 @@ use super::packet::{Packet, PacketKind};
 use super::queue::{QueueLimits, SubscriberQueue};
 use super::registry::HubLimits;
 use super::subscriber::SubscriberKind;
+use super::subscriber_list::SubscriberList;
 
 /// One stream: its cached state and its subscribers.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ pub(super) struct StreamState {
     pub(super) config_generation: u64,
     pub(super) has_video: bool,
     pub(super) gop: GopCache,
-    pub(super) subscribers: Vec<Arc<SubscriberQueue>>,
+    pub(super) subscribers: SubscriberList,
     pub(super) packets_in: u64,
     pub(super) bytes_in: u64,
     /// Times any subscriber started dropping frames for being slow.
@@ -89,7 +90,7 @@ impl Stream {
                 config_generation: 0,
                 has_video: false,
                 gop: GopCache::new(limits.gop_max_bytes, limits.gop_max_packets),
-                subscribers: Vec::new(),
+                subscribers: SubscriberList::default(),
                 packets_in: 0,
                 bytes_in: 0,
                 drop_episodes: 0,
@@ -146,7 +147,7 @@ impl StreamState {
                 .flatten()
                 .chain(self.gop.packets()),
         );
-        self.subscribers.push(Arc::clone(&queue));
+        self.subscribers.add(Arc::clone(&queue));
         if kind == SubscriberKind::Player {
             self.players += 1;
         }
@@ -239,8 +240,6 @@ impl StreamState {
         self.reset_media();
         self.in_grace = false;
         self.dropped_at = None;
-        for queue in self.subscribers.drain(..) {
-            queue.close();
-        }
+        self.subscribers.close_all();
     }
 }

@@ -67,9 +67,7 @@ impl Drop for Subscriber {
         self.queue.close();
         {
             let mut state = self.stream.lock();
-            state
-                .subscribers
-                .retain(|queue| !Arc::ptr_eq(queue, &self.queue));
+            state.subscribers.remove(&self.queue);
             if self.kind == SubscriberKind::Player {
                 state.players = state.players.saturating_sub(1);
             }

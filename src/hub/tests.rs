@@ -1,6 +1,8 @@
 //! The hub's behaviour as a whole: publishing, joining, grace periods, limits.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -275,4 +277,141 @@ fn the_stream_limit_holds_under_concurrent_publishes() {
             hub.len()
         );
     }
+}
+
+/// A destination that keeps up, checking on each direct write whether the stream's
+/// lock is free; on its first write it may also let a player join and another
+/// subscriber leave.
+#[derive(Debug)]
+struct LockProbe {
+    stream: Arc<Stream>,
+    hub: Arc<Hub>,
+    writes: AtomicUsize,
+    written: AtomicUsize,
+    held_lock: AtomicUsize,
+    leaver: Mutex<Option<Subscriber>>,
+    joiner: Mutex<Option<Subscriber>>,
+    join_on_first_write: bool,
+}
+
+impl LockProbe {
+    fn new(hub: &Arc<Hub>, join_on_first_write: bool) -> Arc<Self> {
+        Arc::new(Self {
+            stream: hub.stream("live", "k").unwrap(),
+            hub: Arc::clone(hub),
+            writes: AtomicUsize::new(0),
+            written: AtomicUsize::new(0),
+            held_lock: AtomicUsize::new(0),
+            leaver: Mutex::new(None),
+            joiner: Mutex::new(None),
+            join_on_first_write,
+        })
+    }
+}
+
+impl DirectSink for LockProbe {
+    fn send_now(&self, packets: &mut VecDeque<Packet>) -> bool {
+        self.written.fetch_add(packets.len(), Ordering::Relaxed);
+        packets.clear();
+        if self.stream.state.try_lock().is_err() {
+            self.held_lock.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if self.writes.fetch_add(1, Ordering::Relaxed) == 0 && self.join_on_first_write {
+            *self.joiner.lock().unwrap() = Some(self.hub.subscribe("live", "k").unwrap());
+            drop(self.leaver.lock().unwrap().take());
+        }
+        true
+    }
+}
+
+/// A publisher with a sequence header and a keyframe, and `n` subscribers that took
+/// their join burst.
+async fn stream_with_subscribers(n: usize) -> (Arc<Hub>, Publisher, Vec<Subscriber>) {
+    let hub = Hub::new(HubLimits::default());
+    let publisher = hub.publish(&name("k")).unwrap();
+    publisher.push_video(0, Bytes::from_static(AVC_SH));
+    publisher.push_video(0, Bytes::from_static(AVC_KEY));
+    let mut subscribers = Vec::new();
+    for _ in 0..n {
+        let subscriber = hub.subscribe("live", "k").unwrap();
+        let mut got = Vec::new();
+        assert!(subscriber.recv_batch(&mut got).await);
+        assert_eq!(got.len(), 2, "the join burst");
+        subscribers.push(subscriber);
+    }
+    (hub, publisher, subscribers)
+}
+
+#[tokio::test]
+async fn the_publisher_writes_to_destinations_outside_the_stream_lock() {
+    let (hub, publisher, subscribers) = stream_with_subscribers(3).await;
+    let probes: Vec<Arc<LockProbe>> = subscribers
+        .iter()
+        .map(|subscriber| {
+            let probe = LockProbe::new(&hub, false);
+            assert!(subscriber.queue().arm(probe.clone()));
+            probe
+        })
+        .collect();
+    for ts in [33, 66, 99] {
+        publisher.push_video(ts, Bytes::from_static(AVC_INTER));
+        publisher.flush();
+    }
+    for probe in &probes {
+        assert_eq!(
+            probe.writes.load(Ordering::Relaxed),
+            3,
+            "one write per flush"
+        );
+        assert_eq!(probe.written.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            probe.held_lock.load(Ordering::Relaxed),
+            0,
+            "the stream's lock was free during every write"
+        );
+    }
+}
+
+#[tokio::test]
+async fn subscribers_join_and_leave_while_the_publisher_writes() {
+    let (hub, publisher, mut subscribers) = stream_with_subscribers(3).await;
+    // The first subscriber's write lets a player join and the third subscriber
+    // leave, halfway through the publisher's batch.
+    let leaver = subscribers.pop().unwrap();
+    let leaving_queue = leaver.queue();
+    let probe = LockProbe::new(&hub, true);
+    *probe.leaver.lock().unwrap() = Some(leaver);
+    assert!(subscribers[0].queue().arm(probe.clone()));
+    let other = LockProbe::new(&hub, false);
+    assert!(subscribers[1].queue().arm(other.clone()));
+
+    publisher.push_video(33, Bytes::from_static(AVC_INTER));
+    publisher.flush();
+    assert_eq!(probe.held_lock.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        other.written.load(Ordering::Relaxed),
+        1,
+        "the batch went on"
+    );
+    assert!(leaving_queue.is_closed());
+    let stream = hub.stream("live", "k").unwrap();
+    assert_eq!(stream.subscriber_count(), 3, "two stayed, one joined");
+
+    publisher.push_video(66, Bytes::from_static(AVC_INTER));
+    publisher.flush();
+    assert_eq!(probe.written.load(Ordering::Relaxed), 2);
+    assert_eq!(other.written.load(Ordering::Relaxed), 2);
+    let joiner = probe.joiner.lock().unwrap().take().unwrap();
+    let mut got = Vec::new();
+    assert!(joiner.recv_batch(&mut got).await);
+    let ts: Vec<_> = got
+        .iter()
+        .map(|p| (p.sequence_header, p.timestamp))
+        .collect();
+    assert_eq!(
+        ts,
+        vec![(true, 0), (false, 0), (false, 33), (false, 66)],
+        "the joiner's burst, then the next packet"
+    );
 }
