@@ -5,6 +5,13 @@ use bytes::Bytes;
 use crate::rtmp::message::type_id;
 use crate::timestamp::{Rebaser, Track};
 
+/// Payloads up to this long that share their buffer are copied into one of their own
+/// when they enter the hub (see [`Packet::own_small_payload`]). Above it a payload is
+/// at least a quarter of the 64 KiB blocks connections read into, so the block it may
+/// share costs at most a few times its size, and those blocks are in practice full
+/// of other payloads the hub keeps too; below it the copy is cheap.
+pub const SHARED_PAYLOAD_COPY_MAX: usize = 16 * 1024;
+
 /// What a packet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
@@ -70,6 +77,26 @@ impl Packet {
             rebaser.stamp_config(self.track(), self.timestamp)
         } else {
             rebaser.rebase(self.track(), self.timestamp)
+        }
+    }
+
+    /// Gives a small payload a buffer of its own if it shares one, before the hub
+    /// keeps it (GOP cache, cached headers, subscriber queues).
+    ///
+    /// A message that arrived in one chunk is a slice of the 64 KiB block its
+    /// connection read it into (an FLV tag from an encoder's output, or a message of
+    /// an aggregate, likewise): kept, that slice would keep the whole block alive,
+    /// and `hub.gop_cache_max_bytes`/`hub.queue_max_bytes`, which count payload
+    /// bytes, would bound far less than the memory held (about twice the payload for
+    /// a stream of multi-chunk video with single-chunk audio between the frames, and
+    /// more for a publisher that pads its blocks with data the hub drops). Copied once
+    /// here, the payload holds only its own bytes, and the connection reuses its
+    /// block. A payload that owns its buffer (a message reassembled from several
+    /// chunks) is not copied. This is once per packet on the publisher's side; what
+    /// each subscriber gets is still a shared handle.
+    pub fn own_small_payload(&mut self) {
+        if self.payload.len() <= SHARED_PAYLOAD_COPY_MAX && !self.payload.is_unique() {
+            self.payload = Bytes::copy_from_slice(&self.payload);
         }
     }
 

@@ -142,6 +142,8 @@ impl Publisher {
     /// [`push`](Self::push) for a frame that, when `needs_header`, is dropped while
     /// its track has no sequence header yet (see [`push_audio`](Self::push_audio)).
     fn push_checked(&self, mut packet: Packet, needs_header: bool) {
+        // Before the lock: the copy, when there is one, is the publisher's alone.
+        packet.own_small_payload();
         let mut guard = self.stream.lock();
         let state = &mut *guard;
         if needs_header {

@@ -45,7 +45,10 @@ async fn a_late_joiner_gets_config_then_the_gop_from_its_keyframe() {
     publisher.push_video(0, Bytes::from_static(AVC_KEY));
     publisher.push_audio(10, Bytes::from_static(AAC_RAW));
     publisher.push_video(33, Bytes::from_static(AVC_INTER));
-    publisher.push_video(66, Bytes::from_static(AVC_KEY));
+    // A payload with a buffer of its own (as a message reassembled from chunks has).
+    let keyframe = Bytes::from(AVC_KEY.to_vec());
+    let keyframe_at = keyframe.as_ptr();
+    publisher.push_video(66, keyframe);
     publisher.push_video(99, Bytes::from_static(AVC_INTER));
 
     let subscriber = hub.subscribe("live", "k").unwrap();
@@ -66,7 +69,57 @@ async fn a_late_joiner_gets_config_then_the_gop_from_its_keyframe() {
         ]
     );
     // The payload is the publisher's buffer, not a copy.
-    assert_eq!(got[3].payload.as_ptr(), AVC_KEY.as_ptr());
+    assert_eq!(got[3].payload.as_ptr(), keyframe_at);
+}
+
+#[tokio::test]
+async fn a_small_slice_of_a_read_block_is_copied_once_and_lets_go_of_the_block() {
+    let hub = Hub::new(HubLimits::default());
+    let publisher = hub.publish(&name("k")).unwrap();
+    publisher.push_audio(0, Bytes::from_static(AAC_SH));
+    let first = hub.subscribe("live", "k").unwrap();
+    let second = hub.subscribe("live", "k").unwrap();
+    // A connection's read block holding a small audio frame, as the chunk decoder
+    // hands out a message that came in one chunk.
+    let mut block = vec![0u8; 64 * 1024];
+    block[..AAC_RAW.len()].copy_from_slice(AAC_RAW);
+    let block = Bytes::from(block);
+    publisher.push_audio(10, block.slice(..AAC_RAW.len()));
+    publisher.flush();
+    assert!(block.is_unique(), "the hub keeps none of the block");
+    let mut from_first = Vec::new();
+    let mut from_second = Vec::new();
+    assert!(first.recv_batch(&mut from_first).await);
+    assert!(second.recv_batch(&mut from_second).await);
+    let (a, b) = (from_first.last().unwrap(), from_second.last().unwrap());
+    assert_eq!(&a.payload[..], AAC_RAW);
+    assert_eq!(
+        a.payload.as_ptr(),
+        b.payload.as_ptr(),
+        "one copy, shared by every subscriber"
+    );
+}
+
+#[tokio::test]
+async fn a_large_slice_is_kept_as_it_is() {
+    let hub = Hub::new(HubLimits::default());
+    let publisher = hub.publish(&name("k")).unwrap();
+    publisher.push_video(0, Bytes::from_static(AVC_SH));
+    let subscriber = hub.subscribe("live", "k").unwrap();
+    let mut block = vec![0u8; 64 * 1024];
+    block[..AVC_KEY.len()].copy_from_slice(AVC_KEY);
+    let block = Bytes::from(block);
+    let frame = block.slice(..packet::SHARED_PAYLOAD_COPY_MAX + 1);
+    let frame_at = frame.as_ptr();
+    publisher.push_video(0, frame);
+    publisher.flush();
+    let mut got = Vec::new();
+    assert!(subscriber.recv_batch(&mut got).await);
+    assert_eq!(
+        got.last().unwrap().payload.as_ptr(),
+        frame_at,
+        "most of its block: not copied"
+    );
 }
 
 #[tokio::test]
