@@ -64,13 +64,14 @@ pub enum HubError {
 
 /// (app, bare name): what identifies a stream in the hub. Not a "stream key": that
 /// name is kept for the secret a publisher sends (the bare name may be one, and is
-/// masked wherever it is shown).
-type StreamPath = (String, String);
+/// masked wherever it is shown); nor a "stream path", which the HTTP API uses for
+/// the way its URLs name a stream.
+type AppAndName = (String, String);
 
 /// The registry of streams.
 #[derive(Debug)]
 pub struct Hub {
-    streams: DashMap<StreamPath, Arc<Stream>>,
+    streams: DashMap<AppAndName, Arc<Stream>>,
     limits: HubLimits,
     next_id: AtomicU64,
     /// Streams that are live: a publisher, or a dropped one's grace period. Taken
@@ -95,7 +96,7 @@ impl Hub {
         })
     }
 
-    fn path(app: &str, name: &str) -> StreamPath {
+    fn app_and_name(app: &str, name: &str) -> AppAndName {
         (app.to_owned(), name.to_owned())
     }
 
@@ -112,8 +113,8 @@ impl Hub {
         app: &str,
         name: &str,
         for_publisher: bool,
-    ) -> Result<RefMut<'_, StreamPath, Arc<Stream>>, HubError> {
-        let key = Self::path(app, name);
+    ) -> Result<RefMut<'_, AppAndName, Arc<Stream>>, HubError> {
+        let key = Self::app_and_name(app, name);
         if let Entry::Occupied(entry) = self.streams.entry(key.clone()) {
             return Ok(entry.into_ref());
         }
@@ -218,17 +219,19 @@ impl Hub {
     /// The stream entry for `app/name`, live or awaited by players.
     pub fn stream(&self, app: &str, name: &str) -> Option<Arc<Stream>> {
         self.streams
-            .get(&Self::path(app, name))
+            .get(&Self::app_and_name(app, name))
             .map(|entry| Arc::clone(entry.value()))
     }
 
     /// Whether someone publishes `app/name` right now, or its publisher dropped and
     /// is within its grace period.
     pub fn is_live(&self, app: &str, name: &str) -> bool {
-        self.streams.get(&Self::path(app, name)).is_some_and(|s| {
-            let state = s.lock();
-            state.publisher.is_some() || state.in_grace
-        })
+        self.streams
+            .get(&Self::app_and_name(app, name))
+            .is_some_and(|s| {
+                let state = s.lock();
+                state.publisher.is_some() || state.in_grace
+            })
     }
 
     /// A snapshot of every live stream.
@@ -252,7 +255,7 @@ impl Hub {
     /// Removes `stream`'s entry once nothing holds it: no publisher, no grace
     /// period, no subscriber.
     pub(super) fn remove_if_idle(&self, stream: &Arc<Stream>) {
-        let key = Self::path(&stream.app, &stream.name);
+        let key = Self::app_and_name(&stream.app, &stream.name);
         self.streams.remove_if(&key, |_, current| {
             Arc::ptr_eq(current, stream) && {
                 let state = current.lock();
