@@ -30,6 +30,9 @@ pub struct StreamInfo {
     pub bytes_in: u64,
     /// Input bitrate in bits per second.
     pub bitrate_bps: u64,
+    /// Times a subscriber (player, destination or encoder) fell behind and started
+    /// dropping frames until the next keyframe, since the stream appeared.
+    pub drop_episodes: u64,
     /// The video track.
     pub video: Option<VideoInfo>,
     /// The audio track.
@@ -52,13 +55,16 @@ impl Stream {
             packets_in: state.packets_in,
             bytes_in: state.bytes_in,
             bitrate_bps: state.media.bitrate_bps(),
+            drop_episodes: state.drop_episodes,
             video: state.media.video.clone(),
             audio: state.media.audio.clone(),
         })
     }
 
     /// How many times a subscriber of this stream started dropping frames because
-    /// it was too slow (since the stream entry was created).
+    /// it was too slow (since the stream entry was created, so across a publisher's
+    /// reconnect within its grace period). Shown as `drop_episodes` in the status
+    /// API and `prism_stream_drop_episodes_total` in the metrics.
     pub fn drop_episodes(&self) -> u64 {
         self.lock().drop_episodes
     }

@@ -50,7 +50,7 @@ pub(super) struct StreamState {
     pub(super) subscribers: SubscriberList,
     pub(super) packets_in: u64,
     pub(super) bytes_in: u64,
-    /// Times any subscriber started dropping frames for being slow.
+    /// Times any subscriber started dropping frames for being slow (status shows it).
     pub(super) drop_episodes: u64,
     /// The publisher's address.
     pub(super) peer: Option<SocketAddr>,
