@@ -1,11 +1,17 @@
-//! Hub and command hot paths: fanning one publisher's packets out to N subscribers, and
-//! decoding the connect command every session starts with.
+//! Hub and command hot paths: fanning one publisher's packets out to N subscribers
+//! (woken tasks, or direct writes from the publisher's task), reading a stream's status
+//! while the publisher writes to slow destinations, and decoding the connect command
+//! every session starts with.
 
+use std::collections::VecDeque;
 use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use prism::hub::{Hub, HubLimits, Packet, Subscriber};
+use prism::hub::{DirectSink, Hub, HubLimits, Packet, Publisher, Subscriber};
 use prism::rtmp::amf0::{self, Amf0Value};
 use prism::stream_name::StreamName;
 
@@ -99,6 +105,184 @@ fn hub_fanout(c: &mut Criterion) {
     group.finish();
 }
 
+/// A destination that keeps up: takes every packet at once, spending `cost` per batch
+/// (what chunk encoding, TLS and a `writev` cost a real one).
+#[derive(Debug)]
+struct Sink {
+    packets: AtomicU64,
+    cost: Duration,
+}
+
+impl Sink {
+    fn new(cost: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            packets: AtomicU64::new(0),
+            cost,
+        })
+    }
+}
+
+impl DirectSink for Sink {
+    fn send_now(&self, packets: &mut VecDeque<Packet>) -> bool {
+        self.packets
+            .fetch_add(packets.len() as u64, Ordering::Relaxed);
+        packets.clear();
+        if !self.cost.is_zero() {
+            let start = Instant::now();
+            while start.elapsed() < self.cost {
+                std::hint::spin_loop();
+            }
+        }
+        true
+    }
+}
+
+/// A live stream with `n` subscribers that have taken their join burst and handed
+/// their queues a direct sink each.
+fn direct_stream(
+    runtime: &tokio::runtime::Runtime,
+    key: &str,
+    n: usize,
+    cost: Duration,
+) -> (Arc<Hub>, Publisher, Vec<Subscriber>, Vec<Arc<Sink>>) {
+    let hub = Hub::new(HubLimits::default());
+    let name = StreamName::parse("live", "", key).expect("valid name");
+    let publisher = hub.publish(&name).expect("publish");
+    publisher.push_video(
+        0,
+        Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 1, 0x64, 0, 0x1f]),
+    );
+    publisher.push_video(0, video(&[0x17, 0x01, 0, 0, 0]));
+    let subscribers: Vec<Subscriber> = (0..n)
+        .map(|_| hub.subscribe("live", key).expect("subscribe"))
+        .collect();
+    let mut batch = Vec::new();
+    assert_eq!(runtime.block_on(drain(&subscribers, &mut batch)), 2 * n);
+    let sinks: Vec<Arc<Sink>> = subscribers
+        .iter()
+        .map(|subscriber| {
+            let sink = Sink::new(cost);
+            assert!(subscriber.queue().arm(sink.clone()), "armed");
+            sink
+        })
+        .collect();
+    (hub, publisher, subscribers, sinks)
+}
+
+/// The publisher's task writing each batch straight to every destination.
+fn hub_fanout_direct(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let inter = video(&[0x27, 0x01, 0, 0, 0]);
+    let mut group = c.benchmark_group("hub_fanout_direct");
+    for n in SUBSCRIBERS {
+        let (_hub, publisher, subscribers, sinks) =
+            direct_stream(&runtime, "direct", n, Duration::ZERO);
+        let mut timestamp = 0u32;
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                timestamp += 33;
+                publisher.push_video(timestamp, inter.clone());
+                publisher.flush();
+            });
+        });
+        let sent = sinks[0].packets.load(Ordering::Relaxed);
+        assert!(
+            sinks
+                .iter()
+                .all(|s| s.packets.load(Ordering::Relaxed) == sent),
+            "every sink got every packet"
+        );
+        assert!(subscribers.iter().all(|s| s.dropped() == 0));
+    }
+    group.finish();
+}
+
+/// Status reads timed by [`hub_status_while_writing`].
+const STATUS_SAMPLES: usize = 2_000;
+
+/// What a status request (`/api/v1/streams`, a new subscriber) waits for when it
+/// comes while the publisher's task writes a batch to 32 destinations that cost 5 us
+/// each (chunk encoding, TLS and a syscall). Each iteration starts one batch on a
+/// writer thread, lets the write begin, and times one `Hub::live_streams`.
+fn hub_status_while_writing(_: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    let (hub, publisher, subscribers, sinks) =
+        direct_stream(&runtime, "status", 32, Duration::from_micros(5));
+    let inter = video(&[0x27, 0x01, 0, 0, 0]);
+    // go: the main thread asks for a batch; writing: the writer is in `flush`.
+    let go = Arc::new(AtomicBool::new(false));
+    let writing = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (go, writing, stop) = (Arc::clone(&go), Arc::clone(&writing), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut timestamp = 0u32;
+            while !stop.load(Ordering::Acquire) {
+                if !go.swap(false, Ordering::AcqRel) {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                timestamp += 33;
+                publisher.push_video(timestamp, inter.clone());
+                writing.store(true, Ordering::Release);
+                publisher.flush();
+                writing.store(false, Ordering::Release);
+            }
+            publisher
+        })
+    };
+    let spin_for = |time: Duration| {
+        let start = Instant::now();
+        while start.elapsed() < time {
+            std::hint::spin_loop();
+        }
+    };
+    // Criterion times what the routine reports, and a status read that does not
+    // wait reports far less than the batch it has to sit out, so it would run
+    // millions of batches: this measures a fixed number and prints percentiles.
+    let mut waited: Vec<Duration> = (0..STATUS_SAMPLES)
+        .map(|_| {
+            go.store(true, Ordering::Release);
+            while !writing.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            // Well inside the batch: the first sink alone takes 5 us.
+            spin_for(Duration::from_micros(2));
+            let start = Instant::now();
+            black_box(hub.live_streams());
+            let waited = start.elapsed();
+            while writing.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+            waited
+        })
+        .collect();
+    waited.sort();
+    let at = |q: f64| waited[((waited.len() - 1) as f64 * q) as usize];
+    println!(
+        "hub_status_while_writing/32x5us: {STATUS_SAMPLES} reads, median {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+    stop.store(true, Ordering::Release);
+    drop(writer.join().expect("writer"));
+    let sent = sinks[0].packets.load(Ordering::Relaxed);
+    assert!(
+        sinks
+            .iter()
+            .all(|s| s.packets.load(Ordering::Relaxed) == sent),
+        "every sink got every packet"
+    );
+    drop(subscribers);
+}
+
 /// An ffmpeg (Lavf) publisher's connect command, byte for byte.
 fn ffmpeg_connect_payload() -> Vec<u8> {
     let mut p = Vec::new();
@@ -133,5 +317,11 @@ fn amf0_decode_connect(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hub_fanout, amf0_decode_connect);
+criterion_group!(
+    benches,
+    hub_fanout,
+    hub_fanout_direct,
+    hub_status_while_writing,
+    amf0_decode_connect
+);
 criterion_main!(benches);

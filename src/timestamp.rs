@@ -37,7 +37,6 @@ pub struct Rebaser {
     last_in: Option<u32>,
     position: i64,
     last_out: [Option<i64>; 3],
-    discontinuities: u64,
 }
 
 impl Rebaser {
@@ -53,7 +52,6 @@ impl Rebaser {
             let delta = if (-MAX_BACKWARD_STEP_MS..=MAX_FORWARD_STEP_MS).contains(&delta) {
                 delta
             } else {
-                self.discontinuities += 1;
                 DISCONTINUITY_STEP_MS
             };
             self.position += delta;
@@ -96,11 +94,6 @@ impl Rebaser {
     pub fn now(&self) -> u32 {
         self.position.max(0) as u32
     }
-
-    /// How many discontinuities were smoothed over.
-    pub fn discontinuities(&self) -> u64 {
-        self.discontinuities
-    }
 }
 
 #[cfg(test)]
@@ -135,7 +128,6 @@ mod tests {
             assert_eq!(out, last + 33);
             last = out;
         }
-        assert_eq!(r.discontinuities(), 0);
     }
 
     #[test]
@@ -147,7 +139,6 @@ mod tests {
         let out = r.rebase(Track::Video, 0);
         assert_eq!(out, 3_000 + DISCONTINUITY_STEP_MS as u32);
         assert_eq!(r.rebase(Track::Video, 33), out + 33);
-        assert_eq!(r.discontinuities(), 1);
     }
 
     #[test]
@@ -158,7 +149,6 @@ mod tests {
         assert_eq!(r.stamp_config(Track::Video, 0), 0);
         assert_eq!(r.rebase(Track::Video, 3_600_000), 0);
         assert_eq!(r.rebase(Track::Video, 3_600_033), 33);
-        assert_eq!(r.discontinuities(), 0);
     }
 
     #[test]

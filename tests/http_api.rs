@@ -534,3 +534,46 @@ async fn a_dropped_publisher_shows_reconnecting_with_live_destinations_until_one
     }
     prism.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_shows_in_the_status_and_the_metrics() {
+    // A small queue, so that a subscriber that never reads overflows at once.
+    let prism = Prism::start_with(|c| c.hub.queue_max_bytes = 64 * 1024).await;
+    let client = common::http_client();
+    let key = "falls-behind-key";
+    let mut publisher = publish(&clip(30), &prism.url(&format!("live/{key}")));
+    let list = until(&client, &prism, "live", |l| {
+        l["streams"][0]["state"] == "live"
+    })
+    .await;
+    assert_eq!(list["streams"][0]["drop_episodes"], 0, "no one fell behind");
+
+    let stalled = prism.hub().subscribe("live", key).unwrap();
+    let list = until(&client, &prism, "a drop episode", |l| {
+        l["streams"][0]["drop_episodes"].as_u64() >= Some(1)
+    })
+    .await;
+    assert!(
+        stalled.dropped() > 0,
+        "the stalled subscriber dropped frames"
+    );
+    let (text, scrape) = scrape(&client, &prism).await;
+    let episodes = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "prism_stream_drop_episodes_total")
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) => v,
+            ref other => panic!("a counter: {other:?}"),
+        })
+        .unwrap_or_else(|| panic!("prism_stream_drop_episodes_total in {text}"));
+    assert!(episodes >= 1.0, "{text}");
+    assert!(
+        !format!("{text}{list}").contains(key),
+        "the key stays out of status and metrics"
+    );
+
+    drop(stalled);
+    publisher.kill().await.unwrap();
+    prism.stop().await;
+}

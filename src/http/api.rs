@@ -133,6 +133,7 @@ fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
         relay,
         since,
         stream.players(),
+        stream.drop_episodes(),
         warnings,
     ))
 }

@@ -157,6 +157,18 @@ pub fn render(state: &HttpState) -> String {
             s.players as f64,
         );
     }
+    f.header(
+        "prism_stream_drop_episodes_total",
+        "counter",
+        "Times a subscriber (player, destination or encoder) fell behind and dropped frames to the next keyframe.",
+    );
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_drop_episodes_total",
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
+            s.drop_episodes as f64,
+        );
+    }
 
     type Field = fn(&super::model::DestinationJson) -> f64;
     let per_destination: [(&str, &str, &str, Field); 4] = [

@@ -52,6 +52,11 @@ pub struct StreamJson {
     pub publisher: Option<PublisherJson>,
     /// Local players watching.
     pub players: usize,
+    /// Times a subscriber of the stream (a player, a destination or an encoder)
+    /// fell behind and started dropping frames until the next keyframe, since the
+    /// stream appeared (kept across its publisher's reconnect). Which destination
+    /// dropped how many frames is in `destinations[].dropped_frames`.
+    pub drop_episodes: u64,
     /// What is wrong with the stream's destinations, for as long as it lives:
     /// destinations of its publish that were refused (a key that breaks the key
     /// rules, an unknown profile), query parameters ignored, duplicates started
@@ -160,17 +165,20 @@ impl StreamJson {
                 audio: info.audio,
             }),
             players: info.players,
+            drop_episodes: info.drop_episodes,
             warnings,
             destinations: relay.snapshots().into_iter().map(Into::into).collect(),
         }
     }
 
     /// A stream whose publisher dropped at `since` and may come back: no
-    /// publisher, its destinations as they are (connected, waiting).
+    /// publisher, its destinations as they are (connected, waiting); `players` and
+    /// `drop_episodes` from the hub.
     pub fn reconnecting(
         relay: &StreamRelay,
         since: SystemTime,
         players: usize,
+        drop_episodes: u64,
         warnings: Vec<String>,
     ) -> Self {
         Self {
@@ -182,6 +190,7 @@ impl StreamJson {
             user: relay.user().map(str::to_owned),
             publisher: None,
             players,
+            drop_episodes,
             warnings,
             destinations: relay.snapshots().into_iter().map(Into::into).collect(),
         }

@@ -28,7 +28,7 @@ pub fn belongs_after(audio: &Packet, keyframe: &Packet) -> bool {
 
 /// Whether `packet` is an audio frame that may belong to a later keyframe's GOP.
 pub fn is_audio_frame(packet: &Packet) -> bool {
-    packet.kind == PacketKind::Audio && !packet.config && !packet.keyframe
+    packet.kind == PacketKind::Audio && !packet.sequence_header && !packet.keyframe
 }
 
 /// A bounded cache of the current group of pictures.
@@ -139,7 +139,7 @@ mod tests {
             timestamp: ts,
             payload: Bytes::from(vec![0u8; len]),
             keyframe,
-            config: false,
+            sequence_header: false,
         }
     }
 
@@ -176,7 +176,7 @@ mod tests {
             timestamp: ts,
             payload: Bytes::from(vec![1u8; 4]),
             keyframe: false,
-            config: false,
+            sequence_header: false,
         }
     }
 

@@ -91,8 +91,14 @@ impl MediaInfo {
 
     /// Takes the codec from a video sequence header, and the keyframe interval from
     /// keyframe timestamps.
-    pub fn on_video(&mut self, payload: &[u8], timestamp: u32, config: bool, keyframe: bool) {
-        if config {
+    pub fn on_video(
+        &mut self,
+        payload: &[u8],
+        timestamp: u32,
+        sequence_header: bool,
+        keyframe: bool,
+    ) {
+        if sequence_header {
             if let Ok(tag) = flv::parse_video(payload) {
                 self.video.get_or_insert_with(VideoInfo::default).codec =
                     Some(tag.codec.as_str().to_owned());
@@ -113,7 +119,7 @@ impl MediaInfo {
 
     /// Takes codec, rate and channels from an audio sequence header (AAC's
     /// AudioSpecificConfig is authoritative: the FLV header flags are nominal).
-    pub fn on_audio_config(&mut self, payload: &[u8]) {
+    pub fn on_audio_header(&mut self, payload: &[u8]) {
         let Ok(tag) = flv::parse_audio(payload) else {
             return;
         };
@@ -150,7 +156,7 @@ mod tests {
         info.on_video(&[0x17, 0, 0, 0, 0, 1], 0, true, false);
         info.on_video(&[0x17, 1, 0, 0, 0], 1000, false, true);
         info.on_video(&[0x17, 1, 0, 0, 0], 3000, false, true);
-        info.on_audio_config(&[0xAF, 0x00, 0x11, 0x90]);
+        info.on_audio_header(&[0xAF, 0x00, 0x11, 0x90]);
         let video = info.video.clone().unwrap();
         assert_eq!(video.codec.as_deref(), Some("h264"));
         assert_eq!(

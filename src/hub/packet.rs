@@ -5,6 +5,13 @@ use bytes::Bytes;
 use crate::rtmp::message::type_id;
 use crate::timestamp::{Rebaser, Track};
 
+/// Payloads up to this long that share their buffer are copied into one of their own
+/// when they enter the hub (see [`Packet::own_small_payload`]). Above it a payload is
+/// at least a quarter of the 64 KiB blocks connections read into, so the block it may
+/// share costs at most a few times its size, and those blocks are in practice full
+/// of other payloads the hub keeps too; below it the copy is cheap.
+pub const SHARED_PAYLOAD_COPY_MAX: usize = 16 * 1024;
+
 /// What a packet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
@@ -30,8 +37,9 @@ pub struct Packet {
     /// A point where a subscriber can start decoding: a video keyframe, or any audio
     /// packet of a stream without video.
     pub keyframe: bool,
-    /// A sequence header (decoder configuration) rather than media.
-    pub config: bool,
+    /// An audio or video sequence header (the decoder configuration: AVC/HEVC/AV1
+    /// configuration record, AAC AudioSpecificConfig) rather than a frame.
+    pub sequence_header: bool,
 }
 
 impl Packet {
@@ -54,9 +62,11 @@ impl Packet {
     }
 
     /// Whether it configures a decoder (metadata, a sequence header) rather than
-    /// carrying media.
+    /// carrying media. The one place this rule is written: timestamps
+    /// ([`stamp`](Self::stamp)), the queue's drop counts and the resend of changed
+    /// configuration all use it.
     pub fn is_config(&self) -> bool {
-        self.config || self.kind == PacketKind::Metadata
+        self.sequence_header || self.kind == PacketKind::Metadata
     }
 
     /// Its timestamp for one subscriber, whose timeline `rebaser` keeps: media
@@ -70,6 +80,26 @@ impl Packet {
         }
     }
 
+    /// Gives a small payload a buffer of its own if it shares one, before the hub
+    /// keeps it (GOP cache, cached headers, subscriber queues).
+    ///
+    /// A message that arrived in one chunk is a slice of the 64 KiB block its
+    /// connection read it into (an FLV tag from an encoder's output, or a message of
+    /// an aggregate, likewise): kept, that slice would keep the whole block alive,
+    /// and `hub.gop_cache_max_bytes`/`hub.queue_max_bytes`, which count payload
+    /// bytes, would bound far less than the memory held (about twice the payload for
+    /// a stream of multi-chunk video with single-chunk audio between the frames, and
+    /// more for a publisher that pads its blocks with data the hub drops). Copied once
+    /// here, the payload holds only its own bytes, and the connection reuses its
+    /// block. A payload that owns its buffer (a message reassembled from several
+    /// chunks) is not copied. This is once per packet on the publisher's side; what
+    /// each subscriber gets is still a shared handle.
+    pub fn own_small_payload(&mut self) {
+        if self.payload.len() <= SHARED_PAYLOAD_COPY_MAX && !self.payload.is_unique() {
+            self.payload = Bytes::copy_from_slice(&self.payload);
+        }
+    }
+
     /// Bytes it holds, for queue accounting.
     pub fn len(&self) -> usize {
         self.payload.len()
@@ -78,5 +108,75 @@ impl Packet {
     /// Whether its payload is empty (legacy audio "silence" messages are).
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(kind: PacketKind, timestamp: u32, sequence_header: bool) -> Packet {
+        Packet {
+            kind,
+            timestamp,
+            payload: Bytes::new(),
+            keyframe: false,
+            sequence_header,
+        }
+    }
+
+    #[test]
+    fn metadata_and_sequence_headers_configure_frames_and_data_do_not() {
+        assert!(packet(PacketKind::Metadata, 0, false).is_config());
+        assert!(packet(PacketKind::Video, 0, true).is_config());
+        assert!(packet(PacketKind::Audio, 0, true).is_config());
+        assert!(!packet(PacketKind::Video, 0, false).is_config());
+        assert!(!packet(PacketKind::Audio, 0, false).is_config());
+        assert!(!packet(PacketKind::Data, 0, false).is_config());
+    }
+
+    #[test]
+    fn a_joiner_gets_its_cached_configuration_at_zero_and_media_from_there() {
+        // What a player joining an hour in receives: the cached metadata and headers
+        // carry the stream's start, the GOP carries the hour.
+        let mut rebaser = Rebaser::new();
+        let joined = [
+            packet(PacketKind::Metadata, 0, false),
+            packet(PacketKind::Video, 0, true),
+            packet(PacketKind::Audio, 0, true),
+            packet(PacketKind::Video, 3_600_000, false),
+            packet(PacketKind::Audio, 3_600_010, false),
+            packet(PacketKind::Data, 3_600_020, false),
+            packet(PacketKind::Video, 3_600_033, false),
+        ];
+        let stamped: Vec<u32> = joined.iter().map(|p| p.stamp(&mut rebaser)).collect();
+        assert_eq!(stamped, vec![0, 0, 0, 0, 10, 20, 33]);
+    }
+
+    #[test]
+    fn a_configuration_change_is_placed_on_the_timeline_without_moving_it() {
+        let mut rebaser = Rebaser::new();
+        for ts in [5_000, 5_033, 5_066] {
+            packet(PacketKind::Video, ts, false).stamp(&mut rebaser);
+        }
+        // A new video sequence header mid-stream (an encoder restarted its codec),
+        // then the keyframe it configures.
+        assert_eq!(
+            packet(PacketKind::Video, 5_100, true).stamp(&mut rebaser),
+            100
+        );
+        assert_eq!(
+            packet(PacketKind::Video, 5_100, false).stamp(&mut rebaser),
+            100
+        );
+        // Metadata stamped from another clock lands where the stream is.
+        assert_eq!(
+            packet(PacketKind::Metadata, 0, false).stamp(&mut rebaser),
+            100
+        );
+        assert_eq!(
+            packet(PacketKind::Video, 5_133, false).stamp(&mut rebaser),
+            133
+        );
     }
 }

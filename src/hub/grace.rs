@@ -1,0 +1,66 @@
+//! A dropped publisher's grace period, on the hub's side: the stream stays live and
+//! keeps its subscribers (relay destinations stay connected) while the encoder is
+//! expected back. A publisher of the same name within the period takes the stream
+//! over; when the [`Orphan`] guard is dropped first, the stream ends.
+//!
+//! The connection driver decides when a publisher is held for a grace period and
+//! how long it lasts; the relay keeps its destinations for the same period.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::publisher::Publisher;
+use super::registry::Hub;
+use super::stream::Stream;
+
+impl Publisher {
+    /// Lets go of the stream without ending it: subscribers stay attached, waiting
+    /// for the same name to be published again (the publisher's connection dropped
+    /// and the encoder is expected back). The stream ends when the returned guard is
+    /// dropped, unless a new publisher took over by then.
+    pub fn detach(self) -> Orphan {
+        self.flush();
+        {
+            let mut state = self.stream.lock();
+            if state.publisher == Some(self.id) {
+                state.publisher = None;
+                state.in_grace = true;
+                state.dropped_at = Some(SystemTime::now());
+                state.reset_media();
+            }
+        }
+        Orphan {
+            hub: Arc::clone(&self.hub),
+            stream: Arc::clone(&self.stream),
+        }
+        // `self` drops here and finds no publisher of its own: nothing is closed.
+    }
+}
+
+/// A stream whose publisher dropped, held open for its grace period.
+#[derive(Debug)]
+pub struct Orphan {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+}
+
+impl Orphan {
+    /// Whether a new publisher took the stream over.
+    pub fn taken_over(&self) -> bool {
+        self.stream.lock().publisher.is_some()
+    }
+}
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        {
+            let mut state = self.stream.lock();
+            if state.publisher.is_some() || !state.in_grace {
+                return;
+            }
+            state.end();
+        }
+        self.hub.release_live();
+        self.hub.remove_if_idle(&self.stream);
+    }
+}

@@ -1,0 +1,209 @@
+//! The publishing side of a stream: classifies each message (sequence header,
+//! keyframe, a frame that came before its decoder's configuration), keeps what
+//! joiners need, and fans the packet out to every subscriber's queue.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::packet::{Packet, PacketKind};
+use super::queue::PushOutcome;
+use super::registry::Hub;
+use super::stream::Stream;
+use crate::flv;
+use crate::rtmp::amf0::{self, Amf0Value};
+
+/// The publishing side of a stream. Dropping it ends the stream for its subscribers.
+#[derive(Debug)]
+pub struct Publisher {
+    pub(super) hub: Arc<Hub>,
+    pub(super) stream: Arc<Stream>,
+    pub(super) id: u64,
+}
+
+impl Publisher {
+    pub(super) fn new(hub: Arc<Hub>, stream: Arc<Stream>, id: u64) -> Self {
+        Self { hub, stream, id }
+    }
+
+    /// The stream this publisher feeds.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Records the publisher's address for status.
+    pub fn set_peer(&self, peer: SocketAddr) {
+        self.stream.lock().peer = Some(peer);
+    }
+
+    /// Replaces the stream's metadata and sends it to subscribers.
+    pub fn set_metadata(&self, metadata: &Amf0Value, timestamp: u32) {
+        self.stream.lock().media.on_metadata(metadata);
+        let mut body = BytesMut::with_capacity(256);
+        amf0::encode(&Amf0Value::from("onMetaData"), &mut body);
+        amf0::encode(metadata, &mut body);
+        self.push(Packet {
+            kind: PacketKind::Metadata,
+            timestamp,
+            payload: body.freeze(),
+            keyframe: false,
+            sequence_header: false,
+        });
+    }
+
+    /// Classifies and pushes an audio message. A frame whose codec needs a sequence
+    /// header (AAC, Opus, FLAC) that has not arrived yet is dropped: no decoder can
+    /// use it, and a platform that gets raw AAC before its configuration may show the
+    /// stream as live without media.
+    pub fn push_audio(&self, timestamp: u32, payload: Bytes) {
+        let (sequence_header, needs_header) = match flv::parse_audio(&payload) {
+            Ok(tag) if tag.track_id == 0 => (
+                tag.kind == flv::AudioPacketKind::SequenceHeader,
+                tag.kind == flv::AudioPacketKind::Frame && tag.codec.needs_sequence_header(),
+            ),
+            _ => (false, false),
+        };
+        self.push_checked(
+            Packet {
+                kind: PacketKind::Audio,
+                timestamp,
+                payload,
+                keyframe: false,
+                sequence_header,
+            },
+            needs_header,
+        );
+    }
+
+    /// Classifies and pushes a video message. Only the default track (0) of an
+    /// enhanced-RTMP multitrack stream drives the caches: extra encodings on other
+    /// tracks must not replace its sequence header or restart its GOP.
+    pub fn push_video(&self, timestamp: u32, payload: Bytes) {
+        let (sequence_header, keyframe, needs_header) = match flv::parse_video(&payload) {
+            Ok(tag) if tag.track_id == 0 => (
+                tag.kind == flv::VideoPacketKind::SequenceHeader,
+                tag.keyframe && tag.kind == flv::VideoPacketKind::Frame,
+                tag.kind == flv::VideoPacketKind::Frame && tag.codec.needs_sequence_header(),
+            ),
+            _ => (false, false, false),
+        };
+        self.push_checked(
+            Packet {
+                kind: PacketKind::Video,
+                timestamp,
+                payload,
+                keyframe,
+                sequence_header,
+            },
+            needs_header,
+        );
+    }
+
+    /// Pushes another data message (cue points, captions) as is.
+    pub fn push_data(&self, timestamp: u32, payload: Bytes) {
+        self.push(Packet {
+            kind: PacketKind::Data,
+            timestamp,
+            payload,
+            keyframe: false,
+            sequence_header: false,
+        });
+    }
+
+    /// Delivers what was pushed since the last flush to every subscriber (see
+    /// [`SubscriberQueue::flush`](super::SubscriberQueue::flush)). The publisher's
+    /// connection calls it once per batch it read, so a subscriber is woken, or
+    /// written to, once per batch rather than once per packet. Never waits on a
+    /// subscriber.
+    ///
+    /// The writes to destinations that keep up happen here, outside the stream's
+    /// lock: the status API and joiners never wait for N sockets (see
+    /// `subscriber_list`).
+    pub fn flush(&self) {
+        let subscribers = {
+            let state = self.stream.lock();
+            if state.publisher != Some(self.id) {
+                return;
+            }
+            state.subscribers.share()
+        };
+        for queue in subscribers.iter() {
+            queue.flush();
+        }
+    }
+
+    /// Queues one packet for every subscriber; [`flush`](Self::flush) delivers it.
+    /// Never waits on a subscriber.
+    pub fn push(&self, packet: Packet) {
+        self.push_checked(packet, false);
+    }
+
+    /// [`push`](Self::push) for a frame that, when `needs_header`, is dropped while
+    /// its track has no sequence header yet (see [`push_audio`](Self::push_audio)).
+    fn push_checked(&self, mut packet: Packet, needs_header: bool) {
+        // Before the lock: the copy, when there is one, is the publisher's alone.
+        packet.own_small_payload();
+        let mut guard = self.stream.lock();
+        let state = &mut *guard;
+        if needs_header {
+            let header = match packet.kind {
+                PacketKind::Audio => &state.audio_header,
+                _ => &state.video_header,
+            };
+            if header.is_none() {
+                state.early_frames += 1;
+                if state.early_frames == 1 {
+                    tracing::warn!(
+                        stream = %crate::mask::Masked(&self.stream.name),
+                        track = ?packet.track(),
+                        "a frame arrived before its track's sequence header; such frames \
+                         are dropped (no decoder can use them)"
+                    );
+                }
+                return;
+            }
+        }
+        state.record(&mut packet);
+        let generation = state.config_generation;
+        let configs = [
+            state.metadata.as_ref(),
+            state.video_header.as_ref(),
+            state.audio_header.as_ref(),
+        ];
+        let (mut episodes, mut closed) = (0, false);
+        for queue in state.subscribers.iter() {
+            match queue.push(&packet, || (generation, configs)) {
+                PushOutcome::Closed => closed = true,
+                PushOutcome::StartedDropping => {
+                    episodes += 1;
+                    tracing::warn!(
+                        stream = %crate::mask::Masked(&self.stream.name),
+                        "subscriber too slow: dropping frames until the next keyframe"
+                    );
+                }
+                PushOutcome::Queued | PushOutcome::Dropped => {}
+            }
+        }
+        if closed {
+            state.subscribers.remove_closed();
+        }
+        state.drop_episodes += episodes;
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.flush();
+        {
+            let mut state = self.stream.lock();
+            if state.publisher != Some(self.id) {
+                return;
+            }
+            state.publisher = None;
+            state.end();
+        }
+        self.hub.release_live();
+        self.hub.remove_if_idle(&self.stream);
+    }
+}
