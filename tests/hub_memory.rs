@@ -18,7 +18,7 @@ use bytes::Bytes;
 use common::*;
 use prism::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use prism::rtmp::message::type_id;
-use prism::server::io::write_out;
+use prism::transport::write_out;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -82,7 +82,10 @@ async fn publisher(addr: std::net::SocketAddr, key: &str) -> (TcpStream, ClientS
     let (mut io, mut inbound) = wire::handshake_from(addr, None)
         .await
         .unwrap_or_else(|e| panic!("handshake: {e}"));
-    let mut session = ClientSession::new(ClientConfig::new(&format!("rtmp://{addr}/live"), key));
+    let mut session = ClientSession::after_handshake(
+        ClientConfig::new(&format!("rtmp://{addr}/live"), key),
+        std::time::Instant::now(),
+    );
     loop {
         write_out(&mut io, session.out()).await.unwrap();
         assert!(io.read_buf(&mut inbound).await.unwrap() > 0, "closed");
