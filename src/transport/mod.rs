@@ -3,8 +3,12 @@
 //! a socket, written once for both directions.
 //!
 //! - [`write`]: an [`OutBuf`](crate::rtmp::chunk::OutBuf) to the socket with
-//!   vectored writes, so shared payloads are never copied per connection.
+//!   vectored writes, so shared payloads are never copied per connection, and
+//!   [`within`], the stall deadline every write runs under.
+//! - [`read`]: the input buffer's growth policy ([`ReadPolicy`]).
 
+pub mod read;
 pub mod write;
 
-pub use write::{poll_write_out, write_out};
+pub use read::ReadPolicy;
+pub use write::{WriteError, poll_write_out, within, write_out};

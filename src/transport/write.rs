@@ -7,6 +7,8 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use std::time::Duration;
+
 use tokio::io::AsyncWrite;
 
 use crate::rtmp::chunk::OutBuf;
@@ -48,4 +50,67 @@ pub fn poll_write_out<W: AsyncWrite + Unpin>(
         *written += n as u64;
     }
     Pin::new(io).poll_flush(cx)
+}
+
+/// A write that did not finish within its deadline, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The peer stopped reading: the write could not finish within the limit.
+    #[error("peer did not read for {0:?}")]
+    Stalled(Duration),
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a write with a stall deadline: the one rule both directions use, so that a
+/// peer that stops reading costs a bounded wait and then its connection, never a
+/// task blocked for good. The write is polled once before any timer is set, since
+/// most writes finish at once and need none.
+pub async fn within<T>(
+    limit: Duration,
+    mut write: impl FnMut(&mut Context<'_>) -> Poll<std::io::Result<T>>,
+) -> Result<T, WriteError> {
+    let mut once = Context::from_waker(std::task::Waker::noop());
+    if let Poll::Ready(done) = write(&mut once) {
+        return Ok(done?);
+    }
+    match tokio::time::timeout(limit, std::future::poll_fn(write)).await {
+        Ok(done) => Ok(done?),
+        Err(_) => Err(WriteError::Stalled(limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_stalls_the_write_after_the_limit() {
+        let (mut near, _far) = tokio::io::duplex(16);
+        let mut out = crate::rtmp::chunk::OutBuf::default();
+        out.push_shared(bytes::Bytes::from_static(&[7; 64]));
+        let mut written = 0;
+        let limit = Duration::from_millis(50);
+        let result = within(limit, |cx| {
+            poll_write_out(&mut near, &mut out, &mut written, cx)
+        })
+        .await;
+        assert!(matches!(result, Err(WriteError::Stalled(l)) if l == limit));
+        assert_eq!(written, 16, "what fitted went out and is counted");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fits_finishes_without_a_timer() {
+        let (mut near, _far) = tokio::io::duplex(1024);
+        let mut out = crate::rtmp::chunk::OutBuf::default();
+        out.push_shared(bytes::Bytes::from_static(&[7; 64]));
+        let mut written = 0;
+        within(Duration::ZERO, |cx| {
+            poll_write_out(&mut near, &mut out, &mut written, cx)
+        })
+        .await
+        .unwrap();
+        assert_eq!(written, 64);
+    }
 }
