@@ -213,7 +213,8 @@ async fn converse(addr: SocketAddr, name: &str) -> Transcript {
     let mut second_transcript = Transcript::default();
     let null = || Amf0Value::Null;
 
-    // An encoder, as ffmpeg publishes (rtmp-interop.md 3.1).
+    // An encoder, as ffmpeg (librtmp's order) publishes: connect, releaseStream,
+    // FCPublish, createStream, publish, then @setDataFrame and media.
     let mut publisher = Conversation::open("publisher", addr, &mut transcript).await;
     publisher
         .connect(
@@ -272,7 +273,8 @@ async fn converse(addr: SocketAddr, name: &str) -> Transcript {
     let replies = publisher.client.barrier().await;
     publisher.record("media", replies);
 
-    // A player joins the live stream, as ffmpeg plays (rtmp-interop.md 3.5).
+    // A player joins the live stream, as ffmpeg plays: connect with a Flash
+    // player's capabilities, createStream, getStreamLength, play.
     let mut player = Conversation::open("player", addr, &mut player_transcript).await;
     player
         .connect(

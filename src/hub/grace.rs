@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::directory::Directory;
 use super::publisher::Publisher;
-use super::registry::Hub;
 use super::stream::Stream;
 
 impl Publisher {
@@ -40,7 +40,7 @@ impl Publisher {
 /// A stream whose publisher dropped, held open for its grace period.
 #[derive(Debug)]
 pub struct Orphan {
-    hub: Arc<Hub>,
+    hub: Arc<Directory>,
     stream: Arc<Stream>,
 }
 

@@ -7,8 +7,9 @@
 //! payload. A push never waits: a full queue makes that subscriber drop frames.
 //!
 //! Where things are:
-//! - [`registry`]: the [`Hub`] itself, streams by (app, name), and the limits on how
-//!   many may be live or awaited;
+//! - [`registry`]: the [`Hub`] itself: admitting publishers and players by (app,
+//!   name) within the [`limits`] on how many streams may be live or awaited;
+//!   `directory` is its table, which whatever ends gives its entry back to;
 //! - [`stream`]: one stream's state (caches, subscribers, counters) and the rules
 //!   that decide where a subscriber may start;
 //! - [`status`]: what a stream looks like from the outside ([`StreamInfo`]);
@@ -20,8 +21,10 @@
 //! - [`gop`], [`media_info`], [`packet`]: the GOP cache, what a stream carries, and
 //!   the unit the hub moves.
 
+mod directory;
 pub mod gop;
 pub mod grace;
+pub mod limits;
 pub mod media_info;
 pub mod packet;
 pub mod publisher;
@@ -36,11 +39,12 @@ mod tests;
 
 pub use gop::GopCache;
 pub use grace::Orphan;
+pub use limits::{HubError, HubLimits};
 pub use media_info::{AudioInfo, MediaInfo, VideoInfo};
 pub use packet::{Packet, PacketKind};
 pub use publisher::Publisher;
 pub use queue::{DirectSink, PushOutcome, QueueLimits, SubscriberQueue};
-pub use registry::{Hub, HubError, HubLimits};
+pub use registry::Hub;
 pub use status::StreamInfo;
 pub use stream::Stream;
 pub use subscriber::{Subscriber, SubscriberKind};

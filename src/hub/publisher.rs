@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::directory::Directory;
 use super::packet::{Packet, PacketKind};
 use super::queue::PushOutcome;
-use super::registry::Hub;
 use super::stream::Stream;
 use crate::flv;
 use crate::rtmp::amf0::{self, Amf0Value};
@@ -17,13 +17,13 @@ use crate::rtmp::amf0::{self, Amf0Value};
 /// The publishing side of a stream. Dropping it ends the stream for its subscribers.
 #[derive(Debug)]
 pub struct Publisher {
-    pub(super) hub: Arc<Hub>,
+    pub(super) hub: Arc<Directory>,
     pub(super) stream: Arc<Stream>,
     pub(super) id: u64,
 }
 
 impl Publisher {
-    pub(super) fn new(hub: Arc<Hub>, stream: Arc<Stream>, id: u64) -> Self {
+    pub(super) fn new(hub: Arc<Directory>, stream: Arc<Stream>, id: u64) -> Self {
         Self { hub, stream, id }
     }
 

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use super::gop::GopCache;
+use super::limits::HubLimits;
 use super::media_info::MediaInfo;
 use super::packet::{Packet, PacketKind};
 use super::queue::{QueueLimits, SubscriberQueue};
-use super::registry::HubLimits;
 use super::subscriber::SubscriberKind;
 use super::subscriber_list::SubscriberList;
 

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use super::directory::Directory;
 use super::packet::Packet;
 use super::queue::SubscriberQueue;
-use super::registry::Hub;
 use super::stream::Stream;
 
 /// Who reads a stream.
@@ -20,7 +20,7 @@ pub enum SubscriberKind {
 /// The receiving side: a player or a relay destination.
 #[derive(Debug)]
 pub struct Subscriber {
-    hub: Arc<Hub>,
+    hub: Arc<Directory>,
     stream: Arc<Stream>,
     queue: Arc<SubscriberQueue>,
     kind: SubscriberKind,
@@ -28,7 +28,7 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub(super) fn new(
-        hub: Arc<Hub>,
+        hub: Arc<Directory>,
         stream: Arc<Stream>,
         queue: Arc<SubscriberQueue>,
         kind: SubscriberKind,
