@@ -14,8 +14,7 @@ use super::limits::HubLimits;
 use super::media_info::MediaInfo;
 use super::packet::{Packet, PacketKind};
 use super::queue::{QueueLimits, SubscriberQueue};
-use super::subscriber::SubscriberKind;
-use super::subscriber_list::SubscriberList;
+use super::subscriber_list::{SubscriberKind, SubscriberList};
 
 /// One stream: its cached state and its subscribers.
 #[derive(Debug)]

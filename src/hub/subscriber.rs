@@ -7,15 +7,7 @@ use super::directory::Directory;
 use super::packet::Packet;
 use super::queue::SubscriberQueue;
 use super::stream::Stream;
-
-/// Who reads a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriberKind {
-    /// A local player (counted as audience).
-    Player,
-    /// A relay destination or an encoder.
-    Relay,
-}
+pub use super::subscriber_list::SubscriberKind;
 
 /// The receiving side: a player or a relay destination.
 #[derive(Debug)]

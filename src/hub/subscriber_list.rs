@@ -69,3 +69,12 @@ impl SubscriberList {
         }
     }
 }
+
+/// Who reads a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberKind {
+    /// A local player (counted as audience).
+    Player,
+    /// A relay destination or an encoder.
+    Relay,
+}
