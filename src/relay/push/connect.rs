@@ -11,7 +11,7 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::forwarder::Forwarder;
-use super::link::Link;
+use super::shared_ingest::SharedIngest;
 use super::{Ended, PushError, READ_CHUNK, log_event};
 use crate::hub::Subscriber;
 use crate::relay::RelayContext;
@@ -131,8 +131,8 @@ where
     }
     status.set_state(State::Live);
     tracing::info!("live");
-    let link = Link::new(io, session, Arc::clone(status));
-    Forwarder::new(link, buf, ctx.stall_timeout)
+    let ingest = SharedIngest::new(io, session, Arc::clone(status));
+    Forwarder::new(ingest, buf, ctx.stall_timeout)
         .run(subscriber, stop)
         .await
 }

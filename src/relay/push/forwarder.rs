@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use super::link::Link;
+use super::shared_ingest::SharedIngest;
 use super::{Ended, PushError, READ_CHUNK};
 use crate::hub::{DirectSink, Packet, Subscriber, SubscriberQueue};
 
@@ -20,15 +20,15 @@ const UNPUBLISH_GRACE: Duration = Duration::from_secs(2);
 
 /// The live phase: packets from the hub to the ingest, replies from the ingest.
 ///
-/// The connection sits in a [`Link`] shared with the hub. While this destination
-/// keeps up, the publisher's task writes each batch to it directly (the link is the
+/// The connection sits in a [`SharedIngest`] shared with the hub. While this destination
+/// keeps up, the publisher's task writes each batch to it directly (the connection is the
 /// queue's [`DirectSink`]), so a destination costs no task wake-up per packet; this
 /// task wakes only for the ingest's replies, a stop, the stream's end, or a write
 /// that could not finish at once. It then finishes that write under its stall
 /// timeout and takes packets from its queue (under the hub's drop policy) until it
-/// has caught up, and hands the link back.
+/// has caught up, and hands the connection back.
 pub(super) struct Forwarder<S> {
-    link: Arc<Link<S>>,
+    ingest: Arc<SharedIngest<S>>,
     buf: BytesMut,
     batch: Vec<Packet>,
     stall_timeout: Duration,
@@ -40,9 +40,9 @@ where
 {
     /// Takes over a connection that has just started publishing; `buf` holds
     /// whatever the ingest sent after accepting the publish.
-    pub(super) fn new(link: Link<S>, buf: BytesMut, stall_timeout: Duration) -> Self {
+    pub(super) fn new(ingest: SharedIngest<S>, buf: BytesMut, stall_timeout: Duration) -> Self {
         Self {
-            link: Arc::new(link),
+            ingest: Arc::new(ingest),
             buf,
             batch: Vec::with_capacity(256),
             stall_timeout,
@@ -55,10 +55,10 @@ where
         stop: &CancellationToken,
     ) -> Result<Ended, PushError> {
         let queue = subscriber.queue();
-        // However this ends, the publisher stops writing here and lets go of the link
+        // However this ends, the publisher stops writing here and lets go of the connection
         // (and so of the socket).
         let _disarm = Disarm(&queue);
-        let sink: Arc<dyn DirectSink> = self.link.clone();
+        let sink: Arc<dyn DirectSink> = self.ingest.clone();
         // One wait for the whole connection: a fresh one per loop would register
         // and unregister a waiter (two locks) every time.
         let stopped = stop.cancelled();
@@ -74,18 +74,18 @@ where
                     self.unpublish().await;
                     return Ok(Ended::Stopped);
                 }
-                read = poll_fn(|cx| self.link.poll_read(cx, &mut self.buf)) => {
+                read = poll_fn(|cx| self.ingest.poll_read(cx, &mut self.buf)) => {
                     if read? == 0 {
                         return Err(PushError::Closed);
                     }
-                    self.link.on_replies(&mut self.buf)?;
+                    self.ingest.on_replies(&mut self.buf)?;
                 }
                 more = subscriber.recv_batch(&mut self.batch) => {
                     if !more {
                         self.unpublish().await;
                         return Ok(Ended::StreamEnded);
                     }
-                    self.link.encode(self.batch.drain(..));
+                    self.ingest.encode(self.batch.drain(..));
                 }
             }
             self.flush().await?;
@@ -94,13 +94,13 @@ where
         }
     }
 
-    /// Sends what the link holds. Most sends finish at once and need no timer; one
+    /// Sends what the session holds. Most sends finish at once and need no timer; one
     /// that has to wait for the ingest gets the stall timeout.
     async fn flush(&self) -> Result<(), PushError> {
-        if let Poll::Ready(sent) = self.link.try_send() {
+        if let Poll::Ready(sent) = self.ingest.try_send() {
             return Ok(sent?);
         }
-        match timeout(self.stall_timeout, poll_fn(|cx| self.link.poll_send(cx))).await {
+        match timeout(self.stall_timeout, poll_fn(|cx| self.ingest.poll_send(cx))).await {
             Ok(sent) => Ok(sent?),
             Err(_) => Err(PushError::Stalled(self.stall_timeout)),
         }
@@ -108,10 +108,10 @@ where
 
     /// FCUnpublish + deleteStream, then close: how platforms tell an end from a drop.
     async fn unpublish(&self) {
-        self.link.unpublish();
+        self.ingest.unpublish();
         let _ = timeout(UNPUBLISH_GRACE, async {
-            let _ = poll_fn(|cx| self.link.poll_send(cx)).await;
-            let _ = poll_fn(|cx| self.link.poll_shutdown(cx)).await;
+            let _ = poll_fn(|cx| self.ingest.poll_send(cx)).await;
+            let _ = poll_fn(|cx| self.ingest.poll_shutdown(cx)).await;
         })
         .await;
     }

@@ -7,12 +7,12 @@
 //! rebased per connection to start at 0. A slow ingest fills only its own queue.
 //!
 //! This file is the retry loop ([`run`]); one attempt is [`connect`] (TCP, TLS and
-//! the publish setup), then the [`forwarder`] (the live phase) over a [`link`] the
+//! the publish setup), then the [`forwarder`] (the live phase) over a [`shared_ingest`] the
 //! publisher's task can write to directly.
 
 mod connect;
 mod forwarder;
-mod link;
+mod shared_ingest;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,33 +17,35 @@ use crate::rtmp::client::{ClientError, ClientSession};
 use crate::timestamp::Rebaser;
 use crate::transport::poll_write_out;
 
-/// One live push connection with its session, shared by the destination's task and,
-/// while the destination keeps up, the publisher's task. The lock is only ever held
-/// for one poll or one non-waiting write, never across an `.await`.
-pub(super) struct Link<S> {
-    state: Mutex<LinkState<S>>,
+/// One live push connection (the ingest's socket and its [`ClientSession`]), shared
+/// by the destination's task and, while the destination keeps up, the publisher's
+/// task, which writes each batch to it directly as the queue's [`DirectSink`]. The
+/// lock is only ever held for one poll or one non-waiting write, never across an
+/// `.await`.
+pub(super) struct SharedIngest<S> {
+    state: Mutex<IngestState<S>>,
     status: Arc<DestinationStatus>,
 }
 
-struct LinkState<S> {
+struct IngestState<S> {
     io: S,
     session: ClientSession,
     rebaser: Rebaser,
 }
 
-impl<S> std::fmt::Debug for Link<S> {
+impl<S> std::fmt::Debug for SharedIngest<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").finish_non_exhaustive()
+        f.debug_struct("SharedIngest").finish_non_exhaustive()
     }
 }
 
-impl<S> Link<S>
+impl<S> SharedIngest<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     pub(super) fn new(io: S, session: ClientSession, status: Arc<DestinationStatus>) -> Self {
         Self {
-            state: Mutex::new(LinkState {
+            state: Mutex::new(IngestState {
                 io,
                 session,
                 rebaser: Rebaser::new(),
@@ -52,7 +54,7 @@ where
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, LinkState<S>> {
+    fn lock(&self) -> MutexGuard<'_, IngestState<S>> {
         // Nothing under this lock can be left half-done by a panic in a way that
         // matters more than the connection; carry on rather than cascade.
         self.state
@@ -115,13 +117,13 @@ where
     }
 }
 
-impl<S: AsyncWrite + Unpin> LinkState<S> {
+impl<S: AsyncWrite + Unpin> IngestState<S> {
     fn poll_write(&mut self, written: &mut u64, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         poll_write_out(&mut self.io, self.session.out(), written, cx)
     }
 }
 
-impl<S> LinkState<S> {
+impl<S> IngestState<S> {
     fn encode(&mut self, packet: &Packet) {
         let timestamp = packet.stamp(&mut self.rebaser);
         match packet.kind {
@@ -133,7 +135,7 @@ impl<S> LinkState<S> {
     }
 }
 
-impl<S> DirectSink for Link<S>
+impl<S> DirectSink for SharedIngest<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -152,7 +154,7 @@ where
 }
 
 /// Polls `poll` once with a no-op waker and outside tokio's per-task budget: for a
-/// write that must not wait. The publisher's task writes to many links per batch, and
+/// write that must not wait. The publisher's task writes to many ingests per batch, and
 /// a spent budget must not pass for a slow ingest.
 fn poll_now<T>(poll: impl FnMut(&mut Context<'_>) -> Poll<T>) -> Poll<T> {
     let mut cx = Context::from_waker(Waker::noop());
