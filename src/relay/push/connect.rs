@@ -5,21 +5,21 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use super::forwarder::Forwarder;
 use super::shared_ingest::SharedIngest;
-use super::{Ended, PushError, READ_CHUNK, log_event};
+use super::{Ended, PushError, log_event};
 use crate::hub::Subscriber;
 use crate::relay::RelayContext;
 use crate::relay::destination::DestinationSpec;
 use crate::relay::status::{DestinationStatus, State};
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::rtmp::handshake::PACKET_SIZE;
-use crate::transport::write_out;
+use crate::transport::{ReadPolicy, write_out};
 
 /// What the client's handshake sends (C0+C1, then C2): the first bytes of every
 /// connection, which `bytes_out` has never counted.
@@ -105,7 +105,7 @@ async fn publish<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static + OverTcp,
 {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut buf = ReadPolicy::PUSH.buffer();
     let config = ClientConfig {
         app: spec.target.app.clone(),
         tc_url: spec.target.tc_url.clone(),
@@ -190,10 +190,7 @@ where
 }
 
 async fn read_more<S: AsyncRead + Unpin>(io: &mut S, buf: &mut BytesMut) -> Result<(), PushError> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-        buf.reserve(READ_CHUNK);
-    }
-    match io.read_buf(buf).await? {
+    match ReadPolicy::PUSH.read(io, buf).await? {
         0 => Err(PushError::Closed),
         _ => Ok(()),
     }

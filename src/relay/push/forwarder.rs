@@ -12,7 +12,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use super::shared_ingest::SharedIngest;
-use super::{Ended, PushError, READ_CHUNK};
+use super::{Ended, PushError};
 use crate::hub::{DirectSink, Packet, Subscriber, SubscriberQueue};
 
 /// How long a clean unpublish may take before the connection is dropped anyway.
@@ -64,9 +64,6 @@ where
         let stopped = stop.cancelled();
         tokio::pin!(stopped);
         loop {
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
             tokio::select! {
                 biased;
                 () = &mut stopped => {

@@ -33,8 +33,6 @@ use tracing::Instrument;
 
 /// How often a re-encoded destination checks whether its encoder has output yet.
 const ENCODER_POLL: Duration = Duration::from_millis(100);
-/// Read buffer growth step for the (small) traffic ingests send back.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Why one connection attempt ended.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use crate::hub::{DirectSink, Packet, PacketKind};
 use crate::relay::status::DestinationStatus;
 use crate::rtmp::client::{ClientError, ClientSession};
 use crate::timestamp::Rebaser;
-use crate::transport::poll_write_out;
+use crate::transport::{ReadPolicy, poll_write_out};
 
 /// One live push connection (the ingest's socket and its [`ClientSession`]), shared
 /// by the destination's task and, while the destination keeps up, the publisher's
@@ -89,12 +89,13 @@ where
         }
     }
 
+    /// Reads what the ingest sent into `buf`, growing it as [`ReadPolicy::PUSH`] says.
     pub(super) fn poll_read(
         &self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<std::io::Result<usize>> {
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.lock().io), cx, buf)
+        ReadPolicy::PUSH.poll_read(&mut self.lock().io, buf, cx)
     }
 
     pub(super) fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
