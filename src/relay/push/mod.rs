@@ -112,7 +112,7 @@ pub async fn run(
             status.encoder().unwrap_or_default(),
             token.clone(),
         );
-        let handle = tokio::spawn(task.instrument(tracing::Span::current()));
+        let handle = ctx.tracker.spawn(task.instrument(tracing::Span::current()));
         (output, token, handle)
     });
     // A re-encoded destination publishes its encoder's output, not the source.
