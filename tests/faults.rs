@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::sinks::{NginxSink, StunnelFront, recording_framemd5};
+use common::sinks::{Ending, NginxSink, StunnelFront, recording_framemd5};
 use common::*;
 use prism::Config;
 use prism::relay::status::{DestinationSnapshot, State};
@@ -156,6 +156,69 @@ async fn a_destination_killed_ten_times_reconnects_ten_times_and_the_others_lose
         0,
         "twitch got every packet"
     );
+    prism.stop().await;
+}
+
+/// An ingest that stops reading (its socket buffers full) is dropped once a write has
+/// waited `stall_timeout`, with that reason in the status and the log, and reconnected
+/// once it reads again; the other destination and the publisher never notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_that_stops_reading_is_dropped_after_the_stall_timeout_and_reconnected() {
+    let mut youtube = NginxSink::start("live2").await;
+    let twitch = NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        point_preset(c, "twitch", twitch.url());
+        quick(c);
+        c.relay.stall_timeout_secs = 2;
+    })
+    .await;
+    let clip = heavy_clip(30);
+    let publisher = publish(
+        &clip,
+        &prism.url("live/stalls?youtube=yt-stalls&twitch=tw-stalls"),
+    );
+    youtube.wait_recording("yt-stalls", 100_000, WAIT).await;
+    youtube.stop_reading().await;
+    // Filling the socket buffers (a few MB at 4 Mbit/s) takes a while; then the
+    // write waits 2 s and the connection is dropped.
+    let deadline = tokio::time::Instant::now() + 3 * WAIT;
+    while !captured_logs().contains("ingest did not read for 2s") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled ingest was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    youtube.resume();
+    let yt = wait_for(&prism, "stalls", "youtube", "live again", |d| {
+        d.state == State::Live && d.reconnects >= 1
+    })
+    .await;
+    assert!(
+        yt.last_error.is_some(),
+        "the failure is in the status: {yt:?}"
+    );
+
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "the publisher was never held back: {exit}");
+    assert!(twitch.saw_clean_unpublish("tw-stalls").await);
+    let frames = recording_framemd5(&twitch.recording("tw-stalls"));
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &frames),
+        0,
+        "twitch got every packet"
+    );
+    assert!(
+        youtube.saw_clean_unpublish("yt-stalls").await,
+        "the new connection ends cleanly"
+    );
+    let publishes = youtube.publishes("yt-stalls");
+    assert!(
+        publishes.len() >= 2 && publishes[0].ending == Ending::Dropped,
+        "the stalled connection was dropped, then another one published: {publishes:?}"
+    );
+    assert_logs_hide(&["yt-stalls", "tw-stalls"]);
     prism.stop().await;
 }
 

@@ -88,6 +88,10 @@ pub struct RelayContext {
     pub flash_ver: String,
     /// What encoders share (ffmpeg, slots, their output hub).
     pub encoders: Arc<EncoderContext>,
+    /// The shutdown tree's tracker: every destination task, and every task one starts
+    /// (a re-encoded destination's encoder), runs on it, so that prism's shutdown
+    /// waits for all of them.
+    pub tracker: TaskTracker,
 }
 
 /// The relay of every live stream.
@@ -97,7 +101,6 @@ pub struct Relay {
     tables: RwLock<Arc<Tables>>,
     /// Outbound TLS's client configuration, kept for the callback on reload.
     tls: rustls::ClientConfig,
-    tracker: TaskTracker,
     shutdown: CancellationToken,
     /// The relay of each live stream, by (app, name), for status and control.
     streams: DashMap<(String, String), Arc<StreamRelay>>,
@@ -145,12 +148,12 @@ impl Relay {
             limits: config.decoder_limits(),
             flash_ver: "FMLE/3.0 (compatible; prism)".to_owned(),
             encoders,
+            tracker,
         };
         Ok(Self {
             ctx: Arc::new(ctx),
             tables: RwLock::new(Arc::new(tables)),
             tls,
-            tracker,
             shutdown,
             streams: DashMap::new(),
             by_id: DashMap::new(),

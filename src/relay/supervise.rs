@@ -135,7 +135,7 @@ impl Relay {
             status: Arc::clone(&status),
             stop: stop.clone(),
         });
-        self.tracker.spawn(
+        self.ctx.tracker.spawn(
             push::run(
                 Arc::clone(&self.ctx),
                 name.app.clone(),
