@@ -6,39 +6,32 @@
 //! of each read, and when the session's timer fires), and connects the session to the hub.
 //! The one deadline it keeps is the hub's: how long a player waits for a stream that is not
 //! live.
+//!
+//! This file holds the read/deadline loop; a connection becomes a publisher in
+//! [`publish`] or a player in [`play`], and ends cleanly through [`close`]. A publisher
+//! whose connection drops is held for its grace period ([`hold_for_grace`]).
+
+mod close;
+mod play;
+mod publish;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::CallbackError;
-use crate::hub::{Hub, HubError, Packet, Publisher, Subscriber};
+use crate::hub::{Hub, Packet, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use crate::server::per_ip::{IpSlot, PerIpLimit};
 use crate::server::waiting::{WaitingPlayers, WaitingTicket};
 use crate::timestamp::Rebaser;
-use crate::transport::write_out;
-
-/// Read buffer growth step. Big enough for a 4 KiB-chunked video burst per read.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// How long a clean close may take to flush (TLS close_notify) before the socket
-/// is simply dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// How long a cleanly ended connection stays half-closed, reading what the peer
-/// still sends, before it is closed anyway. A player told the stream ended answers
-/// with deleteStream and an acknowledgement: closing before they arrive makes the
-/// kernel answer them with a reset, and librtmp players take a reset as a network
-/// error and reconnect at once.
-const LINGER: Duration = Duration::from_secs(3);
+use crate::transport::{ReadPolicy, write_out};
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -93,7 +86,7 @@ enum Role {
     /// so live destinations drain and unpublish, then the relay handle stops the rest.
     Publishing {
         publisher: Publisher,
-        _relay: RelayHandle,
+        relay: RelayHandle,
         /// Counts this publish against the address's publish limit.
         _slot: IpSlot,
     },
@@ -128,7 +121,7 @@ where
 {
     let mut connection = Connection {
         io,
-        buf: BytesMut::with_capacity(READ_CHUNK),
+        buf: ReadPolicy::CONNECTION.buffer(),
         session: ServerSession::new(ctx.session.clone(), accepted.into_std()),
         role: Role::Idle,
         batch: Vec::with_capacity(256),
@@ -154,39 +147,9 @@ where
         drop(role);
     }
     if result.is_ok() {
-        // A clean end: over TLS this sends close_notify, so the peer sees an
-        // orderly close rather than a truncation. Bounded: the peer may not read.
-        let _ = timeout(CLOSE_TIMEOUT, connection.io.shutdown()).await;
-        if !shutdown.is_cancelled() {
-            linger(&mut connection.io, &mut connection.buf, &shutdown).await;
-        }
+        close::close(&mut connection.io, &mut connection.buf, &shutdown).await;
     }
     result
-}
-
-/// After the write half is shut down, reads (and ignores) what the peer still
-/// sends until it closes too, for at most [`LINGER`], so that its last messages
-/// are not answered with a reset.
-async fn linger<S>(io: &mut S, buf: &mut BytesMut, shutdown: &CancellationToken)
-where
-    S: AsyncRead + Unpin,
-{
-    let drain = async {
-        loop {
-            buf.clear();
-            if buf.capacity() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            match io.read_buf(buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::select! {
-        _ = timeout(LINGER, drain) => {}
-        () = shutdown.cancelled() => {}
-    }
 }
 
 /// A publisher whose connection dropped without unpublishing keeps its stream
@@ -194,9 +157,7 @@ where
 /// time, everything carries on; otherwise the destinations get a clean unpublish.
 fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
     let Role::Publishing {
-        publisher,
-        _relay: relay,
-        ..
+        publisher, relay, ..
     } = role
     else {
         return;
@@ -270,9 +231,6 @@ where
                 timer.as_mut().reset(at);
                 armed = Some(at);
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
             let playing = matches!(self.role, Role::Playing { .. });
             let waiting = self.play_wait_deadline().is_some();
             tokio::select! {
@@ -282,7 +240,7 @@ where
                     tracing::info!("publisher kicked by an operator");
                     return Ok(());
                 }
-                read = self.io.read_buf(&mut self.buf) => match read? {
+                read = ReadPolicy::CONNECTION.read(&mut self.io, &mut self.buf) => match read? {
                     0 => return self.closed_by_peer(),
                     _ => last_read = Instant::now(),
                 },
@@ -301,7 +259,7 @@ where
                     }
                     self.session.handle_timeout(now.into_std())?;
                 }
-                () = evicted(&self.role), if waiting => {
+                () = play::evicted(&self.role), if waiting => {
                     tracing::info!(
                         "closing a player waiting for a stream that is not live: \
                          {} players wait already",
@@ -311,7 +269,7 @@ where
                     self.flush().await?;
                     return Ok(());
                 }
-                more = recv_batch(&self.role, &mut self.batch), if playing => {
+                more = play::recv_batch(&self.role, &mut self.batch), if playing => {
                     if more {
                         self.stop_waiting();
                         self.send_batch();
@@ -333,14 +291,6 @@ where
         Ok(())
     }
 
-    /// Hands what this read brought to the stream's subscribers: once per read,
-    /// not once per message (see [`crate::hub::Publisher::flush`]).
-    fn deliver(&self) {
-        if let Role::Publishing { publisher, .. } = &self.role {
-            publisher.flush();
-        }
-    }
-
     /// When the loop must wake up unless something happens first: the session's deadline,
     /// or the end of a player's wait for its stream.
     fn next_deadline(&self) -> Option<Instant> {
@@ -348,189 +298,23 @@ where
         session.into_iter().chain(self.play_wait_deadline()).min()
     }
 
-    /// When a player waiting for a stream that is not live gives up; `None` unless one
-    /// waits. The hub, not the protocol, knows whether a stream is live, so this deadline
-    /// is the driver's own.
-    fn play_wait_deadline(&self) -> Option<Instant> {
-        match &self.role {
-            Role::Playing {
-                waiting: Some((_, since)),
-                ..
-            } => Some(*since + self.ctx.play_wait),
-            _ => None,
-        }
-    }
-
-    /// The stream went live: the player no longer counts as waiting.
-    fn stop_waiting(&mut self) {
-        if let Role::Playing { waiting, .. } = &mut self.role {
-            *waiting = None;
-        }
-    }
-
-    /// Tells a waiting player its stream is not there and lets go of it.
-    fn give_up_waiting(&mut self, reason: &str) {
-        if let Role::Playing { stream_id, .. } = self.role {
-            self.session
-                .reject_play(stream_id, "NetStream.Play.StreamNotFound", reason);
-            self.role = Role::Idle;
-        }
-    }
-
     /// Handles one session event. A publish may wait for the authorization
     /// callback: this connection waits (reading nothing meanwhile), no other does.
     async fn on_event(&mut self, event: ServerEvent, shutdown: &CancellationToken) -> Next {
         match event {
             ServerEvent::Publish { stream_id, name } => {
-                if !matches!(self.role, Role::Idle) {
-                    self.session.reject_publish(
-                        stream_id,
-                        "NetStream.Publish.BadName",
-                        "this connection already publishes or plays",
-                    );
-                    return Next::Close;
-                }
-                let Some(slot) = self.ctx.publishers_per_ip.acquire(self.peer.ip()) else {
-                    tracing::warn!(stream = %name.masked(), "publish refused: too many publishers from this address");
-                    self.session.reject_publish(
-                        stream_id,
-                        "NetStream.Publish.Rejected",
-                        "too many streams published from this address",
-                    );
-                    return Next::Close;
-                };
-                // The callback has its own timeout; the idle timeout still bounds
-                // the wait, and shutdown ends it at once.
-                let authorize = self.ctx.relay.authorize(&name, self.peer.ip());
-                let limit = self.ctx.session.idle_timeout;
-                let authorized = tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => return Next::Close,
-                    result = timeout(limit, authorize) => result.unwrap_or_else(|_| {
-                        Err(CallbackError::Timeout(limit).into())
-                    }),
-                };
-                let grant = match authorized {
-                    Ok(grant) => grant,
-                    Err(err) => {
-                        tracing::warn!(stream = %name.masked(), "publish refused: {err}");
-                        self.session.reject_publish(
-                            stream_id,
-                            err.status_code(),
-                            err.peer_description(),
-                        );
-                        return Next::Close;
-                    }
-                };
-                match self.ctx.hub.publish(&name) {
-                    Ok(publisher) => {
-                        self.session.accept_publish(stream_id);
-                        publisher.set_peer(self.peer);
-                        let relay = self.ctx.relay.start(&name, &grant, self.kick.clone());
-                        // The stream id, unlike the mask, tells two streams apart.
-                        let id = relay.stream_id();
-                        match &grant.user {
-                            Some(user) => {
-                                tracing::info!(stream = %name.masked(), stream_id = %id, user = %user.name, "publishing")
-                            }
-                            None => {
-                                tracing::info!(stream = %name.masked(), stream_id = %id, "publishing")
-                            }
-                        }
-                        self.role = Role::Publishing {
-                            publisher,
-                            _relay: relay,
-                            _slot: slot,
-                        };
-                        Next::Continue
-                    }
-                    Err(err) => {
-                        tracing::warn!(stream = %name.masked(), "publish refused: {err}");
-                        let code = match err {
-                            HubError::AlreadyPublishing => "NetStream.Publish.BadName",
-                            HubError::TooManyStreams(_) | HubError::TooManyAwaited(_) => {
-                                "NetStream.Publish.Rejected"
-                            }
-                        };
-                        self.session
-                            .reject_publish(stream_id, code, &err.to_string());
-                        Next::Close
-                    }
-                }
+                self.on_publish(stream_id, name, shutdown).await
             }
-            ServerEvent::Play { stream_id, name } => {
-                if !matches!(self.role, Role::Idle) {
-                    self.session.reject_play(
-                        stream_id,
-                        "NetStream.Play.Failed",
-                        "this connection already publishes or plays",
-                    );
-                    return Next::Close;
-                }
-                match self.ctx.hub.subscribe(&name.app, &name.name) {
-                    Ok(subscriber) => {
-                        let waiting = if self.ctx.hub.is_live(&name.app, &name.name) {
-                            tracing::info!(stream = %name.masked(), "playing");
-                            None
-                        } else {
-                            tracing::info!(stream = %name.masked(), "playing; waiting for the stream to start");
-                            Some((self.ctx.waiting.enter(), Instant::now()))
-                        };
-                        self.session.accept_play(stream_id);
-                        self.role = Role::Playing {
-                            stream_id,
-                            subscriber,
-                            rebaser: Rebaser::new(),
-                            waiting,
-                        };
-                        Next::Continue
-                    }
-                    Err(err) => {
-                        tracing::warn!(stream = %name.masked(), "play refused: {err}");
-                        self.session.reject_play(
-                            stream_id,
-                            "NetStream.Play.Failed",
-                            &err.to_string(),
-                        );
-                        Next::Close
-                    }
-                }
-            }
-            ServerEvent::Metadata { metadata, .. } => {
-                if let Role::Publishing { publisher, .. } = &self.role {
-                    publisher.set_metadata(&metadata, 0);
-                }
-                Next::Continue
-            }
-            ServerEvent::Audio {
-                timestamp, payload, ..
-            } => {
-                if let Role::Publishing { publisher, .. } = &self.role {
-                    publisher.push_audio(timestamp, payload);
-                }
-                Next::Continue
-            }
-            ServerEvent::Video {
-                timestamp, payload, ..
-            } => {
-                if let Role::Publishing { publisher, .. } = &self.role {
-                    publisher.push_video(timestamp, payload);
-                }
-                Next::Continue
-            }
-            ServerEvent::Data {
-                timestamp, payload, ..
-            } => {
-                if let Role::Publishing { publisher, .. } = &self.role {
-                    publisher.push_data(timestamp, payload);
-                }
+            ServerEvent::Play { stream_id, name } => self.on_play(stream_id, &name),
+            media @ (ServerEvent::Metadata { .. }
+            | ServerEvent::Audio { .. }
+            | ServerEvent::Video { .. }
+            | ServerEvent::Data { .. }) => {
+                self.media_to_hub(media);
                 Next::Continue
             }
             ServerEvent::Unpublish { .. } => {
-                if matches!(self.role, Role::Publishing { .. }) {
-                    tracing::info!("unpublished");
-                    self.role = Role::Idle;
-                }
+                self.unpublish();
                 Next::Continue
             }
             ServerEvent::StopPlay { .. } => {
@@ -540,31 +324,11 @@ where
         }
     }
 
-    /// Encodes a batch of packets for the player: payloads are shared, only chunk
-    /// headers are written, and timestamps are rebased to start at 0.
-    fn send_batch(&mut self) {
-        let Role::Playing {
-            stream_id, rebaser, ..
-        } = &mut self.role
-        else {
-            self.batch.clear();
-            return;
-        };
-        for packet in self.batch.drain(..) {
-            let timestamp = packet.stamp(rebaser);
-            self.session
-                .send_media(*stream_id, packet.type_id(), timestamp, &packet.payload);
-        }
-    }
-
-    fn end_play(&mut self) {
-        if let Role::Playing { stream_id, .. } = self.role {
-            tracing::info!("stream ended; closing player");
-            self.session.end_play(stream_id);
-            self.role = Role::Idle;
-        }
-    }
-
+    /// Writes what the session has queued, within the idle timeout: a peer that
+    /// stops reading for that long loses its connection.
+    // `transport::within` is the shared form of this deadline, but its future is not
+    // `Send` yet (its no-op `Context` lives across its await), so a connection task
+    // cannot use it; until it is, the same deadline is written out here.
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         if self.session.out().is_empty() {
             return Ok(());
@@ -574,23 +338,5 @@ where
             Ok(result) => result.map(|_| ()).map_err(ConnectionError::from),
             Err(_) => Err(ConnectionError::WriteStalled(limit)),
         }
-    }
-}
-
-/// Fires when a waiting player's place was taken by a newer one.
-async fn evicted(role: &Role) {
-    match role {
-        Role::Playing {
-            waiting: Some((ticket, _)),
-            ..
-        } => ticket.evicted().cancelled().await,
-        _ => std::future::pending().await,
-    }
-}
-
-async fn recv_batch(role: &Role, batch: &mut Vec<Packet>) -> bool {
-    match role {
-        Role::Playing { subscriber, .. } => subscriber.recv_batch(batch).await,
-        _ => std::future::pending().await,
     }
 }
