@@ -9,7 +9,7 @@
 //!
 //! This file holds the read/deadline loop; a connection becomes a publisher in
 //! [`publish`] or a player in [`play`], and ends cleanly through [`close`]. A publisher
-//! whose connection drops is held for its grace period ([`hold_for_grace`]).
+//! whose connection drops is held for its grace period by [`super::grace`].
 
 mod close;
 mod play;
@@ -23,11 +23,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::hub::{Hub, Packet, Publisher, Subscriber};
 use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
+use crate::server::grace::PublisherGrace;
 use crate::server::per_ip::{IpSlot, PerIpLimit};
 use crate::server::waiting::{WaitingPlayers, WaitingTicket};
 use crate::timestamp::Rebaser;
@@ -44,8 +44,9 @@ pub struct ConnectionContext {
     /// bounds a TLS handshake, and its `idle_timeout` the authorization callback and a
     /// player that refuses to read.
     pub session: ServerConfig,
-    /// How long a dropped publisher's stream waits for it to come back.
-    pub publisher_grace: Duration,
+    /// How long a dropped publisher's stream waits for it to come back, and the
+    /// shutdown tree the wait runs in.
+    pub grace: PublisherGrace,
     /// Streams published at once per client address.
     pub publishers_per_ip: Arc<PerIpLimit>,
     /// How long a player may wait for a stream that is not live.
@@ -137,55 +138,21 @@ where
         result = connection.run(&shutdown) => result,
         () = eviction.cancelled() => connection.session.check_budget().map_err(Into::into),
     };
-    let deliberate = shutdown.is_cancelled() || connection.kick.is_cancelled();
-    let grace = connection.ctx.publisher_grace;
-    let role = std::mem::replace(&mut connection.role, Role::Idle);
-    if !deliberate && !grace.is_zero() {
-        hold_for_grace(role, grace, shutdown.clone());
-    } else {
-        // Ends the stream (or the play) before the close below may wait.
-        drop(role);
+    // Ends the stream or the play, or holds the publisher's for its grace period,
+    // before the close below may wait.
+    match std::mem::replace(&mut connection.role, Role::Idle) {
+        Role::Publishing {
+            publisher, relay, ..
+        } => connection
+            .ctx
+            .grace
+            .publisher_left(publisher, relay, &connection.kick, &shutdown),
+        role => drop(role),
     }
     if result.is_ok() {
         close::close(&mut connection.io, &mut connection.buf, &shutdown).await;
     }
     result
-}
-
-/// A publisher whose connection dropped without unpublishing keeps its stream
-/// and destinations for `grace`: if the encoder publishes the same name again in
-/// time, everything carries on; otherwise the destinations get a clean unpublish.
-fn hold_for_grace(role: Role, grace: Duration, shutdown: CancellationToken) {
-    let Role::Publishing {
-        publisher, relay, ..
-    } = role
-    else {
-        return;
-    };
-    // The relay first: a publisher that comes back must find its destinations.
-    relay.orphan();
-    let orphan = publisher.detach();
-    tracing::warn!(
-        ?grace,
-        "publisher dropped; destinations wait for it to come back"
-    );
-    // In the connection's span: its line names the peer and counts against that
-    // address's log rate limit, like the connection's own lines.
-    tokio::spawn(
-        async move {
-            tokio::select! {
-                () = tokio::time::sleep(grace) => {}
-                () = shutdown.cancelled() => {}
-            }
-            if !orphan.taken_over() {
-                tracing::info!("publisher did not come back; ending the stream");
-            }
-            // The hub's queues end first, so destinations drain and unpublish.
-            drop(orphan);
-            drop(relay);
-        }
-        .in_current_span(),
-    );
 }
 
 struct Connection<S> {
