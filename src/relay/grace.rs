@@ -4,7 +4,9 @@
 //!
 //! Ownership passes by generation: each [`RelayHandle`] carries the generation it
 //! was issued for, and adopting the stream bumps it, so the dropped publisher's
-//! handle no longer owns the stream and ends nothing when it is dropped.
+//! handle no longer owns the stream and ends nothing when it is dropped. The state
+//! ([`Ownership`]) is a field of the stream's relay, in `stream.rs`, whose handle
+//! asks it when dropped; its transitions are here.
 //!
 //! The grace period has one home per layer: the policy (when a dropped publisher is
 //! held, for how long, what ends it) is the server's, in `server/grace.rs`; the hub
@@ -12,26 +14,16 @@
 //! `Orphan`); this file keeps the destinations.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::stream_name::StreamName;
 
 use super::Relay;
-use super::stream::RelayHandle;
+use super::stream::{Ownership, RelayHandle};
 
-/// Which publisher's handle owns a stream's relay, and whether the stream waits
-/// for its publisher to come back.
-#[derive(Debug, Default)]
-pub(super) struct Ownership {
-    /// Bumped when a returning publisher adopts the stream, so that the old
-    /// publisher's handle no longer owns it.
-    generation: AtomicU64,
-    /// The publisher dropped and its grace period runs.
-    orphaned: AtomicBool,
-}
-
+/// The transitions of a stream's [`Ownership`], for its publishers' handles.
 impl Ownership {
     /// The handle of `generation` lets go of the stream without ending it, if it
     /// still owns it.

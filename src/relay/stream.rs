@@ -3,6 +3,7 @@
 //! publisher leaves. Keeping them for a publisher coming back within its grace
 //! period is [`super::grace`]'s.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -11,7 +12,6 @@ use crate::mask::Masked;
 use crate::stream_name::StreamName;
 
 use super::destination::DestinationSpec;
-use super::grace::Ownership;
 use super::status::{DestinationSnapshot, DestinationStatus};
 use super::{ControlError, Relay};
 
@@ -54,6 +54,18 @@ impl std::fmt::Display for StreamId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Which publisher's handle owns a stream's relay, and whether the stream waits
+/// for its publisher to come back. Only [`super::grace`] moves it (orphan, adopt,
+/// release), the grace period's one home on the relay's side.
+#[derive(Debug, Default)]
+pub(super) struct Ownership {
+    /// Bumped when a returning publisher adopts the stream, so that the old
+    /// publisher's handle no longer owns it.
+    pub(super) generation: AtomicU64,
+    /// The publisher dropped and its grace period runs.
+    pub(super) orphaned: AtomicBool,
 }
 
 /// The relay side of one live stream.

@@ -10,9 +10,8 @@ use tracing::Instrument;
 use crate::stream_name::StreamName;
 
 use super::destination::{DestinationSpec, resolve};
-use super::grace::Ownership;
 use super::status::{DestinationSnapshot, DestinationStatus};
-use super::stream::{DestinationEntry, RelayHandle, StreamId, StreamRelay};
+use super::stream::{DestinationEntry, Ownership, RelayHandle, StreamId, StreamRelay};
 use super::tables::Tables;
 use super::{Grant, Relay, push};
 
