@@ -5,7 +5,7 @@
 //! Ownership passes by generation: each [`RelayHandle`] carries the generation it
 //! was issued for, and adopting the stream bumps it, so the dropped publisher's
 //! handle no longer owns the stream and ends nothing when it is dropped. The state
-//! ([`Ownership`]) is a field of the stream's relay, in `stream.rs`, whose handle
+//! (`Ownership`) is a field of the stream's relay, in `stream.rs`, whose handle
 //! asks it when dropped; its transitions are here.
 //!
 //! The grace period has one home per layer: the policy (when a dropped publisher is

@@ -8,7 +8,7 @@
 //! live.
 //!
 //! This file holds the read/deadline loop; a connection becomes a publisher in
-//! [`publish`] or a player in [`play`], and ends cleanly through [`close`]. A publisher
+//! `publish.rs` or a player in `play.rs`, and ends cleanly through `close.rs`. A publisher
 //! whose connection drops is held for its grace period by [`super::grace`].
 
 mod close;
