@@ -19,7 +19,7 @@ use prism::rtmp::server::{ServerConfig, ServerEvent, ServerSession};
 
 /// OBS's outgoing chunk size.
 const CHUNK_SIZE: u32 = 4096;
-/// The server's read size (`READ_CHUNK` in `src/server/connection.rs`).
+/// The server's read size (`transport::ReadPolicy::CONNECTION`).
 const READ_SIZE: usize = 64 * 1024;
 const SECONDS: u32 = 2;
 const AUDIO_CSID: u32 = 6;

@@ -20,7 +20,7 @@ use crate::rtmp::chunk::PendingBudget;
 use crate::rtmp::server::ServerConfig;
 use crate::server::per_ip::PerIpLimit;
 use crate::server::waiting::WaitingPlayers;
-use crate::server::{ConnectionContext, ConnectionLimits, RtmpListener, tls};
+use crate::server::{ConnectionContext, ConnectionLimits, PublisherGrace, RtmpListener, tls};
 
 /// A started prism.
 pub struct App {
@@ -90,7 +90,10 @@ impl App {
                 idle_timeout: config.idle_timeout(),
                 max_commands_per_sec: config.limits.max_commands_per_sec,
             },
-            publisher_grace: Duration::from_secs(config.relay.publisher_grace_secs),
+            grace: PublisherGrace::new(
+                Duration::from_secs(config.relay.publisher_grace_secs),
+                tracker.clone(),
+            ),
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
             play_wait: config.play_wait(),
             waiting: Arc::clone(&waiting),

@@ -389,6 +389,39 @@ async fn a_publisher_that_drops_and_comes_back_within_the_grace_period_keeps_the
     prism.stop().await;
 }
 
+/// The grace period's wait is a task in the shutdown tree: stopping prism while a
+/// dropped publisher's stream is held ends the stream at once (not after the grace
+/// period), the destination gets a clean unpublish, and shutdown waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_the_grace_period_ends_the_held_stream_promptly_and_cleanly() {
+    let youtube = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        // Far longer than the shutdown's own deadline (5 s in `Prism::stop`).
+        c.relay.publisher_grace_secs = 600;
+    })
+    .await;
+    let mut publisher = publish(&clip(12), &prism.url("live/held?youtube=yt-held"));
+    youtube.wait_recording("yt-held", 20_000, WAIT).await;
+    // The encoder's connection drops without unpublishing (a network cut).
+    publisher.start_kill().unwrap();
+    let _ = publisher.wait().await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let hub = std::sync::Arc::clone(prism.hub());
+    assert!(hub.is_live("live", "held"), "held for the grace period");
+    // Panics unless every task, the grace period's among them, ended in time.
+    prism.stop().await;
+    assert!(
+        !hub.is_live("live", "held"),
+        "the held stream ended before shutdown returned"
+    );
+    assert!(
+        youtube.saw_clean_unpublish("yt-held").await,
+        "the destination got a clean unpublish"
+    );
+    assert_eq!(youtube.publishes("yt-held").len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_grace_period_destinations_get_a_clean_unpublish() {
     let youtube = NginxSink::start("live2").await;

@@ -3,8 +3,11 @@
 //! expected back. A publisher of the same name within the period takes the stream
 //! over; when the [`Orphan`] guard is dropped first, the stream ends.
 //!
-//! The connection driver decides when a publisher is held for a grace period and
-//! how long it lasts; the relay keeps its destinations for the same period.
+//! The grace period has one home per layer: the policy (when a dropped publisher is
+//! held, for how long, what ends it) is the server's, in `server/grace.rs`; the
+//! relay keeps the stream's destinations for the same period and hands them to the
+//! returning publisher (`relay/grace.rs`); this file keeps the stream and its
+//! subscribers.
 
 use std::sync::Arc;
 use std::time::SystemTime;

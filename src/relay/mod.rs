@@ -10,12 +10,14 @@
 //! One file per concern: [`tables`] (what a reload replaces), [`authorize`],
 //! [`supervise`] (starting a stream's destinations), [`control`] (the API's
 //! operations on a live stream), [`warnings`], [`stream`] (a live stream's relay and
-//! the publisher's handle on it); [`push`] runs one destination, [`destination`]
-//! resolves which destinations a publish starts.
+//! the publisher's handle on it), [`grace`] (keeping the destinations for a
+//! publisher that dropped and comes back); [`push`] runs one destination,
+//! [`destination`] resolves which destinations a publish starts.
 
 pub mod authorize;
 pub mod control;
 pub mod destination;
+pub mod grace;
 pub mod push;
 pub mod status;
 pub mod stream;

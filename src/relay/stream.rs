@@ -1,9 +1,9 @@
 //! One live stream's relay (its destinations, its id, the publisher's kick
 //! switch) and the publisher's handle on it, which ends the destinations when the
-//! publisher leaves or keeps them for a publisher coming back within its grace
-//! period.
+//! publisher leaves. Keeping them for a publisher coming back within its grace
+//! period is [`super::grace`]'s.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,18 @@ impl std::fmt::Display for StreamId {
     }
 }
 
+/// Which publisher's handle owns a stream's relay, and whether the stream waits
+/// for its publisher to come back. Only [`super::grace`] moves it (orphan, adopt,
+/// release), the grace period's one home on the relay's side.
+#[derive(Debug, Default)]
+pub(super) struct Ownership {
+    /// Bumped when a returning publisher adopts the stream, so that the old
+    /// publisher's handle no longer owns it.
+    pub(super) generation: AtomicU64,
+    /// The publisher dropped and its grace period runs.
+    pub(super) orphaned: AtomicBool,
+}
+
 /// The relay side of one live stream.
 pub struct StreamRelay {
     /// Its id in the API and metrics.
@@ -66,11 +78,9 @@ pub struct StreamRelay {
     pub(super) ended: CancellationToken,
     /// Cancels the current publisher's connection.
     pub(super) kick: Mutex<CancellationToken>,
-    /// Bumped when a returning publisher adopts the stream, so that the old
-    /// publisher's handle no longer owns it.
-    pub(super) generation: AtomicU64,
-    /// The publisher dropped and its grace period runs.
-    pub(super) orphaned: AtomicBool,
+    /// Which publisher's handle owns the stream, and whether it waits for its
+    /// publisher to come back (see [`super::grace`]).
+    pub(super) ownership: Ownership,
     /// What was wrong with the publish's destinations (refused keys, unknown
     /// parameters...), key-free and bounded: shown for as long as the stream
     /// lives, since the log line alone is easily missed.
@@ -144,14 +154,6 @@ impl RelayHandle {
     pub fn stream_id(&self) -> &StreamId {
         self.stream.id()
     }
-
-    /// The publisher dropped: keep the destinations for a returning publisher to
-    /// adopt. Dropping the handle afterwards ends them unless one did.
-    pub fn orphan(&self) {
-        if self.stream.generation.load(Ordering::Acquire) == self.generation {
-            self.stream.orphaned.store(true, Ordering::Release);
-        }
-    }
 }
 
 impl std::fmt::Debug for RelayHandle {
@@ -168,11 +170,10 @@ impl std::fmt::Debug for RelayHandle {
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
-        if self.stream.generation.load(Ordering::Acquire) != self.generation {
+        if !self.stream.ownership.release(self.generation) {
             // A returning publisher adopted the stream.
             return;
         }
-        self.stream.orphaned.store(false, Ordering::Release);
         // The hub already ended the destinations' queues (the publisher handle is
         // dropped first), so live ones drain and unpublish; this ends the ones that
         // are connecting or waiting to retry.

@@ -1,7 +1,7 @@
 //! Starting a live stream's destinations: resolve them, then one supervised push
-//! task each in the shutdown tree ([`super::push::run`]).
+//! task each in the shutdown tree ([`super::push::run`]). A publisher back within
+//! its grace period resumes its stream's destinations instead ([`super::grace`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -11,7 +11,7 @@ use crate::stream_name::StreamName;
 
 use super::destination::{DestinationSpec, resolve};
 use super::status::{DestinationSnapshot, DestinationStatus};
-use super::stream::{DestinationEntry, RelayHandle, StreamId, StreamRelay};
+use super::stream::{DestinationEntry, Ownership, RelayHandle, StreamId, StreamRelay};
 use super::tables::Tables;
 use super::{Grant, Relay, push};
 
@@ -26,20 +26,8 @@ impl Relay {
     ) -> RelayHandle {
         let user = grant.user.as_ref();
         let key = (name.app.clone(), name.name.clone());
-        if let Some(stream) = self.streams.get(&key).map(|e| Arc::clone(e.value()))
-            && stream.orphaned.swap(false, Ordering::AcqRel)
-        {
-            // The publisher came back within its grace period: its destinations
-            // stayed connected and carry on with the new connection's packets.
-            tracing::info!(stream = %name.masked(), "publisher back within its grace period; destinations continue");
-            let generation = stream.generation.fetch_add(1, Ordering::AcqRel) + 1;
-            *stream.kick.lock().unwrap_or_else(|p| p.into_inner()) = kick;
-            return RelayHandle {
-                relay: Arc::clone(self),
-                key,
-                stream,
-                generation,
-            };
+        if let Some(handle) = self.resume(name, &key, &kick) {
+            return handle;
         }
         let tables = self.tables();
         let resolution = resolve(
@@ -65,8 +53,7 @@ impl Relay {
             stop: self.shutdown.child_token(),
             ended: CancellationToken::new(),
             kick: Mutex::new(kick),
-            generation: AtomicU64::new(0),
-            orphaned: AtomicBool::new(false),
+            ownership: Ownership::default(),
             problems: resolution.problems_shown(),
             destinations: Mutex::new(Vec::new()),
         });

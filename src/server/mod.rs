@@ -2,6 +2,7 @@
 //! each one as a task in the shutdown tree.
 
 pub mod connection;
+pub mod grace;
 pub mod per_ip;
 pub mod tls;
 pub mod waiting;
@@ -20,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use connection::{ConnectionContext, ConnectionError};
+pub use grace::PublisherGrace;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);

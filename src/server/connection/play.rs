@@ -1,0 +1,130 @@
+//! Players: subscribing to a stream (live or not yet), the wait for a stream that
+//! is not live (bounded in time and in number), and each batch of packets to the
+//! socket.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::hub::Packet;
+use crate::stream_name::StreamName;
+use crate::timestamp::Rebaser;
+
+use super::{Connection, Next, Role};
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// A play: accepted when the connection does nothing else yet and the hub lets it
+    /// subscribe. A stream that is not live yet is waited for, as one of the bounded
+    /// waiting players.
+    pub(super) fn on_play(&mut self, stream_id: u32, name: &StreamName) -> Next {
+        if !matches!(self.role, Role::Idle) {
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                "this connection already publishes or plays",
+            );
+            return Next::Close;
+        }
+        match self.ctx.hub.subscribe(&name.app, &name.name) {
+            Ok(subscriber) => {
+                let waiting = if self.ctx.hub.is_live(&name.app, &name.name) {
+                    tracing::info!(stream = %name.masked(), "playing");
+                    None
+                } else {
+                    tracing::info!(stream = %name.masked(), "playing; waiting for the stream to start");
+                    Some((self.ctx.waiting.enter(), Instant::now()))
+                };
+                self.session.accept_play(stream_id);
+                self.role = Role::Playing {
+                    stream_id,
+                    subscriber,
+                    rebaser: Rebaser::new(),
+                    waiting,
+                };
+                Next::Continue
+            }
+            Err(err) => {
+                tracing::warn!(stream = %name.masked(), "play refused: {err}");
+                self.session
+                    .reject_play(stream_id, "NetStream.Play.Failed", &err.to_string());
+                Next::Close
+            }
+        }
+    }
+
+    /// When a player waiting for a stream that is not live gives up; `None` unless one
+    /// waits. The hub, not the protocol, knows whether a stream is live, so this deadline
+    /// is the driver's own.
+    pub(super) fn play_wait_deadline(&self) -> Option<Instant> {
+        match &self.role {
+            Role::Playing {
+                waiting: Some((_, since)),
+                ..
+            } => Some(*since + self.ctx.play_wait),
+            _ => None,
+        }
+    }
+
+    /// The stream went live: the player no longer counts as waiting.
+    pub(super) fn stop_waiting(&mut self) {
+        if let Role::Playing { waiting, .. } = &mut self.role {
+            *waiting = None;
+        }
+    }
+
+    /// Tells a waiting player its stream is not there and lets go of it.
+    pub(super) fn give_up_waiting(&mut self, reason: &str) {
+        if let Role::Playing { stream_id, .. } = self.role {
+            self.session
+                .reject_play(stream_id, "NetStream.Play.StreamNotFound", reason);
+            self.role = Role::Idle;
+        }
+    }
+
+    /// Encodes a batch of packets for the player: payloads are shared, only chunk
+    /// headers are written, and timestamps are rebased to start at 0.
+    pub(super) fn send_batch(&mut self) {
+        let Role::Playing {
+            stream_id, rebaser, ..
+        } = &mut self.role
+        else {
+            self.batch.clear();
+            return;
+        };
+        for packet in self.batch.drain(..) {
+            let timestamp = packet.stamp(rebaser);
+            self.session
+                .send_media(*stream_id, packet.type_id(), timestamp, &packet.payload);
+        }
+    }
+
+    /// The stream ended: tells the player so and lets go of it.
+    pub(super) fn end_play(&mut self) {
+        if let Role::Playing { stream_id, .. } = self.role {
+            tracing::info!("stream ended; closing player");
+            self.session.end_play(stream_id);
+            self.role = Role::Idle;
+        }
+    }
+}
+
+/// Fires when a waiting player's place was taken by a newer one.
+pub(super) async fn evicted(role: &Role) {
+    match role {
+        Role::Playing {
+            waiting: Some((ticket, _)),
+            ..
+        } => ticket.evicted().cancelled().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// The next batch of the player's packets; `false` when the stream ended.
+pub(super) async fn recv_batch(role: &Role, batch: &mut Vec<Packet>) -> bool {
+    match role {
+        Role::Playing { subscriber, .. } => subscriber.recv_batch(batch).await,
+        _ => std::future::pending().await,
+    }
+}

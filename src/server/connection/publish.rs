@@ -1,0 +1,146 @@
+//! Becoming a publisher: the per-address publish limit, the authorization callback,
+//! the hub's publish and the relay's start; then the publisher's media into the hub.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::CallbackError;
+use crate::hub::{HubError, Publisher};
+use crate::rtmp::server::ServerEvent;
+use crate::stream_name::StreamName;
+
+use super::{Connection, Next, Role};
+
+impl<S> Connection<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// A publish: accepted when the connection does nothing else yet, its address
+    /// may publish one more stream, the authorization allows it and the hub has room.
+    /// The callback may take a while: this connection waits (reading nothing
+    /// meanwhile), no other does.
+    pub(super) async fn on_publish(
+        &mut self,
+        stream_id: u32,
+        name: StreamName,
+        shutdown: &CancellationToken,
+    ) -> Next {
+        if !matches!(self.role, Role::Idle) {
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "this connection already publishes or plays",
+            );
+            return Next::Close;
+        }
+        let Some(slot) = self.ctx.publishers_per_ip.acquire(self.peer.ip()) else {
+            tracing::warn!(stream = %name.masked(), "publish refused: too many publishers from this address");
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.Rejected",
+                "too many streams published from this address",
+            );
+            return Next::Close;
+        };
+        // The callback has its own timeout; the idle timeout still bounds
+        // the wait, and shutdown ends it at once.
+        let authorize = self.ctx.relay.authorize(&name, self.peer.ip());
+        let limit = self.ctx.session.idle_timeout;
+        let authorized = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Next::Close,
+            result = timeout(limit, authorize) => result.unwrap_or_else(|_| {
+                Err(CallbackError::Timeout(limit).into())
+            }),
+        };
+        let grant = match authorized {
+            Ok(grant) => grant,
+            Err(err) => {
+                tracing::warn!(stream = %name.masked(), "publish refused: {err}");
+                self.session
+                    .reject_publish(stream_id, err.status_code(), err.peer_description());
+                return Next::Close;
+            }
+        };
+        match self.ctx.hub.publish(&name) {
+            Ok(publisher) => {
+                self.session.accept_publish(stream_id);
+                publisher.set_peer(self.peer);
+                let relay = self.ctx.relay.start(&name, &grant, self.kick.clone());
+                // The stream id, unlike the mask, tells two streams apart.
+                let id = relay.stream_id();
+                match &grant.user {
+                    Some(user) => {
+                        tracing::info!(stream = %name.masked(), stream_id = %id, user = %user.name, "publishing")
+                    }
+                    None => {
+                        tracing::info!(stream = %name.masked(), stream_id = %id, "publishing")
+                    }
+                }
+                self.role = Role::Publishing {
+                    publisher,
+                    relay,
+                    _slot: slot,
+                };
+                Next::Continue
+            }
+            Err(err) => {
+                tracing::warn!(stream = %name.masked(), "publish refused: {err}");
+                let code = match err {
+                    HubError::AlreadyPublishing => "NetStream.Publish.BadName",
+                    HubError::TooManyStreams(_) | HubError::TooManyAwaited(_) => {
+                        "NetStream.Publish.Rejected"
+                    }
+                };
+                self.session
+                    .reject_publish(stream_id, code, &err.to_string());
+                Next::Close
+            }
+        }
+    }
+
+    /// Hands a publisher's metadata or media message to the hub; ignored unless this
+    /// connection publishes.
+    pub(super) fn media_to_hub(&self, event: ServerEvent) {
+        let Some(publisher) = self.publisher() else {
+            return;
+        };
+        match event {
+            ServerEvent::Metadata { metadata, .. } => publisher.set_metadata(&metadata, 0),
+            ServerEvent::Audio {
+                timestamp, payload, ..
+            } => publisher.push_audio(timestamp, payload),
+            ServerEvent::Video {
+                timestamp, payload, ..
+            } => publisher.push_video(timestamp, payload),
+            ServerEvent::Data {
+                timestamp, payload, ..
+            } => publisher.push_data(timestamp, payload),
+            _ => {}
+        }
+    }
+
+    /// Hands what this read brought to the stream's subscribers: once per read,
+    /// not once per message (see [`crate::hub::Publisher::flush`]).
+    pub(super) fn deliver(&self) {
+        if let Some(publisher) = self.publisher() {
+            publisher.flush();
+        }
+    }
+
+    /// The publisher unpublished: its stream ends now (no grace period).
+    pub(super) fn unpublish(&mut self) {
+        if matches!(self.role, Role::Publishing { .. }) {
+            tracing::info!("unpublished");
+            self.role = Role::Idle;
+        }
+    }
+
+    fn publisher(&self) -> Option<&Publisher> {
+        match &self.role {
+            Role::Publishing { publisher, .. } => Some(publisher),
+            _ => None,
+        }
+    }
+}
