@@ -71,9 +71,13 @@ pub async fn within<T>(
     limit: Duration,
     mut write: impl FnMut(&mut Context<'_>) -> Poll<std::io::Result<T>>,
 ) -> Result<T, WriteError> {
-    let mut once = Context::from_waker(std::task::Waker::noop());
-    if let Poll::Ready(done) = write(&mut once) {
-        return Ok(done?);
+    {
+        // Scoped: a `Context` is not `Send`, and held across the `.await` below it
+        // would make every caller's future `!Send` (no task could be spawned with it).
+        let mut once = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(done) = write(&mut once) {
+            return Ok(done?);
+        }
     }
     match tokio::time::timeout(limit, std::future::poll_fn(write)).await {
         Ok(done) => Ok(done?),
