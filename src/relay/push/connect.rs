@@ -19,7 +19,8 @@ use crate::relay::destination::DestinationSpec;
 use crate::relay::status::{DestinationStatus, State};
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientSession};
 use crate::rtmp::handshake::PACKET_SIZE;
-use crate::transport::{ReadPolicy, write_out};
+use crate::transport::socket::OverTcp;
+use crate::transport::{self, ReadPolicy, write_out};
 
 /// What the client's handshake sends (C0+C1, then C2): the first bytes of every
 /// connection, which `bytes_out` has never counted.
@@ -46,8 +47,7 @@ pub(super) async fn attempt(
     .await
     .map_err(|_| PushError::Timeout(ctx.connect_timeout))?
     .map_err(PushError::Connect)?;
-    // Media must not wait for the ingest's delayed ACK.
-    tcp.set_nodelay(true)?;
+    transport::socket::send_at_once(&tcp)?;
     if target.tls {
         let tls = timeout_at(
             deadline,
@@ -59,36 +59,6 @@ pub(super) async fn attempt(
     } else {
         publish(ctx, spec, tcp, started, subscriber, status, stop, ended).await
     }
-}
-
-/// The TCP socket under a push connection, plain or TLS, for socket options.
-trait OverTcp {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl OverTcp for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl OverTcp for tokio_rustls::client::TlsStream<TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        self.get_ref().0
-    }
-}
-
-/// Acknowledges the ingest's next segment at once instead of after the delayed-ACK
-/// timer. During setup an ingest that uses Nagle (nginx-rtmp does) holds each small
-/// reply until its previous segment is acknowledged, so every round trip of the
-/// handshake and the connect/createStream/publish exchange waited 40 ms for our
-/// delayed ACK (seen on the wire by the fan-out benchmark). Linux clears the flag
-/// again by itself, so it is set before every read of the setup.
-fn ack_at_once(tcp: &TcpStream) {
-    #[cfg(target_os = "linux")]
-    let _ = tcp.set_quickack(true);
-    #[cfg(not(target_os = "linux"))]
-    let _ = tcp;
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -160,7 +130,7 @@ where
 {
     loop {
         send_setup(io, session, setup_out, status).await?;
-        ack_at_once(io.tcp());
+        transport::socket::ack_at_once(io.tcp());
         read_more(io, buf).await?;
         while let Some(event) = session.poll(buf)? {
             if let ClientEvent::Publishing { .. } = event {

@@ -3,7 +3,6 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::shared_ingest::SharedIngest;
 use super::{Ended, PushError};
 use crate::hub::{DirectSink, Packet, Subscriber, SubscriberQueue};
+use crate::transport::within;
 
 /// How long a clean unpublish may take before the connection is dropped anyway.
 const UNPUBLISH_GRACE: Duration = Duration::from_secs(2);
@@ -94,13 +94,7 @@ where
     /// Sends what the session holds. Most sends finish at once and need no timer; one
     /// that has to wait for the ingest gets the stall timeout.
     async fn flush(&self) -> Result<(), PushError> {
-        if let Poll::Ready(sent) = self.ingest.try_send() {
-            return Ok(sent?);
-        }
-        match timeout(self.stall_timeout, poll_fn(|cx| self.ingest.poll_send(cx))).await {
-            Ok(sent) => Ok(sent?),
-            Err(_) => Err(PushError::Stalled(self.stall_timeout)),
-        }
+        Ok(within(self.stall_timeout, |cx| self.ingest.poll_send(cx)).await?)
     }
 
     /// FCUnpublish + deleteStream, then close: how platforms tell an end from a drop.

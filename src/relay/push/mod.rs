@@ -29,6 +29,7 @@ use crate::mask::Masked;
 use crate::rtmp::client::{ClientError, ClientEvent};
 use crate::stream_name::StreamName;
 use crate::transcode::encoder;
+use crate::transport::WriteError;
 use tracing::Instrument;
 
 /// How often a re-encoded destination checks whether its encoder has output yet.
@@ -59,6 +60,16 @@ pub enum PushError {
     /// The socket failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A write under the stall deadline: a stall is the ingest's fault, named as such.
+impl From<WriteError> for PushError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Stalled(limit) => PushError::Stalled(limit),
+            WriteError::Io(error) => PushError::Io(error),
+        }
+    }
 }
 
 impl PushError {

@@ -78,11 +78,6 @@ where
         sent
     }
 
-    /// [`poll_send`](Self::poll_send) once, without waiting (see [`poll_now`]).
-    pub(super) fn try_send(&self) -> Poll<std::io::Result<()>> {
-        poll_now(|cx| self.poll_send(cx))
-    }
-
     fn count(&self, written: u64) {
         if written > 0 {
             self.status.add_bytes_out(written);

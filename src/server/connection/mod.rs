@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, timeout};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Hub, Packet, Publisher, Subscriber};
@@ -31,7 +31,7 @@ use crate::server::grace::PublisherGrace;
 use crate::server::per_ip::{IpSlot, PerIpLimit};
 use crate::server::waiting::{WaitingPlayers, WaitingTicket};
 use crate::timestamp::Rebaser;
-use crate::transport::{ReadPolicy, write_out};
+use crate::transport::{self, ReadPolicy, WriteError, poll_write_out};
 
 /// What every connection task shares.
 #[derive(Debug)]
@@ -79,6 +79,16 @@ pub enum ConnectionError {
     /// The socket failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A write under the stall deadline: a stall is the peer's, named as such.
+impl From<WriteError> for ConnectionError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Stalled(limit) => ConnectionError::WriteStalled(limit),
+            WriteError::Io(error) => ConnectionError::Io(error),
+        }
+    }
 }
 
 enum Role {
@@ -300,10 +310,12 @@ where
         if self.session.out().is_empty() {
             return Ok(());
         }
+        // A peer that stops reading gets the idle timeout, the same deadline as one
+        // that stops sending.
         let limit = self.ctx.session.idle_timeout;
-        match timeout(limit, write_out(&mut self.io, self.session.out())).await {
-            Ok(result) => result.map(|_| ()).map_err(ConnectionError::from),
-            Err(_) => Err(ConnectionError::WriteStalled(limit)),
-        }
+        let (io, out) = (&mut self.io, self.session.out());
+        let mut written = 0;
+        transport::within(limit, |cx| poll_write_out(io, out, &mut written, cx)).await?;
+        Ok(())
     }
 }
