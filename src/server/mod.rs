@@ -161,8 +161,7 @@ async fn serve_tcp(
     shutdown: CancellationToken,
 ) {
     let accepted = Instant::now();
-    // Media must not wait for the peer's delayed ACK (Nagle): it adds tens of ms.
-    if let Err(err) = socket.set_nodelay(true) {
+    if let Err(err) = crate::transport::socket::send_at_once(&socket) {
         tracing::debug!("TCP_NODELAY: {err}");
     }
     tracing::debug!("connected");

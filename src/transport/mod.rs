@@ -6,8 +6,10 @@
 //!   vectored writes, so shared payloads are never copied per connection, and
 //!   [`within`], the stall deadline every write runs under.
 //! - [`read`]: the input buffer's growth policy ([`ReadPolicy`]).
+//! - [`socket`]: socket options for media (no Nagle; quick ACKs during a setup).
 
 pub mod read;
+pub mod socket;
 pub mod write;
 
 pub use read::ReadPolicy;
