@@ -26,6 +26,7 @@ pub mod tables;
 pub mod tls;
 pub mod warnings;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -133,6 +134,7 @@ impl Relay {
                 initial: Duration::from_millis(config.transcode.restart_backoff_ms),
                 ..BackoffPolicy::default()
             },
+            outputs: AtomicU64::new(0),
         });
         let ctx = RelayContext {
             hub,

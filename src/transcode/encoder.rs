@@ -10,6 +10,7 @@
 
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -51,6 +52,8 @@ pub struct EncoderContext {
     pub stall_timeout: Duration,
     /// Restart delays.
     pub restart_backoff: BackoffPolicy,
+    /// Numbers the encoders' outputs (see [`EncoderContext::output_name`]).
+    pub outputs: AtomicU64,
 }
 
 /// Why one ffmpeg run ended abnormally.
@@ -87,12 +90,21 @@ enum RunEnd {
     Stopped,
 }
 
-/// The identity of a destination's encoder output in the transcode hub.
-pub fn output_name(app: &str, name: &str, destination: &str) -> StreamName {
-    StreamName {
-        app: app.to_owned(),
-        name: format!("{name}#{destination}"),
-        query: String::new(),
+impl EncoderContext {
+    /// A fresh identity in the transcode hub for one encoder of destination
+    /// `destination` of `app/name`: unique per call, never reused. One push session
+    /// owns one encoder and its output; when a destination is restarted (or removed
+    /// and added again) the old session's encoder is still ending while the new
+    /// one starts, and under a shared name the new session would subscribe to the
+    /// old encoder's output and end with it ("stream ended") instead of waiting for
+    /// its own.
+    pub fn output_name(&self, app: &str, name: &str, destination: &str) -> StreamName {
+        let serial = self.outputs.fetch_add(1, Ordering::Relaxed);
+        StreamName {
+            app: app.to_owned(),
+            name: format!("{name}#{destination}#{serial}"),
+            query: String::new(),
+        }
     }
 }
 

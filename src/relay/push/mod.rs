@@ -109,7 +109,7 @@ pub async fn run(
 ) {
     let encoder = profile_args.map(|args| {
         let token = stop.child_token();
-        let output = encoder::output_name(&app, &name, &spec.id);
+        let output = ctx.encoders.output_name(&app, &name, &spec.id);
         let source = StreamName {
             app: app.clone(),
             name: name.clone(),
