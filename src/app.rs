@@ -28,7 +28,7 @@ use crate::server::{ConnectionContext, ConnectionLimits, PublisherGrace, RtmpLis
 /// [`Loaded::load`] that [`App::start_with_source`] runs, so that the check cannot
 /// accept what `serve` refuses, and the error is the same.
 ///
-/// Needs a tokio runtime (the callback's HTTP client is built in one).
+/// Call it within a tokio runtime, as `serve` does.
 pub fn check(config: &Config) -> Result<(), Error> {
     Loaded::load(config).map(drop)
 }

@@ -52,7 +52,10 @@ struct Options {
 enum Command {
     /// Run the relay (the default when no command is given).
     Serve,
-    /// Load and validate the configuration, print the effective values, and exit.
+    /// Load and validate the configuration and everything `serve` loads with it
+    /// (presets, user files, profiles, callback, TLS files), check that ffmpeg
+    /// runs, print the effective values, and exit: non-zero, with `serve`'s
+    /// message, on anything `serve` would refuse.
     CheckConfig,
     /// Ask the running prism to reload presets, user files, profiles and the [auth]
     /// callback (through its API at [http] listen, with [http] token /
