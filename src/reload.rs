@@ -162,27 +162,12 @@ impl Reloader {
         asked: Option<&Path>,
     ) -> Result<ReloadReport, ReloadError> {
         if let Some(asked) = asked {
-            self.check_file(asked)?;
+            check_file(&self.source, asked)?;
         }
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || this.reload())
             .await
             .unwrap_or_else(|err| Err(ReloadError::Task(err.to_string())))
-    }
-
-    /// Refuses a reload that names a file other than the source's.
-    fn check_file(&self, asked: &Path) -> Result<(), ReloadError> {
-        let running = self.source.path();
-        if running == Some(absolute(asked).as_path()) {
-            return Ok(());
-        }
-        Err(ReloadError::OtherFile {
-            asked: asked.display().to_string(),
-            running: running.map_or_else(
-                || "no configuration file".to_owned(),
-                |path| path.display().to_string(),
-            ),
-        })
     }
 
     /// Applies an already loaded configuration.
@@ -223,6 +208,21 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
+/// Refuses a reload that names a file other than the source's.
+fn check_file(source: &ConfigSource, asked: &Path) -> Result<(), ReloadError> {
+    let running = source.path();
+    if running == Some(absolute(asked).as_path()) {
+        return Ok(());
+    }
+    Err(ReloadError::OtherFile {
+        asked: asked.display().to_string(),
+        running: running.map_or_else(
+            || "no configuration file".to_owned(),
+            |path| path.display().to_string(),
+        ),
+    })
+}
+
 /// The sections of `new` that differ from `old` and that a reload does not apply.
 fn restart_sections(old: &Config, new: &Config) -> Vec<&'static str> {
     fn differs<T: Serialize>(a: &T, b: &T) -> bool {
@@ -248,6 +248,27 @@ fn restart_sections(old: &Config, new: &Config) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_naming_another_file_is_refused_and_the_own_file_in_any_spelling_is_not() {
+        let dir = std::env::temp_dir().join(format!("prism-reload-unit-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        let own = dir.join("prism.toml");
+        std::fs::write(&own, "").unwrap();
+        let source = ConfigSource::file(Some(own.clone()), Overrides::default());
+        assert!(check_file(&source, &own).is_ok());
+        assert!(check_file(&source, &dir.join("sub").join("..").join("prism.toml")).is_ok());
+        let other = dir.join("other.toml");
+        let err = check_file(&source, &other).unwrap_err().to_string();
+        assert!(
+            err.contains("other.toml") && err.contains("prism.toml"),
+            "{err}"
+        );
+        let fixed = ConfigSource::fixed(Config::defaults());
+        let err = check_file(&fixed, &own).unwrap_err().to_string();
+        assert!(err.contains("no configuration file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn only_changed_sections_that_need_a_restart_are_reported() {
