@@ -23,13 +23,17 @@ use crate::server::waiting::WaitingPlayers;
 use crate::server::{ConnectionContext, ConnectionLimits, PublisherGrace, RtmpListener, tls};
 
 /// Loads and validates everything `prism serve` loads before it binds a port (the
-/// RTMPS certificate and key, outbound TLS roots, presets, user files, profiles,
-/// the authorization callback), and drops it again: `prism check-config`. The same
-/// [`Loaded::load`] that [`App::start_with_source`] runs, so that the check cannot
-/// accept what `serve` refuses, and the error is the same.
+/// log's level filter, the RTMPS certificate and key, outbound TLS roots, presets,
+/// user files, profiles, the authorization callback), and drops it again: `prism
+/// check-config`. The same [`crate::logging::levels`] and [`Loaded::load`] that
+/// `serve` runs, so that the check cannot accept what `serve` refuses, and the
+/// error is the same.
 ///
 /// Call it within a tokio runtime, as `serve` does.
 pub fn check(config: &Config) -> Result<(), Error> {
+    // `serve` installs the logger first; its level filter is the one thing of it
+    // that a configuration can get wrong.
+    crate::logging::levels(config)?;
     Loaded::load(config).map(drop)
 }
 

@@ -79,6 +79,8 @@ async fn check_config(file: &std::path::Path) -> std::process::Output {
         .arg("check-config")
         .arg("--config")
         .arg(file)
+        // RUST_LOG, when valid, overrides log.level.
+        .env_remove("RUST_LOG")
         .output()
         .await
         .unwrap()
@@ -476,6 +478,7 @@ async fn serve_refusing(file: &std::path::Path) -> (std::process::ExitStatus, Ve
             .arg("--config")
             .arg(file)
             .env_remove("PRISM_HTTP__TOKEN")
+            .env_remove("RUST_LOG")
             .output(),
     )
     .await
@@ -518,10 +521,15 @@ async fn check_config_refuses_what_serve_refuses_with_the_same_message() {
     )
     .unwrap();
 
+    // A log level filter that does not parse.
+    let bad_level = dir.join("bad-level.toml");
+    std::fs::write(&bad_level, "[log]\nlevel = \"info,prism=loud=yes\"\n").unwrap();
+
     for (file, names) in [
         (&missing_users, "no-such-dir"),
         (&unknown_preset, "youtub"),
         (&http_preset, "http"),
+        (&bad_level, "log.level"),
     ] {
         let check = check_config(file).await;
         let checked = error_lines(&check.stderr);
