@@ -53,7 +53,7 @@ enum Command {
     /// Run the relay (the default when no command is given).
     Serve,
     /// Load and validate the configuration and everything `serve` loads with it
-    /// (presets, user files, profiles, callback, TLS files), check that ffmpeg
+    /// (log level, presets, user files, profiles, callback, TLS files), check that ffmpeg
     /// runs, print the effective values, and exit: non-zero, with `serve`'s
     /// message, on anything `serve` would refuse.
     CheckConfig,
@@ -92,7 +92,8 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Fingerprint { .. } => unreachable!("handled before the configuration loads"),
+        // Answered above, before the configuration loads; the same answer here.
+        Command::Fingerprint { key } => fingerprint(key.as_deref()),
         Command::CheckConfig => {
             match check_config(&config).and_then(|()| config.to_masked_toml()) {
                 Ok(text) => {
