@@ -22,31 +22,32 @@ use crate::server::per_ip::PerIpLimit;
 use crate::server::waiting::WaitingPlayers;
 use crate::server::{ConnectionContext, ConnectionLimits, PublisherGrace, RtmpListener, tls};
 
-/// A started prism.
-pub struct App {
-    rtmp_addr: SocketAddr,
-    rtmps_addr: Option<SocketAddr>,
-    http_addr: SocketAddr,
+/// Loads and validates everything `prism serve` loads before it binds a port (the
+/// log's level filter, the RTMPS certificate and key, outbound TLS roots, presets,
+/// user files, profiles, the authorization callback), and drops it again: `prism
+/// check-config`. The same [`crate::logging::levels`] and [`Loaded::load`] that
+/// `serve` runs, so that the check cannot accept what `serve` refuses, and the
+/// error is the same.
+///
+/// Call it within a tokio runtime, as `serve` does.
+pub fn check(config: &Config) -> Result<(), Error> {
+    // `serve` installs the logger first; its level filter is the one thing of it
+    // that a configuration can get wrong.
+    crate::logging::levels(config)?;
+    Loaded::load(config).map(drop)
+}
+
+/// What `serve` loads from files before it binds anything.
+struct Loaded {
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     hub: Arc<Hub>,
     relay: Arc<Relay>,
-    reloader: Arc<Reloader>,
-    http_connections: Arc<http::OpenConnections>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
-impl App {
-    /// Binds every listener and starts serving. A reload (API, SIGHUP) applies
-    /// `config` again, re-reading the user files it names; use
-    /// [`Self::start_with_source`] to reload from a file.
-    pub async fn start(config: Config) -> Result<Self, Error> {
-        let fixed = config.clone();
-        Self::start_with_source(config, Arc::new(move || Ok(fixed.clone()))).await
-    }
-
-    /// Binds every listener and starts serving; a reload reads the configuration
-    /// from `source`.
-    pub async fn start_with_source(config: Config, source: ConfigSource) -> Result<Self, Error> {
+impl Loaded {
+    fn load(config: &Config) -> Result<Self, Error> {
         // rustls' process-wide provider: ring, which every TLS client prism builds
         // uses. A client built without an explicit configuration (reqwest's
         // default, which has no provider of its own here) then works too. Already
@@ -67,11 +68,54 @@ impl App {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let relay = Arc::new(Relay::new(
-            &config,
+            config,
             Arc::clone(&hub),
             tracker.clone(),
             shutdown.clone(),
         )?);
+        Ok(Self {
+            acceptor,
+            hub,
+            relay,
+            shutdown,
+            tracker,
+        })
+    }
+}
+
+/// A started prism.
+pub struct App {
+    rtmp_addr: SocketAddr,
+    rtmps_addr: Option<SocketAddr>,
+    http_addr: SocketAddr,
+    hub: Arc<Hub>,
+    relay: Arc<Relay>,
+    reloader: Arc<Reloader>,
+    http_connections: Arc<http::OpenConnections>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl App {
+    /// Binds every listener and starts serving. A reload (API, SIGHUP) applies
+    /// `config` again, re-reading the user files it names; use
+    /// [`Self::start_with_source`] to reload from a file.
+    pub async fn start(config: Config) -> Result<Self, Error> {
+        let fixed = config.clone();
+        Self::start_with_source(config, ConfigSource::fixed(fixed)).await
+    }
+
+    /// Binds every listener and starts serving; a reload reads the configuration
+    /// from `source`. Everything read from files is loaded first, by
+    /// [`check`]'s own [`Loaded::load`].
+    pub async fn start_with_source(config: Config, source: ConfigSource) -> Result<Self, Error> {
+        let Loaded {
+            acceptor,
+            hub,
+            relay,
+            shutdown,
+            tracker,
+        } = Loaded::load(&config)?;
         let waiting = WaitingPlayers::new(config.max_waiting_players());
         let ctx = Arc::new(ConnectionContext {
             hub: Arc::clone(&hub),
@@ -222,4 +266,72 @@ impl App {
             .await
             .is_ok()
     }
+}
+
+/// How long `ffmpeg -version` may take before the check gives up on it.
+const FFMPEG_VERSION_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why the configured ffmpeg cannot re-encode.
+#[derive(Debug, thiserror::Error)]
+pub enum FfmpegError {
+    /// It could not be started (not found, not executable).
+    #[error(
+        "transcode.ffmpeg: cannot run `{ffmpeg} -version` ({reason}); re-encoded \
+         destinations (a `profile`, in a user file, a query string or the API) would \
+         never start: install ffmpeg or point transcode.ffmpeg (PRISM_TRANSCODE__FFMPEG) \
+         at it"
+    )]
+    Spawn {
+        /// The configured binary.
+        ffmpeg: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// It started but failed or did not answer.
+    #[error(
+        "transcode.ffmpeg: `{ffmpeg} -version` {reason}; re-encoded destinations would \
+         fail: check the binary transcode.ffmpeg names"
+    )]
+    Failed {
+        /// The configured binary.
+        ffmpeg: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Runs `ffmpeg -version` and returns its first line (`ffmpeg version 5.1...`).
+///
+/// Re-encoding is never configured away: any publish may ask for a built-in profile
+/// in its query string, so a prism whose ffmpeg does not run has destinations that
+/// can never start. `prism check-config` reports it rather than the first stream.
+pub async fn ffmpeg_version(ffmpeg: &str) -> Result<String, FfmpegError> {
+    let child = tokio::process::Command::new(ffmpeg)
+        .arg("-version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| FfmpegError::Spawn {
+            ffmpeg: ffmpeg.to_owned(),
+            reason: err.to_string(),
+        })?;
+    let failed = |reason: String| FfmpegError::Failed {
+        ffmpeg: ffmpeg.to_owned(),
+        reason,
+    };
+    let output = tokio::time::timeout(FFMPEG_VERSION_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| failed(format!("did not finish within {FFMPEG_VERSION_TIMEOUT:?}")))?
+        .map_err(|err| failed(err.to_string()))?;
+    if !output.status.success() {
+        return Err(failed(format!("exited with {}", output.status)));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let first = text.lines().next().unwrap_or_default().trim();
+    if !first.starts_with("ffmpeg version") {
+        return Err(failed("printed no `ffmpeg version` line".into()));
+    }
+    Ok(first.to_owned())
 }

@@ -1,9 +1,8 @@
 //! The `prism` command.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -53,17 +52,33 @@ struct Options {
 enum Command {
     /// Run the relay (the default when no command is given).
     Serve,
-    /// Load and validate the configuration, print the effective values, and exit.
+    /// Load and validate the configuration and everything `serve` loads with it
+    /// (log level, presets, user files, profiles, callback, TLS files), check that ffmpeg
+    /// runs, print the effective values, and exit: non-zero, with `serve`'s
+    /// message, on anything `serve` would refuse.
     CheckConfig,
     /// Ask the running prism to reload presets, user files, profiles and the [auth]
     /// callback (through its API at [http] listen, with [http] token /
-    /// PRISM_HTTP__TOKEN).
+    /// PRISM_HTTP__TOKEN). The running prism re-reads its own configuration file:
+    /// a --config naming another file is refused.
     Reload,
+    /// Print the masked form prism shows for a stream key in logs, status and
+    /// errors (`****` and a 4-hex-digit hash of the key, not its last characters),
+    /// to find a key's stream there.
+    Fingerprint {
+        /// The key; read from the first line of stdin when absent (keeps it out of
+        /// the shell's history and the process list).
+        key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     give_big_buffers_back_when_freed();
     let cli = Cli::parse();
+    if let Some(Command::Fingerprint { key }) = &cli.command {
+        // Needs no configuration: the mask depends on the key alone.
+        return fingerprint(key.as_deref());
+    }
     let overrides = Overrides {
         rtmp_listen: cli.options.rtmp,
         http_listen: cli.options.http,
@@ -77,24 +92,28 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => match config.to_masked_toml() {
-            Ok(text) => {
-                // `prism check-config | head` closes the pipe early: not an error,
-                // and println! would panic on it.
-                use std::io::Write;
-                match std::io::stdout().lock().write_all(text.as_bytes()) {
-                    Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-                        print_stderr(&format!("prism: {err}"));
-                        ExitCode::FAILURE
+        // Answered above, before the configuration loads; the same answer here.
+        Command::Fingerprint { key } => fingerprint(key.as_deref()),
+        Command::CheckConfig => {
+            match check_config(&config).and_then(|()| config.to_masked_toml()) {
+                Ok(text) => {
+                    // `prism check-config | head` closes the pipe early: not an error,
+                    // and println! would panic on it.
+                    use std::io::Write;
+                    match std::io::stdout().lock().write_all(text.as_bytes()) {
+                        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                            print_stderr(&format!("prism: {err}"));
+                            ExitCode::FAILURE
+                        }
+                        _ => ExitCode::SUCCESS,
                     }
-                    _ => ExitCode::SUCCESS,
+                }
+                Err(err) => {
+                    print_stderr(&format!("prism: {err}"));
+                    ExitCode::FAILURE
                 }
             }
-            Err(err) => {
-                print_stderr(&format!("prism: {err}"));
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Reload => {
             // One request: a single-threaded runtime is plenty.
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -107,7 +126,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(request_reload(&config)) {
+            let file = cli.options.config.as_deref();
+            match runtime.block_on(request_reload(&config, file)) {
                 Ok(summary) => {
                     use std::io::Write;
                     // A closed stdout loses the summary, not the exit status.
@@ -131,8 +151,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let file = cli.options.config.clone();
-            let source: ConfigSource = Arc::new(move || Config::load(file.as_deref(), &overrides));
+            let source = ConfigSource::file(cli.options.config.clone(), overrides);
             let runtime = match config.runtime.build() {
                 Ok(runtime) => runtime,
                 Err(err) => {
@@ -153,6 +172,50 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `prism check-config`'s checks beyond the configuration file itself: everything
+/// `serve` loads before it listens (one function, [`prism::app::check`], for both),
+/// and that the ffmpeg binary runs. The error is the one `serve` would print.
+fn check_config(config: &Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the runtime: {err}"))?;
+    runtime.block_on(async {
+        prism::app::check(config).map_err(|err| err.to_string())?;
+        let version = prism::app::ffmpeg_version(&config.transcode.ffmpeg)
+            .await
+            .map_err(|err| err.to_string())?;
+        // stderr: stdout is the configuration alone, a file that can be loaded.
+        print_stderr(&format!(
+            "prism: re-encoding uses {}: {version}",
+            config.transcode.ffmpeg
+        ));
+        Ok(())
+    })
+}
+
+/// `prism fingerprint [KEY]`: the key's mask, exactly as prism prints it.
+fn fingerprint(key: Option<&str>) -> ExitCode {
+    use std::io::{BufRead, Write};
+    let key = match key {
+        Some(key) => key.to_owned(),
+        None => {
+            let mut line = String::new();
+            if let Err(err) = std::io::stdin().lock().read_line(&mut line) {
+                print_stderr(&format!("prism: cannot read the key from stdin: {err}"));
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if key.is_empty() {
+        print_stderr("prism: no key: give it as an argument or on stdin");
+        return ExitCode::from(2);
+    }
+    let _ = writeln!(std::io::stdout(), "{}", prism::mask::Masked(&key));
+    ExitCode::SUCCESS
 }
 
 /// Allocations at least this big get pages of their own from the kernel (mmap), and
@@ -230,8 +293,22 @@ fn api_address(listen: SocketAddr) -> SocketAddr {
 
 /// `prism reload`: `POST /api/v1/reload` to the running prism, and a one-line
 /// summary of its answer. Any refusal or an unreachable prism is an error.
-async fn request_reload(config: &Config) -> Result<String, String> {
-    let url = format!("http://{}/api/v1/reload", api_address(config.http.listen));
+///
+/// The running prism re-reads its own file, whatever `file` this command was given
+/// (which only tells it where the API is and its token): `file` goes along as
+/// `?config=`, and prism refuses (409) when it is not the file it runs with.
+async fn request_reload(config: &Config, file: Option<&Path>) -> Result<String, String> {
+    let mut url = url::Url::parse(&format!(
+        "http://{}/api/v1/reload",
+        api_address(config.http.listen)
+    ))
+    .map_err(|e| format!("cannot make the API's URL: {e}"))?;
+    if let Some(file) = file {
+        let file = prism::reload::absolute(file);
+        url.query_pairs_mut()
+            .append_pair("config", &file.to_string_lossy());
+    }
+    let url = url.to_string();
     // reqwest's rustls has no provider of its own here (see Cargo.toml): ring, as
     // everywhere in prism, even though this request is plain HTTP.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -270,8 +347,11 @@ async fn request_reload(config: &Config) -> Result<String, String> {
         return Err(format!("reload refused ({status}): {message}"));
     }
     let count = |key: &str| body[key].as_u64().unwrap_or(0);
+    let from = body["config_file"]
+        .as_str()
+        .map_or_else(|| "no configuration file".to_owned(), str::to_owned);
     let mut summary = format!(
-        "reloaded: {} presets, {} users, {} profiles",
+        "reloaded from {from}: {} presets, {} users, {} profiles",
         count("presets"),
         count("users"),
         count("profiles")

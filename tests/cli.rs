@@ -79,6 +79,8 @@ async fn check_config(file: &std::path::Path) -> std::process::Output {
         .arg("check-config")
         .arg("--config")
         .arg(file)
+        // RUST_LOG, when valid, overrides log.level.
+        .env_remove("RUST_LOG")
         .output()
         .await
         .unwrap()
@@ -445,4 +447,332 @@ async fn sigterm_unpublishes_every_destination_cleanly_and_exits() {
     tokio::time::timeout(Duration::from_secs(10), common::finish(publisher))
         .await
         .expect("the publisher's connection ends with prism");
+}
+
+/// A fresh directory for one test's files.
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `prism: ...` lines a finished prism wrote to stderr (its own error lines,
+/// not log lines).
+fn error_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|line| line.starts_with("prism: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `prism serve --config file` on port 0, expected to refuse to start: its exit
+/// status and error lines.
+async fn serve_refusing(file: &std::path::Path) -> (std::process::ExitStatus, Vec<String>) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        prism()
+            .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(file)
+            .env_remove("PRISM_HTTP__TOKEN")
+            .env_remove("RUST_LOG")
+            .output(),
+    )
+    .await
+    .expect("serve refuses this configuration instead of starting")
+    .unwrap();
+    (out.status, error_lines(&out.stderr))
+}
+
+/// Issue 19 bug 2: `check-config` exited 0 on configurations that `serve` refuses.
+/// Each one now fails both the same way, with the same message.
+#[tokio::test]
+async fn check_config_refuses_what_serve_refuses_with_the_same_message() {
+    let dir = test_dir("check-serve");
+    // A users folder that does not exist.
+    let missing_users = dir.join("missing-users.toml");
+    std::fs::write(
+        &missing_users,
+        format!("[users]\ndir = \"{}\"\n", dir.join("no-such-dir").display()),
+    )
+    .unwrap();
+    // A user file naming a preset prism does not know.
+    let users = dir.join("users");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(
+        users.join("alice.toml"),
+        "stream_key = \"alice-key-0123\"\n[[destinations]]\npreset = \"youtub\"\nkey = \"yt-key-0123\"\n",
+    )
+    .unwrap();
+    let unknown_preset = dir.join("unknown-preset.toml");
+    std::fs::write(
+        &unknown_preset,
+        format!("[users]\ndir = \"{}\"\n", users.display()),
+    )
+    .unwrap();
+    // A preset whose URL is not RTMP.
+    let http_preset = dir.join("http-preset.toml");
+    std::fs::write(
+        &http_preset,
+        "[presets.youtube]\nurl = \"http://a.rtmp.youtube.com/live2\"\n",
+    )
+    .unwrap();
+
+    // A log level filter that does not parse.
+    let bad_level = dir.join("bad-level.toml");
+    std::fs::write(&bad_level, "[log]\nlevel = \"info,prism=loud=yes\"\n").unwrap();
+
+    for (file, names) in [
+        (&missing_users, "no-such-dir"),
+        (&unknown_preset, "youtub"),
+        (&http_preset, "http"),
+        (&bad_level, "log.level"),
+    ] {
+        let check = check_config(file).await;
+        let checked = error_lines(&check.stderr);
+        let (served, refused) = serve_refusing(file).await;
+        assert!(!served.success(), "serve refuses {}", file.display());
+        assert!(
+            !check.status.success(),
+            "check-config refuses {} as serve does ({refused:?}); stdout: {}",
+            file.display(),
+            String::from_utf8_lossy(&check.stdout)
+        );
+        assert_eq!(check.status.code(), served.code(), "the same exit status");
+        assert_eq!(checked, refused, "the same message");
+        assert_eq!(checked.len(), 1, "{checked:?}");
+        assert!(checked[0].contains(names), "{checked:?}");
+        assert!(check.stdout.is_empty(), "no configuration printed");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 19 bug 2: `check-config` did not check that ffmpeg runs. A binary that is
+/// not there, or is not ffmpeg, is refused by name; the real one is reported.
+#[tokio::test]
+async fn check_config_refuses_an_ffmpeg_that_does_not_run() {
+    let dir = test_dir("check-ffmpeg");
+    let missing = dir.join("missing-ffmpeg.toml");
+    let nonexistent = dir.join("no-such-ffmpeg");
+    std::fs::write(
+        &missing,
+        format!("[transcode]\nffmpeg = \"{}\"\n", nonexistent.display()),
+    )
+    .unwrap();
+    let out = check_config(&missing).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = error_lines(&out.stderr).join("\n");
+    assert!(
+        err.contains("transcode.ffmpeg") && err.contains(&nonexistent.display().to_string()),
+        "names the setting and the binary: {err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // Something that runs but is not ffmpeg.
+    let not_ffmpeg = dir.join("not-ffmpeg.toml");
+    std::fs::write(&not_ffmpeg, "[transcode]\nffmpeg = \"false\"\n").unwrap();
+    let out = check_config(&not_ffmpeg).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = error_lines(&out.stderr).join("\n");
+    assert!(err.contains("transcode.ffmpeg"), "{err}");
+
+    // The real one: accepted, and its version said.
+    let real = dir.join("real-ffmpeg.toml");
+    let ffmpeg = common::require("ffmpeg");
+    std::fs::write(
+        &real,
+        format!("[transcode]\nffmpeg = \"{}\"\n", ffmpeg.display()),
+    )
+    .unwrap();
+    let out = check_config(&real).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = error_lines(&out.stderr).join("\n");
+    assert!(said.contains("ffmpeg version"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 19 bug 5: `prism reload --config OTHER.toml` reloaded the server's own
+/// file. It is refused now, nothing read or applied, and the answer names both
+/// files; the server's own file (in another spelling) still reloads.
+#[tokio::test]
+async fn reload_refuses_a_config_file_other_than_the_servers() {
+    const TOKEN: &str = "cli-other-token-0123456789";
+    let dir = test_dir("cli-reload-other");
+    let users = dir.join("users");
+    let other_users = dir.join("other-users");
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::create_dir_all(&other_users).unwrap();
+    std::fs::write(users.join("a.toml"), "stream_key = \"other-user-a-key\"\n").unwrap();
+    std::fs::write(
+        other_users.join("b.toml"),
+        "stream_key = \"other-user-b-key\"\n",
+    )
+    .unwrap();
+    let config = dir.join("prism.toml");
+    let other = dir.join("other.toml");
+    for (file, users) in [(&config, &users), (&other, &other_users)] {
+        std::fs::write(
+            file,
+            format!(
+                "[users]\ndir = \"{}\"\n[http]\ntoken = \"{TOKEN}\"\n",
+                users.display()
+            ),
+        )
+        .unwrap();
+    }
+    let Served {
+        mut child,
+        rtmp,
+        http,
+        ..
+    } = serve(&config).await;
+    let reload = |file: std::path::PathBuf| {
+        let mut command = prism();
+        command
+            .args(["reload", "--http", &http, "--config"])
+            .arg(file)
+            .env_remove("PRISM_HTTP__TOKEN");
+        async move {
+            tokio::time::timeout(Duration::from_secs(60), command.output())
+                .await
+                .expect("prism reload answers in time")
+                .unwrap()
+        }
+    };
+    let clip = common::clip(2);
+    let publish_ok = |key: &str| {
+        let child = common::publish(&clip, &format!("rtmp://{rtmp}/live/{key}"));
+        async move { common::finish(child).await.0.success() }
+    };
+
+    let out = reload(other.clone()).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("409"), "{stderr}");
+    assert!(
+        stderr.contains(&other.display().to_string())
+            && stderr.contains(&config.canonicalize().unwrap().display().to_string()),
+        "names the file asked for and the one prism runs with: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(
+        !publish_ok("other-user-b-key").await,
+        "nothing of the other file applied"
+    );
+    assert!(
+        publish_ok("other-user-a-key").await,
+        "the running users stay"
+    );
+
+    // The server's own file, spelled differently, reloads, and says which file.
+    let same = dir.join("users").join("..").join("prism.toml");
+    let out = reload(same).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&config.canonicalize().unwrap().display().to_string()),
+        "says which file it re-read: {stdout}"
+    );
+
+    terminate(&mut child).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `prism fingerprint KEY` (or the key on stdin).
+async fn fingerprint(key: &str, on_stdin: bool) -> String {
+    let mut command = prism();
+    command.arg("fingerprint");
+    if on_stdin {
+        command.stdin(Stdio::piped());
+    } else {
+        command.arg(key);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if on_stdin {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{key}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+}
+
+/// Issue 19 bug 4: the README's mask example read like a key's last characters.
+/// `prism fingerprint` prints exactly the mask that the status API shows for a live
+/// stream's key and its destination's key, from an argument or from stdin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprint_prints_the_mask_the_status_api_shows() {
+    const STREAM_KEY: &str = "fp-stream-key-0123";
+    const DEST_KEY: &str = "fp-dest-key-4567";
+    let sink = common::sinks::NginxSink::start("live2").await;
+    let dir = test_dir("cli-fingerprint");
+    let config = dir.join("prism.toml");
+    std::fs::write(
+        &config,
+        format!("[presets.youtube]\nurl = \"{}\"\n", sink.url()),
+    )
+    .unwrap();
+    let Served {
+        mut child,
+        rtmp,
+        http,
+        ..
+    } = serve(&config).await;
+    let clip = common::clip(30);
+    let publisher = common::publish(
+        &clip,
+        &format!("rtmp://{rtmp}/live/{STREAM_KEY}?youtube={DEST_KEY}"),
+    );
+    sink.wait_publishing(DEST_KEY, Duration::from_secs(20))
+        .await;
+    let status = common::http_client()
+        .get(format!("http://{http}/api/v1/streams"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    drop(publisher);
+
+    let stream_mask = fingerprint(STREAM_KEY, false).await;
+    let dest_mask = fingerprint(DEST_KEY, false).await;
+    assert!(stream_mask.starts_with("****") && stream_mask.len() == 8);
+    assert_ne!(stream_mask, dest_mask);
+    assert_eq!(fingerprint(STREAM_KEY, true).await, stream_mask, "stdin");
+    let streams: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let stream = &streams["streams"][0];
+    assert_eq!(stream["name"], stream_mask.as_str(), "{status}");
+    let url = stream["destinations"][0]["url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/{dest_mask}")), "{status}");
+    assert!(
+        !status.contains(STREAM_KEY) && !status.contains(DEST_KEY),
+        "{status}"
+    );
+
+    terminate(&mut child).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -312,18 +312,28 @@ pub async fn kick_publisher(
 /// flags `prism serve` started with) and applies presets, user files, profiles
 /// and the authorization callback to new streams. A broken file answers 422
 /// naming it; the running configuration stays.
+///
+/// `?config=PATH` names the file the caller means (`prism reload --config`): a
+/// reload that names another file than prism's own is refused with 409, nothing
+/// read.
 pub async fn reload(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
+    Query(query): Query<ReloadQuery>,
 ) -> Result<Json<ReloadReport>, ApiError> {
     authorize(&state, &headers, true)?;
     tracing::info!("reload requested through the API");
-    match state.reloader.reload_off_runtime().await {
+    match state
+        .reloader
+        .reload_file_off_runtime(query.config.as_deref())
+        .await
+    {
         Ok(report) => Ok(Json(report)),
         Err(err) => {
             tracing::error!("reload refused, the previous configuration stays: {err}");
             let status = match err {
                 ReloadError::Config(_) | ReloadError::Relay(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ReloadError::OtherFile { .. } => StatusCode::CONFLICT,
                 ReloadError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             Err(ApiError::new(
@@ -332,6 +342,13 @@ pub async fn reload(
             ))
         }
     }
+}
+
+/// `POST /api/v1/reload`'s query.
+#[derive(Debug, serde::Deserialize)]
+pub struct ReloadQuery {
+    /// The configuration file the caller means; refused unless it is prism's own.
+    config: Option<std::path::PathBuf>,
 }
 
 /// Anything else.

@@ -88,15 +88,21 @@ pub fn dropped_lines() -> DroppedLines {
     COUNTERS.get().map(Counters::read).unwrap_or_default()
 }
 
+/// The level filter: `RUST_LOG` when it is set and valid, else `log.level`. Also
+/// what `prism check-config` checks, so that it refuses the filters `init` refuses.
+pub fn levels(config: &Config) -> Result<EnvFilter, LoggingError> {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .map_err(|e| LoggingError::Filter(e.to_string()))
+}
+
 /// Installs prism's logger for the whole process, as `config`'s `[log]` says
 /// (`RUST_LOG` overrides `log.level`). Keep the guard until exit: dropping it
 /// writes the last summary and waits (at most [`FLUSH_TIMEOUT`]) for the lines
 /// still queued.
 pub fn init(config: &Config) -> Result<LogGuard, LoggingError> {
     let log = &config.log;
-    let levels = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .map_err(|e| LoggingError::Filter(e.to_string()))?;
+    let levels = levels(config)?;
     let write_errors = Arc::new(AtomicU64::new(0));
     let (writer, worker) = NonBlockingBuilder::default()
         .lossy(true)
