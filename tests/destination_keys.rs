@@ -268,3 +268,118 @@ async fn a_user_file_with_a_bad_destination_key_stops_prism_at_start_naming_the_
     assert!(!stderr.contains("kt-file-secret"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The warnings of the only live stream, as the API shows them.
+async fn stream_warnings(client: &reqwest::Client, prism: &Prism) -> (Value, Vec<String>) {
+    let list: Value =
+        serde_json::from_str(&get_text(client, &api(prism, "/api/v1/streams")).await).unwrap();
+    let stream = list["streams"][0].clone();
+    let warnings = stream["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list:#}"))
+        .iter()
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect();
+    (stream, warnings)
+}
+
+/// Issue 19, bug 3: a publish URL typed by hand, as a streamer does in OBS, with
+/// four mistakes beside two good destinations: a profile that does not exist
+/// (`youtube_profile=480p`), a misspelt preset (`youtub=KEY`), an empty key
+/// (`kick=`) and a misspelt `_profile` (`facebook_profle=720p30`, which used to
+/// be passed through onto the stream name). Each is refused, not started, with a
+/// reason in the stream's warnings that quotes no key (and names the preset
+/// meant); the good destinations go live and get every packet; nothing is left
+/// retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_live() {
+    let sink = NginxSink::start("live").await;
+    let prism = Prism::start_with(|c| {
+        for preset in ["youtube", "twitch", "trovo", "kick", "facebook"] {
+            point_preset(c, preset, sink.url());
+        }
+    })
+    .await;
+    let client = http_client();
+    let clip = clip(12);
+
+    let publisher_key = "mq-publisher-key";
+    let twitch = "mq-good-twitch-key";
+    let trovo = "mq-good-trovo-key";
+    let secrets = ["mq-yt-secret", "mq-typo-secret", "mq-fb-secret"];
+    let url = prism.url(&format!(
+        "live/{publisher_key}?twitch={twitch}&youtube=mq-yt-secret&youtube_profile=480p\
+         &youtub=mq-typo-secret&kick=&trovo={trovo}&facebook=mq-fb-secret&facebook_profle=720p30"
+    ));
+    let publisher = publish(&clip, &url);
+    prism.wait_live("live", publisher_key).await;
+    sink.wait_publishing(twitch, WAIT).await;
+    sink.wait_publishing(trovo, WAIT).await;
+
+    let (stream, warnings) = stream_warnings(&client, &prism).await;
+    assert_eq!(
+        warnings,
+        [
+            "ignored 1 unknown query parameter (`youtub` (did you mean `youtube`?)): it \
+             names no preset, no destination started for it",
+            "youtube: unknown profile (known: 1080p30, 720p30, h264); destination not started",
+            "kick: the key is empty; destination not started",
+            "facebook: `facebook_profle` is not a parameter (did you mean \
+             `facebook_profile`?); destination not started",
+        ],
+        "one warning per mistake: {stream:#}"
+    );
+    for warning in &warnings {
+        for secret in secrets.iter().chain(&[twitch, trovo, publisher_key]) {
+            assert!(!warning.contains(secret), "a key in a warning: {warning}");
+        }
+    }
+
+    // Only the good destinations exist, and both are live (none left retrying).
+    let destinations = stream["destinations"].as_array().unwrap();
+    let mut ids: Vec<&str> = destinations
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["trovo", "twitch"], "{stream:#}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (stream, _) = stream_warnings(&client, &prism).await;
+        let states: Vec<&str> = stream["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["state"].as_str().unwrap())
+            .collect();
+        if states == ["live", "live"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stream:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "the publisher never noticed: {exit}");
+    for good in [twitch, trovo] {
+        assert!(sink.saw_clean_unpublish(good).await);
+        let frames = recording_framemd5(&sink.recording(good));
+        assert_eq!(
+            assert_source_from_keyframe(&clip, &frames),
+            0,
+            "{good} got every packet"
+        );
+    }
+    let log = std::fs::read_to_string(sink.error_log()).unwrap();
+    assert_eq!(
+        log.matches("publish: name=").count(),
+        2,
+        "only the two good destinations reached nginx:\n{log}"
+    );
+    let written = everything_nginx_wrote(&sink);
+    for secret in &secrets {
+        assert!(!written.contains(secret), "{secret} reached nginx");
+    }
+    assert_logs_hide(&[&secrets[..], &[twitch, trovo, publisher_key]].concat());
+    prism.stop().await;
+}
