@@ -276,7 +276,7 @@ async fn stream_warnings(client: &reqwest::Client, prism: &Prism) -> (Value, Vec
     let stream = list["streams"][0].clone();
     let warnings = stream["warnings"]
         .as_array()
-        .unwrap_or_else(|| panic!("{list:#}"))
+        .unwrap_or_else(|| panic!("no live stream: {list:#}"))
         .iter()
         .map(|w| w.as_str().unwrap().to_owned())
         .collect();
@@ -382,4 +382,91 @@ async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_
     }
     assert_logs_hide(&[&secrets[..], &[twitch, trovo, publisher_key]].concat());
     prism.stop().await;
+}
+
+/// A streamer who fixes a typo in the publish URL and reconnects within the
+/// grace period resumes the first publish's stream, whose destinations stay as
+/// they were: that is said in the stream's warnings (quoting neither query),
+/// not left silent, and the new query's destinations never reach an ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_back_within_its_grace_period_with_another_query_is_told_it_was_not_applied() {
+    let sink = NginxSink::start("live").await;
+    let prism = Prism::start_with(|c| {
+        for preset in ["youtube", "twitch"] {
+            point_preset(c, preset, sink.url());
+        }
+        // Far longer than the test: the second publish is a return, however slow.
+        c.relay.publisher_grace_secs = 600;
+    })
+    .await;
+    let client = http_client();
+    let publisher_key = "gq-publisher-key";
+    let twitch = "gq-good-twitch-key";
+    let mut first = publish(
+        &clip(12),
+        &prism.url(&format!(
+            "live/{publisher_key}?twitch={twitch}&youtub=gq-yt-secret"
+        )),
+    );
+    sink.wait_publishing(twitch, WAIT).await;
+    let (stream, warnings) = stream_warnings(&client, &prism).await;
+    let id = stream["id"].as_str().unwrap().to_owned();
+    assert_eq!(warnings.len(), 1, "the typo: {warnings:?}");
+
+    // The encoder's connection drops (the streamer stops OBS), and it comes back
+    // with the typo fixed.
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stream_warnings(&client, &prism).await.0["state"] != "reconnecting" {
+        assert!(tokio::time::Instant::now() < deadline, "never reconnecting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = publish(
+        &clip(8),
+        &prism.url(&format!(
+            "live/{publisher_key}?twitch={twitch}&youtube=gq-yt-secret"
+        )),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (stream, warnings) = loop {
+        let (stream, warnings) = stream_warnings(&client, &prism).await;
+        if stream["state"] == "live" && warnings.len() > 1 {
+            break (stream, warnings);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stream:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stream["id"], id.as_str(), "the same stream, resumed");
+    assert_eq!(
+        warnings[1],
+        "the publisher came back within its grace period with another query string in \
+         its publish URL, which was not applied: the destinations of the first publish \
+         continue (to change them, publish again once the stream has ended, or use the API)"
+    );
+    let ids: Vec<&str> = stream["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["twitch"], "{stream:#}");
+    let status = get_text(&client, &api(&prism, "/api/v1/streams")).await;
+    for key in ["gq-yt-secret", twitch, publisher_key] {
+        assert!(!status.contains(key), "a key in the status: {key}");
+    }
+
+    let (exit, _) = finish(second).await;
+    assert!(
+        exit.success(),
+        "the returning publisher was accepted: {exit}"
+    );
+    prism.stop().await;
+    assert!(sink.saw_clean_unpublish(twitch).await);
+    assert_eq!(sink.publishes(twitch).len(), 1, "one broadcast throughout");
+    assert!(
+        !everything_nginx_wrote(&sink).contains("gq-yt-secret"),
+        "the new query's destination never reached the ingest"
+    );
+    assert_logs_hide(&["gq-yt-secret", twitch, publisher_key]);
 }
