@@ -283,13 +283,40 @@ async fn stream_warnings(client: &reqwest::Client, prism: &Prism) -> (Value, Vec
     (stream, warnings)
 }
 
+/// Runs Debian's Chromium headless on `url` (the dashboard) with `args`, in a
+/// profile directory of its own under `dir`, and returns its stdout. The
+/// virtual-time budget lets the page's script fetch the status and render it.
+async fn chromium(url: &str, dir: &Path, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(require("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(CHILD_TIMEOUT, output)
+        .await
+        .expect("chromium finishes")
+        .unwrap();
+    assert!(output.status.success(), "chromium: {}", output.status);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Issue 19, bug 3: a publish URL typed by hand, as a streamer does in OBS, with
 /// four mistakes beside two good destinations: a profile that does not exist
 /// (`youtube_profile=480p`), a misspelt preset (`youtub=KEY`), an empty key
 /// (`kick=`) and a misspelt `_profile` (`facebook_profle=720p30`, which used to
 /// be passed through onto the stream name). Each is refused, not started, with a
 /// reason in the stream's warnings that quotes no key (and names the preset
-/// meant); the good destinations go live and get every packet; nothing is left
+/// meant), and the dashboard, rendered by headless Chromium, shows the same
+/// lines; the good destinations go live and get every packet; nothing is left
 /// retrying.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_live() {
@@ -301,7 +328,8 @@ async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_
     })
     .await;
     let client = http_client();
-    let clip = clip(12);
+    // Long enough for two runs of Chromium while it is live.
+    let clip = clip(20);
 
     let publisher_key = "mq-publisher-key";
     let twitch = "mq-good-twitch-key";
@@ -352,12 +380,55 @@ async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_
             .iter()
             .map(|d| d["state"].as_str().unwrap())
             .collect();
+        let reconnects: Vec<u64> = stream["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["reconnects"].as_u64().unwrap())
+            .collect();
+        assert_eq!(reconnects, [0, 0], "none retries: {stream:#}");
         if states == ["live", "live"] {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{stream:#}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The dashboard shows the same warnings, as a real browser renders it (a
+    // 390 px wide screenshot is kept as the test's artifact).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("mistyped-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dashboard = api(&prism, "/");
+    let dom = chromium(&dashboard, &dir, &["--dump-dom"]).await;
+    let shown = dom
+        .split("<ul class=\"warns\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .unwrap_or_else(|| panic!("no warnings list on the dashboard:\n{dom}"));
+    for warning in &warnings {
+        assert!(
+            shown.contains(&format!("<li>{warning}</li>")),
+            "the dashboard shows {warning:?}:\n{shown}"
+        );
+    }
+    for secret in secrets.iter().chain(&[twitch, trovo, publisher_key]) {
+        assert!(!dom.contains(secret), "a key on the dashboard: {secret}");
+    }
+    let screenshot = dir.join("dashboard-390.png");
+    chromium(
+        &dashboard,
+        &dir,
+        &[
+            "--window-size=390,1400",
+            &format!("--screenshot={}", screenshot.display()),
+        ],
+    )
+    .await;
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+    eprintln!("dashboard screenshot kept: {}", screenshot.display());
+    let _ = std::fs::remove_dir_all(dir.join("profile"));
 
     let (exit, _) = finish(publisher).await;
     assert!(exit.success(), "the publisher never noticed: {exit}");
