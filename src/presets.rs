@@ -181,6 +181,12 @@ impl Presets {
         self.by_param.get(param).map(String::as_str)
     }
 
+    /// Every query-string parameter that selects a preset: what a misspelt one
+    /// is compared with to suggest the one meant.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.by_param.keys().map(String::as_str)
+    }
+
     /// Every preset id.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)

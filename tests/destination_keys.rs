@@ -268,3 +268,276 @@ async fn a_user_file_with_a_bad_destination_key_stops_prism_at_start_naming_the_
     assert!(!stderr.contains("kt-file-secret"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The warnings of the only live stream, as the API shows them.
+async fn stream_warnings(client: &reqwest::Client, prism: &Prism) -> (Value, Vec<String>) {
+    let list: Value =
+        serde_json::from_str(&get_text(client, &api(prism, "/api/v1/streams")).await).unwrap();
+    let stream = list["streams"][0].clone();
+    let warnings = stream["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no live stream: {list:#}"))
+        .iter()
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect();
+    (stream, warnings)
+}
+
+/// Runs Debian's Chromium headless on `url` (the dashboard) with `args`, in a
+/// profile directory of its own under `dir`, and returns its stdout. The
+/// virtual-time budget lets the page's script fetch the status and render it.
+async fn chromium(url: &str, dir: &Path, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(require("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(CHILD_TIMEOUT, output)
+        .await
+        .expect("chromium finishes")
+        .unwrap();
+    assert!(output.status.success(), "chromium: {}", output.status);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Issue 19, bug 3: a publish URL typed by hand, as a streamer does in OBS, with
+/// four mistakes beside two good destinations: a profile that does not exist
+/// (`youtube_profile=480p`), a misspelt preset (`youtub=KEY`), an empty key
+/// (`kick=`) and a misspelt `_profile` (`facebook_profle=720p30`, which used to
+/// be passed through onto the stream name). Each is refused, not started, with a
+/// reason in the stream's warnings that quotes no key (and names the preset
+/// meant), and the dashboard, rendered by headless Chromium, shows the same
+/// lines; the good destinations go live and get every packet; nothing is left
+/// retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_live() {
+    let sink = NginxSink::start("live").await;
+    let prism = Prism::start_with(|c| {
+        for preset in ["youtube", "twitch", "trovo", "kick", "facebook"] {
+            point_preset(c, preset, sink.url());
+        }
+    })
+    .await;
+    let client = http_client();
+    // Long enough for two runs of Chromium while it is live.
+    let clip = clip(20);
+
+    let publisher_key = "mq-publisher-key";
+    let twitch = "mq-good-twitch-key";
+    let trovo = "mq-good-trovo-key";
+    let secrets = ["mq-yt-secret", "mq-typo-secret", "mq-fb-secret"];
+    let url = prism.url(&format!(
+        "live/{publisher_key}?twitch={twitch}&youtube=mq-yt-secret&youtube_profile=480p\
+         &youtub=mq-typo-secret&kick=&trovo={trovo}&facebook=mq-fb-secret&facebook_profle=720p30"
+    ));
+    let publisher = publish(&clip, &url);
+    prism.wait_live("live", publisher_key).await;
+    sink.wait_publishing(twitch, WAIT).await;
+    sink.wait_publishing(trovo, WAIT).await;
+
+    let (stream, warnings) = stream_warnings(&client, &prism).await;
+    assert_eq!(
+        warnings,
+        [
+            "ignored 1 unknown query parameter (`youtub` (did you mean `youtube`?)): it \
+             names no preset, no destination started for it",
+            "youtube: unknown profile (known: 1080p30, 720p30, h264); destination not started",
+            "kick: the key is empty; destination not started",
+            "facebook: `facebook_profle` is not a parameter (did you mean \
+             `facebook_profile`?); destination not started",
+        ],
+        "one warning per mistake: {stream:#}"
+    );
+    for warning in &warnings {
+        for secret in secrets.iter().chain(&[twitch, trovo, publisher_key]) {
+            assert!(!warning.contains(secret), "a key in a warning: {warning}");
+        }
+    }
+
+    // Only the good destinations exist, and both are live (none left retrying).
+    let destinations = stream["destinations"].as_array().unwrap();
+    let mut ids: Vec<&str> = destinations
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["trovo", "twitch"], "{stream:#}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (stream, _) = stream_warnings(&client, &prism).await;
+        let states: Vec<&str> = stream["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["state"].as_str().unwrap())
+            .collect();
+        let reconnects: Vec<u64> = stream["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["reconnects"].as_u64().unwrap())
+            .collect();
+        assert_eq!(reconnects, [0, 0], "none retries: {stream:#}");
+        if states == ["live", "live"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stream:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The dashboard shows the same warnings, as a real browser renders it (a
+    // 390 px wide screenshot is kept as the test's artifact).
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("mistyped-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dashboard = api(&prism, "/");
+    let dom = chromium(&dashboard, &dir, &["--dump-dom"]).await;
+    let shown = dom
+        .split("<ul class=\"warns\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</ul>").next())
+        .unwrap_or_else(|| panic!("no warnings list on the dashboard:\n{dom}"));
+    for warning in &warnings {
+        assert!(
+            shown.contains(&format!("<li>{warning}</li>")),
+            "the dashboard shows {warning:?}:\n{shown}"
+        );
+    }
+    for secret in secrets.iter().chain(&[twitch, trovo, publisher_key]) {
+        assert!(!dom.contains(secret), "a key on the dashboard: {secret}");
+    }
+    let screenshot = dir.join("dashboard-390.png");
+    chromium(
+        &dashboard,
+        &dir,
+        &[
+            "--window-size=390,1400",
+            &format!("--screenshot={}", screenshot.display()),
+        ],
+    )
+    .await;
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+    eprintln!("dashboard screenshot kept: {}", screenshot.display());
+    let _ = std::fs::remove_dir_all(dir.join("profile"));
+
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "the publisher never noticed: {exit}");
+    for good in [twitch, trovo] {
+        assert!(sink.saw_clean_unpublish(good).await);
+        let frames = recording_framemd5(&sink.recording(good));
+        assert_eq!(
+            assert_source_from_keyframe(&clip, &frames),
+            0,
+            "{good} got every packet"
+        );
+    }
+    let log = std::fs::read_to_string(sink.error_log()).unwrap();
+    assert_eq!(
+        log.matches("publish: name=").count(),
+        2,
+        "only the two good destinations reached nginx:\n{log}"
+    );
+    let written = everything_nginx_wrote(&sink);
+    for secret in &secrets {
+        assert!(!written.contains(secret), "{secret} reached nginx");
+    }
+    assert_logs_hide(&[&secrets[..], &[twitch, trovo, publisher_key]].concat());
+    prism.stop().await;
+}
+
+/// A streamer who fixes a typo in the publish URL and reconnects within the
+/// grace period resumes the first publish's stream, whose destinations stay as
+/// they were: that is said in the stream's warnings (quoting neither query),
+/// not left silent, and the new query's destinations never reach an ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_back_within_its_grace_period_with_another_query_is_told_it_was_not_applied() {
+    let sink = NginxSink::start("live").await;
+    let prism = Prism::start_with(|c| {
+        for preset in ["youtube", "twitch"] {
+            point_preset(c, preset, sink.url());
+        }
+        // Far longer than the test: the second publish is a return, however slow.
+        c.relay.publisher_grace_secs = 600;
+    })
+    .await;
+    let client = http_client();
+    let publisher_key = "gq-publisher-key";
+    let twitch = "gq-good-twitch-key";
+    let mut first = publish(
+        &clip(12),
+        &prism.url(&format!(
+            "live/{publisher_key}?twitch={twitch}&youtub=gq-yt-secret"
+        )),
+    );
+    sink.wait_publishing(twitch, WAIT).await;
+    let (stream, warnings) = stream_warnings(&client, &prism).await;
+    let id = stream["id"].as_str().unwrap().to_owned();
+    assert_eq!(warnings.len(), 1, "the typo: {warnings:?}");
+
+    // The encoder's connection drops (the streamer stops OBS), and it comes back
+    // with the typo fixed.
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while stream_warnings(&client, &prism).await.0["state"] != "reconnecting" {
+        assert!(tokio::time::Instant::now() < deadline, "never reconnecting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = publish(
+        &clip(8),
+        &prism.url(&format!(
+            "live/{publisher_key}?twitch={twitch}&youtube=gq-yt-secret"
+        )),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (stream, warnings) = loop {
+        let (stream, warnings) = stream_warnings(&client, &prism).await;
+        if stream["state"] == "live" && warnings.len() > 1 {
+            break (stream, warnings);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stream:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stream["id"], id.as_str(), "the same stream, resumed");
+    assert_eq!(
+        warnings[1],
+        "the publisher came back within its grace period with another query string in \
+         its publish URL, which was not applied: the destinations of the first publish \
+         continue (to change them, publish again once the stream has ended, or use the API)"
+    );
+    let ids: Vec<&str> = stream["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["twitch"], "{stream:#}");
+    let status = get_text(&client, &api(&prism, "/api/v1/streams")).await;
+    for key in ["gq-yt-secret", twitch, publisher_key] {
+        assert!(!status.contains(key), "a key in the status: {key}");
+    }
+
+    let (exit, _) = finish(second).await;
+    assert!(
+        exit.success(),
+        "the returning publisher was accepted: {exit}"
+    );
+    prism.stop().await;
+    assert!(sink.saw_clean_unpublish(twitch).await);
+    assert_eq!(sink.publishes(twitch).len(), 1, "one broadcast throughout");
+    assert!(
+        !everything_nginx_wrote(&sink).contains("gq-yt-secret"),
+        "the new query's destination never reached the ingest"
+    );
+    assert_logs_hide(&["gq-yt-secret", twitch, publisher_key]);
+}

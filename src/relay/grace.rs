@@ -75,6 +75,16 @@ impl Relay {
         let stream = self.streams.get(key).map(|e| Arc::clone(e.value()))?;
         let generation = stream.ownership.adopt()?;
         tracing::info!(stream = %name.masked(), "publisher back within its grace period; destinations continue");
+        if name.query != stream.name.query {
+            // A streamer who fixes a typo in the publish URL and reconnects quickly
+            // lands here: say that the fix waits for the next publish.
+            tracing::warn!(
+                stream = %name.masked(),
+                "{}",
+                super::warnings::OTHER_QUERY_IGNORED
+            );
+            stream.other_query_ignored.store(true, Ordering::Release);
+        }
         *stream.kick.lock().unwrap_or_else(|p| p.into_inner()) = kick.clone();
         Some(RelayHandle {
             relay: Arc::clone(self),

@@ -85,6 +85,10 @@ pub struct StreamRelay {
     /// parameters...), key-free and bounded: shown for as long as the stream
     /// lives, since the log line alone is easily missed.
     pub(super) problems: Vec<String>,
+    /// A publisher came back within the grace period with another query string
+    /// than the first publish's: its destinations were not applied (the stream
+    /// carries on with the first publish's), which must not be silent.
+    pub(super) other_query_ignored: AtomicBool,
     pub(super) destinations: Mutex<Vec<DestinationEntry>>,
 }
 

@@ -2,6 +2,7 @@
 //! task each in the shutdown tree ([`super::push::run`]). A publisher back within
 //! its grace period resumes its stream's destinations instead ([`super::grace`]).
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -55,6 +56,7 @@ impl Relay {
             kick: Mutex::new(kick),
             ownership: Ownership::default(),
             problems: resolution.problems_shown(),
+            other_query_ignored: AtomicBool::new(false),
             destinations: Mutex::new(Vec::new()),
         });
         for spec in resolution.destinations {

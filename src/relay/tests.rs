@@ -101,7 +101,8 @@ fn a_publishs_refused_destinations_stay_in_its_warnings_while_it_lives() {
     assert_eq!(
         warnings,
         [
-            "ignored 1 unknown query parameter (`colour`)",
+            "ignored 1 unknown query parameter (`colour`): it names no preset, \
+             no destination started for it",
             "youtube: the key contains a control character (such as a newline or NUL); \
              destination not started",
             "twitch: the key contains a path separator ('/' or '\\'); destination not started",

@@ -6,9 +6,18 @@ use crate::hub::{AudioInfo, VideoInfo};
 use super::Relay;
 use super::stream::StreamRelay;
 
+/// Shown when a publisher came back within its grace period with a publish URL
+/// whose query string differs from the first publish's. Quotes neither: both
+/// carry keys.
+pub const OTHER_QUERY_IGNORED: &str = "the publisher came back within its grace period \
+     with another query string in its publish URL, which was not applied: the destinations \
+     of the first publish continue (to change them, publish again once the stream has \
+     ended, or use the API)";
+
 impl Relay {
     /// What the status API shows as the stream's warnings: the problems of its
-    /// publish (destinations refused, parameters ignored), then the platform
+    /// publish (destinations refused, parameters ignored, a returning
+    /// publisher's other query string), then the platform
     /// constraints the stream breaks, per passthrough destination (known once
     /// the publisher's `video` and `audio` are).
     pub fn warnings(
@@ -19,6 +28,12 @@ impl Relay {
     ) -> Vec<String> {
         let list = stream.lock();
         let mut warnings = stream.problems.clone();
+        if stream
+            .other_query_ignored
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            warnings.push(OTHER_QUERY_IGNORED.to_owned());
+        }
         for entry in list.iter().filter(|e| e.spec.profile.is_none()) {
             let c = &entry.spec.constraints;
             let id = &entry.spec.id;

@@ -69,6 +69,24 @@ struct QueryDestination {
     key: Option<String>,
     extra: Vec<(String, String)>,
     profile: Option<String>,
+    /// A parameter whose suffix is a misspelling of [`PROFILE_SUFFIX`]
+    /// (`youtube_profle`): passed through, it would silently become part of the
+    /// stream name the ingest gets, and the destination would not be re-encoded.
+    /// The parameter as typed (printable), and the one probably meant.
+    misspelt_profile: Option<(String, String)>,
+}
+
+/// How far (in edits: a letter added, removed, changed or two swapped) a
+/// parameter name may be from a preset's or from `profile` to be taken for a
+/// misspelling of it.
+const TYPO_DISTANCE: usize = 2;
+
+/// Whether `typed` looks like a misspelling of `meant` (and is not it): close,
+/// and long enough that closeness means something.
+fn misspells(typed: &str, meant: &str) -> bool {
+    typed != meant
+        && typed.len() >= 3
+        && strsim::damerau_levenshtein(&typed.to_ascii_lowercase(), meant) <= TYPO_DISTANCE
 }
 
 /// Resolves a publish's destinations: `user`'s, then `callback`'s (the
@@ -92,6 +110,13 @@ pub fn resolve(
         presets,
     );
     for (preset, wanted) in parse_query(query, presets, &mut resolution.problems) {
+        if let Some((typed, meant)) = &wanted.misspelt_profile {
+            resolution.problems.push(format!(
+                "{preset}: `{typed}` is not a parameter (did you mean `{meant}`?); \
+                 destination not started"
+            ));
+            continue;
+        }
         let Some(key) = wanted.key else {
             resolution.problems.push(format!(
                 "parameters for {preset} given without {preset}=KEY"
@@ -101,8 +126,10 @@ pub fn resolve(
         if let Some(profile) = &wanted.profile
             && !profiles.contains(profile)
         {
+            // The profile typed is not quoted: whatever a publisher put there
+            // may be a key.
             resolution.problems.push(format!(
-                "unknown profile for {preset} (known: {}); destination not started",
+                "{preset}: unknown profile (known: {}); destination not started",
                 profiles.names()
             ));
             continue;
@@ -166,10 +193,18 @@ struct Unknown {
 }
 
 impl Unknown {
-    fn add(&mut self, param: &str) {
+    /// Counts `param`; the first few are named, with the preset parameter each
+    /// probably misspells (`youtub` → `youtube`), so that a typo in a publish URL
+    /// reads as one.
+    fn add(&mut self, param: &str, presets: &Presets) {
         self.count += 1;
         if self.first.len() < UNKNOWN_NAMED {
-            self.first.push(format!("`{}`", printable(param)));
+            let mut named = format!("`{}`", printable(param));
+            let typed = param.split_once('_').map_or(param, |(prefix, _)| prefix);
+            if let Some(meant) = presets.params().find(|meant| misspells(typed, meant)) {
+                named.push_str(&format!(" (did you mean `{meant}`?)"));
+            }
+            self.first.push(named);
         }
     }
 
@@ -180,12 +215,17 @@ impl Unknown {
         let names = self.first.join(", ");
         match self.count {
             0 => None,
-            1 => Some(format!("ignored 1 unknown query parameter ({names})")),
-            n if n <= UNKNOWN_NAMED => {
-                Some(format!("ignored {n} unknown query parameters ({names})"))
-            }
+            1 => Some(format!(
+                "ignored 1 unknown query parameter ({names}): it names no preset, \
+                 no destination started for it"
+            )),
+            n if n <= UNKNOWN_NAMED => Some(format!(
+                "ignored {n} unknown query parameters ({names}): they name no preset, \
+                 no destination started for them"
+            )),
             n => Some(format!(
-                "ignored {n} unknown query parameters (first: {names})"
+                "ignored {n} unknown query parameters (first: {names}): they name no \
+                 preset, no destination started for them"
             )),
         }
     }
@@ -211,7 +251,7 @@ fn parse_query(
             },
         };
         let Some((preset, sub)) = known else {
-            unknown.add(&param);
+            unknown.add(&param, presets);
             continue;
         };
         let index = match wanted.iter().position(|(id, _)| *id == preset) {
@@ -225,6 +265,11 @@ fn parse_query(
         match sub.as_deref() {
             None => entry.key = Some(value.into_owned()),
             Some(PROFILE_SUFFIX) => entry.profile = Some(value.into_owned()),
+            Some(sub) if misspells(sub, PROFILE_SUFFIX) => {
+                let prefix = param.split_once('_').map_or(&*param, |(prefix, _)| prefix);
+                entry.misspelt_profile =
+                    Some((printable(&param), format!("{prefix}_{PROFILE_SUFFIX}")));
+            }
             Some(sub) => entry.extra.push((sub.to_owned(), value.into_owned())),
         }
     }

@@ -36,7 +36,10 @@ fn unknown_parameters_never_reach_a_host_and_are_reported_without_values() {
     assert!(r.destinations.is_empty());
     assert_eq!(
         r.problems,
-        ["ignored 3 unknown query parameters (`evil`, `url`, `youtube_`)"]
+        [
+            "ignored 3 unknown query parameters (`evil`, `url`, `youtube_`): they name no preset, \
+         no destination started for them"
+        ]
     );
 }
 
@@ -51,7 +54,10 @@ fn thousands_of_unknown_parameters_are_one_short_problem() {
     assert_eq!(ids, ["twitch"], "the known parameter still counts");
     assert_eq!(
         r.problems,
-        ["ignored 1301 unknown query parameters (first: `secret`, `p0`, `p1`)"]
+        [
+            "ignored 1301 unknown query parameters (first: `secret`, `p0`, `p1`): they name no \
+         preset, no destination started for them"
+        ]
     );
     // A name from the network is cut short and made printable.
     let long = format!("a\u{7}b{}=1", "n".repeat(100));
@@ -59,14 +65,18 @@ fn thousands_of_unknown_parameters_are_one_short_problem() {
     assert_eq!(
         r.problems,
         [format!(
-            "ignored 1 unknown query parameter (`a?b{}`)",
+            "ignored 1 unknown query parameter (`a?b{}`): it names no preset, \
+             no destination started for it",
             "n".repeat(29)
         )]
     );
     let r = resolve("a=1&b=2", None, &[], &presets(), &Profiles::default_set());
     assert_eq!(
         r.problems,
-        ["ignored 2 unknown query parameters (`a`, `b`)"]
+        [
+            "ignored 2 unknown query parameters (`a`, `b`): they name no preset, \
+         no destination started for them"
+        ]
     );
 }
 
@@ -206,4 +216,50 @@ fn callback_destinations_come_between_the_users_and_the_query_strings() {
     assert_eq!(ids, ["twitch", "custom", "youtube"]);
     assert_eq!(r.destinations[1].profile.as_deref(), Some("720p30"));
     assert!(r.problems[0].contains("duplicate"), "{:?}", r.problems);
+}
+
+#[test]
+fn mistyped_presets_profiles_and_empty_keys_are_refused_without_their_values() {
+    let r = resolve(
+        "twitch=tw-good&youtube=yt-secret&youtube_profile=480p&youtub=typo-secret\
+         &kick=&trovo=tr-secret&trovo_profle=720p30&Facebok_s_bl=fb-secret&zz=zz-secret",
+        None,
+        &[],
+        &presets(),
+        &Profiles::default_set(),
+    );
+    let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["twitch"], "only the well-typed destination starts");
+    assert_eq!(
+        r.problems,
+        [
+            "ignored 3 unknown query parameters (`youtub` (did you mean `youtube`?), \
+             `Facebok_s_bl` (did you mean `facebook`?), `zz`): they name no preset, \
+             no destination started for them",
+            "youtube: unknown profile (known: 1080p30, 720p30, h264); destination not started",
+            "kick: the key is empty; destination not started",
+            "trovo: `trovo_profle` is not a parameter (did you mean `trovo_profile`?); \
+             destination not started",
+        ]
+    );
+    for problem in &r.problems {
+        assert!(!problem.contains("secret"), "{problem}");
+        assert!(
+            !problem.contains("480p"),
+            "the profile typed is not quoted: {problem}"
+        );
+    }
+}
+
+#[test]
+fn passed_through_parameters_unlike_profile_still_pass() {
+    let r = resolve(
+        "facebook=FB-1&facebook_s_bl=1&facebook_pro=2",
+        None,
+        &[],
+        &presets(),
+        &Profiles::default_set(),
+    );
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.destinations[0].target.stream_name, "FB-1?s_bl=1&pro=2");
 }
