@@ -146,6 +146,10 @@ async fn restarting_a_live_re_encoded_destination_brings_it_back_live() {
     twitch.wait_recording("tw-txrs", 50_000, WAIT).await;
     youtube.wait_publishing("yt-txrs", WAIT).await;
 
+    // The sink names a recording by the second its publish began (two publishes in
+    // one second share a file): let that second pass, so the next session's
+    // recording is a file of its own.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     // One restart: the old session unpublishes cleanly and its encoder goes; a new
     // session with a new encoder goes live and stays live.
     restart(&client, &prism, "txrs", "twitch").await;
