@@ -41,49 +41,14 @@ fn clip_360p_30s() -> PathBuf {
     )
 }
 
-/// The status of destination `id` of the live stream `live/<stream>`.
-fn destination(prism: &Prism, stream: &str, id: &str) -> Option<DestinationSnapshot> {
-    prism
-        .app
-        .as_ref()
-        .unwrap()
-        .relay()
-        .destinations("live", stream)
-        .into_iter()
-        .find(|d| d.id == id)
-}
-
-/// Polls destination `id` until `done` holds, and returns that snapshot.
-async fn wait_destination(
-    prism: &Prism,
-    stream: &str,
-    id: &str,
-    what: &str,
-    done: impl Fn(&DestinationSnapshot) -> bool,
-) -> DestinationSnapshot {
-    let deadline = Instant::now() + WAIT;
-    let mut last = None;
-    loop {
-        if let Some(d) = destination(prism, stream, id) {
-            if done(&d) {
-                return d;
-            }
-            last = Some(d);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id}: {what} within {WAIT:?}; last status: {last:#?}"
-        );
-        sleep(POLL).await;
-    }
-}
-
 /// Asserts that destination `id` stays `live` on the same session (same
 /// reconnect count, same encoder) for [`STAYS_LIVE`].
 async fn assert_stays_live(prism: &Prism, stream: &str, id: &str, live: &DestinationSnapshot) {
     let until = Instant::now() + STAYS_LIVE;
     while Instant::now() < until {
-        let now = destination(prism, stream, id).expect("the destination is still listed");
+        let now = prism
+            .destination(stream, id)
+            .expect("the destination is still listed");
         assert!(
             now.state == State::Live
                 && now.reconnects == live.reconnects
@@ -92,10 +57,6 @@ async fn assert_stays_live(prism: &Prism, stream: &str, id: &str, live: &Destina
         );
         sleep(POLL).await;
     }
-}
-
-fn encoder_pid(d: &DestinationSnapshot) -> Option<u32> {
-    d.encoder.as_ref().and_then(|e| e.pid)
 }
 
 /// `POST .../destinations/{id}/restart` on the stream with this key, by the
@@ -139,10 +100,11 @@ async fn restarting_a_live_re_encoded_destination_brings_it_back_live() {
         &prism.url("live/txrs?youtube=yt-txrs&twitch=tw-txrs&twitch_profile=720p30"),
     );
 
-    let first = wait_destination(&prism, "txrs", "twitch", "live through its encoder", |d| {
-        d.state == State::Live && encoder_pid(d).is_some()
-    })
-    .await;
+    let first = prism
+        .wait_destination("txrs", "twitch", "live through its encoder", |d| {
+            d.state == State::Live && encoder_pid(d).is_some()
+        })
+        .await;
     twitch.wait_recording("tw-txrs", 50_000, WAIT).await;
     youtube.wait_publishing("yt-txrs", WAIT).await;
 
@@ -153,10 +115,11 @@ async fn restarting_a_live_re_encoded_destination_brings_it_back_live() {
     // One restart: the old session unpublishes cleanly and its encoder goes; a new
     // session with a new encoder goes live and stays live.
     restart(&client, &prism, "txrs", "twitch").await;
-    let second = wait_destination(&prism, "txrs", "twitch", "live again", |d| {
-        d.state == State::Live && d.reconnects == 1
-    })
-    .await;
+    let second = prism
+        .wait_destination("txrs", "twitch", "live again", |d| {
+            d.state == State::Live && d.reconnects == 1
+        })
+        .await;
     assert_stays_live(&prism, "txrs", "twitch", &second).await;
     let old = encoder_pid(&first).unwrap();
     assert_ne!(
@@ -184,10 +147,11 @@ async fn restarting_a_live_re_encoded_destination_brings_it_back_live() {
     // waits for its encoder. The destination ends up live, once.
     restart(&client, &prism, "txrs", "twitch").await;
     restart(&client, &prism, "txrs", "twitch").await;
-    let third = wait_destination(&prism, "txrs", "twitch", "live after two restarts", |d| {
-        d.state == State::Live && d.reconnects == 3
-    })
-    .await;
+    let third = prism
+        .wait_destination("txrs", "twitch", "live after two restarts", |d| {
+            d.state == State::Live && d.reconnects == 3
+        })
+        .await;
     assert_stays_live(&prism, "txrs", "twitch", &third).await;
     let publishes = twitch.publishes("tw-txrs");
     let live = publishes

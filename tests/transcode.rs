@@ -15,7 +15,7 @@ use common::sinks::{
     process_state, reap, recording_framemd5, signal,
 };
 use common::*;
-use prism::relay::status::{DestinationSnapshot, State};
+use prism::relay::status::State;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::{Instant, sleep};
 
@@ -66,49 +66,6 @@ fn hevc_clip() -> PathBuf {
     );
     args.extend("-pix_fmt yuv420p -g 60 -c:a aac -b:a 64k -shortest".split_whitespace());
     generate(&ffmpeg9(), "tx-hevc-360p-6s.flv", &args)
-}
-
-/// The status of destination `id` of the live stream `live/<stream>`.
-fn destination(prism: &Prism, stream: &str, id: &str) -> Option<DestinationSnapshot> {
-    prism
-        .app
-        .as_ref()
-        .unwrap()
-        .relay()
-        .destinations("live", stream)
-        .into_iter()
-        .find(|d| d.id == id)
-}
-
-/// Polls destination `id` until `done` holds, and returns that snapshot. Panics
-/// after [`WAIT`] with the last status seen.
-async fn wait_destination(
-    prism: &Prism,
-    stream: &str,
-    id: &str,
-    what: &str,
-    done: impl Fn(&DestinationSnapshot) -> bool,
-) -> DestinationSnapshot {
-    let deadline = Instant::now() + WAIT;
-    let mut last = None;
-    loop {
-        if let Some(d) = destination(prism, stream, id) {
-            if done(&d) {
-                return d;
-            }
-            last = Some(d);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id}: {what} within {WAIT:?}; last status: {last:#?}"
-        );
-        sleep(POLL).await;
-    }
-}
-
-/// The PID of the running encoder of a destination, if any.
-fn encoder_pid(d: &DestinationSnapshot) -> Option<u32> {
-    d.encoder.as_ref().and_then(|e| e.pid)
 }
 
 /// Asserts keyframes 2 s apart (±10%), as the built-in profiles promise and
@@ -163,21 +120,25 @@ async fn a_720p_profile_re_encodes_while_passthrough_stays_bit_exact() {
         &prism.url("live/tx720?youtube=yt-tx720&twitch=tw-tx720&twitch_profile=720p30"),
     );
 
-    let tw = wait_destination(&prism, "tx720", "twitch", "an encoder runs", |d| {
-        encoder_pid(d).is_some()
-    })
-    .await;
+    let tw = prism
+        .wait_destination("tx720", "twitch", "an encoder runs", |d| {
+            encoder_pid(d).is_some()
+        })
+        .await;
     assert_eq!(tw.profile.as_deref(), Some("720p30"));
-    let yt = destination(&prism, "tx720", "youtube").expect("youtube is a destination");
+    let yt = prism
+        .destination("tx720", "youtube")
+        .expect("youtube is a destination");
     assert!(yt.encoder.is_none(), "passthrough has no encoder: {yt:#?}");
     // The encoder's progress is measured while it runs (the capacity figures in
     // the README come from `speed`), and a healthy run never restarts it.
-    let tw = wait_destination(&prism, "tx720", "twitch", "encoder progress", |d| {
-        d.encoder
-            .as_ref()
-            .is_some_and(|e| e.speed.is_some() && e.fps.is_some())
-    })
-    .await;
+    let tw = prism
+        .wait_destination("tx720", "twitch", "encoder progress", |d| {
+            d.encoder
+                .as_ref()
+                .is_some_and(|e| e.speed.is_some() && e.fps.is_some())
+        })
+        .await;
     assert_eq!(tw.encoder.as_ref().unwrap().restarts, 0, "{tw:#?}");
 
     let (exit, _) = finish(publisher).await;
@@ -309,10 +270,11 @@ async fn killing_the_encoder_restarts_it_and_the_passthrough_loses_nothing() {
         &prism.url("live/txkill?youtube=yt-txkill&twitch=tw-txkill&twitch_profile=720p30"),
     );
 
-    let first = wait_destination(&prism, "txkill", "twitch", "an encoder runs", |d| {
-        encoder_pid(d).is_some()
-    })
-    .await;
+    let first = prism
+        .wait_destination("txkill", "twitch", "an encoder runs", |d| {
+            encoder_pid(d).is_some()
+        })
+        .await;
     let killed = encoder_pid(&first).unwrap();
     // Kill it mid-stream, a few seconds after its output started reaching the
     // ingest, so that there is a timeline for the new encoder to continue.
@@ -321,11 +283,12 @@ async fn killing_the_encoder_restarts_it_and_the_passthrough_loses_nothing() {
     assert_eq!(comm_of(killed).as_deref(), Some("ffmpeg"), "pid {killed}");
     signal(killed, libc::SIGKILL);
 
-    let restarted = wait_destination(&prism, "txkill", "twitch", "the encoder restarts", |d| {
-        d.encoder.as_ref().is_some_and(|e| e.restarts >= 1)
-            && encoder_pid(d).is_some_and(|pid| pid != killed)
-    })
-    .await;
+    let restarted = prism
+        .wait_destination("txkill", "twitch", "the encoder restarts", |d| {
+            d.encoder.as_ref().is_some_and(|e| e.restarts >= 1)
+                && encoder_pid(d).is_some_and(|pid| pid != killed)
+        })
+        .await;
     assert!(
         !process_alive(killed),
         "the killed encoder was reaped: {killed}"
@@ -338,7 +301,7 @@ async fn killing_the_encoder_restarts_it_and_the_passthrough_loses_nothing() {
             Instant::now() < deadline,
             "twitch's recording stopped growing after the restart ({at_restart} bytes); \
              status: {:#?}",
-            destination(&prism, "txkill", "twitch")
+            prism.destination("txkill", "twitch")
         );
         sleep(POLL).await;
     }
@@ -574,11 +537,12 @@ async fn a_missing_ffmpeg_fails_only_that_destination() {
         &clip,
         &prism.url("live/txmissing?youtube=yt-txmissing&twitch=tw-txmissing&twitch_profile=h264"),
     );
-    let tw = wait_destination(&prism, "txmissing", "twitch", "an error is recorded", |d| {
-        assert_ne!(d.state, State::Live, "no encoder, yet live: {d:#?}");
-        d.last_error.is_some()
-    })
-    .await;
+    let tw = prism
+        .wait_destination("txmissing", "twitch", "an error is recorded", |d| {
+            assert_ne!(d.state, State::Live, "no encoder, yet live: {d:#?}");
+            d.last_error.is_some()
+        })
+        .await;
     let error = tw.last_error.unwrap();
     assert!(
         error.to_lowercase().contains("ffmpeg"),
@@ -586,7 +550,7 @@ async fn a_missing_ffmpeg_fails_only_that_destination() {
     );
     // It stays down for the rest of the stream.
     while !publisher_done(&prism, "txmissing") {
-        if let Some(d) = destination(&prism, "txmissing", "twitch") {
+        if let Some(d) = prism.destination("txmissing", "twitch") {
             assert_ne!(d.state, State::Live, "no encoder, yet live: {d:#?}");
         }
         sleep(POLL).await;
@@ -909,7 +873,8 @@ async fn no_stream_key_reaches_logs_encoder_output_command_lines_status_or_metri
             prism.hub().is_live("live", PUBLISHER_KEY),
             "the stream ended before the encoder was restarted and ran again"
         );
-        if let Some(pid) = destination(&prism, PUBLISHER_KEY, "twitch")
+        if let Some(pid) = prism
+            .destination(PUBLISHER_KEY, "twitch")
             .as_ref()
             .and_then(encoder_pid)
             .filter(|pid| !encoders.contains(pid))
@@ -953,8 +918,9 @@ async fn no_stream_key_reaches_logs_encoder_output_command_lines_status_or_metri
         sleep(Duration::from_millis(200)).await;
     }
     assert!(encoders.len() >= 2, "the encoder ran twice: {encoders:?}");
-    let facebook =
-        destination(&prism, PUBLISHER_KEY, "facebook").expect("facebook is a destination");
+    let facebook = prism
+        .destination(PUBLISHER_KEY, "facebook")
+        .expect("facebook is a destination");
     assert!(
         facebook.last_error.is_some(),
         "the dead ingest left an error: {facebook:#?}"

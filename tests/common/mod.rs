@@ -770,3 +770,56 @@ pub fn point_preset(config: &mut prism::Config, preset: &str, url: String) {
         },
     );
 }
+
+/// How long [`Prism::wait_destination`] waits for a destination's state, and how
+/// often it looks.
+pub const DESTINATION_WAIT: Duration = Duration::from_secs(30);
+const DESTINATION_POLL: Duration = Duration::from_millis(50);
+
+impl Prism {
+    /// The status of destination `id` of the live stream `live/<stream>`.
+    pub fn destination(
+        &self,
+        stream: &str,
+        id: &str,
+    ) -> Option<prism::relay::status::DestinationSnapshot> {
+        self.app
+            .as_ref()
+            .unwrap()
+            .relay()
+            .destinations("live", stream)
+            .into_iter()
+            .find(|d| d.id == id)
+    }
+
+    /// Polls destination `id` until `done` holds, and returns that snapshot. Panics
+    /// after [`DESTINATION_WAIT`] with the last status seen.
+    pub async fn wait_destination(
+        &self,
+        stream: &str,
+        id: &str,
+        what: &str,
+        done: impl Fn(&prism::relay::status::DestinationSnapshot) -> bool,
+    ) -> prism::relay::status::DestinationSnapshot {
+        let deadline = tokio::time::Instant::now() + DESTINATION_WAIT;
+        let mut last = None;
+        loop {
+            if let Some(d) = self.destination(stream, id) {
+                if done(&d) {
+                    return d;
+                }
+                last = Some(d);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id}: {what} within {DESTINATION_WAIT:?}; last status: {last:#?}"
+            );
+            tokio::time::sleep(DESTINATION_POLL).await;
+        }
+    }
+}
+
+/// The PID of the running encoder of a destination, if any.
+pub fn encoder_pid(d: &prism::relay::status::DestinationSnapshot) -> Option<u32> {
+    d.encoder.as_ref().and_then(|e| e.pid)
+}
