@@ -75,7 +75,7 @@ impl Relay {
         let stream = self.streams.get(key).map(|e| Arc::clone(e.value()))?;
         let generation = stream.ownership.adopt()?;
         tracing::info!(stream = %name.masked(), "publisher back within its grace period; destinations continue");
-        if name.query != stream.name.query {
+        if !same_parameters(&name.query, &stream.name.query) {
             // A streamer who fixes a typo in the publish URL and reconnects quickly
             // lands here: say that the fix waits for the next publish.
             tracing::warn!(
@@ -95,9 +95,28 @@ impl Relay {
     }
 }
 
+/// Whether two publish queries name the same parameters with the same values, in
+/// whatever order (an encoder may rebuild its URL in another order on reconnect).
+fn same_parameters(a: &str, b: &str) -> bool {
+    fn sorted(query: &str) -> Vec<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+        let mut pairs: Vec<_> = url::form_urlencoded::parse(query.as_bytes()).collect();
+        pairs.sort();
+        pairs
+    }
+    a == b || sorted(a) == sorted(b)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Ownership;
+    use super::{Ownership, same_parameters};
+
+    #[test]
+    fn queries_with_the_same_parameters_in_another_order_are_the_same() {
+        assert!(same_parameters("twitch=a&youtube=b", "youtube=b&twitch=a"));
+        assert!(same_parameters("", ""));
+        assert!(!same_parameters("twitch=a", "twitch=b"));
+        assert!(!same_parameters("twitch=a", "twitch=a&kick=c"));
+    }
 
     #[test]
     fn an_adopted_stream_is_not_ended_by_the_old_handle() {
