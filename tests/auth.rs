@@ -369,12 +369,17 @@ async fn destinations_in_the_answer_are_started_beside_the_query_strings() {
     );
     prism.wait_live("live", keys[0]).await;
     custom.wait_publishing(keys[1], WAIT).await;
-    let status = prism
-        .app
-        .as_ref()
-        .unwrap()
-        .relay()
-        .destinations("live", keys[0]);
+    // The relay lists a stream once it has started all of its destinations, and the
+    // first may reach its ingest before the last is started: wait for the list.
+    let relay = prism.app.as_ref().unwrap().relay();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let status = loop {
+        let status = relay.destinations("live", keys[0]);
+        if !status.is_empty() || tokio::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let ids: Vec<_> = status.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(
         ids,
