@@ -22,6 +22,7 @@ pub mod relay;
 pub mod reload;
 pub mod rtmp;
 pub mod server;
+pub mod standby;
 pub mod stream_name;
 pub mod target;
 pub mod timestamp;

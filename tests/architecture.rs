@@ -23,7 +23,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("I/O edge", &["transport"]),
     (
         "destinations, users, re-encoding, authorization",
-        &["target", "backoff", "presets", "transcode", "users", "auth"],
+        &[
+            "target",
+            "backoff",
+            "presets",
+            "transcode",
+            "standby",
+            "users",
+            "auth",
+        ],
     ),
     ("settings", &["config", "logging"]),
     ("services", &["relay", "server", "reload", "http"]),

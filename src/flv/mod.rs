@@ -30,7 +30,8 @@ mod video;
 mod wire;
 
 pub use audio::{
-    AudioCodec, AudioPacketKind, AudioTag, aac_config, is_audio_sequence_header, parse_audio,
+    AudioCodec, AudioPacketKind, AudioTag, aac_config, audio_configuration,
+    is_audio_sequence_header, parse_audio,
 };
 pub use container::{
     FLV_HEADER_LEN, FlvHeader, FlvReader, FlvTag, FlvWriter, MAX_TAG_DATA_LEN, PREV_TAG_SIZE_LEN,
@@ -38,7 +39,7 @@ pub use container::{
 };
 pub use video::{
     VideoCodec, VideoFrameType, VideoPacketKind, VideoTag, is_video_keyframe,
-    is_video_sequence_header, parse_video,
+    is_video_sequence_header, parse_video, video_configuration,
 };
 
 /// Everything that can be wrong with an FLV tag payload or an FLV stream.

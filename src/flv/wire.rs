@@ -52,6 +52,11 @@ impl<'a> Cursor<'a> {
         Ok(u32::from_be_bytes(self.take::<4>("FourCC")?))
     }
 
+    /// The bytes not read yet (a packet's body after its header).
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.rest
+    }
+
     pub(super) fn skip(&mut self, len: usize, field: &'static str) -> Result<(), FlvError> {
         self.rest = self.rest.get(len..).ok_or(FlvError::Truncated(field))?;
         Ok(())

@@ -181,6 +181,29 @@ pub fn is_audio_sequence_header(payload: &[u8]) -> bool {
     parse_audio(payload).is_ok_and(|tag| tag.kind == AudioPacketKind::SequenceHeader)
 }
 
+/// The decoder configuration an audio sequence header carries (AAC's
+/// AudioSpecificConfig, E-RTMP SequenceStart's Opus or FLAC header), with its codec:
+/// the bytes after the legacy or enhanced tag header, for a track-0 sequence header;
+/// `None` for any other packet. See [`super::video_configuration`] for why.
+///
+/// # Errors
+/// As [`parse_audio`], for a payload whose header is cut short.
+pub fn audio_configuration(payload: &[u8]) -> Result<Option<(AudioCodec, &[u8])>, FlvError> {
+    let (&first, rest) = payload.split_first().ok_or(FlvError::EmptyPayload)?;
+    let mut cur = Cursor::new(rest);
+    let format = first >> 4;
+    if format != SOUND_FORMAT_EX_HEADER {
+        if format != SOUND_FORMAT_AAC || cur.u8("AACPacketType")? != 0 {
+            return Ok(None);
+        }
+        return Ok(Some((AudioCodec::Aac, cur.rest())));
+    }
+    let packet_type = skip_mod_ex(&mut cur, first & 0x0F)?;
+    let track = read_track_prefix(&mut cur, packet_type, PACKET_MULTITRACK)?;
+    Ok((track.packet_type == 0 && track.track_id == 0)
+        .then(|| (AudioCodec::from_fourcc(track.fourcc), cur.rest())))
+}
+
 const SOUND_FORMAT_EX_HEADER: u8 = 9;
 const SOUND_FORMAT_AAC: u8 = 10;
 /// E-RTMP AudioPacketType meaning Multitrack.

@@ -234,10 +234,39 @@ pub fn is_video_sequence_header(payload: &[u8]) -> bool {
     parse_video(payload).is_ok_and(|tag| tag.kind == VideoPacketKind::SequenceHeader)
 }
 
+/// The decoder configuration record a video sequence header carries (AVC/HEVC
+/// configuration record, AV1 codec configuration record), with its codec: the bytes
+/// after the legacy or enhanced tag header, for a track-0 sequence header (legacy
+/// AVCPacketType 0, E-RTMP SequenceStart, through ModEx and Multitrack); `None` for
+/// any other packet. For whoever must know what the stream *is* (the standby slate
+/// matches its profile and size), not for the hot path.
+///
+/// # Errors
+/// As [`parse_video`], for a payload whose header is cut short.
+pub fn video_configuration(payload: &[u8]) -> Result<Option<(VideoCodec, &[u8])>, FlvError> {
+    let (&first, rest) = payload.split_first().ok_or(FlvError::EmptyPayload)?;
+    let mut cur = Cursor::new(rest);
+    if first & IS_EX_HEADER == 0 {
+        let codec = VideoCodec::from_legacy_id(first & 0x0F);
+        if !matches!(codec, VideoCodec::Avc | VideoCodec::Hevc) || cur.u8("AVCPacketType")? != 0 {
+            return Ok(None);
+        }
+        cur.skip(3, "AVC composition time")?;
+        return Ok(Some((codec, cur.rest())));
+    }
+    let packet_type = skip_mod_ex(&mut cur, first & 0x0F)?;
+    let track = read_track_prefix(&mut cur, packet_type, PACKET_MULTITRACK)?;
+    Ok(
+        (track.packet_type == PACKET_SEQUENCE_START && track.track_id == 0)
+            .then(|| (VideoCodec::from_fourcc(track.fourcc), cur.rest())),
+    )
+}
+
 const IS_EX_HEADER: u8 = 0x80;
 
 /// E-RTMP VideoPacketType values used below (5 MPEG2TSSequenceStart is
 /// mapped in `enhanced_kind`).
+const PACKET_SEQUENCE_START: u8 = 0;
 const PACKET_CODED_FRAMES: u8 = 1;
 const PACKET_METADATA: u8 = 4;
 const PACKET_MULTITRACK: u8 = 6;
