@@ -80,7 +80,7 @@ pub fn avc(record: &[u8]) -> Result<PictureConfig, ConfigError> {
         profile: u8::from(sps.profile_idc),
         level: sps.level_idc,
         chroma_format: sps.chroma_info.chroma_format.to_u32() as u8,
-        bit_depth: sps.chroma_info.bit_depth_luma_minus8 + 8,
+        bit_depth: sps.chroma_info.bit_depth_luma_minus8.saturating_add(8),
         size,
         fps: sps.fps().filter(|f| f.is_finite() && *f > 0.0),
     })
@@ -179,8 +179,8 @@ fn hevc_sps_size(nal: &[u8]) -> Result<(u32, u32), ConfigError> {
         let right = r.read_ue("conf_win_right_offset").map_err(bad)?;
         let top = r.read_ue("conf_win_top_offset").map_err(bad)?;
         let bottom = r.read_ue("conf_win_bottom_offset").map_err(bad)?;
-        crop_x = sub_w * left.saturating_add(right);
-        crop_y = sub_h * top.saturating_add(bottom);
+        crop_x = left.saturating_add(right).saturating_mul(sub_w);
+        crop_y = top.saturating_add(bottom).saturating_mul(sub_h);
     }
     match (width.checked_sub(crop_x), height.checked_sub(crop_y)) {
         (Some(w), Some(h)) if w > 0 && h > 0 => Ok((w, h)),

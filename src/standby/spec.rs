@@ -588,4 +588,40 @@ mod tests {
             let _ = SlateSpec::from_stream(Some(&hevc[..cut]), None, &with_rate, "");
         }
     }
+
+    proptest::proptest! {
+        /// Hostile sequence headers (a publisher's bytes) are errors, never panics.
+        #[test]
+        fn arbitrary_configuration_records_never_panic(
+            layout in 0usize..4,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let prefix: &[u8] = match layout {
+                0 => &[0x17, 0x00, 0, 0, 0],
+                1 => b"\x90hvc1",
+                2 => b"\x90av01",
+                _ => &[0xAF, 0x00],
+            };
+            let header = [prefix, &body].concat();
+            let media = media(Some(640), Some(360), Some(30.0));
+            let _ = SlateSpec::from_stream(Some(&header), Some(&header), &media, "");
+            let _ = audio_spec(Some(&header), &media);
+        }
+
+        /// Mutations of real records (closer to valid, so deeper into the parsers).
+        #[test]
+        fn mutated_real_records_never_panic(
+            which in 0usize..3,
+            at in 0usize..4000,
+            value in proptest::prelude::any::<u8>(),
+            cut in 0usize..4000,
+        ) {
+            let mut header = hex([AVC_MAIN_1366, HEVC_MAIN10_1366, AV1_1366][which]);
+            let at = at % header.len();
+            header[at] = value;
+            header.truncate(cut.max(1));
+            let media = media(None, None, Some(30.0));
+            let _ = SlateSpec::from_stream(Some(&header), None, &media, "");
+        }
+    }
 }

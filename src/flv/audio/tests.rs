@@ -246,3 +246,25 @@ proptest! {
         let _ = parse_audio(&bytes);
     }
 }
+
+#[test]
+fn the_audio_configuration_is_found_behind_legacy_and_enhanced_headers() {
+    assert_eq!(
+        audio_configuration(&[0xAF, 0x00, 0x11, 0x90]),
+        Ok(Some((AudioCodec::Aac, &[0x11, 0x90][..])))
+    );
+    let head = b"OpusHead";
+    let opus = [&[0x90][..], b"Opus", head].concat();
+    assert_eq!(
+        audio_configuration(&opus),
+        Ok(Some((AudioCodec::Opus, &head[..])))
+    );
+    // A raw AAC frame, MP3 (no sequence header), a frame of enhanced audio.
+    assert_eq!(audio_configuration(&[0xAF, 0x01, 0x21]), Ok(None));
+    assert_eq!(audio_configuration(&[0x2F, 0xFF, 0xFB]), Ok(None));
+    assert_eq!(
+        audio_configuration(&[&[0x91][..], b"Opus", &[1]].concat()),
+        Ok(None)
+    );
+    assert!(audio_configuration(&[0xAF]).is_err());
+}

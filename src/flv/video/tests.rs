@@ -467,3 +467,39 @@ proptest! {
         prop_assert_eq!(tag.map(|t| (t.codec, t.kind)), Ok((VideoCodec::Vp9, VideoPacketKind::EndOfSequence)));
     }
 }
+
+#[test]
+fn the_configuration_record_is_found_behind_every_header_layout() {
+    let record = [0x01, 0x64, 0x00, 0x1F];
+    // Legacy AVC: FrameType|CodecID, AVCPacketType 0, composition time.
+    let legacy = [&[0x17, 0x00, 0, 0, 0][..], &record].concat();
+    assert_eq!(
+        video_configuration(&legacy),
+        Ok(Some((VideoCodec::Avc, &record[..])))
+    );
+    // Enhanced SequenceStart with the FourCC.
+    let enhanced = [&[0x90][..], b"hvc1", &record].concat();
+    assert_eq!(
+        video_configuration(&enhanced),
+        Ok(Some((VideoCodec::Hevc, &record[..])))
+    );
+    // Through a ModEx block (packet type 7, one data byte, then SequenceStart).
+    let mod_ex = [&[0x97, 0x00, 0xAA, 0x00][..], b"av01", &record].concat();
+    assert_eq!(
+        video_configuration(&mod_ex),
+        Ok(Some((VideoCodec::Av1, &record[..])))
+    );
+    // Multitrack, one track (id 0): OneTrack | SequenceStart, FourCC, track id.
+    let one_track = [&[0x96, 0x00][..], b"avc1", &[0x00], &record].concat();
+    assert_eq!(
+        video_configuration(&one_track),
+        Ok(Some((VideoCodec::Avc, &record[..])))
+    );
+    // Not a sequence header, another track, a codec without one, cut short.
+    assert_eq!(video_configuration(&[0x17, 0x01, 0, 0, 0, 9]), Ok(None));
+    let track_one = [&[0x96, 0x00][..], b"avc1", &[0x01], &record].concat();
+    assert_eq!(video_configuration(&track_one), Ok(None));
+    assert_eq!(video_configuration(&[0x14, 0x00]), Ok(None));
+    assert!(video_configuration(&[0x17, 0x00, 0]).is_err());
+    assert!(video_configuration(&[]).is_err());
+}
