@@ -179,17 +179,7 @@ async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it
-    // runs in the forked child before exec, as pre_exec requires.
-    unsafe {
-        command.pre_exec(|| {
-            // If prism dies, even by SIGKILL, the kernel kills the render too.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    crate::transcode::encoder::die_with_prism(&mut command);
     let mut child = command.spawn().map_err(|e| RenderError::Spawn {
         ffmpeg: ffmpeg.display().to_string(),
         reason: e.to_string(),

@@ -200,17 +200,7 @@ fn spawn(ffmpeg: &str, args: &[String]) -> Result<Child, EncoderError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it
-    // runs in the forked child before exec, as pre_exec requires.
-    unsafe {
-        command.pre_exec(|| {
-            // If prism dies, even by SIGKILL, the kernel kills the encoder too.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    die_with_prism(&mut command);
     command.spawn().map_err(|source| EncoderError::Spawn {
         ffmpeg: ffmpeg.to_owned(),
         source,
@@ -427,4 +417,20 @@ async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &EncoderStatus) {
     }
     // stderr closed: ffmpeg is exiting; park until the run ends.
     std::future::pending::<()>().await;
+}
+
+/// Makes the child `command` starts die with prism: if prism dies, even by
+/// SIGKILL, the kernel kills the child too, so no ffmpeg outlives it (encoders,
+/// slate renders).
+pub fn die_with_prism(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it
+    // runs in the forked child before exec, as pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
