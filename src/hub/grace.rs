@@ -27,6 +27,7 @@ impl Publisher {
             let mut state = self.stream.lock();
             if state.publisher == Some(self.id) {
                 state.publisher = None;
+                state.inputs.leave(self.id);
                 state.in_grace = true;
                 state.dropped_at = Some(SystemTime::now());
                 state.reset_media();
@@ -48,6 +49,11 @@ pub struct Orphan {
 }
 
 impl Orphan {
+    /// The stream held.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
     /// Whether a new publisher took the stream over.
     pub fn taken_over(&self) -> bool {
         self.stream.lock().publisher.is_some()

@@ -48,4 +48,7 @@ pub enum HubError {
     /// Players already wait for as many streams that are not live as allowed.
     #[error("too many streams awaited by players ({0})")]
     TooManyAwaited(usize),
+    /// A backup publisher came while nobody publishes the stream it backs up.
+    #[error("no publisher to back up: publish the stream first, then its backup")]
+    NoPrimary,
 }

@@ -15,6 +15,8 @@
 //! - [`status`]: what a stream looks like from the outside ([`StreamInfo`]);
 //! - [`publisher`]: the publishing side: classifying packets, caching, fan-out;
 //! - [`grace`]: a dropped publisher's grace period, on the hub's side ([`Orphan`]);
+//! - [`inputs`]: which input is on air (publisher, backup, standby slate) and the
+//!   one timeline across switches;
 //! - [`subscriber`]: the receiving side, and `subscriber_list`: the stream's
 //!   subscribers, shared so that the publisher writes to them outside the lock;
 //! - [`queue`]: each subscriber's bounded queue, its drop policy and direct writes;
@@ -24,6 +26,7 @@
 mod directory;
 pub mod gop;
 pub mod grace;
+pub mod inputs;
 pub mod limits;
 pub mod media_info;
 pub mod packet;
@@ -39,6 +42,7 @@ mod tests;
 
 pub use gop::GopCache;
 pub use grace::Orphan;
+pub use inputs::InputRole;
 pub use limits::{HubError, HubLimits};
 pub use media_info::{AudioInfo, MediaInfo, VideoInfo};
 pub use packet::{Packet, PacketKind};

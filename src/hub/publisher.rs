@@ -8,23 +8,50 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::directory::Directory;
+use super::inputs::{Admission, InputRole};
 use super::packet::{Packet, PacketKind};
 use super::queue::PushOutcome;
 use super::stream::Stream;
 use crate::flv;
 use crate::rtmp::amf0::{self, Amf0Value};
 
-/// The publishing side of a stream. Dropping it ends the stream for its subscribers.
+/// The publishing side of a stream: its publisher, a backup publisher or the
+/// standby slate (see [`InputRole`]). Dropping the primary ends the stream for its
+/// subscribers; dropping another input only takes it off the stream.
 #[derive(Debug)]
 pub struct Publisher {
     pub(super) hub: Arc<Directory>,
     pub(super) stream: Arc<Stream>,
     pub(super) id: u64,
+    pub(super) role: InputRole,
 }
 
 impl Publisher {
-    pub(super) fn new(hub: Arc<Directory>, stream: Arc<Stream>, id: u64) -> Self {
-        Self { hub, stream, id }
+    pub(super) fn new(hub: Arc<Directory>, stream: Arc<Stream>, id: u64, role: InputRole) -> Self {
+        Self {
+            hub,
+            stream,
+            id,
+            role,
+        }
+    }
+
+    /// Which input of its stream this is.
+    pub fn role(&self) -> InputRole {
+        self.role
+    }
+
+    /// Whether this input's packets go out now.
+    pub fn on_air(&self) -> bool {
+        self.stream.lock().inputs.is_on_air(self.id)
+    }
+
+    /// For the standby slate: whether it is still wanted, that is no publisher is
+    /// connected and someone is there to see it (the stream is in its grace period,
+    /// or players wait for it). The slate's player stops when this turns false.
+    pub fn standby_wanted(&self) -> bool {
+        let state = self.stream.lock();
+        state.inputs.standby_wanted(self.id) && (state.in_grace || !state.subscribers.is_empty())
     }
 
     /// The stream this publisher feeds.
@@ -123,7 +150,7 @@ impl Publisher {
     pub fn flush(&self) {
         let subscribers = {
             let state = self.stream.lock();
-            if state.publisher != Some(self.id) {
+            if !state.inputs.is_on_air(self.id) {
                 return;
             }
             state.subscribers.share()
@@ -139,13 +166,41 @@ impl Publisher {
         self.push_checked(packet, false);
     }
 
+    /// Pushes a packet whose payload is held elsewhere for good (the standby slate's
+    /// cache), so it is shared as it is, never copied (see
+    /// [`Packet::own_small_payload`]).
+    pub fn push_cached(&self, packet: Packet) {
+        self.admit(packet, false);
+    }
+
     /// [`push`](Self::push) for a frame that, when `needs_header`, is dropped while
     /// its track has no sequence header yet (see [`push_audio`](Self::push_audio)).
     fn push_checked(&self, mut packet: Packet, needs_header: bool) {
         // Before the lock: the copy, when there is one, is the publisher's alone.
         packet.own_small_payload();
+        self.admit(packet, needs_header);
+    }
+
+    /// Hands `packet` to the stream when this input is on air (or goes on air with
+    /// it), and queues it for every subscriber.
+    fn admit(&self, mut packet: Packet, needs_header: bool) {
         let mut guard = self.stream.lock();
         let state = &mut *guard;
+        match state.inputs.admit(self.id, &mut packet) {
+            Admission::OnAir => {}
+            Admission::Held | Admission::Stranger => return,
+            Admission::SwitchTo(config) => {
+                tracing::info!(
+                    stream = %crate::mask::Masked(&self.stream.name),
+                    input = self.role.as_str(),
+                    "input on air"
+                );
+                for mut config_packet in config.into_iter().flatten() {
+                    state.record(&mut config_packet);
+                    self.fan_out(state, &config_packet);
+                }
+            }
+        }
         if needs_header {
             let header = match packet.kind {
                 PacketKind::Audio => &state.audio_header,
@@ -165,6 +220,11 @@ impl Publisher {
             }
         }
         state.record(&mut packet);
+        self.fan_out(state, &packet);
+    }
+
+    /// Queues `packet` for every subscriber of the stream whose state is `state`.
+    fn fan_out(&self, state: &mut super::stream::StreamState, packet: &Packet) {
         let generation = state.config_generation;
         let configs = [
             state.metadata.as_ref(),
@@ -173,7 +233,7 @@ impl Publisher {
         ];
         let (mut episodes, mut closed) = (0, false);
         for queue in state.subscribers.iter() {
-            match queue.push(&packet, || (generation, configs)) {
+            match queue.push(packet, || (generation, configs)) {
                 PushOutcome::Closed => closed = true,
                 PushOutcome::StartedDropping => {
                     episodes += 1;
@@ -197,6 +257,10 @@ impl Drop for Publisher {
         self.flush();
         {
             let mut state = self.stream.lock();
+            if self.role != InputRole::Primary {
+                state.inputs.leave(self.id);
+                return;
+            }
             if state.publisher != Some(self.id) {
                 return;
             }

@@ -8,6 +8,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
 
 use super::directory::{AppAndName, Directory};
+use super::inputs::InputRole;
 use super::limits::{HubError, HubLimits};
 use super::publisher::Publisher;
 use super::status::StreamInfo;
@@ -127,7 +128,59 @@ impl Hub {
             state.start_publishing(id, &name.query);
         }
         drop(entry);
-        Ok(Publisher::new(Arc::clone(&self.directory), stream, id))
+        Ok(Publisher::new(
+            Arc::clone(&self.directory),
+            stream,
+            id,
+            InputRole::Primary,
+        ))
+    }
+
+    /// Claims `name` for a backup publisher: accepted while the stream is live (its
+    /// publisher is connected or within its grace period) and has no backup yet.
+    /// Its packets go out only while the publisher is away (see [`InputRole`]).
+    pub fn publish_backup(self: &Arc<Self>, name: &StreamName) -> Result<Publisher, HubError> {
+        let stream = self
+            .stream(&name.app, &name.name)
+            .ok_or(HubError::NoPrimary)?;
+        {
+            let mut state = stream.lock();
+            if state.publisher.is_none() && !state.in_grace {
+                return Err(HubError::NoPrimary);
+            }
+            if state.inputs.has(InputRole::Backup) {
+                return Err(HubError::AlreadyPublishing);
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            state.inputs.join(InputRole::Backup, id);
+            drop(state);
+            Ok(Publisher::new(
+                Arc::clone(&self.directory),
+                stream,
+                id,
+                InputRole::Backup,
+            ))
+        }
+    }
+
+    /// The standby input of `app/name`, for the slate that plays while no
+    /// publisher is connected; `None` when the stream has no entry or already has a
+    /// standby input.
+    pub fn standby(self: &Arc<Self>, app: &str, name: &str) -> Option<Publisher> {
+        let stream = self.stream(app, name)?;
+        let mut state = stream.lock();
+        if state.inputs.has(InputRole::Standby) {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        state.inputs.join(InputRole::Standby, id);
+        drop(state);
+        Some(Publisher::new(
+            Arc::clone(&self.directory),
+            stream,
+            id,
+            InputRole::Standby,
+        ))
     }
 
     /// Subscribes a player to a stream, live or not yet live. The queue starts with

@@ -4,7 +4,12 @@
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
-use super::media_info::{AudioInfo, VideoInfo};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::inputs::InputRole;
+use super::media_info::{AudioInfo, MediaInfo, VideoInfo};
 use super::stream::Stream;
 
 /// What the status of a live stream looks like from the outside.
@@ -37,6 +42,15 @@ pub struct StreamInfo {
     pub video: Option<VideoInfo>,
     /// The audio track.
     pub audio: Option<AudioInfo>,
+    /// The input on air: the publisher, its backup or the standby slate (`None`
+    /// between a switch away and the next input's keyframe).
+    pub on_air: Option<InputRole>,
+    /// Whether a backup publisher is connected.
+    pub backup_connected: bool,
+    /// Total time the standby slate was on air.
+    pub standby: Duration,
+    /// Why the standby slate cannot play for this stream, when it cannot.
+    pub standby_unavailable: Option<String>,
 }
 
 impl Stream {
@@ -58,7 +72,65 @@ impl Stream {
             drop_episodes: state.drop_episodes,
             video: state.media.video.clone(),
             audio: state.media.audio.clone(),
+            on_air: state.inputs.on_air(),
+            backup_connected: state.inputs.has(InputRole::Backup),
+            standby: state.inputs.standby_time(None),
+            standby_unavailable: state.standby_unavailable.clone(),
         })
+    }
+
+    /// The stream's app.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The stream's bare name (a stream key: mask it before showing it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether a publisher (or its backup) publishes the stream, or it is within
+    /// a dropped publisher's grace period: a player's wait for it is over.
+    pub fn is_live(&self) -> bool {
+        let state = self.lock();
+        state.publisher.is_some() || state.in_grace
+    }
+
+    /// The input on air now (see [`StreamInfo::on_air`]).
+    pub fn on_air(&self) -> Option<InputRole> {
+        self.lock().inputs.on_air()
+    }
+
+    /// Whether a backup publisher is connected.
+    pub fn backup_connected(&self) -> bool {
+        self.lock().inputs.has(InputRole::Backup)
+    }
+
+    /// Time the standby slate was on air since `since` (in all with `None`): what
+    /// a destination connected since then received of it.
+    pub fn standby_time(&self, since: Option<std::time::Instant>) -> Duration {
+        self.lock().inputs.standby_time(since)
+    }
+
+    /// Why the standby slate cannot play for this stream, when it cannot.
+    pub fn standby_unavailable(&self) -> Option<String> {
+        self.lock().standby_unavailable.clone()
+    }
+
+    /// Records why the standby slate cannot play for this stream (`None`: it can).
+    pub fn set_standby_unavailable(&self, reason: Option<String>) {
+        self.lock().standby_unavailable = reason;
+    }
+
+    /// What the slate must match: the video and audio sequence headers on air and
+    /// what the stream carries (size and frame rate from its metadata).
+    pub fn decoder_config(&self) -> (Option<Bytes>, Option<Bytes>, MediaInfo) {
+        let state = self.lock();
+        (
+            state.video_header.as_ref().map(|p| p.payload.clone()),
+            state.audio_header.as_ref().map(|p| p.payload.clone()),
+            state.media.clone(),
+        )
     }
 
     /// How many times a subscriber of this stream started dropping frames because

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use super::gop::GopCache;
+use super::inputs::{InputRole, Inputs};
 use super::limits::HubLimits;
 use super::media_info::MediaInfo;
 use super::packet::{Packet, PacketKind};
@@ -29,6 +30,8 @@ pub struct Stream {
 pub(super) struct StreamState {
     /// The current publisher's id; `None` while no one publishes.
     pub(super) publisher: Option<u64>,
+    /// The inputs (publisher, backup, standby slate) and which one is on air.
+    pub(super) inputs: Inputs,
     /// The publisher dropped and may come back: subscribers are kept, waiting.
     pub(super) in_grace: bool,
     /// When the publisher of a stream in its grace period dropped.
@@ -65,6 +68,8 @@ pub(super) struct StreamState {
     /// Frames dropped because they came before the sequence header their decoder
     /// needs, since the stream entry was created.
     pub(super) early_frames: u64,
+    /// Why the standby slate cannot play for this stream, when it cannot.
+    pub(super) standby_unavailable: Option<String>,
 }
 
 /// How long (in the publisher's audio timestamps) audio waits for the video that the
@@ -79,6 +84,7 @@ impl Stream {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
                 publisher: None,
+                inputs: Inputs::default(),
                 in_grace: false,
                 dropped_at: None,
                 query: String::new(),
@@ -99,6 +105,7 @@ impl Stream {
                 players: 0,
                 audio_waits_since: None,
                 early_frames: 0,
+                standby_unavailable: None,
             }),
         }
     }
@@ -116,9 +123,17 @@ impl StreamState {
     /// Hands the stream to publisher `id`. A publisher coming back within its grace
     /// period takes over the stream: subscribers carry on with the new packets.
     pub(super) fn start_publishing(&mut self, id: u64, query: &str) {
+        if !self.in_grace && self.inputs.on_air() == Some(InputRole::Standby) {
+            // The title card that players waited with: off air at once, and out of
+            // the caches, so that the destinations starting now begin with this
+            // publisher's first keyframe, not with the card.
+            self.inputs.off_air();
+            self.reset_media();
+        }
         self.in_grace = false;
         self.dropped_at = None;
         self.publisher = Some(id);
+        self.inputs.join(InputRole::Primary, id);
         self.query = query.to_owned();
         self.since = Some(Instant::now());
         self.since_wall = Some(SystemTime::now());
@@ -237,6 +252,7 @@ impl StreamState {
     /// end.
     pub(super) fn end(&mut self) {
         self.reset_media();
+        self.inputs.reset();
         self.in_grace = false;
         self.dropped_at = None;
         self.subscribers.close_all();
