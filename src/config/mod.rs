@@ -63,6 +63,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Outbound destinations.
     pub relay: RelayConfig,
+    /// The standby slate.
+    #[serde(default)]
+    pub standby: StandbyConfig,
     /// TLS for outbound RTMPS.
     #[serde(default)]
     pub tls: TlsConfig,

@@ -112,6 +112,32 @@ pub struct RelayConfig {
     pub chunk_size: u32,
 }
 
+/// The standby slate that keeps destinations fed while a publisher is away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyConfig {
+    /// Whether a dropped publisher's destinations get the slate (else only the
+    /// grace period's silence).
+    pub enabled: bool,
+    /// The slate's longest run before destinations are unpublished: about what
+    /// platforms tolerate before they end a broadcast anyway.
+    #[serde(deserialize_with = "duration_key::secs")]
+    pub max_secs: u64,
+    /// An image or video to show instead of the generated card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl Default for StandbyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_secs: 300,
+            file: None,
+        }
+    }
+}
+
 /// TLS for outbound RTMPS.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

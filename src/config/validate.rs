@@ -36,6 +36,20 @@ impl Config {
                 "RTMPS needs rtmps.cert_file and rtmps.key_file (PEM)",
             );
         }
+        if self.standby.enabled && self.standby.max_secs == 0 {
+            return invalid(
+                "standby.max_secs",
+                "must be at least 1 (or turn the slate off with standby.enabled = false)",
+            );
+        }
+        if let Some(file) = &self.standby.file
+            && !file.is_file()
+        {
+            return invalid(
+                "standby.file",
+                &format!("{} is not a readable file", file.display()),
+            );
+        }
         if self.rtmps.tls_versions.is_empty() {
             return invalid(
                 "rtmps.tls_versions",

@@ -110,6 +110,21 @@ struct UserFile {
     stream_keys: Vec<String>,
     #[serde(default)]
     destinations: Vec<DestinationRequest>,
+    #[serde(default)]
+    standby: UserStandby,
+}
+
+/// A user's own standby settings, over `[standby]`: whether their destinations
+/// get the slate, and which image or video it shows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserStandby {
+    /// Overrides `standby.enabled`.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Overrides `standby.file`.
+    #[serde(default)]
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// A user: a name, the keys they publish with, and their destinations.
@@ -120,6 +135,8 @@ pub struct User {
     keys: Vec<String>,
     /// Where their stream goes.
     pub destinations: Vec<DestinationRequest>,
+    /// Their standby settings.
+    pub standby: UserStandby,
 }
 
 impl fmt::Debug for User {
@@ -276,10 +293,19 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
         validate_destination(destination, presets, profiles)
             .map_err(|reason| file_error(file, format!("destination {}: {reason}", index + 1)))?;
     }
+    if let Some(standby) = &parsed.standby.file
+        && !standby.is_file()
+    {
+        return Err(file_error(
+            file,
+            format!("standby.file {} is not a readable file", standby.display()),
+        ));
+    }
     Ok(User {
         name,
         keys,
         destinations: parsed.destinations,
+        standby: parsed.standby,
     })
 }
 
