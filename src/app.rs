@@ -4,6 +4,7 @@
 //! in-process on port 0.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::reload::{ConfigSource, ReloadError, ReloadReport, Reloader};
 use crate::rtmp::chunk::PendingBudget;
 use crate::rtmp::server::ServerConfig;
 use crate::server::per_ip::PerIpLimit;
+use crate::server::standby::Standby;
 use crate::server::waiting::WaitingPlayers;
 use crate::server::{ConnectionContext, ConnectionLimits, PublisherGrace, RtmpListener, tls};
 
@@ -137,6 +139,13 @@ impl App {
             grace: PublisherGrace::new(
                 Duration::from_secs(config.relay.publisher_grace_secs),
                 tracker.clone(),
+                Arc::clone(&hub),
+                Standby::new(
+                    config.standby.clone(),
+                    PathBuf::from(&config.transcode.ffmpeg),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ),
             ),
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
             play_wait: config.play_wait(),

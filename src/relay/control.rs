@@ -33,6 +33,19 @@ impl Relay {
         self.streams.iter().map(|e| Arc::clone(e.value())).collect()
     }
 
+    /// The key of `user`'s live stream in `app`, for a backup publisher that
+    /// publishes with another of the user's keys; `None` when the user has no live
+    /// stream there, or more than one (then the backup names its stream by key).
+    pub fn live_key_of_user(&self, app: &str, user: &str) -> Option<String> {
+        let mut keys = self
+            .streams
+            .iter()
+            .filter(|e| e.key().0 == app && e.value().user() == Some(user))
+            .map(|e| e.key().1.clone());
+        let key = keys.next()?;
+        keys.next().is_none().then_some(key)
+    }
+
     /// The relay of the live stream shown as `display_name` (its user's name or its
     /// masked key) in `app`. A display name is not an identity: two keys can share
     /// a mask, and a user with several keys can publish twice. When more than one

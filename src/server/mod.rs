@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod grace;
 pub mod per_ip;
+pub mod standby;
 pub mod tls;
 pub mod waiting;
 

@@ -132,6 +132,10 @@ impl Prism {
             ..Overrides::default()
         };
         let mut config = Config::load(None, &overrides).expect("defaults load");
+        // The standby slate renders with ffmpeg for every stream that goes live and
+        // holds a dropped publisher's stream for minutes: only the tests about it
+        // (tests/standby.rs) turn it on.
+        config.standby.enabled = false;
         tune(&mut config);
         let app = App::start(config).await.expect("prism starts");
         let addr = app.rtmp_addr();

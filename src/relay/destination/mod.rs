@@ -233,6 +233,9 @@ impl Unknown {
 
 /// Groups query parameters by preset, in order of first appearance. Unknown
 /// parameters are summarised in one problem, by name, never with their values.
+/// The publish parameter that makes a publisher its stream's backup.
+const ROLE_PARAM: &str = "role";
+
 fn parse_query(
     query: &str,
     presets: &Presets,
@@ -241,6 +244,10 @@ fn parse_query(
     let mut wanted: Vec<(String, QueryDestination)> = Vec::new();
     let mut unknown = Unknown::default();
     for (param, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if param == ROLE_PARAM {
+            // prism's own: a backup publish (`role=backup`), not a destination.
+            continue;
+        }
         let known = match presets.id_for_param(&param) {
             Some(id) => Some((id.to_owned(), None)),
             None => match param.split_once('_') {

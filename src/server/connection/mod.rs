@@ -29,6 +29,7 @@ use crate::relay::{Relay, RelayHandle};
 use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use crate::server::grace::PublisherGrace;
 use crate::server::per_ip::{IpSlot, PerIpLimit};
+use crate::server::standby::StandbyPlan;
 use crate::server::waiting::{WaitingPlayers, WaitingTicket};
 use crate::timestamp::Rebaser;
 use crate::transport::{self, ReadPolicy, WriteError, poll_write_out};
@@ -97,7 +98,10 @@ enum Role {
     /// so live destinations drain and unpublish, then the relay handle stops the rest.
     Publishing {
         publisher: Publisher,
-        relay: RelayHandle,
+        /// The stream's destinations; `None` for a backup publisher.
+        relay: Option<RelayHandle>,
+        /// The standby settings of the stream.
+        plan: StandbyPlan,
         /// Counts this publish against the address's publish limit.
         _slot: IpSlot,
     },
@@ -152,11 +156,16 @@ where
     // before the close below may wait.
     match std::mem::replace(&mut connection.role, Role::Idle) {
         Role::Publishing {
-            publisher, relay, ..
-        } => connection
-            .ctx
-            .grace
-            .publisher_left(publisher, relay, &connection.kick, &shutdown),
+            publisher,
+            relay: Some(relay),
+            plan,
+            ..
+        } => {
+            connection
+                .ctx
+                .grace
+                .publisher_left(publisher, relay, plan, &connection.kick, &shutdown)
+        }
         role => drop(role),
     }
     if result.is_ok() {
@@ -248,7 +257,9 @@ where
                 }
                 more = play::recv_batch(&self.role, &mut self.batch), if playing => {
                     if more {
-                        self.stop_waiting();
+                        if play::stream_started(&self.role) {
+                            self.stop_waiting();
+                        }
                         self.send_batch();
                     } else {
                         self.end_play();

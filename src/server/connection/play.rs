@@ -34,6 +34,11 @@ where
                     None
                 } else {
                     tracing::info!(stream = %name.masked(), "playing; waiting for the stream to start");
+                    self.ctx.grace.standby().title_for_players(
+                        &self.ctx.hub,
+                        &name.app,
+                        &name.name,
+                    );
                     Some((self.ctx.waiting.enter(), Instant::now()))
                 };
                 self.session.accept_play(stream_id);
@@ -68,6 +73,7 @@ where
     }
 
     /// The stream went live: the player no longer counts as waiting.
+    /// (A player that waits sees the title card meanwhile, which is not the stream.)
     pub(super) fn stop_waiting(&mut self) {
         if let Role::Playing { waiting, .. } = &mut self.role {
             *waiting = None;
@@ -126,5 +132,14 @@ pub(super) async fn recv_batch(role: &Role, batch: &mut Vec<Packet>) -> bool {
     match role {
         Role::Playing { subscriber, .. } => subscriber.recv_batch(batch).await,
         _ => std::future::pending().await,
+    }
+}
+
+/// Whether the stream a player plays has started (its packets are not only the
+/// title card shown while it waits).
+pub(super) fn stream_started(role: &Role) -> bool {
+    match role {
+        Role::Playing { subscriber, .. } => subscriber.stream().is_live(),
+        _ => true,
     }
 }

@@ -63,11 +63,17 @@ where
                 return Next::Close;
             }
         };
+        if is_backup(&name.query) {
+            return self.on_publish_backup(stream_id, name, &grant, slot);
+        }
         match self.ctx.hub.publish(&name) {
             Ok(publisher) => {
                 self.session.accept_publish(stream_id);
                 publisher.set_peer(self.peer);
                 let relay = self.ctx.relay.start(&name, &grant, self.kick.clone());
+                let standby = self.ctx.grace.standby();
+                let plan = standby.plan(grant.user.as_ref().map(|u| (&*u.name, &u.standby)));
+                standby.prepare(std::sync::Arc::clone(publisher.stream()), plan.clone());
                 // The stream id, unlike the mask, tells two streams apart.
                 let id = relay.stream_id();
                 match &grant.user {
@@ -80,7 +86,8 @@ where
                 }
                 self.role = Role::Publishing {
                     publisher,
-                    relay,
+                    relay: Some(relay),
+                    plan,
                     _slot: slot,
                 };
                 Next::Continue
@@ -88,13 +95,54 @@ where
             Err(err) => {
                 tracing::warn!(stream = %name.masked(), "publish refused: {err}");
                 let code = match err {
-                    HubError::AlreadyPublishing => "NetStream.Publish.BadName",
+                    HubError::AlreadyPublishing | HubError::NoPrimary => {
+                        "NetStream.Publish.BadName"
+                    }
                     HubError::TooManyStreams(_) | HubError::TooManyAwaited(_) => {
                         "NetStream.Publish.Rejected"
                     }
                 };
                 self.session
                     .reject_publish(stream_id, code, &err.to_string());
+                Next::Close
+            }
+        }
+    }
+
+    /// A backup publish (`?role=backup`): it joins the live stream of the same key,
+    /// or of the same user when users are configured, as its backup input. Its
+    /// destinations are the primary's; it starts none.
+    fn on_publish_backup(
+        &mut self,
+        stream_id: u32,
+        mut name: StreamName,
+        grant: &crate::relay::Grant,
+        slot: crate::server::per_ip::IpSlot,
+    ) -> Next {
+        if let Some(user) = &grant.user
+            && let Some(key) = self.ctx.relay.live_key_of_user(&name.app, &user.name)
+        {
+            name.name = key;
+        }
+        match self.ctx.hub.publish_backup(&name) {
+            Ok(publisher) => {
+                self.session.accept_publish(stream_id);
+                tracing::info!(stream = %name.masked(), "publishing as the backup");
+                self.role = Role::Publishing {
+                    publisher,
+                    relay: None,
+                    plan: self.ctx.grace.standby().plan(None),
+                    _slot: slot,
+                };
+                Next::Continue
+            }
+            Err(err) => {
+                tracing::warn!(stream = %name.masked(), "backup publish refused: {err}");
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.BadName",
+                    &err.to_string(),
+                );
                 Next::Close
             }
         }
@@ -138,9 +186,15 @@ where
     }
 
     fn publisher(&self) -> Option<&Publisher> {
+        // (A backup's packets go to the hub too: it decides what is on air.)
         match &self.role {
             Role::Publishing { publisher, .. } => Some(publisher),
             _ => None,
         }
     }
+}
+
+/// Whether a publish query asks to be the stream's backup (`role=backup`).
+fn is_backup(query: &str) -> bool {
+    url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "role" && v == "backup")
 }

@@ -1,0 +1,230 @@
+//! The standby slate, on the server's side: preparing it when a stream goes live,
+//! and playing it into a stream in real time while no publisher is on air (a
+//! dropped publisher's destinations, players waiting for a stream to start).
+//!
+//! The slate itself (what it must match, rendering it with ffmpeg, the cache) is
+//! `crate::standby`'s; the hub decides when it is on air (`hub::inputs`). Playing it
+//! costs a timer and a few packets a second, all shared `Bytes` from the cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::StandbyConfig;
+use crate::hub::{Hub, Publisher, Stream};
+use crate::standby::{Slate, SlateCache, SlateSpec};
+use crate::users::UserStandby;
+
+/// How long after a stream goes live its parameters are read for the slate: the
+/// encoder has sent its metadata and sequence headers by then.
+const PREPARE_AFTER: Duration = Duration::from_secs(2);
+/// How often, and how many times, a stream whose parameters are not complete yet
+/// is read again.
+const PREPARE_RETRY: Duration = Duration::from_secs(2);
+const PREPARE_TRIES: u32 = 5;
+/// How long a dropped publisher's stream waits for a slate still rendering.
+pub const SLATE_WAIT: Duration = Duration::from_secs(3);
+
+/// A stream's standby settings: `[standby]` with its user's overrides.
+#[derive(Debug, Clone)]
+pub struct StandbyPlan {
+    /// Whether the slate plays for this stream.
+    pub enabled: bool,
+    /// Its longest run.
+    pub max: Duration,
+    /// The operator's image or video, or `None` for the generated card.
+    pub file: Option<PathBuf>,
+    /// The public name the card shows (the user's; never a key).
+    pub title: String,
+}
+
+/// The slate cache and the settings, shared by every connection.
+#[derive(Debug)]
+pub struct Standby {
+    config: StandbyConfig,
+    cache: Arc<SlateCache>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Standby {
+    /// Slates rendered with `ffmpeg`, their tasks in `tracker`.
+    pub fn new(
+        config: StandbyConfig,
+        ffmpeg: PathBuf,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        let cache = SlateCache::new(ffmpeg, tracker.clone(), shutdown.clone());
+        Arc::new(Self {
+            config,
+            cache,
+            tracker,
+            shutdown,
+        })
+    }
+
+    /// The cache, for status.
+    pub fn cache(&self) -> &Arc<SlateCache> {
+        &self.cache
+    }
+
+    /// The settings for a stream of `user` (none: an anonymous stream).
+    pub fn plan(&self, user: Option<(&str, &UserStandby)>) -> StandbyPlan {
+        let overrides = user.map(|(_, standby)| standby);
+        StandbyPlan {
+            enabled: overrides
+                .and_then(|o| o.enabled)
+                .unwrap_or(self.config.enabled),
+            max: Duration::from_secs(self.config.max_secs),
+            file: overrides
+                .and_then(|o| o.file.clone())
+                .or_else(|| self.config.file.clone()),
+            title: user.map(|(name, _)| name.to_owned()).unwrap_or_default(),
+        }
+    }
+
+    /// What the slate for `stream` must match, from what its publisher sent.
+    pub fn spec_of(stream: &Stream, plan: &StandbyPlan) -> Result<SlateSpec, String> {
+        let (video, audio, media) = stream.decoder_config();
+        SlateSpec::from_stream(video.as_deref(), audio.as_deref(), &media, &plan.title)
+            .map_err(|err| err.to_string())
+    }
+
+    /// A stream went live: renders its slate in the background, once its
+    /// parameters are known, so that it is ready when the publisher drops.
+    pub fn prepare(self: &Arc<Self>, stream: Arc<Stream>, plan: StandbyPlan) {
+        if !plan.enabled {
+            return;
+        }
+        let this = Arc::clone(self);
+        self.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(PREPARE_AFTER) => {}
+                    () = this.shutdown.cancelled() => return,
+                }
+                for attempt in 1..=PREPARE_TRIES {
+                    match Self::spec_of(&stream, &plan) {
+                        Ok(spec) => {
+                            stream.set_standby_unavailable(None);
+                            this.cache.prepare(spec, plan.file.clone());
+                            return;
+                        }
+                        Err(reason) if attempt == PREPARE_TRIES => {
+                            tracing::warn!("no standby slate for this stream: {reason}");
+                            stream.set_standby_unavailable(Some(reason));
+                        }
+                        Err(_) => {}
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(PREPARE_RETRY) => {}
+                        () = this.shutdown.cancelled() => return,
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// The slate for `spec`, waiting a little for one still rendering.
+    pub async fn slate(&self, spec: &SlateSpec, plan: &StandbyPlan) -> Result<Arc<Slate>, String> {
+        self.cache
+            .get(spec, plan.file.as_deref(), SLATE_WAIT)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    /// A player waits for `app/name`, which is not live: plays the title card to
+    /// it (and any other player of that name) until the stream goes live or the
+    /// last player leaves. Does nothing when the slate is off or already playing.
+    pub fn title_for_players(self: &Arc<Self>, hub: &Arc<Hub>, app: &str, name: &str) {
+        if !self.config.enabled {
+            return;
+        }
+        let Some(input) = hub.standby(app, name) else {
+            return;
+        };
+        let this = Arc::clone(self);
+        self.tracker.spawn(
+            async move {
+                let plan = this.plan(None);
+                let spec = SlateSpec::title_card(&plan.title);
+                match this.slate(&spec, &plan).await {
+                    Ok(slate) => {
+                        play(input, &slate, None, [&this.shutdown, &this.shutdown]).await;
+                    }
+                    Err(reason) => tracing::warn!("no title card for waiting players: {reason}"),
+                }
+            }
+            .in_current_span(),
+        );
+    }
+}
+
+/// Why [`play`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayEnd {
+    /// A publisher (or the backup) took over.
+    Replaced,
+    /// The slate ran for its longest allowed time.
+    Expired,
+    /// Shutdown, or the operator ended the stream.
+    Stopped,
+}
+
+/// Plays `slate` into the stream through its standby `input`, looping, in real
+/// time, until another input takes over (the hub switches at that input's keyframe,
+/// so the slate plays until then), `max` has passed, or either of `stop` is
+/// cancelled (shutdown, the operator's kick). Timestamps go on from loop to loop;
+/// the hub puts them on the stream's timeline.
+pub async fn play(
+    input: Publisher,
+    slate: &Slate,
+    max: Option<Duration>,
+    stop: [&CancellationToken; 2],
+) -> PlayEnd {
+    let start = Instant::now();
+    let deadline = max.map(|max| start + max);
+    for header in &slate.headers {
+        input.push_cached(header.clone());
+    }
+    let loop_ms = u64::from(slate.loop_ms.max(1));
+    let mut round: u64 = 0;
+    loop {
+        let mut index = 0;
+        while index < slate.media.len() {
+            let at_ms = round * loop_ms + u64::from(slate.media[index].timestamp);
+            let at = start + Duration::from_millis(at_ms);
+            if deadline.is_some_and(|deadline| at >= deadline) {
+                return PlayEnd::Expired;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = stop[0].cancelled() => return PlayEnd::Stopped,
+                () = stop[1].cancelled() => return PlayEnd::Stopped,
+            }
+            if !input.on_air() && !input.standby_wanted() {
+                return PlayEnd::Replaced;
+            }
+            // Every packet due by now, in one batch.
+            while index < slate.media.len() {
+                let due = round * loop_ms + u64::from(slate.media[index].timestamp);
+                if due > at_ms {
+                    break;
+                }
+                let mut packet = slate.media[index].clone();
+                packet.timestamp = (due % (1 << 32)) as u32;
+                input.push_cached(packet);
+                index += 1;
+            }
+            input.flush();
+        }
+        round += 1;
+    }
+}
