@@ -124,18 +124,12 @@ fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
         let warnings = state
             .relay
             .warnings(relay, info.video.as_ref(), info.audio.as_ref());
-        return Some(StreamJson::new(info, relay, warnings));
+        return Some(StreamJson::new(info, &stream, relay, warnings));
     }
     let since = stream.reconnecting_since()?;
     // No publisher, so no constraint to check; the publish's problems stay.
     let warnings = state.relay.warnings(relay, None, None);
-    Some(StreamJson::reconnecting(
-        relay,
-        since,
-        stream.players(),
-        stream.drop_episodes(),
-        warnings,
-    ))
+    Some(StreamJson::reconnecting(&stream, relay, since, warnings))
 }
 
 /// Which stream a per-stream endpoint names: `/api/v1/streams/{id}/...`, or

@@ -149,6 +149,35 @@ pub fn render(state: &HttpState) -> String {
             f64::from(u8::from(s.state == StreamState::Reconnecting)),
         );
     }
+    f.header(
+        "prism_stream_state",
+        "gauge",
+        "1 for the stream's state: live (its publisher on air), standby (the slate on air), backup (the backup publisher on air), reconnecting (nothing on air).",
+    );
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_state",
+            &[
+                ("app", &s.app),
+                ("stream_id", &s.id),
+                ("stream", &s.name),
+                ("state", s.state.as_str()),
+            ],
+            1.0,
+        );
+    }
+    f.header(
+        "prism_stream_standby_seconds_total",
+        "counter",
+        "Seconds the standby slate was on air for the stream.",
+    );
+    for s in &list.streams {
+        f.sample(
+            "prism_stream_standby_seconds_total",
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
+            s.inputs.standby_secs as f64,
+        );
+    }
     f.header("prism_stream_players", "gauge", "Local players watching.");
     for s in &list.streams {
         f.sample(
@@ -171,7 +200,7 @@ pub fn render(state: &HttpState) -> String {
     }
 
     type Field = fn(&super::model::DestinationJson) -> f64;
-    let per_destination: [(&str, &str, &str, Field); 4] = [
+    let per_destination: [(&str, &str, &str, Field); 5] = [
         (
             "prism_destination_bytes_out_total",
             "counter",
@@ -195,6 +224,12 @@ pub fn render(state: &HttpState) -> String {
             "counter",
             "Destination reconnect attempts.",
             |d| d.reconnects as f64,
+        ),
+        (
+            "prism_destination_standby_seconds_total",
+            "counter",
+            "Seconds of standby slate the destination's current connection received.",
+            |d| d.standby_secs as f64,
         ),
     ];
     for (name, kind, help, field) in per_destination {

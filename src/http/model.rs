@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::hub::{AudioInfo, StreamInfo, VideoInfo};
+use crate::hub::{AudioInfo, InputRole, Stream, StreamInfo, VideoInfo};
 use crate::relay::StreamRelay;
 use crate::relay::status::{DestinationSnapshot, State};
 use crate::transcode::EncoderSnapshot;
@@ -29,6 +29,61 @@ pub enum StreamState {
     /// The publisher's connection dropped; its destinations stay connected for
     /// `relay.publisher_grace_secs`, waiting for it to come back.
     Reconnecting,
+    /// The publisher is away and the destinations get the standby slate.
+    Standby,
+    /// The publisher is away and the destinations get its backup's stream.
+    Backup,
+}
+
+impl StreamState {
+    /// The state of a stream whose input on air is `on_air`; `publisher`: whether
+    /// its publisher is connected.
+    pub fn of(on_air: Option<InputRole>, publisher: bool) -> Self {
+        match on_air {
+            Some(InputRole::Standby) => Self::Standby,
+            Some(InputRole::Backup) => Self::Backup,
+            Some(InputRole::Primary) => Self::Live,
+            None if publisher => Self::Live,
+            None => Self::Reconnecting,
+        }
+    }
+
+    /// Its name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Reconnecting => "reconnecting",
+            Self::Standby => "standby",
+            Self::Backup => "backup",
+        }
+    }
+}
+
+/// Which input is on air, and the slate's accounting.
+#[derive(Debug, Serialize)]
+pub struct InputsJson {
+    /// `primary`, `backup` or `standby`; `null` between a switch away and the
+    /// next input's keyframe, or while nothing is on air (reconnecting).
+    pub on_air: Option<InputRole>,
+    /// Whether a backup publisher (`?role=backup`) is connected.
+    pub backup_connected: bool,
+    /// Seconds the standby slate was on air, in all.
+    pub standby_secs: u64,
+    /// Why this stream cannot get the standby slate (an HEVC/AV1 stream and an
+    /// ffmpeg that cannot encode it, say): it falls back to the grace period.
+    pub standby_unavailable: Option<String>,
+}
+
+impl InputsJson {
+    /// The inputs of `stream`.
+    pub fn of(stream: &Stream) -> Self {
+        Self {
+            on_air: stream.on_air(),
+            backup_connected: stream.backup_connected(),
+            standby_secs: stream.standby_time(None).as_secs(),
+            standby_unavailable: stream.standby_unavailable(),
+        }
+    }
 }
 
 /// One live stream.
@@ -42,8 +97,12 @@ pub struct StreamJson {
     /// The user's name, or the stream key masked (`****1a2b`). Two streams can
     /// show the same name (a mask is 16 bits; a user may have several keys).
     pub name: String,
-    /// `live`, or `reconnecting` while the stream waits for its dropped publisher.
+    /// `live`; `standby` or `backup` while the publisher is away and the slate or
+    /// the backup publisher is on air; `reconnecting` while the stream waits for
+    /// its dropped publisher with nothing on air.
     pub state: StreamState,
+    /// Which input is on air, and the standby slate's accounting.
+    pub inputs: InputsJson,
     /// When the publisher dropped (RFC 3339), while reconnecting.
     pub reconnecting_since: Option<String>,
     /// The user publishing, when users are configured.
@@ -117,6 +176,22 @@ pub struct DestinationJson {
     pub profile: Option<String>,
     /// The encoder of a re-encoded destination.
     pub encoder: Option<EncoderSnapshot>,
+    /// Seconds of standby slate this destination's current connection received.
+    pub standby_secs: u64,
+}
+
+impl DestinationJson {
+    /// The destination `d` of `stream`, with the slate time its connection saw.
+    pub fn of(d: DestinationSnapshot, stream: &Stream) -> Self {
+        let since = d.uptime_secs.and_then(|secs| {
+            std::time::Instant::now().checked_sub(std::time::Duration::from_secs(secs))
+        });
+        let standby = since.map_or(0, |since| stream.standby_time(Some(since)).as_secs());
+        Self {
+            standby_secs: standby,
+            ..d.into()
+        }
+    }
 }
 
 /// RFC 3339 in UTC, to the second.
@@ -127,6 +202,7 @@ pub fn timestamp(at: SystemTime) -> String {
 impl From<DestinationSnapshot> for DestinationJson {
     fn from(d: DestinationSnapshot) -> Self {
         Self {
+            standby_secs: 0,
             id: d.id,
             preset: d.preset,
             url: d.url,
@@ -147,12 +223,18 @@ impl From<DestinationSnapshot> for DestinationJson {
 
 impl StreamJson {
     /// Joins the hub's view of a stream with its relay.
-    pub fn new(info: StreamInfo, relay: &StreamRelay, warnings: Vec<String>) -> Self {
+    pub fn new(
+        info: StreamInfo,
+        stream: &Stream,
+        relay: &StreamRelay,
+        warnings: Vec<String>,
+    ) -> Self {
         Self {
             id: relay.id().to_string(),
             app: info.app,
             name: relay.display_name(),
-            state: StreamState::Live,
+            state: StreamState::of(info.on_air, true),
+            inputs: InputsJson::of(stream),
             reconnecting_since: None,
             user: relay.user().map(str::to_owned),
             publisher: Some(PublisherJson {
@@ -167,7 +249,11 @@ impl StreamJson {
             players: info.players,
             drop_episodes: info.drop_episodes,
             warnings,
-            destinations: relay.snapshots().into_iter().map(Into::into).collect(),
+            destinations: relay
+                .snapshots()
+                .into_iter()
+                .map(|d| DestinationJson::of(d, stream))
+                .collect(),
         }
     }
 
@@ -175,24 +261,29 @@ impl StreamJson {
     /// publisher, its destinations as they are (connected, waiting); `players` and
     /// `drop_episodes` from the hub.
     pub fn reconnecting(
+        stream: &Stream,
         relay: &StreamRelay,
         since: SystemTime,
-        players: usize,
-        drop_episodes: u64,
         warnings: Vec<String>,
     ) -> Self {
+        let (players, drop_episodes) = (stream.players(), stream.drop_episodes());
         Self {
             id: relay.id().to_string(),
             app: relay.app().to_owned(),
             name: relay.display_name(),
-            state: StreamState::Reconnecting,
+            state: StreamState::of(stream.on_air(), false),
+            inputs: InputsJson::of(stream),
             reconnecting_since: Some(timestamp(since)),
             user: relay.user().map(str::to_owned),
             publisher: None,
             players,
             drop_episodes,
             warnings,
-            destinations: relay.snapshots().into_iter().map(Into::into).collect(),
+            destinations: relay
+                .snapshots()
+                .into_iter()
+                .map(|d| DestinationJson::of(d, stream))
+                .collect(),
         }
     }
 }
