@@ -283,32 +283,6 @@ async fn stream_warnings(client: &reqwest::Client, prism: &Prism) -> (Value, Vec
     (stream, warnings)
 }
 
-/// Runs Debian's Chromium headless on `url` (the dashboard) with `args`, in a
-/// profile directory of its own under `dir`, and returns its stdout. The
-/// virtual-time budget lets the page's script fetch the status and render it.
-async fn chromium(url: &str, dir: &Path, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(require("chromium"))
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        .args(args)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(CHILD_TIMEOUT, output)
-        .await
-        .expect("chromium finishes")
-        .unwrap();
-    assert!(output.status.success(), "chromium: {}", output.status);
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Issue 19, bug 3: a publish URL typed by hand, as a streamer does in OBS, with
 /// four mistakes beside two good destinations: a profile that does not exist
 /// (`youtube_profile=480p`), a misspelt preset (`youtub=KEY`), an empty key

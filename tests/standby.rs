@@ -205,6 +205,30 @@ async fn drop_and_return(tag: &str, size: &str, rate: u32, sample_rate: u32, awa
         status["streams"][0]["state"], "standby",
         "the slate is on air: {status}"
     );
+    assert_eq!(status["streams"][0]["inputs"]["on_air"], "standby");
+    let addr = prism.app.as_ref().unwrap().http_addr();
+    let metrics = http_client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("prism_stream_state{") && l.contains("state=\"standby\"} 1")),
+        "the metrics show the state:\n{metrics}"
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dashboard-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dom = chromium(&format!("http://{addr}/"), &dir, &["--dump-dom"]).await;
+    assert!(
+        dom.contains("on standby slate"),
+        "the dashboard shows the state:\n{dom}"
+    );
     tokio::time::sleep(away.saturating_sub(Duration::from_secs(2))).await;
     let (exit, _) = finish(publish(&second, &url)).await;
     assert!(

@@ -827,3 +827,29 @@ impl Prism {
 pub fn encoder_pid(d: &prism::relay::status::DestinationSnapshot) -> Option<u32> {
     d.encoder.as_ref().and_then(|e| e.pid)
 }
+
+/// Runs Debian's Chromium headless on `url` (the dashboard) with `args`, in a
+/// profile directory of its own under `dir`, and returns its stdout. The
+/// virtual-time budget lets the page's script fetch the status and render it.
+pub async fn chromium(url: &str, dir: &Path, args: &[&str]) -> String {
+    let output = tokio::process::Command::new(require("chromium"))
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("chromium finishes")
+        .unwrap();
+    assert!(output.status.success(), "chromium: {}", output.status);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
