@@ -576,3 +576,77 @@ async fn an_hevc_stream_gets_an_hevc_slate_when_the_ffmpeg_can_make_one() {
     );
     prism.stop().await;
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to the process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// An encoder whose network stalls keeps its connection open and sends nothing
+/// (here: the ffmpeg publisher stopped with SIGSTOP). After a few seconds of
+/// silence the slate goes on air; when the encoder sends again, it goes back on
+/// air at its keyframe. One connection, decodable, continuous timestamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_goes_silent_gets_the_slate_until_it_sends_again() {
+    let source = clip_of(
+        "silent-a.flv",
+        16,
+        "testsrc",
+        "640x360",
+        30,
+        "main",
+        (44_100, 2),
+    );
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", ingest.url());
+        standby_on(c);
+    })
+    .await;
+    let publisher = publish(&source, &prism.url("live/quiet?youtube=yt-quiet"));
+    let pid = publisher.id().unwrap();
+    ingest.wait_recording("yt-quiet", 20_000, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    signal(pid, "STOP");
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let status = streams(&prism).await;
+    signal(pid, "CONT");
+    assert_eq!(status["streams"][0]["state"], "standby", "{status}");
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "the encoder carries on: {exit}");
+    assert!(ingest.saw_clean_unpublish("yt-quiet").await);
+    assert_eq!(ingest.publishes("yt-quiet").len(), 1, "one connection");
+    let recording = ingest.recording("yt-quiet");
+    assert_eq!(decode_errors(&recording), "");
+    assert_continuous(&recording, 1000.0 / 30.0);
+    let got = video_hashes(&recording);
+    let sent = video_hashes(&source);
+    let known: HashSet<&String> = sent.iter().collect();
+    let before = got.iter().take_while(|h| known.contains(h)).count();
+    let slate = got[before..]
+        .iter()
+        .take_while(|h| !known.contains(h))
+        .count();
+    let after = &got[before + slate..];
+    assert_eq!(
+        &got[..before],
+        &sent[..before],
+        "the stream up to the silence"
+    );
+    assert!(
+        slate >= 30 * 4,
+        "seconds of slate in the silence: {slate} frames"
+    );
+    assert!(!after.is_empty(), "the encoder back on air");
+    assert_eq!(
+        after,
+        &sent[sent.len() - after.len()..],
+        "then the encoder's stream to its end, from a keyframe"
+    );
+    prism.stop().await;
+}

@@ -121,6 +121,11 @@ pub(super) struct Inputs {
     timeline: Timeline,
     /// Whether anything was sent on this timeline yet.
     started: bool,
+    /// Packets the primary pushed (see [`Inputs::primary_heard`]).
+    primary_heard: u64,
+    /// The primary is connected but sends nothing (see
+    /// [`Inputs::set_primary_silent`]).
+    primary_silent: bool,
     /// The latest times the slate was on air (start, end; end `None` while it is),
     /// newest last, for the standby time each destination saw.
     standby_periods: VecDeque<(Instant, Option<Instant>)>,
@@ -215,16 +220,31 @@ impl Inputs {
     fn wanted(&self) -> Option<u64> {
         self.primary
             .as_ref()
+            .filter(|_| !self.primary_silent)
             .or(self.backup.as_ref())
             .or(self.standby.as_ref())
             .map(|s| s.id)
     }
 
-    /// Whether the standby input is still wanted: no publisher is connected.
+    /// Whether the standby input `id` is wanted: no publisher is connected, or
+    /// the primary fell silent and there is no backup.
     pub(super) fn standby_wanted(&self, id: u64) -> bool {
-        self.primary.is_none()
-            && self.backup.is_none()
-            && self.standby.as_ref().is_some_and(|s| s.id == id)
+        self.standby.as_ref().is_some_and(|s| s.id == id) && self.wanted() == Some(id)
+    }
+
+    /// Packets the primary pushed so far (on air or not): a watchdog that sees
+    /// this stand still knows the encoder went silent with its connection open.
+    pub(super) fn primary_heard(&self) -> u64 {
+        self.primary_heard
+    }
+
+    /// Marks the primary `id` silent (its connection is open but nothing comes):
+    /// the backup or the slate is wanted instead until it sends again (its next
+    /// packet clears the mark, and it goes back on air at its keyframe).
+    pub(super) fn set_primary_silent(&mut self, id: u64) {
+        if self.primary.as_ref().is_some_and(|s| s.id == id) {
+            self.primary_silent = true;
+        }
     }
 
     /// Adds input `id` as `role`. A primary on a stream that never sent anything
@@ -232,6 +252,9 @@ impl Inputs {
     /// every other input waits for its keyframe.
     pub(super) fn join(&mut self, role: InputRole, id: u64) {
         *self.slot_mut(role) = Some(Slot::new(id));
+        if role == InputRole::Primary {
+            self.primary_silent = false;
+        }
         if !self.started && role == InputRole::Primary {
             self.set_on_air(Some(id));
         }
@@ -245,6 +268,9 @@ impl Inputs {
         }
         if let Some(role) = self.role_of(id) {
             *self.slot_mut(role) = None;
+            if role == InputRole::Primary {
+                self.primary_silent = false;
+            }
         }
     }
 
@@ -269,7 +295,18 @@ impl Inputs {
     /// Decides what happens to `packet` from input `id`, putting its timestamp on
     /// the stream's timeline when it is sent.
     pub(super) fn admit(&mut self, id: u64, packet: &mut Packet) -> Admission {
+        if self.primary.as_ref().is_some_and(|s| s.id == id) {
+            self.primary_heard = self.primary_heard.wrapping_add(1);
+            self.primary_silent = false;
+        }
         if self.on_air == Some(id) {
+            if packet.is_config()
+                && let Some(role) = self.role_of(id)
+                && let Some(slot) = self.slot_mut(role)
+            {
+                // Kept for when this input comes back on air after another.
+                slot.keep_config(packet);
+            }
             // The input on air stays on air until the one that should replace it
             // reaches a keyframe.
             return self.place(packet);
@@ -468,6 +505,35 @@ mod tests {
         assert_eq!(admit(&mut inputs, 2, video(7_099, false)).1, 166);
         assert_eq!(admit(&mut inputs, 3, video(0, true)).0, "switch");
         assert_eq!(admit(&mut inputs, 2, video(7_132, false)).0, "held");
+    }
+
+    #[test]
+    fn a_silent_primary_gives_way_to_the_slate_and_comes_back_with_its_headers() {
+        let mut inputs = Inputs::default();
+        inputs.join(InputRole::Primary, 1);
+        admit(&mut inputs, 1, header(0));
+        admit(&mut inputs, 1, video(0, true));
+        admit(&mut inputs, 1, video(33, false));
+        let heard = inputs.primary_heard();
+        assert_eq!(heard, 3);
+        inputs.join(InputRole::Standby, 2);
+        assert!(!inputs.standby_wanted(2), "the primary is on air");
+        inputs.set_primary_silent(1);
+        assert!(inputs.standby_wanted(2));
+        admit(&mut inputs, 2, header(0));
+        let (admission, ts) = admit(&mut inputs, 2, video(0, true));
+        assert_eq!((admission, ts), ("switch", 66));
+        // The encoder sends again: wanted at once, on air at its keyframe, with the
+        // sequence header it sent while it was on air first.
+        assert_eq!(admit(&mut inputs, 1, video(66, false)).0, "held");
+        assert!(!inputs.standby_wanted(2));
+        assert_eq!(admit(&mut inputs, 2, video(33, false)).0, "on air");
+        let mut keyframe = video(99, true);
+        let Admission::SwitchTo(config) = inputs.admit(1, &mut keyframe) else {
+            panic!("the primary's keyframe switches back")
+        };
+        assert!(config[1].is_some(), "its sequence header is sent again");
+        assert_eq!(keyframe.timestamp, 66 + 33 + 33);
     }
 
     #[test]

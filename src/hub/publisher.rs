@@ -41,6 +41,11 @@ impl Publisher {
         self.role
     }
 
+    /// Its id among the stream's inputs (see [`Stream::primary_heard`]).
+    pub fn input_id(&self) -> u64 {
+        self.id
+    }
+
     /// Whether this input's packets go out now.
     pub fn on_air(&self) -> bool {
         self.stream.lock().inputs.is_on_air(self.id)

@@ -112,6 +112,19 @@ impl Stream {
         self.lock().inputs.standby_time(since)
     }
 
+    /// Packets the publisher (`id`) pushed so far, while it is the stream's
+    /// publisher: the silence watchdog compares two readings.
+    pub fn primary_heard(&self, id: u64) -> Option<u64> {
+        let state = self.lock();
+        (state.publisher == Some(id)).then(|| state.inputs.primary_heard())
+    }
+
+    /// The publisher `id` is connected but silent: its backup or the slate go on
+    /// air until it sends again.
+    pub fn set_primary_silent(&self, id: u64) {
+        self.lock().inputs.set_primary_silent(id);
+    }
+
     /// Why the standby slate cannot play for this stream, when it cannot.
     pub fn standby_unavailable(&self) -> Option<String> {
         self.lock().standby_unavailable.clone()

@@ -189,7 +189,7 @@ impl Hold {
                 (Some(slate), Some(input)) => {
                     let started = Instant::now();
                     let stop = [&self.shutdown, &self.kick];
-                    match play(input, slate, Some(standby_left), stop).await {
+                    match play(input, slate, Some(standby_left), stop, || true).await {
                         PlayEnd::Replaced => {
                             standby_left = standby_left.saturating_sub(started.elapsed())
                         }

@@ -27,6 +27,12 @@ const PREPARE_AFTER: Duration = Duration::from_secs(2);
 /// is read again.
 const PREPARE_RETRY: Duration = Duration::from_secs(2);
 const PREPARE_TRIES: u32 = 5;
+/// How long a publisher may send nothing, its connection open, before its backup
+/// or the slate stands in for it: longer than any pause an encoder makes between
+/// two packets, shorter than platforms wait before they show viewers an error.
+pub const SILENCE: Duration = Duration::from_secs(3);
+/// How often the silence watchdog looks.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// How long a dropped publisher's stream waits for a slate still rendering.
 pub const SLATE_WAIT: Duration = Duration::from_secs(3);
 
@@ -132,6 +138,97 @@ impl Standby {
         );
     }
 
+    /// Watches a live publisher for silence: an encoder whose network stalls
+    /// (Wi-Fi, a tunnel) keeps its connection open and sends nothing, and prism
+    /// would only see the drop after `rtmp.idle_timeout_secs`, long after the
+    /// platforms gave up. After [`SILENCE`] without a packet, its backup (when
+    /// connected) or the slate goes on air, until the encoder sends again (it goes
+    /// back on air at its keyframe) or its connection ends (then the grace
+    /// period's hold takes over). Ends with the publisher.
+    pub fn watch(
+        self: &Arc<Self>,
+        hub: &Arc<Hub>,
+        publisher: &Publisher,
+        plan: StandbyPlan,
+        kick: CancellationToken,
+    ) {
+        let (this, hub) = (Arc::clone(self), Arc::clone(hub));
+        let stream = Arc::clone(publisher.stream());
+        let id = publisher.input_id();
+        self.tracker.spawn(
+            async move {
+                let Some(mut heard) = stream.primary_heard(id) else {
+                    return;
+                };
+                let mut quiet_since = Instant::now();
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(WATCH_EVERY) => {}
+                        () = this.shutdown.cancelled() => return,
+                        () = kick.cancelled() => return,
+                    }
+                    let Some(now_heard) = stream.primary_heard(id) else {
+                        return;
+                    };
+                    if now_heard != heard {
+                        (heard, quiet_since) = (now_heard, Instant::now());
+                        continue;
+                    }
+                    // Silence before the first packet is an encoder still starting.
+                    if heard == 0 || quiet_since.elapsed() < SILENCE {
+                        continue;
+                    }
+                    this.stand_in(&hub, &stream, id, &plan, &kick).await;
+                    heard = stream.primary_heard(id).unwrap_or(heard);
+                    quiet_since = Instant::now();
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// The publisher `id` of `stream` is silent: its backup or the slate stands in
+    /// for it until it sends again.
+    async fn stand_in(
+        &self,
+        hub: &Arc<Hub>,
+        stream: &Arc<Stream>,
+        id: u64,
+        plan: &StandbyPlan,
+        kick: &CancellationToken,
+    ) {
+        // Until the publisher leaves (then the grace period's hold takes over).
+        let ours = || stream.primary_heard(id).is_some();
+        if stream.backup_connected() {
+            tracing::warn!(silent = ?SILENCE, "the publisher sends nothing; its backup goes on air");
+            stream.set_primary_silent(id);
+            return;
+        }
+        if !plan.enabled {
+            return;
+        }
+        let slate = match Self::spec_of(stream, plan) {
+            Ok(spec) => self.slate(&spec, plan).await,
+            Err(reason) => Err(reason),
+        };
+        let slate = match slate {
+            Ok(slate) => slate,
+            Err(reason) => {
+                tracing::debug!("no slate for a silent publisher: {reason}");
+                return;
+            }
+        };
+        let Some(input) = hub.standby(stream.app(), stream.name()) else {
+            return;
+        };
+        tracing::warn!(silent = ?SILENCE, "the publisher sends nothing; the standby slate goes on air");
+        stream.set_primary_silent(id);
+        let stop = [&self.shutdown, kick];
+        if play(input, &slate, Some(plan.max), stop, ours).await == PlayEnd::Expired {
+            tracing::warn!(max = ?plan.max, "the standby slate ran for its longest time; the publisher is still silent");
+        }
+    }
+
     /// The slate for `spec`, waiting a little for one still rendering.
     pub async fn slate(&self, spec: &SlateSpec, plan: &StandbyPlan) -> Result<Arc<Slate>, String> {
         self.cache
@@ -157,7 +254,8 @@ impl Standby {
                 let spec = SlateSpec::title_card(&plan.title);
                 match this.slate(&spec, &plan).await {
                     Ok(slate) => {
-                        play(input, &slate, None, [&this.shutdown, &this.shutdown]).await;
+                        let stop = [&this.shutdown, &this.shutdown];
+                        play(input, &slate, None, stop, || true).await;
                     }
                     Err(reason) => tracing::warn!("no title card for waiting players: {reason}"),
                 }
@@ -181,13 +279,14 @@ pub enum PlayEnd {
 /// Plays `slate` into the stream through its standby `input`, looping, in real
 /// time, until another input takes over (the hub switches at that input's keyframe,
 /// so the slate plays until then), `max` has passed, or either of `stop` is
-/// cancelled (shutdown, the operator's kick). Timestamps go on from loop to loop;
-/// the hub puts them on the stream's timeline.
+/// cancelled (shutdown, the operator's kick), or `keep` says no more. Timestamps
+/// go on from loop to loop; the hub puts them on the stream's timeline.
 pub async fn play(
     input: Publisher,
     slate: &Slate,
     max: Option<Duration>,
     stop: [&CancellationToken; 2],
+    keep: impl Fn() -> bool,
 ) -> PlayEnd {
     let start = Instant::now();
     let deadline = max.map(|max| start + max);
@@ -209,7 +308,7 @@ pub async fn play(
                 () = stop[0].cancelled() => return PlayEnd::Stopped,
                 () = stop[1].cancelled() => return PlayEnd::Stopped,
             }
-            if !input.on_air() && !input.standby_wanted() {
+            if !input.on_air() && !input.standby_wanted() || !keep() {
                 return PlayEnd::Replaced;
             }
             // Every packet due by now, in one batch.

@@ -74,6 +74,7 @@ where
                 let standby = self.ctx.grace.standby();
                 let plan = standby.plan(grant.user.as_ref().map(|u| (&*u.name, &u.standby)));
                 standby.prepare(std::sync::Arc::clone(publisher.stream()), plan.clone());
+                standby.watch(&self.ctx.hub, &publisher, plan.clone(), self.kick.clone());
                 // The stream id, unlike the mask, tells two streams apart.
                 let id = relay.stream_id();
                 match &grant.user {
