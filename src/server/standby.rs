@@ -327,3 +327,52 @@ pub async fn play(
         round += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_users_settings_override_the_configuration_and_the_card_shows_no_key() {
+        let config = StandbyConfig {
+            enabled: true,
+            max_secs: 120,
+            file: Some(PathBuf::from("/srv/slate.png")),
+        };
+        let standby = Standby::new(
+            config,
+            PathBuf::from("ffmpeg"),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        let anonymous = standby.plan(None);
+        assert!(anonymous.enabled);
+        assert_eq!(anonymous.max, Duration::from_secs(120));
+        assert_eq!(
+            anonymous.file.as_deref(),
+            Some(std::path::Path::new("/srv/slate.png"))
+        );
+        assert_eq!(anonymous.title, "", "an anonymous stream's name is its key");
+        let off = UserStandby {
+            enabled: Some(false),
+            file: None,
+        };
+        let plan = standby.plan(Some(("carol", &off)));
+        assert!(!plan.enabled);
+        assert_eq!(plan.title, "carol");
+        assert_eq!(
+            plan.file.as_deref(),
+            Some(std::path::Path::new("/srv/slate.png"))
+        );
+        let own = UserStandby {
+            enabled: None,
+            file: Some(PathBuf::from("/home/dave/brb.mp4")),
+        };
+        let plan = standby.plan(Some(("dave", &own)));
+        assert!(plan.enabled);
+        assert_eq!(
+            plan.file.as_deref(),
+            Some(std::path::Path::new("/home/dave/brb.mp4"))
+        );
+    }
+}

@@ -170,3 +170,42 @@ fn two_users_cannot_share_a_key() {
         .to_string();
     assert!(err.contains("another user"), "{err}");
 }
+
+#[test]
+fn a_user_file_may_override_the_standby_slate_and_a_missing_slate_file_is_refused() {
+    let image = std::env::temp_dir().join(format!("prism-standby-{}.png", std::process::id()));
+    std::fs::write(&image, b"not checked here").unwrap();
+    let dir = dir_with(&[
+        (
+            "carol.toml",
+            &format!(
+                "stream_key = \"carol-key-1\"\n[standby]\nenabled = true\nfile = \"{}\"\n",
+                image.display()
+            ),
+        ),
+        (
+            "dave.toml",
+            "stream_key = \"dave-key-11\"\n[standby]\nenabled = false\n",
+        ),
+    ]);
+    let users = Users::load_dir(&dir, &presets(), &Profiles::default_set()).unwrap();
+    let carol = users.authenticate("carol-key-1").unwrap();
+    assert_eq!(carol.standby.enabled, Some(true));
+    assert_eq!(carol.standby.file.as_deref(), Some(image.as_path()));
+    let dave = users.authenticate("dave-key-11").unwrap();
+    assert_eq!(dave.standby.enabled, Some(false));
+    assert_eq!(dave.standby.file, None);
+
+    let dir = dir_with(&[(
+        "erin.toml",
+        "stream_key = \"erin-key-11\"\n[standby]\nfile = \"/nonexistent/slate.png\"\n",
+    )]);
+    let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("erin.toml") && err.contains("standby.file"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(image);
+}
