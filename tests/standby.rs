@@ -650,3 +650,49 @@ async fn a_publisher_that_goes_silent_gets_the_slate_until_it_sends_again() {
     );
     prism.stop().await;
 }
+
+/// With user files, a backup may publish with another of the user's keys: it
+/// joins the user's live stream. A backup while nothing is live is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_may_use_another_of_the_users_keys_and_needs_a_live_stream() {
+    let users = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("standby-users-{}", std::process::id()));
+    std::fs::create_dir_all(&users).unwrap();
+    std::fs::write(
+        users.join("frank.toml"),
+        "stream_keys = [\"frank-main-key\", \"frank-spare-key\"]\n",
+    )
+    .unwrap();
+    let prism = Prism::start_with(|c| c.users.dir = Some(users.clone())).await;
+    let clip = clip(20);
+    let early = publish(&clip, &prism.url("live/frank-spare-key?role=backup"));
+    let (exit, _) = finish(early).await;
+    assert!(
+        !exit.success(),
+        "a backup with nothing to back up is refused"
+    );
+    let mut primary = publish(&clip, &prism.url("live/frank-main-key"));
+    prism.wait_live("live", "frank-main-key").await;
+    let mut backup = publish(&clip, &prism.url("live/frank-spare-key?role=backup"));
+    let mut joined = false;
+    for _ in 0..40 {
+        let status = streams(&prism).await;
+        if status["streams"][0]["inputs"]["backup_connected"] == true {
+            assert_eq!(status["streams"].as_array().unwrap().len(), 1, "{status}");
+            assert_eq!(
+                status["streams"][0]["state"], "live",
+                "the primary is on air"
+            );
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(joined, "the spare key joined frank's stream as its backup");
+    assert!(!prism.hub().is_live("live", "frank-spare-key"));
+    primary.start_kill().unwrap();
+    backup.start_kill().unwrap();
+    let _ = primary.wait().await;
+    let _ = backup.wait().await;
+    prism.stop().await;
+}
