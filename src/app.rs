@@ -149,6 +149,7 @@ impl App {
             ),
             publishers_per_ip: PerIpLimit::new(config.rtmp.max_publishers_per_ip),
             play_wait: config.play_wait(),
+            play_by_key: config.rtmp.play_by_key,
             waiting: Arc::clone(&waiting),
         });
         let limits = ConnectionLimits::new(

@@ -19,6 +19,9 @@ async fn serve_listens_where_told_publishes_work_and_sigterm_stops_it() {
     let mut child = prism()
         .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
+        // ffprobe below reads the stream by its key (tests/playback.rs has the
+        // default: by its public name only).
+        .env("PRISM_RTMP__PLAY_BY_KEY", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

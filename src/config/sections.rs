@@ -186,6 +186,10 @@ pub struct RtmpConfig {
     /// Players waiting for streams that are not live, at most (and never more than
     /// half of `max_connections`); one more closes the one that has waited longest.
     pub max_waiting_players: usize,
+    /// Whether players may name a stream by its publish key (besides its public
+    /// name: the user's name or the stream id). Off: the key is a secret.
+    #[serde(default)]
+    pub play_by_key: bool,
 }
 
 /// The RTMPS listener: RTMP inside TLS, for encoders that publish over networks

@@ -209,6 +209,11 @@ impl Users {
         Ok(Self { users })
     }
 
+    /// The user called `name` (a player names a user's stream by it).
+    pub fn named(&self, name: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name == name)
+    }
+
     /// The user whose key this is. Every user is checked, so the time taken does not
     /// depend on which user (if any) matched.
     pub fn authenticate(&self, key: &str) -> Option<&User> {

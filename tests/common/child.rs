@@ -28,8 +28,9 @@ impl ChildPrism {
             .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .arg("--config")
             .arg(&path)
-            // No standby slate (see `Prism::start_with`).
+            // No standby slate, players by key (see `Prism::start_with`).
             .env("PRISM_STANDBY__ENABLED", "false")
+            .env("PRISM_RTMP__PLAY_BY_KEY", "true")
             .env("RUST_LOG", "info")
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null())
@@ -95,8 +96,9 @@ impl ChildPrism {
             .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.2:0"])
             .arg("--config")
             .arg(&path)
-            // No standby slate (see `Prism::start_with`).
+            // No standby slate, players by key (see `Prism::start_with`).
             .env("PRISM_STANDBY__ENABLED", "false")
+            .env("PRISM_RTMP__PLAY_BY_KEY", "true")
             .env("RUST_LOG", rust_log)
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null())

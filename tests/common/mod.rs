@@ -136,6 +136,9 @@ impl Prism {
         // holds a dropped publisher's stream for minutes: only the tests about it
         // (tests/standby.rs) turn it on.
         config.standby.enabled = false;
+        // Most tests play a stream by its key, as nginx-rtmp's players do; the
+        // default (public names only) is tested in tests/playback.rs.
+        config.rtmp.play_by_key = true;
         tune(&mut config);
         let app = App::start(config).await.expect("prism starts");
         let addr = app.rtmp_addr();

@@ -52,6 +52,8 @@ pub struct ConnectionContext {
     pub publishers_per_ip: Arc<PerIpLimit>,
     /// How long a player may wait for a stream that is not live.
     pub play_wait: Duration,
+    /// Whether players may name a stream by its publish key (`rtmp.play_by_key`).
+    pub play_by_key: bool,
     /// The players waiting for streams that are not live, bounded.
     pub waiting: Arc<WaitingPlayers>,
 }
@@ -112,6 +114,8 @@ enum Role {
         /// While the stream is not live: the player's place among the waiting
         /// players, and when it started waiting.
         waiting: Option<(WaitingTicket, Instant)>,
+        /// The user whose stream the player waits for, until it is live.
+        awaiting_user: Option<String>,
     },
 }
 
@@ -198,6 +202,8 @@ where
         let shut_down = shutdown.cancelled();
         let kicked = kick.cancelled();
         let timer = tokio::time::sleep_until(Instant::now());
+        let mut follow = tokio::time::interval(play::FOLLOW_EVERY);
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shut_down, kicked, timer);
         let mut armed: Option<Instant> = None;
         let mut last_read = Instant::now();
@@ -219,6 +225,7 @@ where
             }
             let playing = matches!(self.role, Role::Playing { .. });
             let waiting = self.play_wait_deadline().is_some();
+            let awaiting_user = play::awaits_user(&self.role);
             tokio::select! {
                 biased;
                 () = &mut shut_down => return Ok(()),
@@ -245,6 +252,7 @@ where
                     }
                     self.session.handle_timeout(now.into_std())?;
                 }
+                _ = follow.tick(), if awaiting_user => self.follow_user(),
                 () = play::evicted(&self.role), if waiting => {
                     tracing::info!(
                         "closing a player waiting for a stream that is not live: \

@@ -5,7 +5,10 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use std::time::Duration;
+
 use crate::hub::Packet;
+use crate::relay::Playback;
 use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
 
@@ -27,18 +30,26 @@ where
             );
             return Next::Close;
         }
-        match self.ctx.hub.subscribe(&name.app, &name.name) {
+        let (hub_name, awaiting_user) = match self.playback(name) {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::info!(stream = %name.masked(), "play refused: {reason}");
+                self.session
+                    .reject_play(stream_id, "NetStream.Play.StreamNotFound", reason);
+                return Next::Close;
+            }
+        };
+        match self.ctx.hub.subscribe(&name.app, &hub_name) {
             Ok(subscriber) => {
-                let waiting = if self.ctx.hub.is_live(&name.app, &name.name) {
+                let waiting = if self.ctx.hub.is_live(&name.app, &hub_name) {
                     tracing::info!(stream = %name.masked(), "playing");
                     None
                 } else {
                     tracing::info!(stream = %name.masked(), "playing; waiting for the stream to start");
-                    self.ctx.grace.standby().title_for_players(
-                        &self.ctx.hub,
-                        &name.app,
-                        &name.name,
-                    );
+                    self.ctx
+                        .grace
+                        .standby()
+                        .title_for_players(&self.ctx.hub, &name.app, &hub_name);
                     Some((self.ctx.waiting.enter(), Instant::now()))
                 };
                 self.session.accept_play(stream_id);
@@ -47,6 +58,7 @@ where
                     subscriber,
                     rebaser: Rebaser::new(),
                     waiting,
+                    awaiting_user,
                 };
                 Next::Continue
             }
@@ -56,6 +68,45 @@ where
                     .reject_play(stream_id, "NetStream.Play.Failed", &err.to_string());
                 Next::Close
             }
+        }
+    }
+
+    /// The hub's name for the stream a player names, and the user it waits for
+    /// when that user is not live (see [`Relay::playback`]). A player names a
+    /// stream by its user's name or its id; by its key only when
+    /// `rtmp.play_by_key` allows it.
+    fn playback(&self, name: &StreamName) -> Result<(String, Option<String>), &'static str> {
+        match self.ctx.relay.playback(&name.app, &name.name) {
+            Playback::Live { key } => Ok((key, None)),
+            Playback::AwaitUser => Ok((awaited_user(&name.name), Some(name.name.clone()))),
+            Playback::Ambiguous => {
+                Err("this user publishes more than one stream: play one by its stream id")
+            }
+            Playback::Unknown if self.ctx.play_by_key => Ok((name.name.clone(), None)),
+            Playback::Unknown => Err("no stream by that name: play a user's name or a stream id"),
+        }
+    }
+
+    /// A player waits for a user who is not live: once they are, it moves over to
+    /// their stream (same connection, its timestamps go on).
+    pub(super) fn follow_user(&mut self) {
+        let Role::Playing {
+            subscriber,
+            awaiting_user,
+            ..
+        } = &mut self.role
+        else {
+            return;
+        };
+        let Some(user) = awaiting_user.as_deref() else {
+            return;
+        };
+        let app = subscriber.stream().app().to_owned();
+        if let Playback::Live { key } = self.ctx.relay.playback(&app, user)
+            && let Ok(live) = self.ctx.hub.subscribe(&app, &key)
+        {
+            *subscriber = live;
+            *awaiting_user = None;
         }
     }
 
@@ -142,4 +193,25 @@ pub(super) fn stream_started(role: &Role) -> bool {
         Role::Playing { subscriber, .. } => subscriber.stream().is_live(),
         _ => true,
     }
+}
+
+/// How often a player waiting for a user looks whether they went live.
+pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// The hub's name for the entry players of a user who is not live wait on: a name
+/// no publisher can take (network names have no control characters), so a
+/// publisher whose key is that user's name can never reach those players.
+fn awaited_user(user: &str) -> String {
+    format!("\u{0}user:{user}")
+}
+
+/// Whether the player waits for a user to go live.
+pub(super) fn awaits_user(role: &Role) -> bool {
+    matches!(
+        role,
+        Role::Playing {
+            awaiting_user: Some(_),
+            ..
+        }
+    )
 }
