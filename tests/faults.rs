@@ -267,3 +267,54 @@ async fn timestamps_stay_monotonic_across_the_32_bit_wrap() {
     );
     prism.stop().await;
 }
+
+/// Issue 19, item 10: an ingest that closes the connection right after the
+/// publish command (nginx-rtmp whose `on_publish` check says no; many platforms
+/// for a wrong key) is reported as a URL or key problem, not as a network drop,
+/// and after three such closes it is retried as slowly as a refused key. The other
+/// destination is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_that_closes_right_after_publish_is_reported_as_a_key_problem_and_slowed() {
+    let refusing = NginxSink::start_refusing_publish("live2").await;
+    let good = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        quick(c);
+        point_preset(c, "youtube", refusing.url());
+        point_preset(c, "twitch", good.url());
+    })
+    .await;
+    let publisher = publish(
+        &clip(20),
+        &prism.url("live/closing?youtube=yt-wrong-key&twitch=tw-fine"),
+    );
+    let refused = wait_for(
+        &prism,
+        "closing",
+        "youtube",
+        "refused after quick closes",
+        |d| d.state == State::Failed,
+    )
+    .await;
+    assert_eq!(
+        refused.last_error.as_deref(),
+        Some(prism::relay::push::CLOSED_AFTER_PUBLISH),
+        "named as a URL or key problem"
+    );
+    assert_eq!(
+        refused.reconnects, 2,
+        "three quick closes, then the slow retry"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = prism.destination("closing", "youtube").unwrap();
+    assert_eq!(still.reconnects, 2, "no fast retries after that");
+    let fine = prism.destination("closing", "twitch").unwrap();
+    assert_eq!(
+        fine.state,
+        State::Live,
+        "the other destination is untouched"
+    );
+    good.wait_recording("tw-fine", 20_000, WAIT).await;
+    let _ = finish(publisher).await;
+    assert_logs_hide(&["yt-wrong-key", "tw-fine"]);
+    prism.stop().await;
+}

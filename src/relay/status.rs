@@ -158,6 +158,12 @@ impl DestinationStatus {
         inner.last_error = Some((error, SystemTime::now()));
     }
 
+    /// Bytes written to the ingest so far (all connections; the handshake not
+    /// counted), so a caller can tell whether an attempt got past the handshake.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
     /// Counts a reconnect attempt.
     pub fn count_reconnect(&self) {
         self.lock().reconnects += 1;

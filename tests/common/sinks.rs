@@ -104,14 +104,30 @@ pub struct NginxSink {
     master: Option<Child>,
     /// Workers stopped by `stop_reading`, for `resume` (and `kill`).
     stopped: Vec<u32>,
+    /// With `Some(port)`, nginx asks its own HTTP server on that port whether a
+    /// publish may go ahead (`on_publish`), which answers 403: nginx then closes
+    /// the connection right after the publish command, as many platforms do for
+    /// a wrong key.
+    refuse_on: Option<u16>,
 }
 
 impl NginxSink {
+    /// Like [`Self::start`], but every publish is refused the way nginx-rtmp
+    /// refuses one its `on_publish` hook denies: the connection is closed right
+    /// after the publish command, with no onStatus.
+    pub async fn start_refusing_publish(app: &str) -> Self {
+        Self::launch_new(app, true).await
+    }
+
     /// Starts nginx in the foreground with one RTMP application `app` on a free
     /// loopback port: `live on`, `record all`, `chunk_size 4096`, a single worker,
     /// no HTTP server. The relay publishes with the destination's key as the stream
     /// name, so a test finds that publish's recording under the key.
     pub async fn start(app: &str) -> Self {
+        Self::launch_new(app, false).await
+    }
+
+    async fn launch_new(app: &str, refuse: bool) -> Self {
         become_subreaper();
         let dir = private_dir("nginx");
         fs::create_dir_all(dir.join("rec")).unwrap();
@@ -122,10 +138,14 @@ impl NginxSink {
             run: 0,
             master: None,
             stopped: Vec::new(),
+            refuse_on: None,
         };
         // A port picked in advance can be taken before nginx binds it: pick another.
         for _ in 0..5 {
             sink.port = pick_port();
+            if refuse {
+                sink.refuse_on = Some(pick_port());
+            }
             if sink.launch().await {
                 return sink;
             }
@@ -425,7 +445,7 @@ rtmp {{
         listen 127.0.0.1:{port};
         chunk_size 4096;
         application {app} {{
-            live on;
+            live on;{on_publish}
             record all;
             record_path "{dir}/rec";
             record_unique on;
@@ -437,6 +457,33 @@ rtmp {{
 "#,
             port = self.port,
             app = self.app,
+            on_publish = match self.refuse_on {
+                Some(port) => format!("\n            on_publish http://127.0.0.1:{port}/publish;"),
+                None => String::new(),
+            },
+        ) + &self.refusing_http()
+    }
+
+    /// The HTTP server that answers `on_publish` with 403, when publishes are refused.
+    fn refusing_http(&self) -> String {
+        let Some(port) = self.refuse_on else {
+            return String::new();
+        };
+        let dir = self.dir.display();
+        format!(
+            r#"http {{
+    access_log off;
+    client_body_temp_path "{dir}/body";
+    proxy_temp_path "{dir}/proxy";
+    fastcgi_temp_path "{dir}/fastcgi";
+    uwsgi_temp_path "{dir}/uwsgi";
+    scgi_temp_path "{dir}/scgi";
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 403; }}
+    }}
+}}
+"#
         )
     }
 

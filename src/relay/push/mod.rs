@@ -35,6 +35,18 @@ use tracing::Instrument;
 /// How often a re-encoded destination checks whether its encoder has output yet.
 const ENCODER_POLL: Duration = Duration::from_millis(100);
 
+/// An ingest that closes a connection within this long of the publish (or while
+/// it is being set up, after the handshake) is refusing it: nginx-rtmp does that
+/// when its `on_publish` check fails, and many platforms for a wrong key or app,
+/// rather than answer with an error status.
+const QUICK_CLOSE: Duration = Duration::from_secs(10);
+/// Quick closes in a row after which the destination is treated as refused (its
+/// retries slow down to `relay.failed_retry_secs`).
+const QUICK_CLOSES_REFUSED: u32 = 3;
+/// What a quick close is reported as.
+pub const CLOSED_AFTER_PUBLISH: &str =
+    "closed by the ingest right after publish: check the URL and stream key";
+
 /// Why one connection attempt ended.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -137,6 +149,7 @@ pub async fn run(
     };
     let mut backoff = Backoff::new(ctx.backoff);
     let mut first = true;
+    let mut quick_closes = 0;
     loop {
         if stop.is_cancelled() || ended.is_cancelled() {
             break;
@@ -171,6 +184,7 @@ pub async fn run(
             }
         };
         status.attach_queue(subscriber.queue());
+        let out_before = status.bytes_out();
         let result = connect::attempt(&ctx, &spec, &subscriber, &status, &stop, &ended).await;
         status.end_connection_drops();
         drop(subscriber);
@@ -182,7 +196,15 @@ pub async fn run(
             Ok(Ended::Stopped) => break,
             Err(error) => error,
         };
-        let message = mask_error(&error.to_string(), &spec.target.stream_name);
+        let quick_close = matches!(error, PushError::Closed | PushError::Io(_))
+            && status.bytes_out() > out_before
+            && status.live_for().is_none_or(|up| up < QUICK_CLOSE);
+        quick_closes = if quick_close { quick_closes + 1 } else { 0 };
+        let message = if quick_close {
+            CLOSED_AFTER_PUBLISH.to_owned()
+        } else {
+            mask_error(&error.to_string(), &spec.target.stream_name)
+        };
         status.record_failure(message.clone());
         if status
             .live_for()
@@ -190,7 +212,7 @@ pub async fn run(
         {
             backoff.reset();
         }
-        let (state, delay) = if error.is_permanent() {
+        let (state, delay) = if error.is_permanent() || quick_closes >= QUICK_CLOSES_REFUSED {
             (State::Failed, ctx.failed_retry)
         } else {
             (State::Backoff, backoff.next_delay())
