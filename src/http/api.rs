@@ -290,16 +290,39 @@ pub async fn restart_destination(
 }
 
 /// `DELETE /api/v1/streams/{id}` (or `{app}/{name}`): disconnects exactly that
-/// stream's publisher.
+/// stream's publisher, which is told why (`NetStream.Publish.BadName`). With
+/// `?ban_secs=N` its key may not publish again for N seconds, so that an encoder's
+/// automatic reconnect does not come straight back.
 pub async fn kick_publisher(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
+    Query(query): Query<KickQuery>,
     path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
     authorize(&state, &headers, true)?;
     let relay = path.find(&state)?;
-    state.relay.kick(&relay);
+    let ban = match query.ban_secs {
+        Some(0) | None => None,
+        Some(secs) if secs <= MAX_BAN_SECS => Some(std::time::Duration::from_secs(secs)),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("ban_secs is at most {MAX_BAN_SECS} (a week)"),
+            ));
+        }
+    };
+    state.relay.kick(&relay, ban);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The longest ban a kick may set: a week. Longer is removing the user's file.
+const MAX_BAN_SECS: u64 = 7 * 24 * 3600;
+
+/// `DELETE /api/v1/streams/{id}`'s query.
+#[derive(Debug, serde::Deserialize)]
+pub struct KickQuery {
+    /// Seconds the kicked key may not publish again.
+    ban_secs: Option<u64>,
 }
 
 /// `POST /api/v1/reload`: reads the configuration again (file, environment and

@@ -15,6 +15,9 @@ pub enum AuthError {
     /// Users are configured and the key is none of theirs.
     #[error("unknown stream key")]
     UnknownKey,
+    /// The operator disabled this key for a while (a kick with a ban).
+    #[error("stream key disabled by the operator for now")]
+    Banned,
     /// The authorization callback refused it or could not be asked.
     #[error(transparent)]
     Callback(#[from] CallbackError),
@@ -25,7 +28,7 @@ impl AuthError {
     /// on either; prism's own relay client takes both as "do not retry soon".
     pub fn status_code(&self) -> &'static str {
         match self {
-            Self::UnknownKey => "NetStream.Publish.BadName",
+            Self::UnknownKey | Self::Banned => "NetStream.Publish.BadName",
             Self::Callback(_) => "NetStream.Publish.Denied",
         }
     }
@@ -34,6 +37,7 @@ impl AuthError {
     pub fn peer_description(&self) -> &'static str {
         match self {
             Self::UnknownKey => "unknown stream key",
+            Self::Banned => "this stream key is disabled for now",
             Self::Callback(err) => err.peer_description(),
         }
     }
@@ -56,6 +60,9 @@ impl Relay {
     /// allow it too. The callback is awaited here, on the caller's task, bounded by
     /// its timeout.
     pub async fn authorize(&self, name: &StreamName, addr: IpAddr) -> Result<Grant, AuthError> {
+        if self.bans.is_banned(&name.name) {
+            return Err(AuthError::Banned);
+        }
         let tables = self.tables();
         let user = if tables.users.is_empty() {
             None

@@ -125,9 +125,13 @@ impl Relay {
         Ok(())
     }
 
-    /// Disconnects the publisher of a stream.
-    pub fn kick(&self, stream: &StreamRelay) {
-        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, "publisher kicked");
+    /// Disconnects the publisher of a stream; with `ban`, its key may not publish
+    /// again for that long (an encoder reconnects on its own within seconds).
+    pub fn kick(&self, stream: &StreamRelay, ban: Option<std::time::Duration>) {
+        if let Some(period) = ban {
+            self.bans.ban(&stream.name.name, period);
+        }
+        tracing::info!(stream = %stream.name.masked(), stream_id = %stream.id, ?ban, "publisher kicked");
         stream
             .kick
             .lock()

@@ -15,6 +15,7 @@
 //! [`destination`] resolves which destinations a publish starts.
 
 pub mod authorize;
+pub mod bans;
 pub mod control;
 pub mod destination;
 pub mod grace;
@@ -112,6 +113,8 @@ pub struct Relay {
     /// The same relays by their random id, which the API and metrics use: a
     /// masked key can collide, an id cannot.
     by_id: DashMap<StreamId, Arc<StreamRelay>>,
+    /// Keys the operator disabled for a while (a kick with a ban).
+    bans: bans::Bans,
 }
 
 impl Relay {
@@ -163,6 +166,7 @@ impl Relay {
             shutdown,
             streams: DashMap::new(),
             by_id: DashMap::new(),
+            bans: bans::Bans::default(),
         })
     }
 

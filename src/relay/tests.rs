@@ -66,7 +66,7 @@ fn colliding_masks_are_refused_by_name_and_told_apart_by_id() {
     }
 
     // Kicking by id cancels exactly that publisher.
-    relay.kick(&relay.find_by_id(evil.stream_id().as_str()).unwrap());
+    relay.kick(&relay.find_by_id(evil.stream_id().as_str()).unwrap(), None);
     assert!(evil_kick.is_cancelled());
     assert!(!victim_kick.is_cancelled());
 

@@ -99,6 +99,8 @@ enum Role {
     /// Field order matters: the publisher is dropped first, ending the hub queues
     /// so live destinations drain and unpublish, then the relay handle stops the rest.
     Publishing {
+        /// The RTMP message stream it publishes on.
+        stream_id: u32,
         publisher: Publisher,
         /// The stream's destinations; `None` for a backup publisher.
         relay: Option<RelayHandle>,
@@ -231,6 +233,15 @@ where
                 () = &mut shut_down => return Ok(()),
                 () = &mut kicked => {
                     tracing::info!("publisher kicked by an operator");
+                    if let Role::Publishing { stream_id, .. } = self.role {
+                        // Told why before the socket closes: an encoder shows it.
+                        self.session.reject_publish(
+                            stream_id,
+                            "NetStream.Publish.BadName",
+                            "disconnected by the operator",
+                        );
+                        self.flush().await?;
+                    }
                     return Ok(());
                 }
                 read = ReadPolicy::CONNECTION.read(&mut self.io, &mut self.buf) => match read? {

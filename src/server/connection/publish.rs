@@ -86,6 +86,7 @@ where
                     }
                 }
                 self.role = Role::Publishing {
+                    stream_id,
                     publisher,
                     relay: Some(relay),
                     plan,
@@ -130,6 +131,7 @@ where
                 self.session.accept_publish(stream_id);
                 tracing::info!(stream = %name.masked(), "publishing as the backup");
                 self.role = Role::Publishing {
+                    stream_id,
                     publisher,
                     relay: None,
                     plan: self.ctx.grace.standby().plan(None),
