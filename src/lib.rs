@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod config;
 pub mod duration_key;
 pub mod error;
+pub mod event_log;
 pub mod flv;
 pub mod http;
 pub mod hub;

@@ -16,7 +16,14 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "foundation",
-        &["mask", "rate", "timestamp", "duration_key", "stream_name"],
+        &[
+            "mask",
+            "rate",
+            "timestamp",
+            "duration_key",
+            "stream_name",
+            "event_log",
+        ],
     ),
     ("formats and protocol, free of I/O", &["flv", "rtmp"]),
     ("fan-out", &["hub"]),

@@ -318,3 +318,75 @@ async fn an_ingest_that_closes_right_after_publish_is_reported_as_a_key_problem_
     assert_logs_hide(&["yt-wrong-key", "tw-fine"]);
     prism.stop().await;
 }
+
+/// Issue 19, item 9: each destination keeps its recent history (connect, live,
+/// drop with the reason, backoff), in the API and on the dashboard, not only the
+/// last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destinations_history_shows_its_drop_with_the_reason_and_its_return() {
+    let mut youtube = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", youtube.url());
+        quick(c);
+    })
+    .await;
+    let publisher = publish(&clip(20), &prism.url("live/history?youtube=yt-history"));
+    youtube.wait_publishing("yt-history", WAIT).await;
+    youtube.kill();
+    youtube.restart().await;
+    let back = wait_for(&prism, "history", "youtube", "live again", |d| {
+        d.state == State::Live && d.reconnects >= 1
+    })
+    .await;
+    let events: Vec<&str> = back.events.iter().map(|e| e.event).collect();
+    let expected = [
+        "connecting",
+        "live",
+        "dropped",
+        "backoff",
+        "connecting",
+        "live",
+    ];
+    let mut at = 0;
+    for event in &events {
+        if at < expected.len() && *event == expected[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, expected.len(), "in this order: {events:?}");
+    let dropped = back.events.iter().find(|e| e.event == "dropped").unwrap();
+    assert!(
+        dropped.detail.as_deref().is_some_and(|d| !d.is_empty()),
+        "{dropped:?}"
+    );
+    assert!(back.events.windows(2).all(|w| w[0].at <= w[1].at));
+    let addr = prism.app.as_ref().unwrap().http_addr();
+    let json: serde_json::Value = http_client()
+        .get(format!("http://{addr}/api/v1/streams"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_events = json["streams"][0]["destinations"][0]["events"]
+        .as_array()
+        .unwrap();
+    assert!(
+        api_events
+            .iter()
+            .any(|e| e["event"] == "dropped" && e["detail"].is_string())
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("history-dashboard");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dom = chromium(&format!("http://{addr}/"), &dir, &["--dump-dom"]).await;
+    assert!(
+        dom.contains("History ("),
+        "the dashboard has the history:\n{dom}"
+    );
+    assert!(dom.contains("<b>dropped</b>"), "and the drop in it:\n{dom}");
+    assert!(!dom.contains("yt-history"), "no key on the dashboard");
+    drop(publisher);
+    prism.stop().await;
+}

@@ -178,6 +178,21 @@ pub struct DestinationJson {
     pub encoder: Option<EncoderSnapshot>,
     /// Seconds of standby slate this destination's current connection received.
     pub standby_secs: u64,
+    /// What happened to it lately (at most 50 events, oldest first): connecting,
+    /// live, dropped or failed (with the reason), backoff, refused, stopped, and a
+    /// re-encoded destination's encoder_started/encoder_restarted/encoder_failed.
+    pub events: Vec<EventJson>,
+}
+
+/// One event of a destination's history.
+#[derive(Debug, Serialize)]
+pub struct EventJson {
+    /// When (RFC 3339, milliseconds).
+    pub at: String,
+    /// What.
+    pub event: &'static str,
+    /// Why, when there is a reason (keys masked).
+    pub detail: Option<String>,
 }
 
 impl DestinationJson {
@@ -203,6 +218,15 @@ impl From<DestinationSnapshot> for DestinationJson {
     fn from(d: DestinationSnapshot) -> Self {
         Self {
             standby_secs: 0,
+            events: d
+                .events
+                .into_iter()
+                .map(|e| EventJson {
+                    at: humantime::format_rfc3339_millis(e.at).to_string(),
+                    event: e.event,
+                    detail: e.detail,
+                })
+                .collect(),
             id: d.id,
             preset: d.preset,
             url: d.url,

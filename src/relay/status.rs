@@ -6,6 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
 
+use crate::event_log::{Event, EventLog};
 use crate::hub::SubscriberQueue;
 use crate::rate::SampledRate;
 use crate::transcode::{EncoderSnapshot, EncoderStatus};
@@ -29,6 +30,20 @@ pub enum State {
     WaitingForEncoder,
 }
 
+impl State {
+    /// The event a move to this state is recorded as.
+    fn event(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Live => "live",
+            State::Backoff => "backoff",
+            State::Failed => "refused",
+            State::Stopped => "stopped",
+            State::WaitingForEncoder => "waiting_for_encoder",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     state: State,
@@ -38,6 +53,7 @@ struct Inner {
     last_error: Option<(String, SystemTime)>,
     reconnects: u64,
     rate: SampledRate,
+    events: EventLog,
 }
 
 /// The live status of one destination.
@@ -95,6 +111,9 @@ pub struct DestinationSnapshot {
     pub last_error_at: Option<SystemTime>,
     /// The encoder of a re-encoded destination.
     pub encoder: Option<EncoderSnapshot>,
+    /// What happened to it lately, oldest first (its encoder's starts and
+    /// failures included).
+    pub events: Vec<Event>,
 }
 
 impl DestinationStatus {
@@ -114,6 +133,11 @@ impl DestinationStatus {
                 last_error: None,
                 reconnects: 0,
                 rate: SampledRate::new(0, Instant::now()),
+                events: {
+                    let mut events = EventLog::default();
+                    events.push("connecting", None);
+                    events
+                },
             }),
             encoder,
             bytes_out: AtomicU64::new(0),
@@ -132,6 +156,11 @@ impl DestinationStatus {
         if inner.state != state {
             inner.state = state;
             inner.state_since = SystemTime::now();
+            let detail = match state {
+                State::Backoff | State::Failed => inner.last_error.as_ref().map(|(e, _)| e.clone()),
+                _ => None,
+            };
+            inner.events.push(state.event(), detail);
         }
         if state == State::Live {
             inner.connected_since = Some(SystemTime::now());
@@ -155,6 +184,12 @@ impl DestinationStatus {
     /// Records a failure (already masked) and counts the coming reconnect.
     pub fn record_failure(&self, error: String) {
         let mut inner = self.lock();
+        let event = if inner.state == State::Live {
+            "dropped"
+        } else {
+            "failed"
+        };
+        inner.events.push(event, Some(error.clone()));
         inner.last_error = Some((error, SystemTime::now()));
     }
 
@@ -234,6 +269,10 @@ impl DestinationStatus {
             last_error: last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: last_error.as_ref().map(|(_, at)| *at),
             encoder: self.encoder.as_ref().map(|e| e.snapshot()),
+            events: match &self.encoder {
+                Some(encoder) => EventLog::merged(&inner.events, &encoder.events()),
+                None => inner.events.events().cloned().collect(),
+            },
         }
     }
 }

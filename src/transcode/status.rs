@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::event_log::EventLog;
+
 /// The re-encoding side of a destination, for status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EncoderSnapshot {
@@ -34,6 +36,7 @@ struct Inner {
     snapshot: EncoderSnapshot,
     last_error: Option<(String, SystemTime)>,
     cannot_start: bool,
+    events: EventLog,
 }
 
 impl EncoderStatus {
@@ -51,6 +54,7 @@ impl EncoderStatus {
     /// that is fixed (a missing binary, no permission); a later start clears it.
     pub fn record_failure(&self, error: String, cannot_start: bool) {
         let mut inner = self.lock();
+        inner.events.push("encoder_failed", Some(error.clone()));
         inner.last_error = Some((error, SystemTime::now()));
         inner.cannot_start = cannot_start;
     }
@@ -58,6 +62,15 @@ impl EncoderStatus {
     /// ffmpeg started: whatever kept it from starting is gone.
     pub fn started(&self, pid: Option<u32>) {
         let mut inner = self.lock();
+        let restart = inner.snapshot.restarts > 0 || inner.last_error.is_some();
+        let event = if restart {
+            "encoder_restarted"
+        } else {
+            "encoder_started"
+        };
+        inner
+            .events
+            .push(event, pid.map(|pid| format!("pid {pid}")));
         inner.snapshot.pid = pid;
         inner.cannot_start = false;
     }
@@ -72,6 +85,11 @@ impl EncoderStatus {
         self.lock().last_error.clone()
     }
 
+    /// Its history: starts, restarts and failures.
+    pub fn events(&self) -> EventLog {
+        self.lock().events.clone()
+    }
+
     /// A copy of the figures.
     pub fn snapshot(&self) -> EncoderSnapshot {
         self.lock().snapshot.clone()
@@ -81,6 +99,27 @@ impl EncoderStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn its_history_names_starts_failures_and_restarts() {
+        let status = EncoderStatus::default();
+        status.started(Some(10));
+        status.record_failure("ffmpeg exited with 1".into(), false);
+        status.started(Some(11));
+        let events: Vec<_> = status
+            .events()
+            .events()
+            .map(|e| (e.event, e.detail.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("encoder_started", "pid 10".to_owned()),
+                ("encoder_failed", "ffmpeg exited with 1".to_owned()),
+                ("encoder_restarted", "pid 11".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn a_start_clears_what_kept_ffmpeg_from_starting() {
