@@ -46,17 +46,16 @@ impl Publisher {
         self.id
     }
 
-    /// Whether this input's packets go out now.
-    pub fn on_air(&self) -> bool {
-        self.stream.lock().inputs.is_on_air(self.id)
-    }
-
-    /// For the standby slate: whether it is still wanted, that is no publisher is
-    /// connected and someone is there to see it (the stream is in its grace period,
-    /// or players wait for it). The slate's player stops when this turns false.
-    pub fn standby_wanted(&self) -> bool {
+    /// For the standby slate: whether to go on playing it. It is wanted while no
+    /// publisher is on air (none connected, or the one connected is silent), and
+    /// stays on air until the input replacing it reaches its keyframe; either way
+    /// only while someone is there to see it (the stream is in its grace period,
+    /// or has subscribers: destinations, players waiting). The slate's player
+    /// stops when this turns false.
+    pub fn standby_needed(&self) -> bool {
         let state = self.stream.lock();
-        state.inputs.standby_wanted(self.id) && (state.in_grace || !state.subscribers.is_empty())
+        let audience = state.in_grace || !state.subscribers.is_empty();
+        audience && (state.inputs.is_on_air(self.id) || state.inputs.standby_wanted(self.id))
     }
 
     /// The stream this publisher feeds.

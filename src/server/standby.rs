@@ -308,7 +308,7 @@ pub async fn play(
                 () = stop[0].cancelled() => return PlayEnd::Stopped,
                 () = stop[1].cancelled() => return PlayEnd::Stopped,
             }
-            if !input.on_air() && !input.standby_wanted() || !keep() {
+            if !input.standby_needed() || !keep() {
                 return PlayEnd::Replaced;
             }
             // Every packet due by now, in one batch.
@@ -330,7 +330,82 @@ pub async fn play(
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::hub::{HubLimits, Packet, PacketKind};
+    use crate::stream_name::StreamName;
+
+    /// A tiny slate: an AVC sequence header, then a keyframe and two frames
+    /// 33 ms apart, looping every 100 ms.
+    fn slate() -> Slate {
+        let video = |keyframe: bool, header: bool, ts: u32| Packet {
+            kind: PacketKind::Video,
+            timestamp: ts,
+            payload: Bytes::from(match (keyframe, header) {
+                (_, true) => vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe0, 0],
+                (true, _) => vec![0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65],
+                _ => vec![0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41],
+            }),
+            keyframe: keyframe && !header,
+            sequence_header: header,
+        };
+        Slate {
+            spec: SlateSpec::title_card(""),
+            headers: vec![video(false, true, 0)],
+            media: vec![
+                video(true, false, 0),
+                video(false, false, 33),
+                video(false, false, 66),
+            ],
+            loop_ms: 100,
+            bytes: 40,
+            notes: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_title_card_stops_when_the_last_waiting_player_leaves_and_when_the_stream_starts() {
+        let hub = Hub::new(HubLimits::default());
+        let player = hub.subscribe("live", "soon").unwrap();
+        let input = hub.standby("live", "soon").expect("a standby input");
+        let never = CancellationToken::new();
+        let slate = Arc::new(slate());
+        let playing = {
+            let slate = Arc::clone(&slate);
+            let never = never.clone();
+            tokio::spawn(async move { play(input, &slate, None, [&never, &never], || true).await })
+        };
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), player.recv_batch(&mut got))
+            .await
+            .expect("the card reaches the player");
+        assert!(got.iter().any(|p| p.keyframe), "{got:?}");
+        drop(player);
+        let end = tokio::time::timeout(Duration::from_secs(5), playing)
+            .await
+            .expect("no one to see it: the card stops")
+            .unwrap();
+        assert_eq!(end, PlayEnd::Replaced);
+
+        // A publisher arrives: the card goes off air at once and stops.
+        let player = hub.subscribe("live", "later").unwrap();
+        let input = hub.standby("live", "later").unwrap();
+        let playing = {
+            let slate = Arc::clone(&slate);
+            let never = never.clone();
+            tokio::spawn(async move { play(input, &slate, None, [&never, &never], || true).await })
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let name = StreamName::parse("live", "", "later").unwrap();
+        let _publisher = hub.publish(&name).unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), playing)
+            .await
+            .expect("the stream started: the card stops")
+            .unwrap();
+        assert_eq!(end, PlayEnd::Replaced);
+        drop(player);
+    }
 
     #[tokio::test]
     async fn a_users_settings_override_the_configuration_and_the_card_shows_no_key() {
