@@ -361,14 +361,7 @@ async fn a_destinations_history_shows_its_drop_with_the_reason_and_its_return() 
     );
     assert!(back.events.windows(2).all(|w| w[0].at <= w[1].at));
     let addr = prism.app.as_ref().unwrap().http_addr();
-    let json: serde_json::Value = http_client()
-        .get(format!("http://{addr}/api/v1/streams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json = prism.streams_json().await;
     let api_events = json["streams"][0]["destinations"][0]["events"]
         .as_array()
         .unwrap();

@@ -45,14 +45,7 @@ async fn a_kicked_publisher_is_told_why_and_a_ban_keeps_its_key_out_until_it_end
     let url = prism.url("live/kicked-key");
     let first = publisher(&url);
     prism.wait_live("live", "kicked-key").await;
-    let status: serde_json::Value = http_client()
-        .get(format!("http://{http}/api/v1/streams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = prism.streams_json().await;
     let id = status["streams"][0]["id"].as_str().unwrap().to_owned();
     let too_long = http_client()
         .delete(format!(

@@ -21,15 +21,7 @@ fn users_dir(tag: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 async fn stream_ids(prism: &Prism) -> Vec<String> {
-    let addr = prism.app.as_ref().unwrap().http_addr();
-    let status: serde_json::Value = http_client()
-        .get(format!("http://{addr}/api/v1/streams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = prism.streams_json().await;
     status["streams"]
         .as_array()
         .unwrap()

@@ -142,19 +142,6 @@ fn sequence_header_params(file: &Path) -> (HashSet<String>, HashSet<String>) {
     (video, audio)
 }
 
-/// `GET /api/v1/streams`.
-async fn streams(prism: &Prism) -> serde_json::Value {
-    let addr = prism.app.as_ref().unwrap().http_addr();
-    http_client()
-        .get(format!("http://{addr}/api/v1/streams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn standby_on(config: &mut prism::Config) {
     config.standby.enabled = true;
     config.standby.max_secs = 300;
@@ -200,7 +187,7 @@ async fn drop_and_return(tag: &str, size: &str, rate: u32, sample_rate: u32, awa
     publisher.start_kill().unwrap();
     let _ = publisher.wait().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = streams(&prism).await;
+    let status = prism.streams_json().await;
     assert_eq!(
         status["streams"][0]["state"], "standby",
         "the slate is on air: {status}"
@@ -339,7 +326,7 @@ async fn the_backup_takes_over_when_the_primary_drops_and_hands_back_when_it_ret
     first.start_kill().unwrap();
     let _ = first.wait().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let status = streams(&prism).await;
+    let status = prism.streams_json().await;
     assert_eq!(status["streams"][0]["state"], "backup", "{status}");
     assert_eq!(
         status["streams"][0]["inputs"]["on_air"], "backup",
@@ -501,7 +488,7 @@ async fn an_hevc_stream_without_an_ffmpeg_for_its_slate_falls_back_to_the_grace_
     publisher.start_kill().unwrap();
     let _ = publisher.wait().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let status = streams(&prism).await;
+    let status = prism.streams_json().await;
     let stream = &status["streams"][0];
     assert_eq!(stream["state"], "reconnecting", "{status}");
     let reason = stream["inputs"]["standby_unavailable"]
@@ -543,7 +530,7 @@ async fn an_hevc_stream_gets_an_hevc_slate_when_the_ffmpeg_can_make_one() {
     publisher.start_kill().unwrap();
     let _ = publisher.wait().await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let status = streams(&prism).await;
+    let status = prism.streams_json().await;
     assert_eq!(status["streams"][0]["state"], "standby", "{status}");
     assert!(status["streams"][0]["inputs"]["standby_unavailable"].is_null());
     // The player gets the slate; the operator's kick ends the stream on standby.
@@ -614,7 +601,7 @@ async fn a_publisher_that_goes_silent_gets_the_slate_until_it_sends_again() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     signal(pid, "STOP");
     tokio::time::sleep(Duration::from_secs(9)).await;
-    let status = streams(&prism).await;
+    let status = prism.streams_json().await;
     signal(pid, "CONT");
     assert_eq!(status["streams"][0]["state"], "standby", "{status}");
     let (exit, _) = finish(publisher).await;
@@ -676,7 +663,7 @@ async fn a_backup_may_use_another_of_the_users_keys_and_needs_a_live_stream() {
     let mut backup = publish(&clip, &prism.url("live/frank-spare-key?role=backup"));
     let mut joined = false;
     for _ in 0..40 {
-        let status = streams(&prism).await;
+        let status = prism.streams_json().await;
         if status["streams"][0]["inputs"]["backup_connected"] == true {
             assert_eq!(status["streams"].as_array().unwrap().len(), 1, "{status}");
             assert_eq!(

@@ -162,6 +162,19 @@ impl Prism {
         self.app.as_ref().unwrap().hub()
     }
 
+    /// `GET /api/v1/streams` (reads are open unless `http.protect_reads`).
+    pub async fn streams_json(&self) -> serde_json::Value {
+        let addr = self.app.as_ref().unwrap().http_addr();
+        http_client()
+            .get(format!("http://{addr}/api/v1/streams"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Waits until `app/name` is live (or panics after `CHILD_TIMEOUT`).
     pub async fn wait_live(&self, app: &str, name: &str) {
         let deadline = tokio::time::Instant::now() + CHILD_TIMEOUT;

@@ -35,15 +35,10 @@ use tracing::Instrument;
 /// How often a re-encoded destination checks whether its encoder has output yet.
 const ENCODER_POLL: Duration = Duration::from_millis(100);
 
-/// An ingest that closes a connection within this long of the publish (or while
-/// it is being set up, after the handshake) is refusing it: nginx-rtmp does that
-/// when its `on_publish` check fails, and many platforms for a wrong key or app,
-/// rather than answer with an error status.
-const QUICK_CLOSE: Duration = Duration::from_secs(10);
 /// Quick closes in a row after which the destination is treated as refused (its
 /// retries slow down to `relay.failed_retry_secs`).
 const QUICK_CLOSES_REFUSED: u32 = 3;
-/// What a quick close is reported as.
+/// What a close before the publish was accepted is reported as.
 pub const CLOSED_AFTER_PUBLISH: &str =
     "closed by the ingest right after publish: check the URL and stream key";
 
@@ -196,9 +191,14 @@ pub async fn run(
             Ok(Ended::Stopped) => break,
             Err(error) => error,
         };
+        // A close after the handshake, before the publish was accepted, is a
+        // refusal: nginx-rtmp does that when its `on_publish` check fails, and
+        // many platforms for a wrong key or app, rather than answer with an error
+        // status. (A connection that was live and then closed, however soon, is a
+        // drop: an ingest restarting looks the same.)
         let quick_close = matches!(error, PushError::Closed | PushError::Io(_))
             && status.bytes_out() > out_before
-            && status.live_for().is_none_or(|up| up < QUICK_CLOSE);
+            && status.live_for().is_none();
         quick_closes = if quick_close { quick_closes + 1 } else { 0 };
         let message = if quick_close {
             CLOSED_AFTER_PUBLISH.to_owned()
