@@ -142,6 +142,19 @@ fn sequence_header_params(file: &Path) -> (HashSet<String>, HashSet<String>) {
     (video, audio)
 }
 
+/// Waits (up to a minute: a loaded CI machine renders slowly) until a slate was
+/// rendered, so that a drop right after does not meet a slate still rendering
+/// (prism then waits for it within the grace period; the test wants the slate).
+async fn wait_slate_rendered() {
+    for _ in 0..240 {
+        if captured_logs().contains("standby slate rendered") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no slate rendered within a minute:\n{}", captured_logs());
+}
+
 fn standby_on(config: &mut prism::Config) {
     config.standby.enabled = true;
     config.standby.max_secs = 300;
@@ -184,6 +197,7 @@ async fn drop_and_return(tag: &str, size: &str, rate: u32, sample_rate: u32, awa
     // after the stream went live).
     ingest.wait_recording(&key, 20_000, WAIT).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
+    wait_slate_rendered().await;
     publisher.start_kill().unwrap();
     let _ = publisher.wait().await;
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use crate::hub::{Hub, Orphan, Publisher};
 use crate::relay::RelayHandle;
-use crate::standby::SlateSpec;
+use crate::standby::{SlateSpec, SlateUnavailable};
 
 use super::standby::{PlayEnd, Standby, StandbyPlan, play};
 
@@ -157,20 +157,15 @@ impl Hold {
         plan: &StandbyPlan,
     ) {
         let stream = orphan.stream();
-        let slate = match spec {
-            None => None,
-            Some(Ok(spec)) => match self.standby.slate(&spec, plan).await {
-                Ok(slate) => Some(slate),
-                Err(reason) => {
-                    self.unavailable(orphan, reason);
-                    None
-                }
-            },
-            Some(Err(reason)) => {
-                self.unavailable(orphan, reason);
-                None
-            }
-        };
+        // A slate still rendering (prism under load, a stream that dropped soon
+        // after it went live) is asked for again while the grace period runs.
+        let mut rendering = None;
+        let mut slate = None;
+        match spec {
+            None => {}
+            Some(Ok(spec)) => rendering = Some(spec),
+            Some(Err(reason)) => self.unavailable(orphan, reason),
+        }
         let grace_ends = Instant::now() + self.grace;
         let mut standby_left = plan.max;
         loop {
@@ -180,6 +175,19 @@ impl Hold {
             if stream.backup_connected() {
                 // The backup is on air, or goes on air at its next keyframe.
                 self.pause(BACKUP_POLL).await;
+                continue;
+            }
+            if let Some(spec) = &rendering {
+                match self.standby.slate(spec, plan).await {
+                    Ok(ready) => (slate, rendering) = (Some(ready), None),
+                    Err(SlateUnavailable::Rendering) if Instant::now() < grace_ends => {
+                        tracing::info!("the standby slate is still rendering; waiting for it");
+                    }
+                    Err(reason) => {
+                        self.unavailable(orphan, reason.to_string());
+                        rendering = None;
+                    }
+                }
                 continue;
             }
             let input = slate

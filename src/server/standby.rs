@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::config::StandbyConfig;
 use crate::hub::{Hub, Publisher, Stream};
-use crate::standby::{Slate, SlateCache, SlateSpec};
+use crate::standby::{Slate, SlateCache, SlateSpec, SlateUnavailable};
 use crate::users::UserStandby;
 
 /// How long after a stream goes live its parameters are read for the slate: the
@@ -208,7 +208,7 @@ impl Standby {
             return;
         }
         let slate = match Self::spec_of(stream, plan) {
-            Ok(spec) => self.slate(&spec, plan).await,
+            Ok(spec) => self.slate(&spec, plan).await.map_err(|e| e.to_string()),
             Err(reason) => Err(reason),
         };
         let slate = match slate {
@@ -230,11 +230,12 @@ impl Standby {
     }
 
     /// The slate for `spec`, waiting a little for one still rendering.
-    pub async fn slate(&self, spec: &SlateSpec, plan: &StandbyPlan) -> Result<Arc<Slate>, String> {
-        self.cache
-            .get(spec, plan.file.as_deref(), SLATE_WAIT)
-            .await
-            .map_err(|err| err.to_string())
+    pub async fn slate(
+        &self,
+        spec: &SlateSpec,
+        plan: &StandbyPlan,
+    ) -> Result<Arc<Slate>, SlateUnavailable> {
+        self.cache.get(spec, plan.file.as_deref(), SLATE_WAIT).await
     }
 
     /// A player waits for `app/name`, which is not live: plays the title card to
