@@ -147,6 +147,13 @@ impl Config {
         Ok(config)
     }
 
+    /// The defaults alone, for tests and tools.
+    pub fn defaults() -> Self {
+        Self::load(None, &Overrides::default()).unwrap_or_else(|e| {
+            unreachable!("the embedded defaults are valid (a unit test checks): {e}")
+        })
+    }
+
     /// Every key prism has, dotted (`rtmp.chunk_size`): the candidates for "the
     /// nearest key". The keys the embedded defaults set, and the optional ones
     /// they leave out (`http.token`), asked from the configuration types
