@@ -118,7 +118,7 @@ impl App {
             shutdown,
             tracker,
         } = Loaded::load(&config)?;
-        log_loaded(&config, &relay, &tracker, &shutdown);
+        log_loaded(&config, &relay).await;
         let waiting = WaitingPlayers::new(config.max_waiting_players());
         let ctx = Arc::new(ConnectionContext {
             hub: Arc::clone(&hub),
@@ -281,9 +281,13 @@ impl App {
 /// One log line per thing `serve` loaded, so that an operator sees at start what
 /// is in effect: presets (count and ids), users (count, never keys), profiles
 /// (names), and the ffmpeg found with its version, or a warning that re-encoding
-/// and the standby slate are unavailable. The ffmpeg check runs as a task: a slow
-/// or hanging binary delays its line, not the listeners.
-fn log_loaded(config: &Config, relay: &Relay, tracker: &TaskTracker, shutdown: &CancellationToken) {
+/// and the standby slate are unavailable (prism serves anyway).
+///
+/// The ffmpeg check is awaited before anything listens, so that its `ffmpeg
+/// -version` child is gone by the time a client (or a test counting prism's
+/// ffmpeg children) can connect; it takes a fraction of a second, and
+/// [`FFMPEG_VERSION_TIMEOUT`] at worst.
+async fn log_loaded(config: &Config, relay: &Relay) {
     let inventory = relay.inventory();
     tracing::info!(
         count = inventory.presets.len(),
@@ -299,23 +303,15 @@ fn log_loaded(config: &Config, relay: &Relay, tracker: &TaskTracker, shutdown: &
         None => tracing::info!(count = 0, "users loaded (none: users.dir is not set)"),
     }
     tracing::info!(names = inventory.profiles, "profiles loaded");
-    let ffmpeg = config.transcode.ffmpeg.clone();
-    let shutdown = shutdown.clone();
-    tracker.spawn(async move {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            found = ffmpeg_version(&ffmpeg) => match found {
-                Ok(version) => tracing::info!(
-                    path = %on_path(&ffmpeg).display(),
-                    version,
-                    "ffmpeg found"
-                ),
-                Err(err) => tracing::warn!(
-                    "re-encoding and the standby slate are unavailable: {err}"
-                ),
-            },
-        }
-    });
+    let ffmpeg = &config.transcode.ffmpeg;
+    match ffmpeg_version(ffmpeg).await {
+        Ok(version) => tracing::info!(
+            path = %on_path(ffmpeg).display(),
+            version,
+            "ffmpeg found"
+        ),
+        Err(err) => tracing::warn!("re-encoding and the standby slate are unavailable: {err}"),
+    }
 }
 
 /// Where a bare program name (`ffmpeg`) is found on `PATH`, as the OS would run
