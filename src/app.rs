@@ -118,6 +118,7 @@ impl App {
             shutdown,
             tracker,
         } = Loaded::load(&config)?;
+        log_loaded(&config, &relay).await;
         let waiting = WaitingPlayers::new(config.max_waiting_players());
         let ctx = Arc::new(ConnectionContext {
             hub: Arc::clone(&hub),
@@ -276,6 +277,56 @@ impl App {
             .await
             .is_ok()
     }
+}
+
+/// One log line per thing `serve` loaded, so that an operator sees at start what
+/// is in effect: presets (count and ids), users (count, never keys), profiles
+/// (names), and the ffmpeg found with its version, or a warning that re-encoding
+/// and the standby slate are unavailable (prism serves anyway).
+///
+/// The ffmpeg check is awaited before anything listens, so that its `ffmpeg
+/// -version` child is gone by the time a client (or a test counting prism's
+/// ffmpeg children) can connect; it takes a fraction of a second, and
+/// [`FFMPEG_VERSION_TIMEOUT`] at worst.
+async fn log_loaded(config: &Config, relay: &Relay) {
+    let inventory = relay.inventory();
+    tracing::info!(
+        count = inventory.presets.len(),
+        ids = inventory.presets.join(", "),
+        "presets loaded"
+    );
+    match &config.users.dir {
+        Some(dir) => tracing::info!(
+            count = inventory.users,
+            dir = %dir.display(),
+            "users loaded"
+        ),
+        None => tracing::info!(count = 0, "users loaded (none: users.dir is not set)"),
+    }
+    tracing::info!(names = inventory.profiles, "profiles loaded");
+    let ffmpeg = &config.transcode.ffmpeg;
+    match ffmpeg_version(ffmpeg).await {
+        Ok(version) => tracing::info!(
+            path = %on_path(ffmpeg).display(),
+            version,
+            "ffmpeg found"
+        ),
+        Err(err) => tracing::warn!("re-encoding and the standby slate are unavailable: {err}"),
+    }
+}
+
+/// Where a bare program name (`ffmpeg`) is found on `PATH`, as the OS would run
+/// it; a name with a `/` (or one not found) as it is.
+fn on_path(program: &str) -> PathBuf {
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from(program))
 }
 
 /// How long `ffmpeg -version` may take before the check gives up on it.

@@ -4,6 +4,7 @@
 //! The defaults live in `config/default.toml`, compiled in, so `prism serve` runs with
 //! no file at all and the documented defaults are the ones in effect.
 
+pub mod env;
 mod sections;
 #[cfg(test)]
 mod tests;
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
@@ -34,6 +35,10 @@ pub enum ConfigError {
     /// A file or variable did not parse or had the wrong type.
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
+    /// A `PRISM_*` variable names no key (a typo, or a variable meant for
+    /// something else).
+    #[error("configuration: {0}")]
+    UnknownEnv(env::UnknownVar),
     /// A value parsed but makes no sense.
     #[error("configuration: {key}: {reason}")]
     Invalid {
@@ -127,7 +132,7 @@ impl Config {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("PRISM_").split("__"));
+        figment = figment.merge(env::provider());
         if let Some(listen) = overrides.rtmp_listen {
             figment = figment.merge(Serialized::default("rtmp.listen", listen));
         }
@@ -137,7 +142,7 @@ impl Config {
         if let Some(listen) = overrides.rtmps_listen {
             figment = figment.merge(Serialized::default("rtmps.listen", listen));
         }
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let config: Config = figment.extract().map_err(explain_env)?;
         config.validate()?;
         Ok(config)
     }
@@ -148,6 +153,72 @@ impl Config {
             unreachable!("the embedded defaults are valid (a unit test checks): {e}")
         })
     }
+
+    /// Every key prism has, dotted (`rtmp.chunk_size`): the candidates for "the
+    /// nearest key". The keys the embedded defaults set, and the optional ones
+    /// they leave out (`http.token`), asked from the configuration types
+    /// themselves: a field that is not there is refused with the list of the
+    /// fields that are. The environment plays no part, so that a bad variable
+    /// cannot hide them.
+    fn known_keys() -> Vec<String> {
+        const PROBE: &str = "__prism_probe__";
+        let fields_of = |table: &str| -> Vec<String> {
+            let key = if table.is_empty() {
+                PROBE.to_owned()
+            } else {
+                format!("{table}.{PROBE}")
+            };
+            let probe = Figment::from(Toml::string(DEFAULTS)).merge(Serialized::default(&key, 0));
+            match probe.extract::<Config>().map_err(|err| err.kind) {
+                Err(figment::error::Kind::UnknownField(_, expected)) => {
+                    expected.iter().map(|field| (*field).to_owned()).collect()
+                }
+                _ => Vec::new(),
+            }
+        };
+        let mut keys: std::collections::BTreeSet<String> = Figment::from(Toml::string(DEFAULTS))
+            .extract::<Config>()
+            .ok()
+            .and_then(|config| toml::Value::try_from(config).ok())
+            .map(|value| env::keys_of(&value).into_iter().collect())
+            .unwrap_or_default();
+        for section in fields_of("") {
+            keys.extend(
+                fields_of(&section)
+                    .into_iter()
+                    .map(|field| format!("{section}.{field}")),
+            );
+        }
+        keys.into_iter().collect()
+    }
+}
+
+/// figment's error, or when it is an unknown field from a `PRISM_*` variable, one
+/// that names the variable and the nearest key.
+fn explain_env(err: figment::Error) -> ConfigError {
+    use figment::Provider;
+    let from_env = err.metadata.as_ref().map(|m| &m.name) == Some(&env::provider().metadata().name);
+    if let (true, figment::error::Kind::UnknownField(field, expected)) = (from_env, &err.kind) {
+        let mut candidates = Config::known_keys();
+        // The fields of the table the unknown one was found in, the optional ones
+        // (absent from the defaults) included.
+        let table = match err.path.split_last() {
+            Some((last, table)) if last == field => table,
+            _ => &err.path[..],
+        };
+        candidates.extend(expected.iter().map(|name| {
+            let mut path = table.to_vec();
+            path.push((*name).to_owned());
+            path.join(".")
+        }));
+        // Keys, not sections: `PRISM_HUB` sets nothing.
+        candidates.retain(|key| key.contains('.'));
+        let vars = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+        if let Some(unknown) = env::explain(vars, &err.path, field, &candidates) {
+            return ConfigError::UnknownEnv(unknown);
+        }
+    }
+    ConfigError::Load(Box::new(err))
 }
 
 impl Config {

@@ -201,3 +201,27 @@ fn durations_take_numbers_in_the_keys_unit_or_humantime_strings() {
         Ok(())
     });
 }
+
+#[test]
+fn an_unknown_environment_variable_is_named_with_the_nearest_key() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("PRISM_HTTP_TOKEN", "secret");
+        let err = Config::load(None, &Overrides::default()).unwrap_err();
+        let ConfigError::UnknownEnv(unknown) = &err else {
+            panic!("an unknown variable, not {err}");
+        };
+        assert_eq!(unknown.var, "PRISM_HTTP_TOKEN");
+        assert_eq!(unknown.key, "http_token");
+        // An optional key, absent from the defaults, is still a candidate.
+        assert_eq!(unknown.nearest, "http.token");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        // The file's variable is not a key.
+        jail.create_file("prism.toml", "")?;
+        jail.set_env("PRISM_CONFIG", "prism.toml");
+        Config::load(None, &Overrides::default()).unwrap();
+        Ok(())
+    });
+}

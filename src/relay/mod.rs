@@ -100,6 +100,17 @@ pub struct RelayContext {
     pub tracker: TaskTracker,
 }
 
+/// What a relay has loaded ([`Relay::inventory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    /// Preset ids, built-in and configured.
+    pub presets: Vec<String>,
+    /// User files loaded.
+    pub users: usize,
+    /// Profile names, comma-separated.
+    pub profiles: String,
+}
+
 /// The relay of every live stream.
 pub struct Relay {
     ctx: Arc<RelayContext>,
@@ -194,6 +205,17 @@ impl Relay {
             "presets, users, profiles and the authorization callback reloaded"
         );
         Ok(reloaded)
+    }
+
+    /// What the relay loaded, for `serve`'s startup log: preset ids, the number
+    /// of user files (never their keys) and profile names.
+    pub fn inventory(&self) -> Inventory {
+        let tables = self.tables();
+        Inventory {
+            presets: tables.presets.ids().map(str::to_owned).collect(),
+            users: tables.users.len(),
+            profiles: tables.profiles.names(),
+        }
     }
 
     /// Encoders running now.
