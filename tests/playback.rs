@@ -80,6 +80,17 @@ async fn an_anonymous_stream_plays_by_its_id() {
     prism.wait_live("live", "anon-secret-key").await;
     let ids = stream_ids(&prism).await;
     assert_eq!(ids.len(), 1);
+    // The dashboard shows what a player opens: the id, not the key.
+    let addr = prism.app.as_ref().unwrap().http_addr();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playback-dashboard");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dom = chromium(&format!("http://{addr}/"), &dir, &["--dump-dom"]).await;
+    assert!(
+        dom.contains(&format!("rtmp://127.0.0.1/live/{}", ids[0])),
+        "the play URL on the dashboard:\n{dom}"
+    );
+    assert!(!dom.contains("anon-secret-key"));
     let (exit, out) = play(&prism.url(&format!("live/{}", ids[0]))).await;
     assert!(exit.success(), "played by id: {exit}");
     assert_source_from_keyframe(&source, &parse_framemd5(&out));
