@@ -208,14 +208,7 @@ async fn drop_and_return(tag: &str, size: &str, rate: u32, sample_rate: u32, awa
     );
     assert_eq!(status["streams"][0]["inputs"]["on_air"], "standby");
     let addr = prism.app.as_ref().unwrap().http_addr();
-    let metrics = http_client()
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = prism.metrics_text().await;
     assert!(
         metrics
             .lines()

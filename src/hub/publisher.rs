@@ -36,11 +36,6 @@ impl Publisher {
         }
     }
 
-    /// Which input of its stream this is.
-    pub fn role(&self) -> InputRole {
-        self.role
-    }
-
     /// Its id among the stream's inputs (see [`Stream::primary_heard`]).
     pub fn input_id(&self) -> u64 {
         self.id

@@ -75,11 +75,6 @@ impl Standby {
         })
     }
 
-    /// The cache, for status.
-    pub fn cache(&self) -> &Arc<SlateCache> {
-        &self.cache
-    }
-
     /// The settings for a stream of `user` (none: an anonymous stream).
     pub fn plan(&self, user: Option<(&str, &UserStandby)>) -> StandbyPlan {
         let overrides = user.map(|(_, standby)| standby);

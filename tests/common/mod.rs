@@ -162,6 +162,19 @@ impl Prism {
         self.app.as_ref().unwrap().hub()
     }
 
+    /// `GET /metrics`, as text.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self.app.as_ref().unwrap().http_addr();
+        http_client()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `GET /api/v1/streams` (reads are open unless `http.protect_reads`).
     pub async fn streams_json(&self) -> serde_json::Value {
         let addr = self.app.as_ref().unwrap().http_addr();
