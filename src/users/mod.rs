@@ -15,7 +15,14 @@
 //! [[destinations]]
 //! url = "rtmps://my.server/live/streamkey"
 //! profile = "720p30"
+//! enabled = false                # saved, but not started (the on/off switch)
 //! ```
+//!
+//! Each destination has an id (`id = "..."`, or the preset's id, `custom` for a
+//! URL, with `-2`, `-3`... when taken), which a live stream's destination started
+//! from it has too, so an edit can reach both. `api_token` (or `api_tokens`)
+//! lets the user manage their own saved destinations ([`saved`]) and see their
+//! own streams through the HTTP API, and nobody else's.
 //!
 //! Error messages never quote the file's values: a wrong-typed or mistyped key
 //! would otherwise end up in a log.
@@ -27,6 +34,8 @@ use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+
+pub mod saved;
 
 use crate::mask::Masked;
 use crate::presets::{PresetTargetError, Presets};
@@ -41,6 +50,13 @@ pub const MAX_DESTINATIONS_PER_USER: usize = 32;
 
 /// Shortest stream key accepted: short keys can be guessed.
 pub const MIN_KEY_LEN: usize = 8;
+
+/// Shortest API token accepted: it guards a user's destinations (their platform
+/// keys) against anyone who can reach the HTTP port.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Longest destination id: it appears in URLs, status and metrics labels.
+pub const MAX_ID_LEN: usize = 40;
 
 /// Why the user files could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +86,13 @@ pub enum UsersError {
 /// One destination as a user asks for it: in a user file, in a publish
 /// callback's answer, or in a `POST .../destinations` body. One type for the three so
 /// they accept the same fields and are checked by the same [`validate_destination`].
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationRequest {
+    /// The destination's id within its stream; derived from the preset when not
+    /// given ([`assign_ids`]).
+    #[serde(default)]
+    pub id: Option<String>,
     /// A preset id (`youtube`); needs `key`.
     #[serde(default)]
     pub preset: Option<String>,
@@ -85,16 +105,21 @@ pub struct DestinationRequest {
     /// A re-encode profile name (built-in `720p30`, `1080p30`, `h264`, or from config).
     #[serde(default)]
     pub profile: Option<String>,
+    /// `false` keeps a saved destination without starting it (default `true`).
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 /// Masks the key, and the URL (which ends in one), so that a request can be logged.
 impl fmt::Debug for DestinationRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DestinationRequest")
+            .field("id", &self.id)
             .field("preset", &self.preset)
             .field("key", &self.key.as_deref().map(Masked))
             .field("url", &self.url.as_deref().map(Masked))
             .field("profile", &self.profile)
+            .field("enabled", &self.enabled)
             .finish()
     }
 }
@@ -108,6 +133,10 @@ struct UserFile {
     stream_key: Option<String>,
     #[serde(default)]
     stream_keys: Vec<String>,
+    #[serde(default)]
+    api_token: Option<String>,
+    #[serde(default)]
+    api_tokens: Vec<String>,
     #[serde(default)]
     destinations: Vec<DestinationRequest>,
     #[serde(default)]
@@ -133,10 +162,15 @@ pub struct User {
     /// The user's name (shown in status instead of the key).
     pub name: String,
     keys: Vec<String>,
-    /// Where their stream goes.
+    /// Tokens that let them use the HTTP API for their own streams and
+    /// destinations.
+    tokens: Vec<String>,
+    /// Where their stream goes, each with its id.
     pub destinations: Vec<DestinationRequest>,
     /// Their standby settings.
     pub standby: UserStandby,
+    /// The file they were read from, which [`saved`] edits.
+    pub file: PathBuf,
 }
 
 impl fmt::Debug for User {
@@ -152,10 +186,27 @@ impl User {
     /// Whether `key` is one of this user's keys, compared in constant time so that
     /// response timing does not leak how much of a guessed key was right.
     fn has_key(&self, key: &str) -> bool {
-        self.keys.iter().fold(false, |found, own| {
-            found | bool::from(own.as_bytes().ct_eq(key.as_bytes()))
-        })
+        any_equal(&self.keys, key)
     }
+
+    /// Whether `token` is one of this user's API tokens, in constant time.
+    fn has_token(&self, token: &str) -> bool {
+        any_equal(&self.tokens, token)
+    }
+
+    /// The saved destination with this id.
+    pub fn destination(&self, id: &str) -> Option<&DestinationRequest> {
+        self.destinations
+            .iter()
+            .find(|d| d.id.as_deref() == Some(id))
+    }
+}
+
+/// Whether `given` is one of `secrets`, every one compared in constant time.
+fn any_equal(secrets: &[String], given: &str) -> bool {
+    secrets.iter().fold(false, |found, own| {
+        found | bool::from(own.as_bytes().ct_eq(given.as_bytes()))
+    })
 }
 
 /// Every configured user.
@@ -194,19 +245,55 @@ impl Users {
         let mut users: Vec<User> = Vec::with_capacity(files.len());
         for file in files {
             let user = load_file(&file, presets, profiles)?;
-            let clash = user
-                .keys
-                .iter()
-                .any(|key| users.iter().any(|other| other.has_key(key)));
-            if clash {
-                return Err(file_error(
-                    &file,
-                    "a stream key is also another user's key".into(),
-                ));
+            if let Some(reason) = clash(&user, &users) {
+                return Err(file_error(&file, reason.into()));
             }
             users.push(user);
         }
         Ok(Self { users })
+    }
+
+    /// The same users with `user` (read again from its file) in place of the one
+    /// of that name; refused, naming the file, when its keys or tokens now clash
+    /// with another user's.
+    pub fn replaced(&self, user: User) -> Result<Self, UsersError> {
+        let others: Vec<User> = self
+            .users
+            .iter()
+            .filter(|u| u.name != user.name)
+            .cloned()
+            .collect();
+        if let Some(reason) = clash(&user, &others) {
+            return Err(file_error(&user.file, reason.into()));
+        }
+        let mut users = self.users.clone();
+        match users.iter_mut().find(|u| u.name == user.name) {
+            Some(slot) => *slot = user,
+            None => users.push(user),
+        }
+        Ok(Self { users })
+    }
+
+    /// The user whose API token this is, every user checked (constant time in
+    /// which one matched).
+    pub fn by_token(&self, token: &str) -> Option<&User> {
+        self.users.iter().fold(None, |found, user| {
+            if user.has_token(token) {
+                Some(user)
+            } else {
+                found
+            }
+        })
+    }
+
+    /// Whether `secret` is some user's API token (the admin token must not be).
+    pub fn any_token_is(&self, secret: &str) -> bool {
+        self.by_token(secret).is_some()
+    }
+
+    /// Every user's name, in file order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.users.iter().map(|u| u.name.as_str())
     }
 
     /// The user called `name` (a player names a user's stream by it).
@@ -232,6 +319,28 @@ impl Users {
     pub fn len(&self) -> usize {
         self.users.len()
     }
+}
+
+/// Why `user` cannot sit beside `others`: a stream key or API token they share
+/// (or one user's key that is another's token), or the same name.
+fn clash(user: &User, others: &[User]) -> Option<&'static str> {
+    for other in others {
+        if other.name == user.name {
+            return Some("another user file has the same name");
+        }
+        if user.keys.iter().any(|k| other.has_key(k)) {
+            return Some("a stream key is also another user's key");
+        }
+        if user
+            .tokens
+            .iter()
+            .any(|t| other.has_token(t) || other.has_key(t))
+            || user.keys.iter().any(|k| other.has_token(k))
+        {
+            return Some("an api_token is also another user's token or key");
+        }
+    }
+    None
 }
 
 fn file_error(file: &Path, reason: String) -> UsersError {
@@ -262,7 +371,20 @@ fn describe(error: &figment::Error) -> String {
 }
 
 fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User, UsersError> {
-    let parsed: UserFile = Figment::from(Toml::file_exact(file))
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| file_error(file, format!("cannot be read: {e}")))?;
+    load_text(file, &text, presets, profiles)
+}
+
+/// Reads one user from `text`, the contents of `file` (which names the user when
+/// the text does not, and is where errors point).
+pub fn load_text(
+    file: &Path,
+    text: &str,
+    presets: &Presets,
+    profiles: &Profiles,
+) -> Result<User, UsersError> {
+    let parsed: UserFile = Figment::from(Toml::string(text))
         .extract()
         .map_err(|e| file_error(file, describe(&e)))?;
     let name = parsed.name.clone().unwrap_or_else(|| {
@@ -288,16 +410,38 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
             ),
         ));
     }
-    if parsed.destinations.len() > MAX_DESTINATIONS_PER_USER {
+    let tokens: Vec<String> = parsed
+        .api_token
+        .into_iter()
+        .chain(parsed.api_tokens)
+        .collect();
+    if tokens
+        .iter()
+        .any(|t| t.len() < MIN_TOKEN_LEN || t.chars().any(|c| !c.is_ascii_graphic()))
+    {
+        return Err(file_error(
+            file,
+            format!("api tokens need at least {MIN_TOKEN_LEN} printable characters and no spaces"),
+        ));
+    }
+    if tokens.iter().any(|t| any_equal(&keys, t)) {
+        return Err(file_error(
+            file,
+            "an api_token must not be one of the stream keys".into(),
+        ));
+    }
+    let mut destinations = parsed.destinations;
+    if destinations.len() > MAX_DESTINATIONS_PER_USER {
         return Err(file_error(
             file,
             format!("more than {MAX_DESTINATIONS_PER_USER} destinations"),
         ));
     }
-    for (index, destination) in parsed.destinations.iter().enumerate() {
+    for (index, destination) in destinations.iter().enumerate() {
         validate_destination(destination, presets, profiles)
             .map_err(|reason| file_error(file, format!("destination {}: {reason}", index + 1)))?;
     }
+    assign_ids(&mut destinations).map_err(|reason| file_error(file, reason))?;
     if let Some(standby) = &parsed.standby.file
         && !standby.is_file()
     {
@@ -309,9 +453,60 @@ fn load_file(file: &Path, presets: &Presets, profiles: &Profiles) -> Result<User
     Ok(User {
         name,
         keys,
-        destinations: parsed.destinations,
+        tokens,
+        destinations,
         standby: parsed.standby,
+        file: file.to_owned(),
     })
+}
+
+/// Whether `id` may name a destination: 1 to [`MAX_ID_LEN`] ASCII letters,
+/// digits, `-`, `_` or `.`, so that it is safe in a URL path and a metrics label.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The first of `base`, `base-2`, `base-3`... that `taken` says is free: the rule
+/// every destination id follows, saved or started.
+pub fn unique_id(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    std::iter::once(base.to_owned())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|id| !taken(id))
+        .unwrap_or_else(|| base.to_owned())
+}
+
+/// Gives every destination without an `id` one: its preset's id, or `custom` for
+/// a URL, made unique by [`unique_id`] against the ids written in the file and
+/// those given before it. Refuses invalid and repeated written ids.
+pub fn assign_ids(destinations: &mut [DestinationRequest]) -> Result<(), String> {
+    let mut taken: Vec<String> = Vec::with_capacity(destinations.len());
+    for (index, id) in destinations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| d.id.as_deref().map(|id| (i, id)))
+    {
+        if !valid_id(id) {
+            return Err(format!(
+                "destination {}: an id is 1 to {MAX_ID_LEN} letters, digits, '-', '_' or '.'",
+                index + 1
+            ));
+        }
+        if taken.iter().any(|t| t == id) {
+            return Err(format!("two destinations have the id `{id}`"));
+        }
+        taken.push(id.to_owned());
+    }
+    for destination in destinations.iter_mut().filter(|d| d.id.is_none()) {
+        let base = destination.preset.as_deref().unwrap_or("custom");
+        let id = unique_id(base, |id| taken.iter().any(|t| t == id));
+        taken.push(id.clone());
+        destination.id = Some(id);
+    }
+    Ok(())
 }
 
 /// Why a destination (a user file's, a callback answer's or an API request's) is
@@ -330,6 +525,9 @@ pub enum DestinationError {
     /// Neither form, or both.
     #[error("give either preset and key, or url")]
     Shape,
+    /// An id that is not usable in a URL path or a metrics label.
+    #[error("an id is 1 to {MAX_ID_LEN} letters, digits, '-', '_' or '.'")]
+    Id,
     /// A profile nobody defined.
     #[error("unknown profile `{name}` (known: {known})")]
     UnknownProfile {
@@ -341,6 +539,11 @@ pub enum DestinationError {
 }
 
 impl DestinationRequest {
+    /// Whether it starts when its stream goes live (the on/off switch).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
+
     /// Where this destination publishes: the preset's ingest with the key, or the
     /// full URL. The key rules ([`crate::target::key`]) are checked on
     /// the way, so a target never holds a key an ingest must not get.
@@ -364,6 +567,9 @@ pub fn validate_destination(
     profiles: &Profiles,
 ) -> Result<(), DestinationError> {
     destination.target(presets)?;
+    if destination.id.as_deref().is_some_and(|id| !valid_id(id)) {
+        return Err(DestinationError::Id);
+    }
     match &destination.profile {
         Some(profile) if !profiles.contains(profile) => Err(DestinationError::UnknownProfile {
             name: profile.clone(),

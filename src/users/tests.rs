@@ -7,6 +7,7 @@ fn a_destination_request_debug_hides_key_and_url() {
         key: Some("live_secret_key_123".into()),
         url: Some("rtmp://ingest.example/app/another_secret_456".into()),
         profile: None,
+        ..DestinationRequest::default()
     };
     let shown = format!("{request:?}");
     assert!(shown.contains("twitch"), "{shown}");
@@ -208,4 +209,105 @@ fn a_user_file_may_override_the_standby_slate_and_a_missing_slate_file_is_refuse
         "{err}"
     );
     let _ = std::fs::remove_file(image);
+}
+
+#[test]
+fn api_tokens_are_long_unique_and_never_a_stream_key() {
+    let ok = "stream_key = \"alice-key-1\"\napi_token = \"alice-token-0123456789\"\n";
+    let dir = dir_with(&[
+        ("alice.toml", ok),
+        ("bob.toml", "stream_key = \"bob-key-111\"\n"),
+    ]);
+    let users = Users::load_dir(&dir, &presets(), &Profiles::default_set()).unwrap();
+    assert_eq!(
+        users.by_token("alice-token-0123456789").unwrap().name,
+        "alice"
+    );
+    assert!(users.by_token("alice-token-012345678").is_none());
+    assert!(
+        users.by_token("alice-key-1").is_none(),
+        "a key is not a token"
+    );
+    assert!(users.any_token_is("alice-token-0123456789"));
+
+    for (files, expected) in [
+        (
+            vec![(
+                "a.toml",
+                "stream_key = \"alice-key-1\"\napi_token = \"short\"\n",
+            )],
+            "at least 16",
+        ),
+        (
+            vec![(
+                "a.toml",
+                "stream_key = \"alice-key-1\"\napi_token = \"has a space in it 0123\"\n",
+            )],
+            "no spaces",
+        ),
+        (
+            vec![(
+                "a.toml",
+                "stream_key = \"alice-key-0123456789\"\napi_token = \"alice-key-0123456789\"\n",
+            )],
+            "must not be one of the stream keys",
+        ),
+        (
+            vec![
+                ("a.toml", ok),
+                (
+                    "b.toml",
+                    "stream_key = \"bob-key-111\"\napi_token = \"alice-token-0123456789\"\n",
+                ),
+            ],
+            "another user's token",
+        ),
+        (
+            vec![
+                ("a.toml", ok),
+                ("b.toml", "stream_key = \"alice-token-0123456789\"\n"),
+            ],
+            "another user's",
+        ),
+    ] {
+        let dir = dir_with(&files);
+        let err = Users::load_dir(&dir, &presets(), &Profiles::default_set())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("0123456789"), "no token in the error: {err}");
+    }
+}
+
+#[test]
+fn destination_ids_are_written_or_derived_and_never_repeat() {
+    let mut destinations = vec![
+        DestinationRequest {
+            preset: Some("youtube".into()),
+            ..DestinationRequest::default()
+        },
+        DestinationRequest {
+            id: Some("youtube".into()),
+            preset: Some("twitch".into()),
+            ..DestinationRequest::default()
+        },
+        DestinationRequest {
+            url: Some("rtmp://h/a/b".into()),
+            ..DestinationRequest::default()
+        },
+    ];
+    assign_ids(&mut destinations).unwrap();
+    let ids: Vec<_> = destinations.iter().map(|d| d.id.clone().unwrap()).collect();
+    assert_eq!(ids, ["youtube-2", "youtube", "custom"]);
+    let mut twice = vec![destinations[1].clone(), destinations[1].clone()];
+    assert!(
+        assign_ids(&mut twice)
+            .unwrap_err()
+            .contains("two destinations")
+    );
+    let mut bad = vec![DestinationRequest {
+        id: Some("a/b".into()),
+        ..DestinationRequest::default()
+    }];
+    assert!(assign_ids(&mut bad).is_err());
 }

@@ -197,12 +197,14 @@ fn callback_destinations_come_between_the_users_and_the_query_strings() {
             key: Some("tw-cb".into()),
             url: None,
             profile: None,
+            ..DestinationRequest::default()
         },
         DestinationRequest {
             preset: None,
             key: None,
             url: Some("rtmp://10.0.0.2/live/cb".into()),
             profile: Some("720p30".into()),
+            ..DestinationRequest::default()
         },
     ];
     let r = resolve(
@@ -262,4 +264,36 @@ fn passed_through_parameters_unlike_profile_still_pass() {
     );
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert_eq!(r.destinations[0].target.stream_name, "FB-1?s_bl=1&pro=2");
+}
+
+#[test]
+fn saved_destinations_keep_their_ids_and_switched_off_ones_keep_theirs_free() {
+    let dir = std::env::temp_dir().join(format!("prism-resolve-saved-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("alice.toml");
+    let text = "stream_key = \"alice-key-1\"\n\
+        [[destinations]]\nid = \"main\"\npreset = \"youtube\"\nkey = \"yt-1\"\n\
+        [[destinations]]\npreset = \"twitch\"\nkey = \"tw-1\"\nenabled = false\n\
+        [[destinations]]\npreset = \"kick\"\nkey = \"kick-1\"\n";
+    let user = crate::users::load_text(&file, text, &presets(), &Profiles::default_set()).unwrap();
+    let ids: Vec<_> = user
+        .destinations
+        .iter()
+        .map(|d| d.id.clone().unwrap())
+        .collect();
+    assert_eq!(ids, ["main", "twitch", "kick"]);
+    // The query's twitch does not take the switched-off saved twitch's id, so
+    // switching that one on while live gives it `twitch`.
+    let r = resolve(
+        "twitch=tw-query",
+        Some(&user),
+        &[],
+        &presets(),
+        &Profiles::default_set(),
+    );
+    let ids: Vec<_> = r.destinations.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["main", "kick", "twitch-2"]);
+    assert_eq!(r.reserved, ["twitch"]);
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let _ = std::fs::remove_dir_all(&dir);
 }
