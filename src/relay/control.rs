@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::users::{DestinationRequest, validate_destination};
 
 use super::Relay;
-use super::destination::DestinationSpec;
+use super::destination::{DestinationSpec, IdsTaken};
 use super::status::DestinationSnapshot;
 use super::stream::StreamRelay;
 
@@ -52,10 +52,32 @@ impl Relay {
     /// live stream has it, this refuses ([`ControlError::Ambiguous`]) rather than
     /// pick one, so that a control request never acts on the wrong stream.
     pub fn find(&self, app: &str, display_name: &str) -> Result<Arc<StreamRelay>, ControlError> {
+        self.find_where(app, display_name, |_| true)
+    }
+
+    /// As [`Self::find`], among `user`'s live streams only.
+    pub fn find_of_user(
+        &self,
+        app: &str,
+        display_name: &str,
+        user: &str,
+    ) -> Result<Arc<StreamRelay>, ControlError> {
+        self.find_where(app, display_name, |s| s.user() == Some(user))
+    }
+
+    fn find_where(
+        &self,
+        app: &str,
+        display_name: &str,
+        also: impl Fn(&StreamRelay) -> bool,
+    ) -> Result<Arc<StreamRelay>, ControlError> {
         let matching: Vec<Arc<StreamRelay>> = self
             .streams
             .iter()
-            .filter(|e| e.value().name.app == app && e.value().display_name() == display_name)
+            .filter(|e| {
+                let stream = e.value();
+                stream.name.app == app && stream.display_name() == display_name && also(stream)
+            })
             .map(|e| Arc::clone(e.value()))
             .collect();
         match <[_; 1]>::try_from(matching) {
@@ -92,11 +114,29 @@ impl Relay {
         let target = request
             .target(&tables.presets)
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
-        let preset = request.preset.as_deref();
+        if !request.is_enabled() {
+            return Err(ControlError::Invalid(
+                "a switched-off destination is not added to a live stream; \
+                 save it with /api/v1/users/{user}/destinations instead"
+                    .into(),
+            ));
+        }
         let existing: Vec<DestinationSpec> = stream.lock().iter().map(|e| e.spec.clone()).collect();
-        let spec = DestinationSpec::new_unique(
-            &existing,
-            preset,
+        if let Some(id) = &request.id
+            && existing.iter().any(|d| &d.id == id)
+        {
+            return Err(ControlError::Conflict(format!(
+                "the stream already has a destination `{id}`"
+            )));
+        }
+        let taken = IdsTaken {
+            started: &existing,
+            reserved: &[],
+        };
+        let spec = DestinationSpec::new_unique_as(
+            taken,
+            request.id.as_deref(),
+            request.preset.as_deref(),
             target,
             request.profile,
             &tables.presets,

@@ -21,6 +21,7 @@ pub mod destination;
 pub mod grace;
 pub mod playback;
 pub mod push;
+pub mod saved;
 pub mod status;
 pub mod stream;
 pub mod supervise;
@@ -29,7 +30,7 @@ pub mod tls;
 pub mod warnings;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -68,6 +69,9 @@ pub enum RelayError {
     /// The authorization callback could not be set up.
     #[error(transparent)]
     Auth(#[from] SetupError),
+    /// A user's API token is the admin token, which would make that user an admin.
+    #[error("a user file's api_token is the admin token ([http] token): give each its own")]
+    TokenClash,
 }
 
 /// What every destination task shares.
@@ -126,6 +130,9 @@ pub struct Relay {
     by_id: DashMap<StreamId, Arc<StreamRelay>>,
     /// Keys the operator disabled for a while (a kick with a ban).
     bans: bans::Bans,
+    /// Held by an edit of a user file ([`saved`]) and by a reload, so that a
+    /// reload cannot put back a user table read before an edit landed.
+    edits: Mutex<()>,
 }
 
 impl Relay {
@@ -178,6 +185,7 @@ impl Relay {
             streams: DashMap::new(),
             by_id: DashMap::new(),
             bans: bans::Bans::default(),
+            edits: Mutex::new(()),
         })
     }
 
@@ -189,6 +197,7 @@ impl Relay {
     /// `config`. New streams use them; live streams keep their destinations. On
     /// error the old ones stay.
     pub fn reload(&self, config: &Config) -> Result<Reloaded, RelayError> {
+        let _edits = self.edits.lock().unwrap_or_else(|p| p.into_inner());
         let tables = Tables::load(config, &self.tls)?;
         let reloaded = Reloaded {
             presets: tables.presets.ids().count(),
@@ -216,6 +225,16 @@ impl Relay {
             users: tables.users.len(),
             profiles: tables.profiles.names(),
         }
+    }
+
+    /// The name of the user whose API token `token` is.
+    pub fn user_by_token(&self, token: &str) -> Option<String> {
+        self.tables().users.by_token(token).map(|u| u.name.clone())
+    }
+
+    /// Every user's name.
+    pub fn user_names(&self) -> Vec<String> {
+        self.tables().users.names().map(str::to_owned).collect()
     }
 
     /// Encoders running now.

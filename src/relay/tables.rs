@@ -1,6 +1,8 @@
 //! What a reload replaces: presets, user files, profiles and the authorization
 //! callback, loaded together so that a broken file leaves all of them as they were.
 
+use std::sync::Arc;
+
 use crate::auth::PublishCallback;
 use crate::config::Config;
 use crate::presets::Presets;
@@ -10,11 +12,13 @@ use crate::users::Users;
 use super::RelayError;
 
 /// What reloads: presets, user files, profiles and the authorization callback.
+/// Cloned (the callback shared) when one user file changes through the API.
+#[derive(Clone)]
 pub(super) struct Tables {
     pub(super) presets: Presets,
     pub(super) users: Users,
     pub(super) profiles: Profiles,
-    pub(super) callback: Option<PublishCallback>,
+    pub(super) callback: Option<Arc<PublishCallback>>,
 }
 
 impl Tables {
@@ -34,7 +38,12 @@ impl Tables {
         } else {
             tracing::info!(users = users.len(), "user files loaded");
         }
-        let callback = PublishCallback::new(&config.auth, tls.clone())?;
+        if let Some(admin) = &config.http.token
+            && users.any_token_is(admin)
+        {
+            return Err(RelayError::TokenClash);
+        }
+        let callback = PublishCallback::new(&config.auth, tls.clone())?.map(Arc::new);
         if let Some(callback) = &callback {
             tracing::info!(
                 url = %callback.masked_url(),

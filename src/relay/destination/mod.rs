@@ -1,7 +1,9 @@
 //! Which destinations a publish starts: the user's file, then the authorization
 //! callback's answer, then the publish URL's query string
 //! (`?youtube=KEY&twitch=KEY&facebook_s_bl=1&twitch_profile=720p30`). They add up;
-//! the same target with the same profile starts once.
+//! the same target with the same profile starts once. A user's saved destination
+//! keeps its saved id, switched off or not, so that an edit of it reaches the
+//! live stream's destination of that id and no other.
 //!
 //! Only presets can be named in the query string, so a publisher cannot point
 //! prism at an arbitrary host; custom URLs come only from the operator (user files
@@ -10,7 +12,7 @@
 use crate::presets::{Constraints, Presets};
 use crate::target::Target;
 use crate::transcode::Profiles;
-use crate::users::{DestinationRequest, User};
+use crate::users::{DestinationRequest, User, unique_id};
 
 /// The query-string suffix that names a destination's re-encode profile.
 pub const PROFILE_SUFFIX: &str = "profile";
@@ -39,6 +41,9 @@ pub struct Resolution {
     /// Refused destinations, ignored parameters and similar notes, safe to log
     /// and to show.
     pub problems: Vec<String>,
+    /// Ids of the user's saved destinations that are switched off: kept free, so
+    /// that switching one on while the stream is live gives it its own id.
+    pub reserved: Vec<String>,
 }
 
 /// The most problems of one publish that the status API shows. A publish's
@@ -101,6 +106,12 @@ pub fn resolve(
     let mut resolution = Resolution::default();
     if let Some(user) = user {
         let source = format!("user {}", user.name);
+        resolution.reserved = user
+            .destinations
+            .iter()
+            .filter(|d| !d.is_enabled())
+            .filter_map(|d| d.id.clone())
+            .collect();
         add_listed(&mut resolution, &user.destinations, &source, presets);
     }
     add_listed(
@@ -152,8 +163,8 @@ pub fn resolve(
 }
 
 /// Adds destinations listed by the operator (a user file, a callback answer), which
-/// were validated when read; one made invalid since (a preset removed by a reload)
-/// is reported with the reason.
+/// were validated when read, except those switched off; one made invalid since (a
+/// preset removed by a reload) is reported with the reason.
 fn add_listed(
     resolution: &mut Resolution,
     destinations: &[DestinationRequest],
@@ -161,6 +172,9 @@ fn add_listed(
     presets: &Presets,
 ) {
     for (index, destination) in destinations.iter().enumerate() {
+        if !destination.is_enabled() {
+            continue;
+        }
         let target = match destination.target(presets) {
             Ok(target) => target,
             Err(err) => {
@@ -171,8 +185,9 @@ fn add_listed(
                 continue;
             }
         };
-        add(
+        add_as(
             resolution,
+            destination.id.as_deref(),
             destination.preset.as_deref(),
             target,
             destination.profile.clone(),
@@ -301,13 +316,46 @@ fn add(
     profile: Option<String>,
     presets: &Presets,
 ) {
-    match DestinationSpec::new_unique(&resolution.destinations, preset, target, profile, presets) {
+    add_as(resolution, None, preset, target, profile, presets);
+}
+
+/// Adds a destination under the id it asks for (`wanted`, a saved one's) when
+/// that is free, else under the next free id of its preset.
+fn add_as(
+    resolution: &mut Resolution,
+    wanted: Option<&str>,
+    preset: Option<&str>,
+    target: Target,
+    profile: Option<String>,
+    presets: &Presets,
+) {
+    let taken = IdsTaken {
+        started: &resolution.destinations,
+        reserved: &resolution.reserved,
+    };
+    match DestinationSpec::new_unique_as(taken, wanted, preset, target, profile, presets) {
         Some(spec) => resolution.destinations.push(spec),
         // Two entries for the same ingest and key would fight over one broadcast.
         None => resolution.problems.push(format!(
             "duplicate destination {} started once",
             preset.unwrap_or("custom")
         )),
+    }
+}
+
+/// The ids a new destination of a stream may not take: its destinations'
+/// (started) and those kept for its user's switched-off saved ones (reserved).
+#[derive(Debug, Clone, Copy)]
+pub struct IdsTaken<'a> {
+    /// The stream's destinations.
+    pub started: &'a [DestinationSpec],
+    /// Ids kept free.
+    pub reserved: &'a [String],
+}
+
+impl IdsTaken<'_> {
+    fn contains(&self, id: &str) -> bool {
+        self.started.iter().any(|d| d.id == id) || self.reserved.iter().any(|r| r == id)
     }
 }
 
@@ -322,18 +370,33 @@ impl DestinationSpec {
         profile: Option<String>,
         presets: &Presets,
     ) -> Option<Self> {
-        if existing
+        let taken = IdsTaken {
+            started: existing,
+            reserved: &[],
+        };
+        Self::new_unique_as(taken, None, preset, target, profile, presets)
+    }
+
+    /// As [`Self::new_unique`], with the id `wanted` when it is not `taken`.
+    pub fn new_unique_as(
+        taken: IdsTaken<'_>,
+        wanted: Option<&str>,
+        preset: Option<&str>,
+        target: Target,
+        profile: Option<String>,
+        presets: &Presets,
+    ) -> Option<Self> {
+        if taken
+            .started
             .iter()
             .any(|d| d.target == target && d.profile == profile)
         {
             return None;
         }
-        let base = preset.unwrap_or("custom");
-        let taken = |id: &str| existing.iter().any(|d| d.id == id);
-        let id = std::iter::once(base.to_owned())
-            .chain((2..).map(|n| format!("{base}-{n}")))
-            .find(|id| !taken(id))
-            .unwrap_or_else(|| base.to_owned());
+        let id = match wanted {
+            Some(id) if !taken.contains(id) => id.to_owned(),
+            _ => unique_id(preset.unwrap_or("custom"), |id| taken.contains(id)),
+        };
         let constraints = preset
             .and_then(|p| presets.get(p))
             .map(|p| p.constraints.clone())
