@@ -28,7 +28,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -60,35 +60,94 @@ impl From<ControlError> for ApiError {
     }
 }
 
-/// Checks the bearer token. Control always needs it (and is disabled without a
-/// configured token); reads need it when `protect_reads` is on.
-fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<(), ApiError> {
-    let Some(token) = &state.token else {
-        if control {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "control endpoints are disabled: set [http] token in the config \
-                 (or PRISM_HTTP__TOKEN) to enable them",
-            ));
+/// Who a request is from, as its bearer token says: what it may see and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// No token (or one that is nobody's) on an open read: every stream.
+    Open,
+    /// The admin token (`[http] token`): everything.
+    Admin,
+    /// A user's `api_token`: that user's streams and saved destinations only.
+    User(String),
+}
+
+impl Access {
+    /// Whether this caller may see (and, with a token, control) `stream`.
+    pub fn sees(&self, stream: &StreamRelay) -> bool {
+        match self {
+            Self::Open | Self::Admin => true,
+            Self::User(name) => stream.user() == Some(name.as_str()),
         }
-        return Ok(());
-    };
-    if !control && !state.protect_reads {
-        return Ok(());
     }
+
+    /// Whether this caller may manage `user`'s saved destinations.
+    pub fn manages(&self, user: &str) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::User(name) => name == user,
+            Self::Open => false,
+        }
+    }
+
+    /// Refuses anyone but the admin: configuration-wide operations.
+    fn admin_only(&self, what: &str) -> Result<(), ApiError> {
+        match self {
+            Self::Admin => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("{what} needs the admin token ([http] token), not a user's"),
+            )),
+        }
+    }
+}
+
+/// Checks the bearer token and says whose it is. Control always needs a token
+/// (the admin's, or a user's for that user's things; disabled when neither is
+/// configured); reads need one when `protect_reads` is on.
+fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<Access, ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_credentials);
-    match given {
-        // Constant time, so response timing does not reveal how much was right.
-        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token")),
-        None => Err(ApiError::new(
+    // `protect_reads` takes effect with an admin token (prism refuses it without).
+    let reads_protected = state.protect_reads && state.token.is_some();
+    let reads_open = !(control || reads_protected);
+    let disabled = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "control endpoints are disabled: set [http] token in the config \
+             (or PRISM_HTTP__TOKEN) to enable them, or give a user an api_token",
+        )
+    };
+    let Some(given) = given else {
+        if reads_open {
+            return Ok(Access::Open);
+        }
+        if state.token.is_none() {
+            return Err(disabled());
+        }
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send Authorization: Bearer <token>",
-        )),
+        ));
+    };
+    // Constant time, so response timing does not reveal how much was right.
+    if let Some(token) = &state.token
+        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+    {
+        return Ok(Access::Admin);
     }
+    if let Some(user) = state.relay.user_by_token(given) {
+        return Ok(Access::User(user));
+    }
+    if reads_open {
+        // An open read is open whatever token comes with it.
+        return Ok(Access::Open);
+    }
+    if state.token.is_none() {
+        return Err(disabled());
+    }
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token"))
 }
 
 /// The credentials of an `Authorization: Bearer <token>` header. The scheme is
@@ -99,17 +158,31 @@ fn bearer_credentials(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("Bearer").then(|| rest.trim())
 }
 
-/// Checks the token for a read endpoint (only when `protect_reads` is on).
+/// Checks the token for a read of everything (metrics): open unless
+/// `protect_reads` is on, then the admin's only.
 pub fn authorize_read(state: &HttpState, headers: &HeaderMap) -> Result<(), ApiError> {
-    authorize(state, headers, false)
+    let access = authorize(state, headers, false)?;
+    if state.protect_reads && access != Access::Open {
+        access.admin_only("reading every stream's metrics")?;
+    }
+    Ok(())
 }
 
-/// Builds the JSON of every live stream.
-pub fn stream_list(state: &HttpState) -> StreamList {
+/// Checks the token of a control request.
+pub(super) fn authorize_control(
+    state: &HttpState,
+    headers: &HeaderMap,
+) -> Result<Access, ApiError> {
+    authorize(state, headers, true)
+}
+
+/// Builds the JSON of every live stream `access` sees.
+pub fn stream_list(state: &HttpState, access: &Access) -> StreamList {
     let mut streams: Vec<StreamJson> = state
         .relay
         .streams()
         .into_iter()
+        .filter(|relay| access.sees(relay))
         .filter_map(|relay| stream_json(state, &relay))
         .collect();
     streams.sort_by(|a, b| (&a.app, &a.name, &a.id).cmp(&(&b.app, &b.name, &b.id)));
@@ -148,13 +221,24 @@ enum StreamRef {
 }
 
 impl StreamPath {
-    /// The stream's relay, or 404 (none) / 409 (an ambiguous name).
-    fn find(&self, state: &HttpState) -> Result<Arc<StreamRelay>, ApiError> {
+    /// The stream's relay, or 404 (none, or not one `access` sees: a user's token
+    /// does not learn whether another user's stream exists) / 409 (an ambiguous
+    /// name).
+    fn find(&self, state: &HttpState, access: &Access) -> Result<Arc<StreamRelay>, ApiError> {
         let found = match &self.stream {
             StreamRef::Id(id) => state.relay.find_by_id(id),
-            StreamRef::Name { app, name } => state.relay.find(app, name),
-        };
-        Ok(found?)
+            StreamRef::Name { app, name } => match access {
+                // A user's streams only, so another user's of the same name
+                // neither answers nor makes the name ambiguous.
+                Access::User(user) => state.relay.find_of_user(app, name, user),
+                _ => state.relay.find(app, name),
+            },
+        }?;
+        if access.sees(&found) {
+            Ok(found)
+        } else {
+            Err(self.not_found())
+        }
     }
 
     fn not_found(&self) -> ApiError {
@@ -223,8 +307,8 @@ pub async fn list_streams(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Result<Json<StreamList>, ApiError> {
-    authorize(&state, &headers, false)?;
-    Ok(Json(stream_list(&state)))
+    let access = authorize(&state, &headers, false)?;
+    Ok(Json(stream_list(&state, &access)))
 }
 
 /// `GET /api/v1/streams/{id}` and `GET /api/v1/streams/{app}/{name}`.
@@ -233,8 +317,8 @@ pub async fn get_stream(
     headers: HeaderMap,
     path: StreamPath,
 ) -> Result<Json<StreamJson>, ApiError> {
-    authorize(&state, &headers, false)?;
-    let relay = path.find(&state)?;
+    let access = authorize(&state, &headers, false)?;
+    let relay = path.find(&state, &access)?;
     stream_json(&state, &relay)
         .map(Json)
         .ok_or_else(|| path.not_found())
@@ -247,18 +331,21 @@ pub async fn add_destination(
     path: StreamPath,
     body: Result<Json<DestinationRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<DestinationJson>), ApiError> {
-    authorize(&state, &headers, true)?;
-    let Json(request) = body.map_err(|e| {
-        // 413 for a body over the limit; anything else the client sent is a 400.
-        let status = match e.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, format!("bad request body: {}", e.body_text()))
-    })?;
-    let relay = path.find(&state)?;
+    let access = authorize(&state, &headers, true)?;
+    let Json(request) = body.map_err(body_error)?;
+    let relay = path.find(&state, &access)?;
     let added = state.relay.add_destination(&relay, request)?;
     Ok((StatusCode::CREATED, Json(added.into())))
+}
+
+/// A request body the handler could not take: 413 over the limit, anything
+/// else the client sent is a 400.
+pub(super) fn body_error(e: JsonRejection) -> ApiError {
+    let status = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, format!("bad request body: {}", e.body_text()))
 }
 
 /// `DELETE /api/v1/streams/{id}/destinations/{destination}` (or `{app}/{name}`).
@@ -267,8 +354,8 @@ pub async fn remove_destination(
     headers: HeaderMap,
     path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, true)?;
-    let relay = path.find(&state)?;
+    let access = authorize(&state, &headers, true)?;
+    let relay = path.find(&state, &access)?;
     state
         .relay
         .remove_destination(&relay, path.destination()?)?;
@@ -281,8 +368,8 @@ pub async fn restart_destination(
     headers: HeaderMap,
     path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, true)?;
-    let relay = path.find(&state)?;
+    let access = authorize(&state, &headers, true)?;
+    let relay = path.find(&state, &access)?;
     state
         .relay
         .restart_destination(&relay, path.destination()?)?;
@@ -299,8 +386,8 @@ pub async fn kick_publisher(
     Query(query): Query<KickQuery>,
     path: StreamPath,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, true)?;
-    let relay = path.find(&state)?;
+    let access = authorize(&state, &headers, true)?;
+    let relay = path.find(&state, &access)?;
     let ban = match query.ban_secs {
         Some(0) | None => None,
         Some(secs) if secs <= MAX_BAN_SECS => Some(std::time::Duration::from_secs(secs)),
@@ -338,7 +425,7 @@ pub async fn reload(
     headers: HeaderMap,
     Query(query): Query<ReloadQuery>,
 ) -> Result<Json<ReloadReport>, ApiError> {
-    authorize(&state, &headers, true)?;
+    authorize(&state, &headers, true)?.admin_only("a reload")?;
     tracing::info!("reload requested through the API");
     match state
         .reloader

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use super::HttpState;
-use super::api::{ApiError, stream_list};
+use super::api::{Access, ApiError, stream_list};
 use super::model::StreamState;
 use crate::relay::status::State as DestinationState;
 
@@ -62,7 +62,7 @@ impl Family {
 
 /// Renders every series.
 pub fn render(state: &HttpState) -> String {
-    let list = stream_list(state);
+    let list = stream_list(state, &Access::Open);
     let mut f = Family {
         out: String::with_capacity(4096),
     };

@@ -2,12 +2,15 @@
 //!
 //! Answers the question users of other relays cannot: which leg is failing, and why.
 //! Reads are open unless `[http] protect_reads` is set; every mutating endpoint
-//! needs the bearer token from `[http] token`, and is disabled (403) without one.
+//! needs a bearer token: the admin's (`[http] token`) for everything, or a user's
+//! (`api_token` in their file) for that user's streams and saved destinations
+//! ([`saved`]). Without either, control is disabled (403).
 
 pub mod api;
 pub mod listener;
 pub mod metrics;
 pub mod model;
+pub mod saved;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -73,6 +76,15 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/streams", get(api::list_streams))
         .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/users", get(saved::list_users))
+        .route(
+            "/api/v1/users/{user}/destinations",
+            get(saved::list).post(saved::add),
+        )
+        .route(
+            "/api/v1/users/{user}/destinations/{destination}",
+            patch(saved::update).delete(saved::remove),
+        )
         .route(
             "/api/v1/streams/{id}",
             get(api::get_stream).delete(api::kick_publisher),
