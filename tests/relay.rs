@@ -288,23 +288,13 @@ async fn a_refused_key_is_marked_failed_with_the_ingests_message() {
         &prism.url("live/failtest?youtube=a-wrong-key&twitch=tw-ok"),
     );
     prism.wait_live("live", "failtest").await;
-    let relay = prism.app.as_ref().unwrap().relay();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let youtube = loop {
-        let yt = relay
-            .destinations("live", "failtest")
-            .into_iter()
-            .find(|d| d.id == "youtube")
-            .unwrap();
-        if yt.state == State::Failed {
-            break yt;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never marked failed: {yt:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Polled until it exists and is failed: the stream is live in the hub a
+    // moment before its relay has registered its destinations.
+    let youtube = prism
+        .wait_destination("failtest", "youtube", "marked failed", |d| {
+            d.state == State::Failed
+        })
+        .await;
     let error = youtube.last_error.expect("the refusal is recorded");
     assert!(
         error.contains("NetStream.Publish.BadName"),
@@ -317,11 +307,7 @@ async fn a_refused_key_is_marked_failed_with_the_ingests_message() {
     // The healthy destination is live and measured while the other one failed.
     healthy.wait_publishing("tw-ok", WAIT).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let twitch = relay
-        .destinations("live", "failtest")
-        .into_iter()
-        .find(|d| d.id == "twitch")
-        .unwrap();
+    let twitch = prism.destination("failtest", "twitch").unwrap();
     assert_eq!(twitch.state, State::Live);
     assert!(twitch.bitrate_bps > 0 && twitch.bytes_out > 0, "{twitch:?}");
     assert!(twitch.uptime_secs.is_some());
