@@ -42,7 +42,29 @@ pub struct Packet {
     pub sequence_header: bool,
 }
 
+/// An FLV tag's header and trailer, to write around a packet's shared payload.
+pub type FlvFraming = (
+    [u8; crate::flv::TAG_HEADER_LEN],
+    [u8; crate::flv::PREV_TAG_SIZE_LEN],
+);
+
 impl Packet {
+    /// The packet as an FLV tag stamped `timestamp`: the tag header and the
+    /// previous-tag-size trailer that go around its payload, which is written as
+    /// it is (what an encoder's input and a recording both need).
+    pub fn flv_framing(&self, timestamp: u32) -> Result<FlvFraming, crate::flv::FlvError> {
+        let tag_type = match self.kind {
+            PacketKind::Audio => crate::flv::TagType::Audio,
+            PacketKind::Video => crate::flv::TagType::Video,
+            PacketKind::Metadata | PacketKind::Data => crate::flv::TagType::Script,
+        };
+        let header = crate::flv::FlvWriter::tag_header(tag_type, timestamp, self.payload.len())?;
+        Ok((
+            header,
+            crate::flv::FlvWriter::prev_tag_size(self.payload.len()),
+        ))
+    }
+
     /// The RTMP message type to send it as.
     pub fn type_id(&self) -> u8 {
         match self.kind {

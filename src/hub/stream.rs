@@ -150,9 +150,10 @@ impl StreamState {
         kind: SubscriberKind,
     ) -> Arc<SubscriberQueue> {
         let has_gop = self.gop.packets().len() > 0;
+        let from_the_first = kind == SubscriberKind::Recorder && self.packets_in == 0;
         let queue = Arc::new(SubscriberQueue::new(
             limits,
-            !has_gop,
+            !has_gop && !from_the_first,
             self.config_generation,
         ));
         queue.push_initial(

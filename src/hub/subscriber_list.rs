@@ -77,4 +77,9 @@ pub enum SubscriberKind {
     Player,
     /// A relay destination or an encoder.
     Relay,
+    /// A recording: joining before the stream's first keyframe (at its publish),
+    /// it takes every packet from the first, audio sent ahead of the picture
+    /// included, so that the file holds all the publisher sent; joining later,
+    /// it starts at a keyframe like anyone.
+    Recorder,
 }

@@ -25,7 +25,7 @@ use super::progress::Progress;
 use super::status::EncoderStatus;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::flv::{FlvHeader, FlvReader, FlvWriter, TagType};
-use crate::hub::{Hub, Packet, PacketKind, Publisher, Subscriber, SubscriberKind};
+use crate::hub::{Hub, Packet, Publisher, Subscriber, SubscriberKind};
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;
 use crate::timestamp::Rebaser;
@@ -305,17 +305,12 @@ async fn write_tag<W: AsyncWrite + Unpin>(
     packet: &Packet,
     timestamp: u32,
 ) -> Result<(), EncoderError> {
-    let tag_type = match packet.kind {
-        PacketKind::Audio => TagType::Audio,
-        PacketKind::Video => TagType::Video,
-        PacketKind::Metadata | PacketKind::Data => TagType::Script,
-    };
-    let header = FlvWriter::tag_header(tag_type, timestamp, packet.payload.len())
+    let (header, trailer) = packet
+        .flv_framing(timestamp)
         .map_err(EncoderError::Output)?;
     out.write_all(&header).await?;
     out.write_all(&packet.payload).await?;
-    out.write_all(&FlvWriter::prev_tag_size(packet.payload.len()))
-        .await?;
+    out.write_all(&trailer).await?;
     Ok(())
 }
 
