@@ -19,6 +19,7 @@ pub mod logging;
 pub mod mask;
 pub mod presets;
 pub mod rate;
+pub mod record;
 pub mod relay;
 pub mod reload;
 pub mod rtmp;

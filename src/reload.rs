@@ -236,6 +236,8 @@ fn restart_sections(old: &Config, new: &Config) -> Vec<&'static str> {
         ("log", differs(&old.log, &new.log)),
         ("relay", differs(&old.relay, &new.relay)),
         ("tls", differs(&old.tls, &new.tls)),
+        ("standby", differs(&old.standby, &new.standby)),
+        ("record", differs(&old.record, &new.record)),
         ("transcode", differs(&old.transcode, &new.transcode)),
         ("http", differs(&old.http, &new.http)),
     ];

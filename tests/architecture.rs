@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "presets",
             "transcode",
             "standby",
+            "record",
             "users",
             "auth",
         ],

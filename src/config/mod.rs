@@ -71,6 +71,9 @@ pub struct Config {
     /// The standby slate.
     #[serde(default)]
     pub standby: StandbyConfig,
+    /// Recording every broadcast to disk.
+    #[serde(default)]
+    pub record: crate::record::RecordConfig,
     /// TLS for outbound RTMPS.
     #[serde(default)]
     pub tls: TlsConfig,

@@ -36,6 +36,28 @@ impl Config {
                 "RTMPS needs rtmps.cert_file and rtmps.key_file (PEM)",
             );
         }
+        if self.record.dir.as_os_str().is_empty() {
+            return invalid("record.dir", "must name a directory");
+        }
+        if self
+            .record
+            .on_record_done
+            .first()
+            .is_some_and(String::is_empty)
+        {
+            return invalid(
+                "record.on_record_done",
+                "the first item is the program to run",
+            );
+        }
+        if let Some(upload) = &self.record.upload
+            && !upload
+                .url
+                .strip_prefix("s3://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        {
+            return invalid("record.upload.url", "must be s3://BUCKET[/PREFIX]");
+        }
         if self.standby.enabled && self.standby.max_secs == 0 {
             return invalid(
                 "standby.max_secs",

@@ -44,6 +44,8 @@ use crate::backoff::BackoffPolicy;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::presets::PresetError;
+use crate::record::RecordContext;
+use crate::record::upload::{UploadSetupError, Uploader, UploadsSnapshot};
 use crate::rtmp::chunk::DecoderLimits;
 use crate::transcode::encoder::EncoderContext;
 use crate::users::UsersError;
@@ -69,6 +71,9 @@ pub enum RelayError {
     /// The authorization callback could not be set up.
     #[error(transparent)]
     Auth(#[from] SetupError),
+    /// The recordings' uploader could not be set up.
+    #[error(transparent)]
+    Upload(#[from] UploadSetupError),
     /// A user's API token is the admin token, which would make that user an admin.
     #[error("a user file's api_token is the admin token ([http] token): give each its own")]
     TokenClash,
@@ -98,6 +103,8 @@ pub struct RelayContext {
     pub flash_ver: String,
     /// What encoders share (ffmpeg, slots, their output hub).
     pub encoders: Arc<EncoderContext>,
+    /// What recorders share (`[record]`).
+    pub record: RecordContext,
     /// The shutdown tree's tracker: every destination task, and every task one starts
     /// (a re-encoded destination's encoder), runs on it, so that prism's shutdown
     /// waits for all of them.
@@ -159,6 +166,20 @@ impl Relay {
             },
             outputs: AtomicU64::new(0),
         });
+        let uploader = match &config.record.upload {
+            Some(upload) => {
+                let uploader = Arc::new(Uploader::new(upload, tls.clone())?);
+                uploader.spawn(&tracker, shutdown.clone());
+                Some(uploader)
+            }
+            None => None,
+        };
+        let record = RecordContext {
+            hub: Arc::clone(&hub),
+            tracker: tracker.clone(),
+            config: config.record.clone(),
+            uploader,
+        };
         let ctx = RelayContext {
             hub,
             tls: TlsConnector::from(Arc::new(tls.clone())),
@@ -175,6 +196,7 @@ impl Relay {
             limits: config.decoder_limits(),
             flash_ver: "FMLE/3.0 (compatible; prism)".to_owned(),
             encoders,
+            record,
             tracker,
         };
         Ok(Self {
@@ -235,6 +257,11 @@ impl Relay {
     /// Every user's name.
     pub fn user_names(&self) -> Vec<String> {
         self.tables().users.names().map(str::to_owned).collect()
+    }
+
+    /// The recordings' uploads, when `[record.upload]` is set.
+    pub fn uploads(&self) -> Option<UploadsSnapshot> {
+        self.ctx.record.uploader.as_ref().map(|u| u.snapshot())
     }
 
     /// Encoders running now.

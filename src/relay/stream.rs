@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::mask::Masked;
+use crate::record::RecordingStatus;
 use crate::stream_name::StreamName;
 
 use super::destination::DestinationSpec;
@@ -90,6 +91,8 @@ pub struct StreamRelay {
     /// carries on with the first publish's), which must not be silent.
     pub(super) other_query_ignored: AtomicBool,
     pub(super) destinations: Mutex<Vec<DestinationEntry>>,
+    /// Its recording, when it is recorded (set once, right after it starts).
+    pub(super) recording: std::sync::OnceLock<Arc<RecordingStatus>>,
 }
 
 impl StreamRelay {
@@ -105,6 +108,11 @@ impl StreamRelay {
     /// The app.
     pub fn app(&self) -> &str {
         &self.name.app
+    }
+
+    /// Its recording's status, when it is recorded.
+    pub fn recording(&self) -> Option<&Arc<RecordingStatus>> {
+        self.recording.get()
     }
 
     /// The stream key. Secret: for looking the stream up in the hub, never for display.

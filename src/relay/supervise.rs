@@ -58,7 +58,9 @@ impl Relay {
             problems: resolution.problems_shown(),
             other_query_ignored: AtomicBool::new(false),
             destinations: Mutex::new(Vec::new()),
+            recording: std::sync::OnceLock::new(),
         });
+        self.start_recording(&stream, user);
         for spec in resolution.destinations {
             self.spawn_destination(&stream, spec, 0, &tables);
         }
@@ -69,6 +71,26 @@ impl Relay {
             stream,
             generation: 0,
         }
+    }
+
+    /// Records the stream when `[record]` (or its user's file) says so, under its
+    /// public name: the user's name, else the stream id.
+    fn start_recording(&self, stream: &Arc<StreamRelay>, user: Option<&crate::users::User>) {
+        let config = &self.ctx.record.config;
+        let setting = user.map(|u| &u.record);
+        if !setting.and_then(|r| r.enabled).unwrap_or(config.enabled) {
+            return;
+        }
+        let recording = crate::record::Recording {
+            dir: setting
+                .and_then(|r| r.dir.clone())
+                .unwrap_or_else(|| config.dir.clone()),
+            app: stream.name.app.clone(),
+            key: stream.name.name.clone(),
+            name: user.map_or_else(|| stream.id.to_string(), |u| u.name.clone()),
+        };
+        let status = recording.start(&self.ctx.record, stream.stop.clone());
+        let _ = stream.recording.set(status);
     }
 
     /// Creates a stream's relay under a fresh id and indexes it by that id. The

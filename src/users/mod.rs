@@ -141,6 +141,8 @@ struct UserFile {
     destinations: Vec<DestinationRequest>,
     #[serde(default)]
     standby: UserStandby,
+    #[serde(default)]
+    record: crate::record::UserRecord,
 }
 
 /// A user's own standby settings, over `[standby]`: whether their destinations
@@ -169,6 +171,8 @@ pub struct User {
     pub destinations: Vec<DestinationRequest>,
     /// Their standby settings.
     pub standby: UserStandby,
+    /// Their recording settings.
+    pub record: crate::record::UserRecord,
     /// The file they were read from, which [`saved`] edits.
     pub file: PathBuf,
 }
@@ -456,6 +460,7 @@ pub fn load_text(
         tokens,
         destinations,
         standby: parsed.standby,
+        record: parsed.record,
         file: file.to_owned(),
     })
 }
