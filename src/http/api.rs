@@ -324,6 +324,22 @@ pub async fn get_stream(
         .ok_or_else(|| path.not_found())
 }
 
+/// `GET /api/v1/uploads`: the recordings waiting for their upload (with their
+/// attempts and last error) and the counts; 404 when `[record.upload]` is off.
+/// Read like `/metrics`: open unless `protect_reads`, then the admin's.
+pub async fn uploads(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+) -> Result<Json<crate::record::upload::UploadsSnapshot>, ApiError> {
+    authorize_read(&state, &headers)?;
+    state.relay.uploads().map(Json).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "recordings are not uploaded: set [record.upload] to upload them",
+        )
+    })
+}
+
 /// `POST /api/v1/streams/{id}/destinations` (or `{app}/{name}` in place of `{id}`).
 pub async fn add_destination(
     State(state): State<Arc<HttpState>>,

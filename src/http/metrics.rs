@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use super::HttpState;
 use super::api::{Access, ApiError, stream_list};
 use super::model::StreamState;
+use crate::record::status::RecordingState;
 use crate::relay::status::State as DestinationState;
 
 /// Every destination state, for the one-hot `prism_destination_state` series.
@@ -176,6 +177,59 @@ pub fn render(state: &HttpState) -> String {
             "prism_stream_standby_seconds_total",
             &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
             s.inputs.standby_secs as f64,
+        );
+    }
+    let recorded = || {
+        list.streams
+            .iter()
+            .filter_map(|s| s.recording.as_ref().map(|r| (s, r)))
+    };
+    f.header(
+        "prism_recording_bytes_total",
+        "counter",
+        "Bytes the stream's recording wrote to disk.",
+    );
+    for (s, r) in recorded() {
+        f.sample(
+            "prism_recording_bytes_total",
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
+            r.bytes as f64,
+        );
+    }
+    f.header(
+        "prism_recording_failed",
+        "gauge",
+        "1 when the stream's recording stopped on a write error (disk full, a directory that cannot be written); the stream goes on.",
+    );
+    for (s, r) in recorded() {
+        f.sample(
+            "prism_recording_failed",
+            &[("app", &s.app), ("stream_id", &s.id), ("stream", &s.name)],
+            f64::from(u8::from(r.state == RecordingState::Failed)),
+        );
+    }
+    if let Some(uploads) = state.relay.uploads() {
+        f.header(
+            "prism_uploads_pending",
+            "gauge",
+            "Complete recordings waiting for their upload (failed ones are retried).",
+        );
+        f.sample("prism_uploads_pending", &[], uploads.pending_count as f64);
+        f.header(
+            "prism_uploads_total",
+            "counter",
+            "Recordings uploaded to object storage.",
+        );
+        f.sample("prism_uploads_total", &[], uploads.uploaded as f64);
+        f.header(
+            "prism_upload_failures_total",
+            "counter",
+            "Upload attempts that failed (each is retried later).",
+        );
+        f.sample(
+            "prism_upload_failures_total",
+            &[],
+            uploads.failed_attempts as f64,
         );
     }
     f.header("prism_stream_players", "gauge", "Local players watching.");

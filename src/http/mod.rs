@@ -76,6 +76,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/streams", get(api::list_streams))
         .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/uploads", get(api::uploads))
         .route("/api/v1/users", get(saved::list_users))
         .route(
             "/api/v1/users/{user}/destinations",

@@ -124,6 +124,43 @@ pub struct StreamJson {
     pub warnings: Vec<String>,
     /// Where the stream goes.
     pub destinations: Vec<DestinationJson>,
+    /// The stream's recording, when it is recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingJson>,
+}
+
+/// A stream's recording.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordingJson {
+    /// `recording`, `finished` or `failed`.
+    pub state: crate::record::status::RecordingState,
+    /// The file being written (the last one once finished or failed).
+    pub file: Option<String>,
+    /// Files started so far.
+    pub files: u32,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Frames missed because the disk could not keep up.
+    pub dropped_frames: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it started.
+    pub started_at: String,
+}
+
+impl RecordingJson {
+    fn of(relay: &StreamRelay) -> Option<Self> {
+        let r = relay.recording()?.snapshot();
+        Some(Self {
+            state: r.state,
+            file: r.file,
+            files: r.files,
+            bytes: r.bytes,
+            dropped_frames: r.dropped_frames,
+            error: r.error,
+            started_at: timestamp(r.started_at),
+        })
+    }
 }
 
 /// The publishing encoder.
@@ -278,6 +315,7 @@ impl StreamJson {
                 .into_iter()
                 .map(|d| DestinationJson::of(d, stream))
                 .collect(),
+            recording: RecordingJson::of(relay),
         }
     }
 
@@ -308,6 +346,7 @@ impl StreamJson {
                 .into_iter()
                 .map(|d| DestinationJson::of(d, stream))
                 .collect(),
+            recording: RecordingJson::of(relay),
         }
     }
 }
