@@ -18,6 +18,11 @@ pub struct ChildPrism {
 
 impl ChildPrism {
     pub async fn start(tag: &str, config: &str) -> Self {
+        Self::start_with_env(tag, config, &[]).await
+    }
+
+    /// Like [`Self::start`], with these environment variables set for prism.
+    pub async fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Self {
         use tokio::io::AsyncBufReadExt;
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("hostile-{tag}-{}", std::process::id()));
@@ -32,6 +37,7 @@ impl ChildPrism {
             .env("PRISM_STANDBY__ENABLED", "false")
             .env("PRISM_RTMP__PLAY_BY_KEY", "true")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .kill_on_drop(true)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod raw_client;
+pub mod s3;
 #[allow(unused_imports)]
 pub use child::ChildPrism;
 pub mod sinks;

@@ -933,7 +933,7 @@ fn parse_log_line(line: &str) -> Option<(u32, u64, &str)> {
 /// down before its restart. Only something binding that very port on purpose
 /// (another sink drawing the same number) can collide; callers then pick again
 /// (nginx and stunnel fail with EADDRINUSE).
-fn pick_port() -> u16 {
+pub fn pick_port() -> u16 {
     let ephemeral_low: u16 = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse().ok())
