@@ -13,6 +13,7 @@ pub mod duration_key;
 pub mod error;
 pub mod event_log;
 pub mod flv;
+pub mod fmp4;
 pub mod http;
 pub mod hub;
 pub mod logging;

@@ -36,6 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "presets",
             "transcode",
             "standby",
+            "fmp4",
             "record",
             "users",
             "auth",
