@@ -17,6 +17,7 @@
 //! destinations and its players never notice.
 
 pub mod hook;
+pub mod mp4_file;
 pub mod naming;
 pub mod recorder;
 pub mod segmenter;
@@ -38,7 +39,7 @@ pub struct RecordConfig {
     pub enabled: bool,
     /// Where recordings go (created when missing); one subdirectory per app.
     pub dir: PathBuf,
-    /// The container: `flv` (every tag as received).
+    /// The container: `flv` (every tag as received) or `mp4` (fragmented).
     pub format: RecordFormat,
     /// Cut a file at the first keyframe after this many seconds (0: never).
     pub segment_secs: u64,
@@ -74,6 +75,9 @@ impl Default for RecordConfig {
 pub enum RecordFormat {
     /// FLV: the RTMP messages' bodies as tags, byte for byte.
     Flv,
+    /// Fragmented MP4: the same frames as samples (H.264, HEVC, AAC); a file
+    /// cut short plays up to its last fragment.
+    Mp4,
 }
 
 impl RecordFormat {
@@ -81,6 +85,7 @@ impl RecordFormat {
     pub fn extension(self) -> &'static str {
         match self {
             Self::Flv => "flv",
+            Self::Mp4 => "mp4",
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::mp4_file::Mp4File;
 use super::segmenter::{Segmenter, Step};
 use super::status::{RecordingState, RecordingStatus};
 use super::{RecordConfig, RecordFormat, hook, naming};
@@ -89,6 +90,8 @@ enum RecordError {
     },
     #[error("{0}")]
     Flv(#[from] crate::flv::FlvError),
+    #[error("{0}")]
+    Mp4(#[from] crate::fmp4::Fmp4Error),
 }
 
 struct Recorder {
@@ -101,6 +104,8 @@ struct Recorder {
 struct Open {
     path: PathBuf,
     out: BufWriter<File>,
+    /// `None` for FLV.
+    mp4: Option<Mp4File>,
 }
 
 impl Recorder {
@@ -144,18 +149,30 @@ impl Recorder {
             }
             for packet in batch.drain(..) {
                 let timestamp = packet.stamp(&mut rebaser);
-                if segmenter.next(&packet, timestamp) == Step::Cut {
+                // An MP4 file's tracks are fixed by its initialization segment: a new
+                // configuration (another picture size, the slate's) starts a new file.
+                let new_config = file.mp4.as_ref().is_some_and(|m| m.config_changed(&packet));
+                if segmenter.next(&packet, timestamp) == Step::Cut || new_config {
                     self.close(file).await?;
                     index += 1;
                     file = self.open(started, index).await?;
-                    let preamble: Vec<Packet> = segmenter.preamble().cloned().collect();
-                    for header in &preamble {
-                        let written = write_tag(&mut file, header, timestamp).await?;
-                        segmenter.wrote(written);
-                        self.status.update(|s| s.bytes += written as u64);
+                    if file.mp4.is_none() {
+                        let preamble: Vec<Packet> = segmenter.preamble().cloned().collect();
+                        for header in &preamble {
+                            let written = write_tag(&mut file, header, timestamp).await?;
+                            segmenter.wrote(written);
+                            self.status.update(|s| s.bytes += written as u64);
+                        }
                     }
                 }
-                let written = write_tag(&mut file, &packet, timestamp).await?;
+                let written = match &mut file.mp4 {
+                    None => write_tag(&mut file, &packet, timestamp).await?,
+                    Some(mp4) => {
+                        let (video, audio) = segmenter.configs();
+                        let bytes = mp4.push(&packet, timestamp, video, audio)?;
+                        write_bytes(&mut file, &bytes).await?
+                    }
+                };
                 segmenter.wrote(written);
                 self.status.update(|s| s.bytes += written as u64);
             }
@@ -169,9 +186,9 @@ impl Recorder {
         self.close(file).await
     }
 
-    /// Creates file number `index` and writes the FLV header.
+    /// Creates file number `index` and writes the FLV header (an MP4 file's
+    /// initialization segment waits for its first frame).
     async fn open(&self, started: SystemTime, index: u32) -> Result<Open, RecordError> {
-        let RecordFormat::Flv = self.ctx.config.format;
         let path = naming::file_path(
             &self.recording.dir,
             &self.recording.app,
@@ -192,10 +209,16 @@ impl Recorder {
             .await
             .map_err(|e| io(&path, e))?;
         let mut out = BufWriter::with_capacity(256 * 1024, handle);
-        let header = FlvWriter::header(&FlvHeader {
-            has_audio: true,
-            has_video: true,
-        });
+        let (header, mp4) = match self.ctx.config.format {
+            RecordFormat::Flv => {
+                let header = FlvWriter::header(&FlvHeader {
+                    has_audio: true,
+                    has_video: true,
+                });
+                (header.to_vec(), None)
+            }
+            RecordFormat::Mp4 => (Vec::new(), Some(Mp4File::default())),
+        };
         out.write_all(&header).await.map_err(|e| io(&path, e))?;
         tracing::info!(app = %self.recording.app, name = %self.recording.name, file = %path.display(), "recording");
         let shown = path.display().to_string();
@@ -204,11 +227,16 @@ impl Recorder {
             s.files = index;
             s.bytes += header.len() as u64;
         });
-        Ok(Open { path, out })
+        Ok(Open { path, out, mp4 })
     }
 
     /// Flushes and syncs a complete file, then runs the hook on it.
     async fn close(&self, mut file: Open) -> Result<(), RecordError> {
+        if let Some(mp4) = &mut file.mp4 {
+            let last = mp4.finish()?;
+            let written = write_bytes(&mut file, &last).await?;
+            self.status.update(|s| s.bytes += written as u64);
+        }
         file.out.flush().await.map_err(|e| io(&file.path, e))?;
         file.out
             .get_ref()
@@ -241,6 +269,20 @@ async fn write_tag(file: &mut Open, packet: &Packet, timestamp: u32) -> Result<u
             .map_err(|e| io(&file.path, e))?;
     }
     Ok(header.len() + packet.payload.len() + trailer.len())
+}
+
+/// Writes what the MP4 muxer produced; a fragment goes to the file at once
+/// (flushed), so that a crash loses at most the fragment being gathered.
+async fn write_bytes(file: &mut Open, bytes: &[u8]) -> Result<usize, RecordError> {
+    if bytes.is_empty() {
+        return Ok(0);
+    }
+    file.out
+        .write_all(bytes)
+        .await
+        .map_err(|e| io(&file.path, e))?;
+    file.out.flush().await.map_err(|e| io(&file.path, e))?;
+    Ok(bytes.len())
 }
 
 fn io(path: &Path, source: std::io::Error) -> RecordError {

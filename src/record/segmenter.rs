@@ -64,6 +64,11 @@ impl Segmenter {
         step
     }
 
+    /// The latest video and audio sequence headers.
+    pub fn configs(&self) -> (Option<&Packet>, Option<&Packet>) {
+        (self.video_config.as_ref(), self.audio_config.as_ref())
+    }
+
     /// Counts bytes written to the current file.
     pub fn wrote(&mut self, bytes: usize) {
         self.bytes += bytes as u64;
