@@ -89,3 +89,46 @@ async fn av1_passes_through_untouched() {
     );
     passes_through_untouched(clip, "av1").await;
 }
+
+/// An HEVC stream recorded as fragmented MP4 (`hvc1`): every frame of the
+/// source, video and audio, as FFmpeg 9 reads it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_is_recorded_as_mp4_frame_for_frame() {
+    let clip = enhanced_clip(
+        "hevc-4s.flv",
+        "-c:v libx265 -preset ultrafast -x265-params log-level=error:scenecut=0",
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("enhanced-mp4-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let prism = Prism::start_with(|c| {
+        c.record.enabled = true;
+        c.record.dir = dir.clone();
+        c.record.format = prism::record::RecordFormat::Mp4;
+    })
+    .await;
+    let ffmpeg = ffmpeg9();
+    let publisher = publish_using(&ffmpeg, &clip, &prism.url("live/hevc-record"), &[]);
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "publisher: {status}");
+    // The recording is complete once the stream has ended.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while prism.hub().is_live("live", "hevc-record") {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    prism.stop().await;
+    let file = std::fs::read_dir(dir.join("live"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(file.to_str().unwrap().ends_with(".mp4"), "{file:?}");
+    assert_eq!(ffprobe_video(&file).codec, "hevc");
+    assert_eq!(
+        framemd5_of_file_with(&ffmpeg, &file),
+        framemd5_of_file_with(&ffmpeg, &clip)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -333,3 +333,69 @@ async fn a_full_disk_or_an_unwritable_directory_stops_the_recording_and_nothing_
     let _ = std::fs::remove_dir_all(&blocked);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The frames of one stream (0 video, 1 audio) of a framemd5 listing.
+fn of_stream(frames: &[Frame], stream: usize) -> Vec<Frame> {
+    frames
+        .iter()
+        .filter(|f| f.stream == stream)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mp4_recording_holds_the_sources_frames_and_survives_a_sigkill_to_its_last_fragment() {
+    // A whole broadcast: every frame of the source, as ffmpeg reads it.
+    let dir = temp_dir("mp4");
+    let prism = Prism::start_with(|c| {
+        c.record.enabled = true;
+        c.record.dir = dir.clone();
+        c.record.format = prism::record::RecordFormat::Mp4;
+    })
+    .await;
+    let source = test_flv();
+    let publisher = publish(&source, &prism.url("live/record-mp4-key"));
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success());
+    wait_gone(&prism, "record-mp4-key").await;
+    prism.stop().await;
+    let files = files_under(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].to_str().unwrap().ends_with("-0001.mp4"));
+    let probe = ffprobe_video(&files[0]);
+    assert_eq!((probe.width, probe.height), (320, 240), "{probe:?}");
+    assert_eq!(framemd5_of_file(&files[0]), framemd5_of_file(&source));
+
+    // prism killed mid-broadcast: the file plays up to its last fragment, and
+    // what it holds is the source's beginning, frame for frame.
+    let killed = temp_dir("mp4-killed");
+    let config = format!(
+        "[record]\nenabled = true\nformat = \"mp4\"\ndir = \"{}\"\n",
+        killed.display()
+    );
+    let mut child = common::child::ChildPrism::start("record-mp4-kill", &config).await;
+    let long = clip(20);
+    let publisher = publish(&long, &child.url("live/record-kill-key"));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let pid = libc::pid_t::try_from(child.pid()).unwrap();
+    // SAFETY: kill(2) on the PID of our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let _ = child.child.wait().await;
+    let _ = finish(publisher).await;
+    let files = files_under(&killed);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let got = framemd5_of_file(&files[0]);
+    let want = framemd5_of_file(&long);
+    for stream in [0, 1] {
+        let (got, want) = (of_stream(&got, stream), of_stream(&want, stream));
+        assert!(got.len() >= 60, "stream {stream}: {} frames", got.len());
+        assert!(got.len() < want.len(), "stream {stream}: the whole clip?");
+        assert!(
+            got == want[..got.len()],
+            "stream {stream} differs from the source"
+        );
+    }
+    for d in [&dir, &killed] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
