@@ -147,3 +147,50 @@ fn other_codecs_and_no_configuration_are_refused() {
     // A truncated AVC configuration.
     assert!(Fmp4Muxer::new(Some(&avc_header()[..8]), None).is_err());
 }
+
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a publisher sends as sequence headers and frames, the muxer
+        /// answers with an error or with boxes, never a panic: its input comes
+        /// from the network.
+        #[test]
+        fn any_bytes_make_an_error_or_boxes(
+            video_header in proptest::collection::vec(any::<u8>(), 0..64),
+            audio_header in proptest::collection::vec(any::<u8>(), 0..16),
+            frames in proptest::collection::vec(
+                (any::<bool>(), 0u64..10_000, proptest::collection::vec(any::<u8>(), 0..32)),
+                0..40,
+            ),
+        ) {
+            let mut video_header = video_header;
+            // Half the time, a header that gets past the FLV layer.
+            if video_header.len() > 5 && video_header[0] & 1 == 0 {
+                video_header[..5].copy_from_slice(&[0x17, 0, 0, 0, 0]);
+            }
+            let headers = [
+                (Some(&video_header[..]), Some(&audio_header[..])),
+                (Some(&avc_header()[..]), Some(&audio_header[..])),
+                (Some(&video_header[..]), Some(&aac_header()[..])),
+            ];
+            for (video_header, audio_header) in headers {
+                let Ok((mut muxer, _)) = Fmp4Muxer::new(video_header, audio_header) else {
+                    continue;
+                };
+                for (is_video, dts, body) in &frames {
+                    let payload = Bytes::from(body.clone());
+                    if *is_video {
+                        muxer.push_video(*dts, &payload);
+                    } else {
+                        muxer.push_audio(*dts, &payload);
+                    }
+                    let _ = muxer.fragment();
+                }
+                let _ = muxer.finish();
+            }
+        }
+    }
+}
