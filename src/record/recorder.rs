@@ -111,7 +111,10 @@ struct Open {
 impl Recorder {
     async fn run(self, subscriber: Subscriber, stop: CancellationToken) {
         let started = SystemTime::now();
-        match self.record(&subscriber, &stop, started).await {
+        let guard = Unfinished(&self.status);
+        let result = self.record(&subscriber, &stop, started).await;
+        std::mem::forget(guard);
+        match result {
             Ok(()) => self.status.update(|s| s.state = RecordingState::Finished),
             Err(err) => {
                 tracing::warn!(
@@ -292,9 +295,41 @@ fn io(path: &Path, source: std::io::Error) -> RecordError {
     }
 }
 
+/// Marks a recording failed if its task ends without saying how (a panic
+/// unwinding through it), so that its status never claims a recording that
+/// stopped.
+struct Unfinished<'a>(&'a RecordingStatus);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        fail(
+            self.0,
+            "the recorder stopped unexpectedly (see the log)".into(),
+        );
+    }
+}
+
 fn fail(status: &RecordingStatus, error: String) {
     status.update(|s| {
         s.state = RecordingState::Failed;
         s.error = Some(error);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorder_that_unwinds_is_marked_failed() {
+        let status = RecordingStatus::new();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = Unfinished(&status);
+            panic!("a bug in a recorder");
+        }));
+        assert!(panicked.is_err());
+        let now = status.snapshot();
+        assert_eq!(now.state, RecordingState::Failed);
+        assert!(now.error.unwrap().contains("stopped unexpectedly"));
+    }
 }
