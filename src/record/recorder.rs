@@ -150,6 +150,8 @@ impl Recorder {
             if !more {
                 break;
             }
+            // Counted once per batch: the status lock is shared with the API.
+            let mut batch_bytes = 0u64;
             for packet in batch.drain(..) {
                 let timestamp = packet.stamp(&mut rebaser);
                 // An MP4 file's tracks are fixed by its initialization segment: a new
@@ -164,7 +166,7 @@ impl Recorder {
                         for header in &preamble {
                             let written = write_tag(&mut file, header, timestamp).await?;
                             segmenter.wrote(written);
-                            self.status.update(|s| s.bytes += written as u64);
+                            batch_bytes += written as u64;
                         }
                     }
                 }
@@ -177,8 +179,9 @@ impl Recorder {
                     }
                 };
                 segmenter.wrote(written);
-                self.status.update(|s| s.bytes += written as u64);
+                batch_bytes += written as u64;
             }
+            self.status.update(|s| s.bytes += batch_bytes);
             if flushed.elapsed() >= FLUSH_EVERY {
                 file.out.flush().await.map_err(|e| io(&file.path, e))?;
                 flushed = Instant::now();
