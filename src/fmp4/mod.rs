@@ -80,6 +80,13 @@ impl TrackQueue {
         self.last = Some(sample);
     }
 
+    /// The ready samples decoded before `bound`, in order.
+    fn take_until(&mut self, bound: u64) -> Vec<(Sample, u32)> {
+        let split = self.ready.partition_point(|(sample, _)| sample.dts < bound);
+        let later = self.ready.split_off(split);
+        std::mem::replace(&mut self.ready, later)
+    }
+
     fn flush_last(&mut self) {
         if let Some(last) = self.last.take() {
             self.ready.push((last, self.last_duration));
@@ -188,8 +195,15 @@ impl Fmp4Muxer {
     /// `None` when there are none. Called before a keyframe is pushed, the
     /// fragment ends with the frame before it, and the keyframe opens the next.
     pub fn fragment(&mut self) -> Result<Option<Vec<u8>>, Fmp4Error> {
-        let video = std::mem::take(&mut self.video.ready);
-        let audio = std::mem::take(&mut self.audio.ready);
+        self.fragment_until(u64::MAX)
+    }
+
+    /// A fragment of the samples whose duration is known and whose decode time
+    /// is before `bound` (ms), or `None` when there are none; later samples wait
+    /// for the next. HLS parts end at a chosen time rather than at a keyframe.
+    pub fn fragment_until(&mut self, bound: u64) -> Result<Option<Vec<u8>>, Fmp4Error> {
+        let video = self.video.take_until(bound);
+        let audio = self.audio.take_until(bound);
         if video.is_empty() && audio.is_empty() {
             return Ok(None);
         }

@@ -1,0 +1,112 @@
+//! HLS and Low-Latency HLS of every live stream, served by prism's HTTP server
+//! from memory: `/hls/{id}/index.m3u8`, and `/hls/{app}/{user}/index.m3u8` for a
+//! user's stream.
+//!
+//! A stream is packaged on demand: the first request starts a packager, which
+//! subscribes to the stream like a player (from the GOP cache's keyframe), and it
+//! stops when no request came for `idle_secs`. Segments are CMAF (fragmented MP4
+//! through [`crate::fmp4`]), cut at keyframes about `segment_secs` apart; each
+//! is made of parts of at most `part_ms`, listed as `EXT-X-PART` and fetchable
+//! while the segment is still being made, with `EXT-X-PRELOAD-HINT` for the next
+//! one and blocking playlist reload (`_HLS_msn`, `_HLS_part`). The part target
+//! and the target duration are fixed by the configuration, so they never change
+//! during a stream. What is kept is a window of `window` segments per stream:
+//! memory is bounded per stream whatever the audience.
+//!
+//! One file per concern: [`packager`] (cutting, sans-I/O), [`playlist`] (the
+//! text), [`path`] (what a URL asks for), [`token`] (signed access tokens),
+//! [`live`] (the packagers running and their lifecycle).
+
+pub mod live;
+pub mod packager;
+pub mod path;
+pub mod playlist;
+pub mod token;
+
+use serde::{Deserialize, Serialize};
+
+pub use live::HlsService;
+
+/// The source rendition's name: the stream as published.
+pub const SOURCE: &str = "src";
+
+/// `[hls]`: HLS of live streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Serve HLS at `/hls/...`.
+    pub enabled: bool,
+    /// The segment target (s): segments end at the first keyframe after 3/4 of
+    /// it. `EXT-X-TARGETDURATION` is one more.
+    pub segment_secs: u64,
+    /// The part target (ms): `EXT-X-PART-INF:PART-TARGET`; players stay three
+    /// parts behind the live edge (`PART-HOLD-BACK`).
+    pub part_ms: u64,
+    /// Complete segments kept per stream.
+    pub window: usize,
+    /// Stop packaging a stream no request came for in this long (s).
+    pub idle_secs: u64,
+    /// Whether HLS needs no token (a user file's `[hls] public` overrides it).
+    pub public: bool,
+    /// The secret HLS tokens are signed with; random at each start when unset
+    /// (tokens then end with the process, and differ between nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            segment_secs: 2,
+            part_ms: 500,
+            window: 6,
+            idle_secs: 30,
+            public: true,
+            token_secret: None,
+        }
+    }
+}
+
+impl HlsConfig {
+    /// The packagers' timing.
+    pub fn timing(&self) -> packager::Timing {
+        packager::Timing {
+            segment_ms: self.segment_secs * 1000,
+            part_ms: self.part_ms,
+            window: self.window,
+        }
+    }
+
+    /// What is wrong with these settings, as (key, reason).
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        if !(1..=10).contains(&self.segment_secs) {
+            return Some(("hls.segment_secs", "must be 1 to 10".into()));
+        }
+        if !(100..=2000).contains(&self.part_ms) || self.part_ms * 2 > self.segment_secs * 1000 {
+            return Some((
+                "hls.part_ms",
+                "must be 100 to 2000 and at most half of segment_secs".into(),
+            ));
+        }
+        if !(3..=60).contains(&self.window) {
+            return Some(("hls.window", "must be 3 to 60 segments".into()));
+        }
+        if self.idle_secs == 0 {
+            return Some(("hls.idle_secs", "must be at least 1".into()));
+        }
+        if self.token_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Some(("hls.token_secret", "must be at least 32 characters".into()));
+        }
+        None
+    }
+}
+
+/// A user file's `[hls]`, over `[hls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserHls {
+    /// Overrides `hls.public`.
+    #[serde(default)]
+    pub public: Option<bool>,
+}
