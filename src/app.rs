@@ -196,6 +196,14 @@ impl App {
             waiting_players: waiting,
             http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
+            hls: config.hls.enabled.then(|| {
+                Arc::new(crate::hls::HlsService::new(
+                    Arc::clone(&hub),
+                    config.hls.clone(),
+                    tracker.clone(),
+                    shutdown.clone(),
+                ))
+            }),
         });
         tracker.spawn(http::serve(
             http_listener,

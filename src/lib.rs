@@ -14,6 +14,7 @@ pub mod error;
 pub mod event_log;
 pub mod flv;
 pub mod fmp4;
+pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod logging;

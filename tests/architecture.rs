@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "standby",
             "fmp4",
             "record",
+            "hls",
             "users",
             "auth",
         ],

@@ -211,33 +211,18 @@ async fn ll_hls_of_a_live_stream_is_the_source_frame_for_frame() {
     std::fs::write(&joined, &bytes).unwrap();
     let got = framemd5_of_file(&joined);
     let expected = framemd5_of_file(&source);
-    let video = |frames: &[Frame]| -> Vec<Frame> {
-        frames.iter().filter(|f| f.stream == 0).cloned().collect()
-    };
-    let (src_video, got_video) = (video(&expected), video(&got));
-    assert!(keyframe_hashes(&source).contains(&got_video[0].hash));
-    let start = src_video
+    let start = assert_contiguous_run(&expected, &got, 0);
+    let keyframe = &expected
         .iter()
-        .position(|f| *f == got_video[0])
-        .expect("the first frame is the source's");
-    assert_eq!(
-        &src_video[start..start + got_video.len()],
-        &got_video[..],
-        "every video frame of the segments, in order, from the source's #{start}"
+        .filter(|f| f.stream == 0)
+        .nth(start)
+        .unwrap()
+        .hash;
+    assert!(
+        keyframe_hashes(&source).contains(keyframe),
+        "the segments start on a keyframe"
     );
-    let audio = |frames: &[Frame]| -> Vec<Frame> {
-        frames.iter().filter(|f| f.stream == 1).cloned().collect()
-    };
-    let (src_audio, got_audio) = (audio(&expected), audio(&got));
-    let audio_start = src_audio
-        .iter()
-        .position(|f| *f == got_audio[0])
-        .expect("the first audio frame is the source's");
-    assert_eq!(
-        &src_audio[audio_start..audio_start + got_audio.len()],
-        &got_audio[..],
-        "audio frames identical and contiguous"
-    );
+    assert_contiguous_run(&expected, &got, 1);
     let _ = std::fs::remove_dir_all(&dir);
     prism.stop().await;
 }

@@ -74,6 +74,9 @@ pub struct Config {
     /// Recording every broadcast to disk.
     #[serde(default)]
     pub record: crate::record::RecordConfig,
+    /// HLS and LL-HLS of live streams.
+    #[serde(default)]
+    pub hls: crate::hls::HlsConfig,
     /// TLS for outbound RTMPS.
     #[serde(default)]
     pub tls: TlsConfig,

@@ -36,6 +36,9 @@ impl Config {
                 "RTMPS needs rtmps.cert_file and rtmps.key_file (PEM)",
             );
         }
+        if let Some((key, reason)) = self.hls.problem() {
+            return invalid(key, &reason);
+        }
         if self.record.dir.as_os_str().is_empty() {
             return invalid("record.dir", "must name a directory");
         }

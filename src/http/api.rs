@@ -131,14 +131,8 @@ fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<Ac
             "missing token: send Authorization: Bearer <token>",
         ));
     };
-    // Constant time, so response timing does not reveal how much was right.
-    if let Some(token) = &state.token
-        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-    {
-        return Ok(Access::Admin);
-    }
-    if let Some(user) = state.relay.user_by_token(given) {
-        return Ok(Access::User(user));
+    if let Some(access) = identify(state, given) {
+        return Ok(access);
     }
     if reads_open {
         // An open read is open whatever token comes with it.
@@ -148,6 +142,27 @@ fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<Ac
         return Err(disabled());
     }
     Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong token"))
+}
+
+/// Whose bearer token `given` is: the admin's or a user's, else nobody's.
+fn identify(state: &HttpState, given: &str) -> Option<Access> {
+    // Constant time, so response timing does not reveal how much was right.
+    if let Some(token) = &state.token
+        && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
+    {
+        return Some(Access::Admin);
+    }
+    state.relay.user_by_token(given).map(Access::User)
+}
+
+/// Whose `Authorization: Bearer` token a request carries, if it is anyone's
+/// (for endpoints with their own access rules, such as HLS).
+pub(super) fn bearer_access(state: &HttpState, headers: &HeaderMap) -> Option<Access> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_credentials)?;
+    identify(state, given)
 }
 
 /// The credentials of an `Authorization: Bearer <token>` header. The scheme is
@@ -224,7 +239,11 @@ impl StreamPath {
     /// The stream's relay, or 404 (none, or not one `access` sees: a user's token
     /// does not learn whether another user's stream exists) / 409 (an ambiguous
     /// name).
-    fn find(&self, state: &HttpState, access: &Access) -> Result<Arc<StreamRelay>, ApiError> {
+    pub(super) fn find(
+        &self,
+        state: &HttpState,
+        access: &Access,
+    ) -> Result<Arc<StreamRelay>, ApiError> {
         let found = match &self.stream {
             StreamRef::Id(id) => state.relay.find_by_id(id),
             StreamRef::Name { app, name } => match access {

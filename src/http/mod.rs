@@ -7,6 +7,7 @@
 //! ([`saved`]). Without either, control is disabled (403).
 
 pub mod api;
+pub mod hls;
 pub mod listener;
 pub mod metrics;
 pub mod model;
@@ -50,6 +51,8 @@ pub struct HttpState {
     pub http_connections: Arc<OpenConnections>,
     /// Reloads the configuration (`POST /api/v1/reload`).
     pub reloader: Arc<Reloader>,
+    /// HLS of live streams, unless `[hls] enabled = false`.
+    pub hls: Option<Arc<crate::hls::HlsService>>,
 }
 
 impl HttpState {
@@ -78,6 +81,12 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/uploads", get(api::uploads))
         .route("/api/v1/users", get(saved::list_users))
+        .route("/hls/{*path}", get(hls::serve))
+        .route("/api/v1/streams/{id}/hls_token", post(hls::issue_token))
+        .route(
+            "/api/v1/streams/{app}/{name}/hls_token",
+            post(hls::issue_token),
+        )
         .route(
             "/api/v1/users/{user}/destinations",
             get(saved::list).post(saved::add),

@@ -254,6 +254,11 @@ impl Relay {
         self.tables().users.by_token(token).map(|u| u.name.clone())
     }
 
+    /// Whether `user`'s HLS needs no token, when their file says.
+    pub fn user_hls_public(&self, user: &str) -> Option<bool> {
+        self.tables().users.named(user).and_then(|u| u.hls.public)
+    }
+
     /// Every user's name.
     pub fn user_names(&self) -> Vec<String> {
         self.tables().users.names().map(str::to_owned).collect()

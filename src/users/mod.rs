@@ -103,6 +103,8 @@ struct UserFile {
     standby: UserStandby,
     #[serde(default)]
     record: crate::record::UserRecord,
+    #[serde(default)]
+    hls: crate::hls::UserHls,
 }
 
 /// A user's own standby settings, over `[standby]`: whether their destinations
@@ -133,6 +135,8 @@ pub struct User {
     pub standby: UserStandby,
     /// Their recording settings.
     pub record: crate::record::UserRecord,
+    /// Their HLS settings.
+    pub hls: crate::hls::UserHls,
     /// The file they were read from, which [`saved`] edits.
     pub file: PathBuf,
 }
@@ -421,6 +425,7 @@ pub fn load_text(
         destinations,
         standby: parsed.standby,
         record: parsed.record,
+        hls: parsed.hls,
         file: file.to_owned(),
     })
 }

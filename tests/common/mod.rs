@@ -535,6 +535,28 @@ pub fn assert_source_from_keyframe(source: &Path, got: &[Frame]) -> usize {
     start
 }
 
+/// Asserts that stream `stream` of `got` is a contiguous run of the same stream
+/// of `expected`, packet for packet (size and hash) and in order; returns the
+/// index in `expected`'s stream where it starts.
+pub fn assert_contiguous_run(expected: &[Frame], got: &[Frame], stream: usize) -> usize {
+    let (expected, got) = (track(expected, stream), track(got, stream));
+    assert!(!got.is_empty(), "no packet of stream {stream} arrived");
+    let start = expected
+        .iter()
+        .position(|f| *f == got[0])
+        .unwrap_or_else(|| panic!("stream {stream}: the first packet is not the source's"));
+    assert!(
+        start + got.len() <= expected.len(),
+        "stream {stream}: more packets than sent"
+    );
+    assert_eq!(
+        &expected[start..start + got.len()],
+        &got[..],
+        "stream {stream}: every packet, in order, from the source's #{start}"
+    );
+    start
+}
+
 /// What ffprobe (Debian's) sees in the first video stream of a file.
 #[derive(Debug, Clone)]
 pub struct VideoProbe {
