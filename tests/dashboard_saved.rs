@@ -21,14 +21,6 @@ const ALICE_KEY: &str = "dash-alice-stream-key";
 const BOB_KEY: &str = "dash-bob-stream-key";
 
 /// Where npm installs global packages (playwright-core, by scripts/install-test-deps).
-fn npm_root() -> String {
-    let output = std::process::Command::new(require("npm"))
-        .args(["root", "-g"])
-        .output()
-        .expect("npm runs");
-    assert!(output.status.success(), "npm root -g");
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamer_signs_in_and_edits_saved_destinations_on_a_phone_with_the_keyboard() {

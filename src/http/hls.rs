@@ -95,6 +95,23 @@ pub async fn serve(
     }
 }
 
+/// hls.js (light build, Apache-2.0, `src/http/assets/hls.js.LICENSE`), vendored
+/// by `scripts/vendor-hlsjs`: the dashboard's preview player, served from the
+/// binary so that no page of prism loads anything from elsewhere.
+const HLS_JS: &[u8] = include_bytes!("assets/hls.light.min.js");
+
+/// `GET /assets/hls.light.min.js`.
+pub async fn hls_js() -> Response {
+    let mut response = (StatusCode::OK, HLS_JS).into_response();
+    set(&mut response, header::CONTENT_TYPE, "text/javascript");
+    set(
+        &mut response,
+        header::CACHE_CONTROL,
+        "public, max-age=86400",
+    );
+    response
+}
+
 /// The query parameters HLS requests carry.
 #[derive(Debug, Default)]
 struct Params {

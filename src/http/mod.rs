@@ -82,6 +82,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/uploads", get(api::uploads))
         .route("/api/v1/users", get(saved::list_users))
         .route("/hls/{*path}", get(hls::serve))
+        .route("/assets/hls.light.min.js", get(hls::hls_js))
         .route("/api/v1/streams/{id}/hls_token", post(hls::issue_token))
         .route(
             "/api/v1/streams/{app}/{name}/hls_token",

@@ -905,3 +905,41 @@ pub async fn chromium(url: &str, dir: &Path, args: &[&str]) -> String {
     assert!(output.status.success(), "chromium: {}", output.status);
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// `npm root -g`: where scripts/install-test-deps put playwright-core.
+pub fn npm_root() -> String {
+    let output = std::process::Command::new(require("npm"))
+        .args(["root", "-g"])
+        .output()
+        .expect("npm runs");
+    assert!(output.status.success(), "npm root -g");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Runs `tests/browser/<script>` with node and `args`, and returns the JSON
+/// report it prints as its last line (panics on none) and whether it exited 0.
+pub async fn run_browser_script(script: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let run = tokio::process::Command::new(require("node"))
+        .arg(&path)
+        .args(args)
+        .env("NODE_PATH", npm_root())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser run finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report =
+        serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or_else(|e| {
+            panic!(
+                "no report from {script} ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    (output.status.success(), report)
+}
