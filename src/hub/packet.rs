@@ -49,6 +49,49 @@ pub type FlvFraming = (
 );
 
 impl Packet {
+    /// A video message, classified by its FLV header; with it, whether it is a
+    /// frame of a codec that needs a sequence header before it can be decoded.
+    /// Only the default track (0) of an enhanced-RTMP multitrack stream counts as
+    /// a keyframe or a sequence header: extra encodings on other tracks must not
+    /// replace its configuration or restart its GOP.
+    pub fn video(timestamp: u32, payload: Bytes) -> (Self, bool) {
+        let (sequence_header, keyframe, needs_header) = match crate::flv::parse_video(&payload) {
+            Ok(tag) if tag.track_id == 0 => (
+                tag.kind == crate::flv::VideoPacketKind::SequenceHeader,
+                tag.keyframe && tag.kind == crate::flv::VideoPacketKind::Frame,
+                tag.kind == crate::flv::VideoPacketKind::Frame && tag.codec.needs_sequence_header(),
+            ),
+            _ => (false, false, false),
+        };
+        let packet = Self {
+            kind: PacketKind::Video,
+            timestamp,
+            payload,
+            keyframe,
+            sequence_header,
+        };
+        (packet, needs_header)
+    }
+
+    /// An audio message, classified like [`Packet::video`].
+    pub fn audio(timestamp: u32, payload: Bytes) -> (Self, bool) {
+        let (sequence_header, needs_header) = match crate::flv::parse_audio(&payload) {
+            Ok(tag) if tag.track_id == 0 => (
+                tag.kind == crate::flv::AudioPacketKind::SequenceHeader,
+                tag.kind == crate::flv::AudioPacketKind::Frame && tag.codec.needs_sequence_header(),
+            ),
+            _ => (false, false),
+        };
+        let packet = Self {
+            kind: PacketKind::Audio,
+            timestamp,
+            payload,
+            keyframe: false,
+            sequence_header,
+        };
+        (packet, needs_header)
+    }
+
     /// The packet as an FLV tag stamped `timestamp`: the tag header and the
     /// previous-tag-size trailer that go around its payload, which is written as
     /// it is (what an encoder's input and a recording both need).

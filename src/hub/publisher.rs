@@ -12,7 +12,6 @@ use super::inputs::{Admission, InputRole};
 use super::packet::{Packet, PacketKind};
 use super::queue::PushOutcome;
 use super::stream::Stream;
-use crate::flv;
 use crate::rtmp::amf0::{self, Amf0Value};
 
 /// The publishing side of a stream: its publisher, a backup publisher or the
@@ -83,47 +82,14 @@ impl Publisher {
     /// use it, and a platform that gets raw AAC before its configuration may show the
     /// stream as live without media.
     pub fn push_audio(&self, timestamp: u32, payload: Bytes) {
-        let (sequence_header, needs_header) = match flv::parse_audio(&payload) {
-            Ok(tag) if tag.track_id == 0 => (
-                tag.kind == flv::AudioPacketKind::SequenceHeader,
-                tag.kind == flv::AudioPacketKind::Frame && tag.codec.needs_sequence_header(),
-            ),
-            _ => (false, false),
-        };
-        self.push_checked(
-            Packet {
-                kind: PacketKind::Audio,
-                timestamp,
-                payload,
-                keyframe: false,
-                sequence_header,
-            },
-            needs_header,
-        );
+        let (packet, needs_header) = Packet::audio(timestamp, payload);
+        self.push_checked(packet, needs_header);
     }
 
-    /// Classifies and pushes a video message. Only the default track (0) of an
-    /// enhanced-RTMP multitrack stream drives the caches: extra encodings on other
-    /// tracks must not replace its sequence header or restart its GOP.
+    /// Classifies and pushes a video message (see [`Packet::video`]).
     pub fn push_video(&self, timestamp: u32, payload: Bytes) {
-        let (sequence_header, keyframe, needs_header) = match flv::parse_video(&payload) {
-            Ok(tag) if tag.track_id == 0 => (
-                tag.kind == flv::VideoPacketKind::SequenceHeader,
-                tag.keyframe && tag.kind == flv::VideoPacketKind::Frame,
-                tag.kind == flv::VideoPacketKind::Frame && tag.codec.needs_sequence_header(),
-            ),
-            _ => (false, false, false),
-        };
-        self.push_checked(
-            Packet {
-                kind: PacketKind::Video,
-                timestamp,
-                payload,
-                keyframe,
-                sequence_header,
-            },
-            needs_header,
-        );
+        let (packet, needs_header) = Packet::video(timestamp, payload);
+        self.push_checked(packet, needs_header);
     }
 
     /// Pushes another data message (cue points, captions) as is.
