@@ -285,7 +285,7 @@ async fn stream_warnings(client: &reqwest::Client, prism: &Prism) -> (Value, Vec
 
 /// Issue 19, bug 3: a publish URL typed by hand, as a streamer does in OBS, with
 /// four mistakes beside two good destinations: a profile that does not exist
-/// (`youtube_profile=480p`), a misspelt preset (`youtub=KEY`), an empty key
+/// (`youtube_profile=360p`), a misspelt preset (`youtub=KEY`), an empty key
 /// (`kick=`) and a misspelt `_profile` (`facebook_profle=720p30`, which used to
 /// be passed through onto the stream name). Each is refused, not started, with a
 /// reason in the stream's warnings that quotes no key (and names the preset
@@ -310,7 +310,7 @@ async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_
     let trovo = "mq-good-trovo-key";
     let secrets = ["mq-yt-secret", "mq-typo-secret", "mq-fb-secret"];
     let url = prism.url(&format!(
-        "live/{publisher_key}?twitch={twitch}&youtube=mq-yt-secret&youtube_profile=480p\
+        "live/{publisher_key}?twitch={twitch}&youtube=mq-yt-secret&youtube_profile=360p\
          &youtub=mq-typo-secret&kick=&trovo={trovo}&facebook=mq-fb-secret&facebook_profle=720p30"
     ));
     let publisher = publish(&clip, &url);
@@ -324,7 +324,7 @@ async fn mistyped_query_destinations_are_refused_with_a_warning_and_the_rest_go_
         [
             "ignored 1 unknown query parameter (`youtub` (did you mean `youtube`?)): it \
              names no preset, no destination started for it",
-            "youtube: unknown profile (known: 1080p30, 720p30, h264); destination not started",
+            "youtube: unknown profile (known: 1080p30, 480p30, 720p30, h264); destination not started",
             "kick: the key is empty; destination not started",
             "facebook: `facebook_profle` is not a parameter (did you mean \
              `facebook_profile`?); destination not started",

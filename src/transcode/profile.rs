@@ -1,7 +1,7 @@
 //! Re-encode profiles: named sets of ffmpeg output arguments.
 //!
-//! Three are built in and their names are a stable interface: `720p30` and
-//! `1080p30` (H.264 + AAC at bitrates Twitch accepts, 2 s keyframes) and `h264`
+//! Four are built in and their names are a stable interface: `480p30`, `720p30`
+//! and `1080p30` (H.264 + AAC at bitrates Twitch accepts, 2 s keyframes) and `h264`
 //! (the source's size and rate, converted to H.264 + AAC for platforms that refuse
 //! HEVC, AV1 or Opus). `[profiles.NAME] args = [...]` in the config overrides one or
 //! adds more.
@@ -40,6 +40,12 @@ pub fn builtins() -> BTreeMap<String, Profile> {
             "720p30".to_owned(),
             builtin(&format!(
                 "{x264} -vf scale=-2:720,fps=30 -b:v 3500k -maxrate 3500k -bufsize 7000k"
+            )),
+        ),
+        (
+            "480p30".to_owned(),
+            builtin(&format!(
+                "{x264} -vf scale=-2:480,fps=30 -b:v 1500k -maxrate 1500k -bufsize 3000k"
             )),
         ),
         (
@@ -123,7 +129,10 @@ mod tests {
         assert!(profiles.contains("1080p30") && profiles.contains("h264"));
         assert_eq!(profiles.get("720p30").unwrap().args.len(), 2);
         assert!(profiles.contains("audio-only"));
-        assert_eq!(profiles.names(), "1080p30, 720p30, audio-only, h264");
+        assert_eq!(
+            profiles.names(),
+            "1080p30, 480p30, 720p30, audio-only, h264"
+        );
         let builtin = &builtins()["720p30"].args;
         assert!(builtin.iter().any(|a| a == "scale=-2:720,fps=30"));
         assert!(builtin.iter().any(|a| a == "expr:gte(t,n_forced*2)"));
