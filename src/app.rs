@@ -197,9 +197,16 @@ impl App {
             http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
             hls: config.hls.enabled.then(|| {
+                let profiles = crate::transcode::Profiles::new(&config.profiles);
+                // Checked when the configuration loaded.
+                let ladder = config
+                    .hls
+                    .ladder_spec(&profiles, &config.transcode.ffmpeg)
+                    .unwrap_or_default();
                 Arc::new(crate::hls::HlsService::new(
                     Arc::clone(&hub),
                     config.hls.clone(),
+                    ladder,
                     tracker.clone(),
                     shutdown.clone(),
                 ))

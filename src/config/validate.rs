@@ -39,6 +39,10 @@ impl Config {
         if let Some((key, reason)) = self.hls.problem() {
             return invalid(key, &reason);
         }
+        let profiles = crate::transcode::Profiles::new(&self.profiles);
+        if let Err(reason) = self.hls.ladder_spec(&profiles, &self.transcode.ffmpeg) {
+            return invalid("hls.ladder", &reason);
+        }
         if self.record.dir.as_os_str().is_empty() {
             return invalid("record.dir", "must name a directory");
         }

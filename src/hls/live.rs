@@ -31,6 +31,8 @@ pub struct HlsService {
     /// Signs and checks access tokens.
     pub signer: super::token::Signer,
     started: Instant,
+    /// The ABR ladder every stream gets, if any.
+    ladder: Option<Arc<super::ladder::LadderSpec>>,
 }
 
 /// The broadcast a packager follows.
@@ -47,11 +49,42 @@ pub struct Broadcast {
     pub user: Option<String>,
 }
 
-/// One stream's packager, as requests see it.
+/// One rung of a stream's ladder: a rendition fed by the ladder encoder.
+#[derive(Debug)]
+pub struct Rung {
+    /// Its name in URLs (the profile's).
+    pub name: String,
+    /// Its profile's nominal bit rate, until it made a part.
+    pub nominal_bps: u64,
+    packager: Mutex<Packager>,
+}
+
+impl Rung {
+    /// Its packager's window, to read.
+    pub fn packager(&self) -> MutexGuard<'_, Packager> {
+        self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds one of its packets (see [`Packager::push`]).
+    pub fn push(
+        &self,
+        packet: &crate::hub::Packet,
+        dts: u64,
+    ) -> Result<bool, crate::fmp4::Fmp4Error> {
+        self.packager().push(packet, dts)
+    }
+}
+
+/// One stream's packagers, as requests see them: the source's and, with a
+/// ladder, one per rung.
 #[derive(Debug)]
 pub struct LiveHls {
     /// What it packages.
     pub broadcast: Broadcast,
+    /// The ladder's renditions (none without one).
+    pub rungs: Vec<Rung>,
+    /// The ladder encoder's status, with a ladder.
+    pub encoder: Option<Arc<crate::transcode::EncoderStatus>>,
     packager: Mutex<Packager>,
     /// Bumped each time the window changes (and when packaging ends).
     version: watch::Sender<u64>,
@@ -70,6 +103,7 @@ impl HlsService {
     pub fn new(
         hub: Arc<Hub>,
         config: HlsConfig,
+        ladder: Option<super::ladder::LadderSpec>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -89,6 +123,7 @@ impl HlsService {
             running: Arc::default(),
             signer: super::token::Signer::new(secret),
             started: Instant::now(),
+            ladder: ladder.map(Arc::new),
         }
     }
 
@@ -114,9 +149,20 @@ impl HlsService {
         let subscriber =
             self.hub
                 .subscribe_as(&broadcast.app, &broadcast.key, SubscriberKind::Relay)?;
+        let timing = self.config.timing();
+        let rungs = self.ladder.iter().flat_map(|l| &l.rungs).map(|r| Rung {
+            name: r.name.clone(),
+            nominal_bps: super::variant::nominal_bps(&r.args),
+            packager: Mutex::new(Packager::new(timing)),
+        });
         let live = Arc::new(LiveHls {
             broadcast: broadcast.clone(),
-            packager: Mutex::new(Packager::new(self.config.timing())),
+            rungs: rungs.collect(),
+            encoder: self
+                .ladder
+                .as_ref()
+                .map(|_| Arc::new(crate::transcode::EncoderStatus::default())),
+            packager: Mutex::new(Packager::new(timing)),
             version: watch::Sender::new(0),
             anchor: Mutex::new(None),
             error: Mutex::new(None),
@@ -140,6 +186,15 @@ impl HlsService {
             idle_ms: self.config.idle_secs * 1000,
             started: self.started,
         };
+        if let (Some(spec), Some(status)) = (&self.ladder, &live.encoder) {
+            self.tracker.spawn(super::ladder::run(
+                Arc::clone(&live),
+                Arc::clone(&self.hub),
+                Arc::clone(spec),
+                Arc::clone(status),
+                live.stopped.clone(),
+            ));
+        }
         let running = Arc::clone(&self.running);
         let stop = self.shutdown.clone();
         let ours = Arc::clone(&live);
@@ -197,6 +252,16 @@ impl LiveHls {
         !self.stopped.is_cancelled() || self.error().is_some() || self.packager().ended()
     }
 
+    /// The rung named `name`, with a ladder.
+    pub fn rung(&self, name: &str) -> Option<&Rung> {
+        self.rungs.iter().find(|r| r.name == name)
+    }
+
+    /// Wakes the requests waiting for the window to move.
+    pub fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
     /// The packager's window, to read.
     pub fn packager(&self) -> MutexGuard<'_, Packager> {
         self.packager.lock().unwrap_or_else(|e| e.into_inner())
@@ -212,10 +277,20 @@ impl LiveHls {
         self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Waits until `ready` holds for the window, packaging stops, or `timeout`
-    /// passes; returns whether `ready` held.
+    /// Rendition `name`'s packager (`src` or a rung's), to read.
+    pub fn rendition(&self, name: &str) -> Option<MutexGuard<'_, Packager>> {
+        if name == super::SOURCE {
+            Some(self.packager())
+        } else {
+            self.rung(name).map(Rung::packager)
+        }
+    }
+
+    /// Waits until `ready` holds for rendition `name`'s window, packaging stops,
+    /// or `timeout` passes; returns whether `ready` held.
     pub async fn wait_for(
         &self,
+        name: &str,
         timeout: Duration,
         mut ready: impl FnMut(&Packager) -> bool,
     ) -> bool {
@@ -223,7 +298,7 @@ impl LiveHls {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             changes.borrow_and_update();
-            if ready(&self.packager()) {
+            if self.rendition(name).is_some_and(|p| ready(&p)) {
                 return true;
             }
             if self.stopped.is_cancelled() || self.error().is_some() {
@@ -305,6 +380,9 @@ impl Packaging {
         };
         if ended && live.error().is_none() {
             let _ = live.packager().end();
+            for rung in &live.rungs {
+                let _ = rung.packager().end();
+            }
         }
         live.stopped.cancel();
         live.version.send_modify(|v| *v += 1);
@@ -361,6 +439,8 @@ mod tests {
                 key: "key".into(),
                 user: None,
             },
+            rungs: Vec::new(),
+            encoder: None,
             packager: Mutex::new(Packager::new(Timing {
                 segment_ms: 2000,
                 part_ms: 500,
@@ -379,13 +459,16 @@ mod tests {
         let live = Arc::new(live());
         let start = tokio::time::Instant::now();
         let timeout = Duration::from_millis(300);
-        assert!(!live.wait_for(timeout, |p| p.ended()).await);
+        assert!(!live.wait_for("src", timeout, |p| p.ended()).await);
         assert!(start.elapsed() >= timeout);
 
         // A change wakes the waiter, which then sees the window as it is now.
         let waiter = tokio::spawn({
             let live = Arc::clone(&live);
-            async move { live.wait_for(Duration::from_secs(60), |p| p.ended()).await }
+            async move {
+                live.wait_for("src", Duration::from_secs(60), |p| p.ended())
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         live.packager().end().unwrap();
@@ -396,7 +479,11 @@ mod tests {
         let other = Arc::new(super::tests::live());
         let waiter = tokio::spawn({
             let other = Arc::clone(&other);
-            async move { other.wait_for(Duration::from_secs(60), |_| false).await }
+            async move {
+                other
+                    .wait_for("src", Duration::from_secs(60), |_| false)
+                    .await
+            }
         });
         tokio::task::yield_now().await;
         other.stopped.cancel();

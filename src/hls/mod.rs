@@ -14,14 +14,18 @@
 //! memory is bounded per stream whatever the audience.
 //!
 //! One file per concern: [`packager`] (cutting, sans-I/O), [`playlist`] (the
-//! text), [`path`] (what a URL asks for), [`token`] (signed access tokens),
-//! [`live`] (the packagers running and their lifecycle).
+//! text), [`variant`] (what a master playlist says of a rendition), [`path`]
+//! (what a URL asks for), [`token`] (signed access tokens), [`live`] (the
+//! packagers running and their lifecycle), [`ladder`] (the ABR ladder's one
+//! encoder per stream).
 
+pub mod ladder;
 pub mod live;
 pub mod packager;
 pub mod path;
 pub mod playlist;
 pub mod token;
+pub mod variant;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +56,10 @@ pub struct HlsConfig {
     /// (tokens then end with the process, and differ between nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret: Option<String>,
+    /// The ABR ladder: re-encode profiles, one variant each beside the source,
+    /// all from one ffmpeg per stream ([`ladder`]); empty for the source only.
+    #[serde(default)]
+    pub ladder: Vec<String>,
 }
 
 impl Default for HlsConfig {
@@ -64,11 +72,41 @@ impl Default for HlsConfig {
             idle_secs: 30,
             public: true,
             token_secret: None,
+            ladder: Vec::new(),
         }
     }
 }
 
 impl HlsConfig {
+    /// The ladder as the encoder runs it, from `profiles` (the built-ins and
+    /// `[profiles]`); `Err` names a rung that is no profile.
+    pub fn ladder_spec(
+        &self,
+        profiles: &crate::transcode::Profiles,
+        ffmpeg: &str,
+    ) -> Result<Option<ladder::LadderSpec>, String> {
+        if self.ladder.is_empty() {
+            return Ok(None);
+        }
+        let rungs = self
+            .ladder
+            .iter()
+            .map(|name| {
+                let profile = profiles.get(name).ok_or_else(|| {
+                    format!("{name:?} is no profile (known: {})", profiles.names())
+                })?;
+                Ok(ladder::RungSpec {
+                    name: name.clone(),
+                    args: profile.args.clone(),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Some(ladder::LadderSpec {
+            ffmpeg: ffmpeg.to_owned(),
+            rungs,
+        }))
+    }
+
     /// The packagers' timing.
     pub fn timing(&self) -> packager::Timing {
         packager::Timing {
@@ -94,6 +132,22 @@ impl HlsConfig {
         }
         if self.idle_secs == 0 {
             return Some(("hls.idle_secs", "must be at least 1".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for rung in &self.ladder {
+            let name_ok = !rung.is_empty()
+                && rung.len() <= 64
+                && rung
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !name_ok || rung == SOURCE || !seen.insert(rung) {
+                return Some((
+                    "hls.ladder",
+                    format!(
+                        "{rung:?}: rungs are distinct profile names of letters, digits, - and _ (not \"src\")"
+                    ),
+                ));
+            }
         }
         if self.token_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Some(("hls.token_secret", "must be at least 32 characters".into()));

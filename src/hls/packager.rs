@@ -234,6 +234,35 @@ impl Packager {
         }
     }
 
+    /// The sequence headers (FLV payloads) of the current initialization
+    /// segment, or the latest ones before it starts.
+    pub fn configs(&self) -> (Option<&Bytes>, Option<&Bytes>) {
+        match &self.cutting {
+            Some(c) => (c.video_config.as_ref(), c.audio_config.as_ref()),
+            None => (
+                self.video_header.as_ref().map(|p| &p.payload),
+                self.audio_header.as_ref().map(|p| &p.payload),
+            ),
+        }
+    }
+
+    /// The highest bit rate of the kept complete segments (or, before one is
+    /// complete, of the parts so far): `BANDWIDTH` in a master playlist.
+    pub fn peak_bps(&self) -> Option<u64> {
+        let rate = |bytes: usize, ms: u64| (ms > 0).then(|| bytes as u64 * 8 * 1000 / ms);
+        let complete = self.segments.iter().take(self.complete());
+        let peak = complete
+            .filter_map(|s| rate(s.parts.iter().map(|p| p.data.len()).sum(), s.duration_ms()))
+            .max();
+        peak.or_else(|| {
+            let parts = self.segments.back()?;
+            rate(
+                parts.parts.iter().map(|p| p.data.len()).sum(),
+                parts.duration_ms(),
+            )
+        })
+    }
+
     /// Segment `msn`, while kept.
     pub fn segment(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;

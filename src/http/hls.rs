@@ -18,9 +18,10 @@ use axum::response::{IntoResponse, Response};
 use super::HttpState;
 use super::api::{Access, ApiError, StreamPath, authorize_control, bearer_access};
 use crate::hls::live::{Broadcast, LiveHls};
+use crate::hls::packager::Packager;
 use crate::hls::path::{self, File, StreamRef};
 use crate::hls::playlist::{self, Names};
-use crate::hls::{HlsService, SOURCE, token};
+use crate::hls::{HlsService, SOURCE, token, variant};
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 const MEDIA_TYPE: &str = "video/mp4";
@@ -75,24 +76,74 @@ pub async fn serve(
         }
     };
     let (live, query) = live;
-    if file.rendition() != SOURCE {
+    let rendition = file.rendition().to_owned();
+    if live.rendition(&rendition).is_none() {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such rendition"));
     }
     let block = Duration::from_secs(3 * hls.config().timing().target_duration_secs());
     let names = Names {
-        rendition: SOURCE,
+        rendition: &rendition,
         query: &query,
     };
+    let at = Rendition {
+        live: &live,
+        name: &rendition,
+    };
     match file {
-        File::Index | File::Playlist(_) => media_playlist(&live, names, &params, block).await,
+        File::Index if !live.rungs.is_empty() => master_playlist(&live, &query, block).await,
+        File::Index | File::Playlist(_) => media_playlist(at, names, &params, block).await,
         File::Init(_, n) => {
-            let init = live.packager().init(n).cloned();
+            let init = at.window()?.init(n).cloned();
             init.map(|bytes| media(bytes.into()))
                 .ok_or_else(|| gone(&live, "no such initialization segment"))
         }
-        File::Segment(_, msn) => segment(&live, msn, block).await,
-        File::Part(_, msn, part) => part_file(&live, msn, part, block).await,
+        File::Segment(_, msn) => segment(at, msn, block).await,
+        File::Part(_, msn, part) => part_file(at, msn, part, block).await,
     }
+}
+
+/// One rendition of a stream's HLS.
+#[derive(Clone, Copy)]
+struct Rendition<'a> {
+    live: &'a LiveHls,
+    name: &'a str,
+}
+
+impl Rendition<'_> {
+    fn window(&self) -> Result<std::sync::MutexGuard<'_, Packager>, ApiError> {
+        self.live
+            .rendition(self.name)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such rendition"))
+    }
+
+    async fn wait_for(&self, block: Duration, ready: impl FnMut(&Packager) -> bool) -> bool {
+        self.live.wait_for(self.name, block, ready).await
+    }
+}
+
+/// The master playlist of a stream with a ladder: the source and each rung, once
+/// each has made a part (or the wait ran out: a rung still starting is listed
+/// with its profile's nominal rate).
+async fn master_playlist(
+    live: &LiveHls,
+    query: &str,
+    block: Duration,
+) -> Result<Response, ApiError> {
+    let started = |p: &Packager| p.ended() || p.segments().iter().any(|s| !s.parts.is_empty());
+    if !live.wait_for(SOURCE, block, started).await {
+        return Err(unavailable(live));
+    }
+    for rung in &live.rungs {
+        live.wait_for(&rung.name, block, started).await;
+    }
+    let mut variants = vec![variant::of(SOURCE, &live.packager(), 0)];
+    for rung in &live.rungs {
+        variants.push(variant::of(&rung.name, &rung.packager(), rung.nominal_bps));
+    }
+    let mut response = (StatusCode::OK, playlist::master(&variants, query)).into_response();
+    set(&mut response, header::CONTENT_TYPE, PLAYLIST_TYPE);
+    set(&mut response, header::CACHE_CONTROL, "no-cache");
+    Ok(response)
 }
 
 /// hls.js (light build, Apache-2.0, `src/http/assets/hls.js.LICENSE`), vendored
@@ -196,14 +247,14 @@ fn not_live() -> ApiError {
 }
 
 async fn media_playlist(
-    live: &LiveHls,
+    at: Rendition<'_>,
     names: Names<'_>,
     params: &Params,
     block: Duration,
 ) -> Result<Response, ApiError> {
     let ready = match params.msn {
         Some(msn) => {
-            let (edge, _) = live.packager().edge();
+            let (edge, _) = at.window()?.edge();
             // The spec's bound: a request more than two segments ahead is refused.
             if msn > edge + 2 {
                 return Err(ApiError::new(
@@ -212,36 +263,36 @@ async fn media_playlist(
                 ));
             }
             let part = params.part;
-            live.wait_for(block, |p| {
+            at.wait_for(block, |p| {
                 let (edge, parts) = p.edge();
                 p.ended() || edge > msn || (edge == msn && part.is_some_and(|part| parts > part))
             })
             .await
         }
         None => {
-            live.wait_for(block, |p| {
+            at.wait_for(block, |p| {
                 p.ended() || p.segments().iter().any(|s| !s.parts.is_empty())
             })
             .await
         }
     };
     if !ready {
-        return Err(unavailable(live));
+        return Err(unavailable(at.live));
     }
-    let text = playlist::media(&live.packager(), names, live.anchor());
+    let text = playlist::media(&*at.window()?, names, at.live.anchor());
     let mut response = (StatusCode::OK, text).into_response();
     set(&mut response, header::CONTENT_TYPE, PLAYLIST_TYPE);
     set(&mut response, header::CACHE_CONTROL, "no-cache");
     Ok(response)
 }
 
-async fn segment(live: &LiveHls, msn: u64, block: Duration) -> Result<Response, ApiError> {
-    let (edge, _) = live.packager().edge();
+async fn segment(at: Rendition<'_>, msn: u64, block: Duration) -> Result<Response, ApiError> {
+    let (edge, _) = at.window()?.edge();
     if msn == edge {
-        live.wait_for(block, |p| p.edge().0 > msn || p.ended())
-            .await;
+        at.wait_for(block, |p| p.edge().0 > msn || p.ended()).await;
     }
-    let packager = live.packager();
+    let live = at.live;
+    let packager = at.window()?;
     let complete = packager.complete();
     let first = packager.segments().front().map_or(0, |s| s.msn);
     let found = packager
@@ -257,21 +308,21 @@ async fn segment(live: &LiveHls, msn: u64, block: Duration) -> Result<Response, 
 }
 
 async fn part_file(
-    live: &LiveHls,
+    at: Rendition<'_>,
     msn: u64,
     part: usize,
     block: Duration,
 ) -> Result<Response, ApiError> {
-    let exists =
-        |p: &crate::hls::packager::Packager| p.segment(msn).is_some_and(|s| s.parts.len() > part);
-    let (edge, parts) = live.packager().edge();
+    let exists = |p: &Packager| p.segment(msn).is_some_and(|s| s.parts.len() > part);
+    let (edge, parts) = at.window()?.edge();
     // The hinted part, or the first of the next segment: worth waiting for.
     let next = (msn == edge && part <= parts) || (msn == edge + 1 && part == 0);
     if next {
-        live.wait_for(block, |p| exists(p) || p.edge().0 > msn || p.ended())
+        at.wait_for(block, |p| exists(p) || p.edge().0 > msn || p.ended())
             .await;
     }
-    let packager = live.packager();
+    let live = at.live;
+    let packager = at.window()?;
     let data = packager
         .segment(msn)
         .and_then(|s| s.parts.get(part))

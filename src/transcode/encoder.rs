@@ -279,7 +279,7 @@ async fn exit_reason(child: &mut Child) -> EncoderError {
 
 /// Writes the source stream into ffmpeg as FLV: header, then every packet as a tag
 /// with timestamps rebased to start at 0. Returns when the source ends.
-async fn feed(stdin: ChildStdin, subscriber: &Subscriber) -> Result<(), EncoderError> {
+pub async fn feed(stdin: ChildStdin, subscriber: &Subscriber) -> Result<(), EncoderError> {
     let mut stdin = BufWriter::with_capacity(256 * 1024, stdin);
     stdin
         .write_all(&FlvWriter::header(&FlvHeader {
@@ -378,7 +378,7 @@ fn publish_tag(publisher: &Publisher, tag_type: TagType, timestamp: u32, data: B
 }
 
 /// Turns ffmpeg's stderr into progress for the status and rate-limited log lines.
-async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &EncoderStatus) {
+pub async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &EncoderStatus) {
     let mut lines = BufReader::new(stderr).lines();
     let mut progress = Progress::default();
     let mut window = tokio::time::Instant::now();

@@ -3,12 +3,15 @@
 // prism), samples how far behind prism's receipt the picture plays, stops the
 // preview, and prints what it saw as one JSON line for tests/hls_browser.rs.
 //
-//   node hls_preview.js BASE_URL SECONDS OUT_DIR
+//   node hls_preview.js BASE_URL SECONDS OUT_DIR [switch]
+//
+// With `switch`, it then makes hls.js play every variant of the master
+// playlist in turn and notes each one that played (a second of progress).
 'use strict';
 const path = require('path');
 const { chromium } = require('playwright-core');
 
-const [, , base, seconds, out] = process.argv;
+const [, , base, seconds, out, mode] = process.argv;
 const seen = { errors: [], samples: [], failed: [] };
 
 (async () => {
@@ -44,6 +47,21 @@ const seen = { errors: [], samples: [], failed: [] };
           shown: v.closest('.preview').textContent,
         };
       }));
+    }
+    if (mode === 'switch') {
+      seen.levels = await page.evaluate(() => document.querySelector('.preview video').hls.levels.length);
+      seen.switched = [];
+      for (let level = 0; level < seen.levels; level++) {
+        await page.evaluate(l => {
+          const v = document.querySelector('.preview video');
+          v.hls.currentLevel = l; v.dataset.from = String(v.currentTime);
+        }, level);
+        await page.waitForFunction(l => {
+          const v = document.querySelector('.preview video');
+          return v.hls.currentLevel === l && v.currentTime > Number(v.dataset.from) + 1 && !v.paused;
+        }, level, { timeout: 30000 });
+        seen.switched.push(level);
+      }
     }
     seen.requests = await page.evaluate(() => performance.getEntriesByType('resource')
       .map(e => e.name).filter(n => n.includes('/hls/') || n.includes('/assets/')));

@@ -1,0 +1,200 @@
+//! The ABR ladder: one ffmpeg per watched stream encodes every rung; the master
+//! playlist lists the source and each rung; every variant's segments play at its
+//! size, and the rungs' segments line up with the source's (same keyframe
+//! times, so the same cuts). hls.js plays the master and switches to every
+//! variant in Chromium.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use m3u8_rs::Playlist;
+use prism::transcode::Profile;
+
+fn profile(height: u32, kbps: u32) -> Profile {
+    let text = format!(
+        "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -vf scale=-2:{height} \
+         -b:v {kbps}k -maxrate {kbps}k -bufsize {}k \
+         -force_key_frames expr:gte(t,n_forced*2) -sc_threshold 0 -c:a aac -b:a 64k",
+        kbps * 2
+    );
+    Profile {
+        args: text.split_whitespace().map(str::to_owned).collect(),
+    }
+}
+
+/// The command lines of this process's children that write HLS rungs.
+fn ladder_encoders() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: the fields after the command's closing paren.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+        if ppid != Some(me.as_str()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("pipe:3") {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+async fn text(url: &str) -> String {
+    let response = http_client().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ladder_serves_aligned_variants_from_one_encoder() {
+    let prism = Prism::start_with(|c| {
+        c.profiles.insert("180p".into(), profile(180, 400));
+        c.profiles.insert("120p".into(), profile(120, 200));
+        c.hls.ladder = vec!["180p".into(), "120p".into()];
+    })
+    .await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let publisher = publish(&clip(60), &prism.url("live/ladder-key"));
+    prism.wait_live("live", "ladder-key").await;
+    let id = prism.streams_json().await["streams"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://{http}/hls/{id}");
+
+    let master = text(&format!("{base}/index.m3u8")).await;
+    let Ok(Playlist::MasterPlaylist(master)) = m3u8_rs::parse_playlist_res(master.as_bytes())
+    else {
+        panic!("a master playlist")
+    };
+    let uris: Vec<&str> = master.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(uris, ["src.m3u8", "180p.m3u8", "120p.m3u8"]);
+    let sizes: Vec<String> = master
+        .variants
+        .iter()
+        .map(|v| {
+            v.resolution
+                .map(|r| format!("{}x{}", r.width, r.height))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(sizes, ["320x240", "240x180", "160x120"]);
+    for variant in &master.variants {
+        assert_eq!(
+            variant.codecs.as_deref().map(|c| c.starts_with("avc1.")),
+            Some(true)
+        );
+        assert!(variant.bandwidth > 0);
+    }
+
+    // One encoder for the whole ladder: one ffmpeg child writing both rungs.
+    let encoders = ladder_encoders();
+    assert_eq!(encoders.len(), 1, "{encoders:?}");
+    assert!(encoders[0].contains("pipe:3") && encoders[0].contains("pipe:4"));
+
+    // Each variant, once it has four complete segments: the same cuts as the
+    // source's, at its own size, frames that decode.
+    let mut durations = BTreeMap::new();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ladder-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for rendition in ["src", "180p", "120p"] {
+        // Blocking reloads may ask at most two segments ahead.
+        text(&format!("{base}/{rendition}.m3u8?_HLS_msn=2")).await;
+        let playlist = text(&format!("{base}/{rendition}.m3u8?_HLS_msn=4")).await;
+        let Ok(Playlist::MediaPlaylist(playlist)) =
+            m3u8_rs::parse_playlist_res(playlist.as_bytes())
+        else {
+            panic!("a media playlist")
+        };
+        let got: Vec<(u64, f32)> = playlist
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (playlist.media_sequence + i as u64, s.duration))
+            .collect();
+        let mut bytes = http_client()
+            .get(format!("{base}/{rendition}.init0.mp4"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        for segment in playlist.segments.iter().take(4) {
+            let body = http_client()
+                .get(format!("{base}/{}", segment.uri))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(body.status(), 200);
+            bytes.extend_from_slice(&body.bytes().await.unwrap());
+        }
+        let file = dir.join(format!("{rendition}.mp4"));
+        std::fs::write(&file, &bytes).unwrap();
+        let probe = ffprobe_video(&file);
+        let expected = match rendition {
+            "src" => (320, 240),
+            "180p" => (240, 180),
+            _ => (160, 120),
+        };
+        assert_eq!((probe.width, probe.height), expected, "{rendition}");
+        assert!(
+            framemd5_of_file(&file)
+                .iter()
+                .filter(|f| f.stream == 0)
+                .count()
+                > 200
+        );
+        durations.insert(rendition, got);
+    }
+    // Segment n of every rung lasts what segment n of the source lasts (a frame
+    // of slack: the rungs' clocks start with the encoder's first frame).
+    for rung in ["180p", "120p"] {
+        for ((msn, source), (rung_msn, duration)) in durations["src"].iter().zip(&durations[rung]) {
+            assert_eq!(msn, rung_msn, "{rung}: media sequence numbers line up");
+            assert!(
+                (source - duration).abs() <= 0.04,
+                "{rung} segment {msn}: {duration} s, the source's {source} s"
+            );
+        }
+    }
+
+    // hls.js plays the master in Chromium and switches to every variant.
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("artifacts")
+        .join("hls-ladder");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let (ok, seen) = run_browser_script(
+        "hls_preview.js",
+        &[
+            &format!("http://{http}"),
+            "6",
+            artifacts.to_str().unwrap(),
+            "switch",
+        ],
+    )
+    .await;
+    assert!(ok, "browser run failed: {seen:#}");
+    assert_eq!(seen["levels"], 3, "{seen:#}");
+    let switched: Vec<i64> = seen["switched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_i64().unwrap())
+        .collect();
+    assert_eq!(switched, [0, 1, 2], "every variant played: {seen:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(publisher);
+    prism.stop().await;
+}
