@@ -137,6 +137,20 @@ impl HlsService {
         self.running.len()
     }
 
+    /// Bytes the windows of every packager hold (initialization segments, parts).
+    pub fn window_bytes(&self) -> usize {
+        self.running
+            .iter()
+            .map(|live| {
+                let mut bytes = live.packager().held_bytes();
+                for rung in &live.rungs {
+                    bytes += rung.packager().held_bytes();
+                }
+                bytes
+            })
+            .sum()
+    }
+
     /// The packager of `broadcast`, started if none runs.
     pub fn open(&self, broadcast: &Broadcast) -> Result<Arc<LiveHls>, HubError> {
         let now = self.now_ms();

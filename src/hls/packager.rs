@@ -263,6 +263,18 @@ impl Packager {
         })
     }
 
+    /// Bytes it holds: initialization segments and parts.
+    pub fn held_bytes(&self) -> usize {
+        let inits: usize = self.inits.iter().map(|(_, b)| b.len()).sum();
+        let parts: usize = self
+            .segments
+            .iter()
+            .flat_map(|s| &s.parts)
+            .map(|p| p.data.len())
+            .sum();
+        inits + parts
+    }
+
     /// Segment `msn`, while kept.
     pub fn segment(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;

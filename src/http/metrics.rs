@@ -232,6 +232,20 @@ pub fn render(state: &HttpState) -> String {
             uploads.failed_attempts as f64,
         );
     }
+    if let Some(hls) = &state.hls {
+        f.header(
+            "prism_hls_streams",
+            "gauge",
+            "Streams whose HLS is being packaged (someone asked for it within hls.idle_secs).",
+        );
+        f.sample("prism_hls_streams", &[], hls.running() as f64);
+        f.header(
+            "prism_hls_window_bytes",
+            "gauge",
+            "Bytes of segments and parts the HLS windows hold, every stream and rendition.",
+        );
+        f.sample("prism_hls_window_bytes", &[], hls.window_bytes() as f64);
+    }
     f.header("prism_stream_players", "gauge", "Local players watching.");
     for s in &list.streams {
         f.sample(
