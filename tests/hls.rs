@@ -325,3 +325,118 @@ async fn a_private_users_hls_needs_their_token_or_a_signed_one() {
     prism.stop().await;
     let _ = std::fs::remove_dir_all(&users);
 }
+
+/// An attacker on the HTTP side: a hundred blocking reloads held open at the
+/// edge, floods of requests for parts that will never exist, malformed and
+/// oversized queries, traversal paths. The stream's RTMP player gets every
+/// packet from its keyframe, an honest HLS client keeps getting playlists, and
+/// prism holds no more than its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_hls_requests_leave_the_stream_and_honest_clients_intact() {
+    let prism = Prism::start().await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let source = clip(16);
+    let publisher = publish(&source, &prism.url("live/hostile-hls"));
+    prism.wait_live("live", "hostile-hls").await;
+    let player = play_framemd5(&prism.url("live/hostile-hls"));
+    let base = format!("http://{http}/hls/{}", stream_id(&prism).await);
+    assert_eq!(get(&format!("{base}/index.m3u8")).await.status(), 200);
+
+    let attack = {
+        let base = base.clone();
+        tokio::spawn(async move {
+            let client = http_client();
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for round in 0..3u64 {
+                let mut requests = Vec::new();
+                for i in 0..100u64 {
+                    let url = match i % 5 {
+                        0 => format!("{base}/index.m3u8?_HLS_msn={}&_HLS_part=99", round + 2),
+                        1 => format!("{base}/src.{}.{}.m4s", 1000 + i, i),
+                        2 => format!("{base}/index.m3u8?_HLS_msn=-1&token={}", "x".repeat(4000)),
+                        3 => format!("{base}/../../etc/passwd"),
+                        _ => format!("{base}/src.0.0.m4s?_HLS_part=1"),
+                    };
+                    let client = client.clone();
+                    requests.push(tokio::spawn(async move {
+                        client.get(url).send().await.map(|r| r.status().as_u16())
+                    }));
+                }
+                for request in requests {
+                    if let Ok(Ok(status)) = request.await {
+                        *statuses.entry(status).or_default() += 1;
+                    }
+                }
+            }
+            statuses
+        })
+    };
+    // Meanwhile, an honest client follows the live edge.
+    let mut honest = 0;
+    let mut msn = None;
+    while !attack.is_finished() {
+        let url = match msn {
+            Some(m) => format!("{base}/index.m3u8?_HLS_msn={m}"),
+            None => format!("{base}/index.m3u8"),
+        };
+        let response = get(&url).await;
+        assert_eq!(response.status(), 200);
+        let playlist = parse(&response.text().await.unwrap());
+        msn = Some(playlist.media_sequence + playlist.segments.len() as u64);
+        honest += 1;
+    }
+    let statuses = attack.await.unwrap();
+    assert!(
+        honest >= 2,
+        "the honest client kept going ({honest} playlists)"
+    );
+    assert!(
+        statuses.keys().all(|s| [200, 400, 404, 503].contains(s)),
+        "every hostile request got a clear answer: {statuses:?}"
+    );
+    let (status, _) = finish(publisher).await;
+    assert!(status.success());
+    let (_, out) = finish(player).await;
+    assert_source_from_keyframe(&source, &parse_framemd5(&out));
+    prism.stop().await;
+}
+
+/// Packaging starts at the first request and stops when nobody asked for
+/// `idle_secs`; the stream goes on, and the next request starts it again.
+#[tokio::test]
+async fn packaging_stops_when_nobody_watches_and_starts_again_on_request() {
+    let prism = Prism::start_with(|c| c.hls.idle_secs = 1).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let publisher = publish(&clip(30), &prism.url("live/idle-hls"));
+    prism.wait_live("live", "idle-hls").await;
+    let base = format!("http://{http}/hls/{}", stream_id(&prism).await);
+    let packagers = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("prism_hls_streams "))
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(packagers(&prism.metrics_text().await).as_deref(), Some("0"));
+    assert_eq!(get(&format!("{base}/index.m3u8")).await.status(), 200);
+    assert_eq!(packagers(&prism.metrics_text().await).as_deref(), Some("1"));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while packagers(&prism.metrics_text().await).as_deref() != Some("0") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "packaging never stopped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(
+        prism.hub().is_live("live", "idle-hls"),
+        "the stream goes on"
+    );
+    let again = get(&format!("{base}/index.m3u8")).await;
+    assert_eq!(again.status(), 200);
+    assert!(
+        parse(&again.text().await.unwrap()).media_sequence == 0,
+        "a fresh window"
+    );
+    drop(publisher);
+    prism.stop().await;
+}
