@@ -132,3 +132,142 @@ async fn hevc_is_recorded_as_mp4_frame_for_frame() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// AV1 video and Opus audio (enhanced RTMP, FFmpeg 9): recorded as fragmented
+/// MP4 frame for frame, and served as HLS whose segments are the source's
+/// frames in order.
+#[tokio::test]
+async fn av1_and_opus_are_recorded_as_mp4_and_served_as_hls() {
+    let clip = generate(
+        &ffmpeg9(),
+        "av1-opus-8s.flv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30:duration=8",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=8",
+            "-c:v",
+            "libsvtav1",
+            "-preset",
+            "12",
+            "-svtav1-params",
+            "scd=0",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+            "-shortest",
+        ],
+    );
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("enhanced-av1-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let prism = Prism::start_with(|c| {
+        c.record.enabled = true;
+        c.record.dir = dir.clone();
+        c.record.format = prism::record::RecordFormat::Mp4;
+    })
+    .await;
+    let ffmpeg = ffmpeg9();
+    let publisher = publish_using(&ffmpeg, &clip, &prism.url("live/av1-opus"), &[]);
+    prism.wait_live("live", "av1-opus").await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let id = prism.streams_json().await["streams"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://{http}/hls/{id}");
+    let client = http_client();
+    let get = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    // Follow the playlist to its end, keeping every segment once.
+    let mut segments = std::collections::BTreeMap::new();
+    let mut init = None;
+    let mut next = String::new();
+    loop {
+        let response = get(format!("{base}/index.m3u8{next}")).await;
+        if response.status() == 404 {
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        let Ok(m3u8_rs::Playlist::MediaPlaylist(playlist)) =
+            m3u8_rs::parse_playlist_res(text.as_bytes())
+        else {
+            panic!("{text}")
+        };
+        if init.is_none() {
+            init = Some(
+                get(format!("{base}/src.init0.mp4"))
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap(),
+            );
+        }
+        for (i, segment) in playlist.segments.iter().enumerate() {
+            let msn = playlist.media_sequence + i as u64;
+            if let std::collections::btree_map::Entry::Vacant(slot) = segments.entry(msn) {
+                slot.insert(
+                    get(format!("{base}/{}", segment.uri))
+                        .await
+                        .bytes()
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+        if playlist.end_list {
+            break;
+        }
+        next = format!(
+            "?_HLS_msn={}",
+            playlist.media_sequence + playlist.segments.len() as u64
+        );
+    }
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "publisher: {status}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while prism.hub().is_live("live", "av1-opus") {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    prism.stop().await;
+
+    let expected = framemd5_of_file_with(&ffmpeg, &clip);
+    let file = std::fs::read_dir(dir.join("live"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(ffprobe_video(&file).codec, "av1");
+    assert_eq!(ffprobe_audio_codec(&file), "opus");
+    assert_eq!(
+        framemd5_of_file_with(&ffmpeg, &file),
+        expected,
+        "the recording"
+    );
+
+    assert!(segments.len() >= 2, "{} segments", segments.len());
+    let mut joined = init.expect("an init segment").to_vec();
+    for segment in segments.values() {
+        joined.extend_from_slice(segment);
+    }
+    let hls = dir.join("hls.mp4");
+    std::fs::write(&hls, &joined).unwrap();
+    let got = framemd5_of_file_with(&ffmpeg, &hls);
+    assert_contiguous_run(&expected, &got, 0);
+    assert_contiguous_run(&expected, &got, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,14 +17,15 @@
 //! shared, never rewritten.
 
 use bytes::Bytes;
-use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Audio, Avc1, Avcc, Codec, Dinf, Dref, DrefEntry, Encode, Esds, FourCC, Ftyp, Hdlr, Hvc1,
-    Hvcc, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stsd, Tfdt, Tfhd, Tkhd,
-    Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Url, Visual, Vmhd,
+    Encode, FourCC, Ftyp, Mfhd, Moof, Moov, Mvex, Mvhd, Tfdt, Tfhd, Traf, Trun, TrunEntry,
+    TrunSamples,
 };
 
-use crate::flv::{AudioCodec, VideoCodec, VideoPacketKind, aac_config, parse_video};
+use crate::flv::{AudioPacketKind, VideoCodec, VideoPacketKind, parse_audio, parse_video};
+use entries::{audio_track, trex_of, video_track};
+
+mod entries;
 
 /// Milliseconds: FLV's unit, kept so no timestamp is rounded.
 const TIMESCALE: u32 = 1000;
@@ -38,7 +39,7 @@ const NON_SYNC: u32 = 0x0101_0000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fmp4Error {
     /// A codec this muxer does not write.
-    #[error("MP4 recording writes H.264, HEVC and AAC; this stream has {0}")]
+    #[error("fragmented MP4 carries H.264, HEVC, AV1, AAC and Opus; this stream has {0}")]
     Codec(String),
     /// A decoder configuration that does not parse.
     #[error("a {0} decoder configuration that does not parse")]
@@ -178,15 +179,18 @@ impl Fmp4Muxer {
         tag.keyframe
     }
 
-    /// Adds an AAC payload stamped `dts` (ms): a raw frame becomes a sample.
+    /// Adds an audio payload stamped `dts` (ms): a frame (raw AAC, or an
+    /// enhanced-RTMP coded frame: Opus) becomes a sample.
     pub fn push_audio(&mut self, dts: u64, payload: &Bytes) {
-        // SoundFormat 10 (AAC), AACPacketType 1 (raw): the frame after 2 bytes.
-        if self.has_audio && payload.len() > 2 && payload[0] >> 4 == 10 && payload[1] == 1 {
+        if !self.has_audio {
+            return;
+        }
+        if let Some(offset) = audio_frame(payload) {
             self.audio.push(Sample {
                 dts,
                 cts_offset: 0,
                 sync: true,
-                data: payload.slice(2..),
+                data: payload.slice(offset..),
             });
         }
     }
@@ -298,153 +302,30 @@ fn video_frame(payload: &[u8]) -> Option<(crate::flv::VideoTag, usize)> {
     }
     let first = *payload.first()?;
     let offset = if tag.enhanced {
-        // PacketType 1 (CodedFrames) carries a composition time; 3 (CodedFramesX) not.
-        if first & 0x0F == 1 { 8 } else { 5 }
+        // PacketType 1 (CodedFrames) of AVC and HEVC carries a composition time;
+        // 3 (CodedFramesX), and AV1's frames, do not.
+        let timed = first & 0x0F == 1 && matches!(tag.codec, VideoCodec::Avc | VideoCodec::Hevc);
+        if timed { 8 } else { 5 }
     } else {
         5
     };
     (payload.len() > offset).then_some((tag, offset))
 }
 
-fn video_track(header: &[u8]) -> Result<Trak, Fmp4Error> {
-    let (codec, config) = crate::flv::video_configuration(header)
-        .ok()
-        .flatten()
-        .ok_or(Fmp4Error::Config("video"))?;
-    let visual = |width, height| Visual {
-        data_reference_index: 1,
-        width,
-        height,
-        ..Default::default()
-    };
-    // The picture size from the SPS (the standby slate's reader), for the
-    // track and sample entry; players read the SPS themselves anyway.
-    let size = |picture: Result<crate::standby::parse::PictureConfig, _>| {
-        picture
-            .ok()
-            .and_then(|p| p.size)
-            .map(|(w, h)| (u16::try_from(w).unwrap_or(0), u16::try_from(h).unwrap_or(0)))
-            .unwrap_or((0, 0))
-    };
-    let (codec, (width, height)) = match codec {
-        VideoCodec::Avc => {
-            let avcc =
-                Avcc::decode_body(&mut &config[..]).map_err(|_| Fmp4Error::Config("H.264"))?;
-            let (width, height) = size(crate::standby::parse::avc(config));
-            let entry = Avc1 {
-                visual: visual(width, height),
-                avcc,
-                ..Default::default()
-            };
-            (Codec::Avc1(entry), (width, height))
-        }
-        VideoCodec::Hevc => {
-            let hvcc =
-                Hvcc::decode_body(&mut &config[..]).map_err(|_| Fmp4Error::Config("HEVC"))?;
-            let (width, height) = size(crate::standby::parse::hevc(config));
-            let entry = Hvc1 {
-                visual: visual(width, height),
-                hvcc,
-                ..Default::default()
-            };
-            (Codec::Hvc1(entry), (width, height))
-        }
-        other => return Err(Fmp4Error::Codec(format!("{other:?}"))),
-    };
-    Ok(trak(VIDEO_TRACK, b"vide", codec, width, height))
-}
-
-fn audio_track(header: &[u8]) -> Result<Trak, Fmp4Error> {
-    let (codec, asc) = crate::flv::audio_configuration(header)
-        .ok()
-        .flatten()
-        .ok_or(Fmp4Error::Config("audio"))?;
-    if codec != AudioCodec::Aac {
-        return Err(Fmp4Error::Codec(format!("{codec:?}")));
+/// Where an audio payload's frame starts: after AAC's 2-byte header, or after
+/// the enhanced header and FourCC (5 bytes; a multitrack or ModEx packet is not
+/// a plain frame and is skipped).
+fn audio_frame(payload: &[u8]) -> Option<usize> {
+    let tag = parse_audio(payload).ok()?;
+    if tag.kind != AudioPacketKind::Frame || tag.multitrack {
+        return None;
     }
-    let (sample_rate, channels) = aac_config(asc).ok_or(Fmp4Error::Config("AAC"))?;
-    let first = u16::from_be_bytes([asc[0], *asc.get(1).unwrap_or(&0)]);
-    let mp4a = Mp4a {
-        audio: Audio {
-            data_reference_index: 1,
-            channel_count: u16::from(channels),
-            sample_size: 16,
-            sample_rate: u16::try_from(sample_rate).unwrap_or(0).into(),
-        },
-        esds: Esds {
-            es_desc: EsDescriptor {
-                es_id: 2,
-                dec_config: DecoderConfig {
-                    object_type_indication: 0x40,
-                    stream_type: 5,
-                    up_stream: 0,
-                    dec_specific: Some(DecoderSpecific {
-                        profile: (first >> 11) as u8,
-                        freq_index: ((first >> 7) & 0x0F) as u8,
-                        chan_conf: ((first >> 3) & 0x0F) as u8,
-                        raw: asc.to_vec(),
-                    }),
-                    ..Default::default()
-                },
-                sl_config: SLConfig::default(),
-                ..Default::default()
-            },
-        },
-        btrt: None,
-        taic: None,
+    let offset = match (tag.enhanced, tag.codec) {
+        (true, _) if payload[0] & 0x0F == 1 => 5,
+        (false, crate::flv::AudioCodec::Aac) => 2,
+        _ => return None,
     };
-    Ok(trak(AUDIO_TRACK, b"soun", Codec::Mp4a(mp4a), 0, 0))
-}
-
-fn trak(track_id: u32, handler: &[u8; 4], codec: Codec, width: u16, height: u16) -> Trak {
-    let video = handler == b"vide";
-    Trak {
-        tkhd: Tkhd {
-            track_id,
-            enabled: true,
-            in_movie: true,
-            volume: if video { 0.into() } else { 1.into() },
-            width: width.into(),
-            height: height.into(),
-            ..Default::default()
-        },
-        mdia: Mdia {
-            mdhd: Mdhd {
-                timescale: TIMESCALE,
-                language: "und".into(),
-                ..Default::default()
-            },
-            hdlr: Hdlr {
-                handler: FourCC::new(handler),
-                name: if video { "prism video" } else { "prism audio" }.into(),
-            },
-            minf: Minf {
-                vmhd: video.then(Vmhd::default),
-                smhd: (!video).then(Smhd::default),
-                dinf: Dinf {
-                    dref: Dref {
-                        entries: vec![DrefEntry::Url(Url::default())],
-                    },
-                },
-                stbl: Stbl {
-                    stsd: Stsd {
-                        codecs: vec![codec],
-                    },
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        },
-        ..Default::default()
-    }
-}
-
-fn trex_of(track_id: u32) -> Trex {
-    Trex {
-        track_id,
-        default_sample_description_index: 1,
-        ..Default::default()
-    }
+    (payload.len() > offset).then_some(offset)
 }
 
 fn encode<A: Encode>(atom: &A, out: &mut Vec<u8>) -> Result<(), Fmp4Error> {

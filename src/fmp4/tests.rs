@@ -194,3 +194,41 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn an_opus_head_becomes_a_dops_box_and_enhanced_frames_become_samples() {
+    // Enhanced audio sequence start (SoundFormat 9, PacketType 0, FourCC Opus)
+    // carrying OpusHead: stereo, pre-skip 312, 48 kHz, gain 0, family 0.
+    let mut header = vec![0x90];
+    header.extend_from_slice(b"Opus");
+    header.extend_from_slice(b"OpusHead");
+    header.extend_from_slice(&[1, 2, 0x38, 0x01, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+    let (mut muxer, init) = Fmp4Muxer::new(None, Some(&header)).unwrap();
+    let Any::Moov(moov) = &boxes(&init)[1] else {
+        panic!()
+    };
+    let Codec::Opus(opus) = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0] else {
+        panic!("{:?}", moov.trak[0].mdia.minf.stbl.stsd.codecs)
+    };
+    assert_eq!(opus.dops.output_channel_count, 2);
+    assert_eq!(opus.dops.pre_skip, 312);
+    assert_eq!(opus.dops.input_sample_rate, 48000);
+    assert!(opus.dops.channel_mapping.is_none());
+    // Coded frames (PacketType 1): the Opus packet after the 5-byte header.
+    for (i, dts) in [0u64, 20, 40].into_iter().enumerate() {
+        let mut frame = vec![0x91];
+        frame.extend_from_slice(b"Opus");
+        frame.extend_from_slice(&[0xfc, i as u8]);
+        muxer.push_audio(dts, &Bytes::from(frame));
+    }
+    let fragment = muxer.finish().unwrap().unwrap();
+    let Any::Mdat(mdat) = &boxes(&fragment)[1] else {
+        panic!()
+    };
+    assert_eq!(mdat.data, [0xfc, 0, 0xfc, 1, 0xfc, 2]);
+    // A truncated head is refused, not guessed.
+    assert_eq!(
+        Fmp4Muxer::new(None, Some(&header[..20])).unwrap_err(),
+        Fmp4Error::Config("Opus")
+    );
+}
