@@ -440,3 +440,87 @@ async fn packaging_stops_when_nobody_watches_and_starts_again_on_request() {
     drop(publisher);
     prism.stop().await;
 }
+
+/// A stream whose audio codec fragmented MP4 does not carry (MP3) gets video-
+/// only HLS, said once in the log; its players are untouched.
+#[tokio::test]
+async fn audio_hls_cannot_carry_is_left_out_with_a_warning_and_the_stream_goes_on() {
+    let source = generate(
+        &require("ffmpeg"),
+        "h264-mp3-6s.flv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30:duration=6",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100:duration=6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+            "-bf",
+            "0",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "64k",
+            "-shortest",
+        ],
+    );
+    let prism = Prism::start().await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let publisher = publish(&source, &prism.url("live/mp3-hls"));
+    prism.wait_live("live", "mp3-hls").await;
+    let player = play_framemd5(&prism.url("live/mp3-hls"));
+    let base = format!("http://{http}/hls/{}", stream_id(&prism).await);
+    assert_eq!(get(&format!("{base}/index.m3u8")).await.status(), 200);
+    let playlist = parse(
+        &get(&format!("{base}/index.m3u8?_HLS_msn=1"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    let mut joined = get(&format!("{base}/src.init0.mp4"))
+        .await
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    joined.extend_from_slice(
+        &get(&format!("{base}/{}", playlist.segments[0].uri))
+            .await
+            .bytes()
+            .await
+            .unwrap(),
+    );
+    let dir = tmp_dir("mp3");
+    std::fs::write(dir.join("first.mp4"), &joined).unwrap();
+    let probe = std::process::Command::new(require("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(dir.join("first.mp4"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "video");
+    assert!(captured_logs().contains("HLS is video only: Mp3 audio"));
+    let (status, _) = finish(publisher).await;
+    assert!(status.success());
+    let (_, out) = finish(player).await;
+    assert_source_from_keyframe(&source, &parse_framemd5(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+    prism.stop().await;
+}

@@ -342,6 +342,7 @@ impl Packaging {
         let mut timeline = Timeline::default();
         let mut batch = Vec::with_capacity(256);
         let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+        let mut warned_left_out = false;
         let ended = loop {
             tokio::select! {
                 more = subscriber.recv_batch(&mut batch) => if !more { break true; },
@@ -381,6 +382,10 @@ impl Packaging {
                         }
                     }
                 }
+            }
+            if !warned_left_out && let Some(codec) = live.packager().left_out() {
+                warned_left_out = true;
+                tracing::warn!(stream_id = %live.broadcast.id, "HLS is video only: {codec:?} audio is not carried in fragmented MP4");
             }
             if let Some(err) = failed {
                 tracing::warn!("HLS packaging stopped, the stream goes on: {err}");

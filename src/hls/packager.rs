@@ -120,6 +120,9 @@ pub struct Packager {
     /// The latest sequence headers, for the next initialization segment.
     video_header: Option<Packet>,
     audio_header: Option<Packet>,
+    /// An audio codec fMP4 here does not carry, once frames of it arrived:
+    /// the rendition is video only.
+    left_out: Option<crate::flv::AudioCodec>,
 }
 
 impl Packager {
@@ -135,7 +138,14 @@ impl Packager {
             ended: false,
             video_header: None,
             audio_header: None,
+            left_out: None,
         }
+    }
+
+    /// The audio codec left out of this rendition (one fMP4 does not carry,
+    /// such as MP3), once its frames arrived.
+    pub fn left_out(&self) -> Option<crate::flv::AudioCodec> {
+        self.left_out
     }
 
     /// How it cuts.
@@ -164,6 +174,13 @@ impl Packager {
             PacketKind::Audio => false,
             _ => return Ok(false),
         };
+        if !is_video && self.audio_header.is_none() && self.left_out.is_none() {
+            // Audio without a configuration: a codec that has none (MP3,
+            // Speex...), which no track here describes.
+            self.left_out = crate::flv::parse_audio(&packet.payload)
+                .ok()
+                .map(|t| t.codec);
+        }
         let mut changed = false;
         if self.config_changed() {
             changed = self.close_muxer()?;
