@@ -25,8 +25,13 @@ fn profile(height: u32, kbps: u32) -> Profile {
     }
 }
 
-/// The command lines of this process's children that write HLS rungs.
-fn ladder_encoders() -> Vec<String> {
+/// The PIDs of this process's children that write HLS rungs.
+fn ladder_encoder_pids() -> Vec<i32> {
+    ladder_encoders().iter().map(|(pid, _)| *pid).collect()
+}
+
+/// This process's children that write HLS rungs: PID and command line.
+fn ladder_encoders() -> Vec<(i32, String)> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -43,7 +48,8 @@ fn ladder_encoders() -> Vec<String> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains("pipe:3") {
-            found.push(cmdline);
+            let pid = entry.file_name().to_string_lossy().parse().unwrap_or(0);
+            found.push((pid, cmdline));
         }
     }
     found
@@ -100,7 +106,7 @@ async fn a_ladder_serves_aligned_variants_from_one_encoder() {
     // One encoder for the whole ladder: one ffmpeg child writing both rungs.
     let encoders = ladder_encoders();
     assert_eq!(encoders.len(), 1, "{encoders:?}");
-    assert!(encoders[0].contains("pipe:3") && encoders[0].contains("pipe:4"));
+    assert!(encoders[0].1.contains("pipe:3") && encoders[0].1.contains("pipe:4"));
 
     // Each variant, once it has four complete segments: the same cuts as the
     // source's, at its own size, frames that decode.
@@ -194,6 +200,35 @@ async fn a_ladder_serves_aligned_variants_from_one_encoder() {
         .map(|l| l.as_i64().unwrap())
         .collect();
     assert_eq!(switched, [0, 1, 2], "every variant played: {seen:#}");
+
+    // The encoder killed: it is started again, and the rungs' playlists go on
+    // counting from where they were.
+    let before = text(&format!("{base}/120p.m3u8")).await;
+    let Ok(Playlist::MediaPlaylist(before)) = m3u8_rs::parse_playlist_res(before.as_bytes()) else {
+        panic!()
+    };
+    let edge = before.media_sequence + before.segments.len() as u64;
+    let pid = ladder_encoder_pids();
+    assert_eq!(pid.len(), 1);
+    // SAFETY: kill(2) on the PID of this test's own child.
+    assert_eq!(unsafe { libc::kill(pid[0], libc::SIGKILL) }, 0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = ladder_encoder_pids();
+        if now.len() == 1 && now != pid {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new encoder");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for msn in [edge + 1, edge + 2] {
+        let after = text(&format!("{base}/120p.m3u8?_HLS_msn={msn}")).await;
+        let Ok(Playlist::MediaPlaylist(after)) = m3u8_rs::parse_playlist_res(after.as_bytes())
+        else {
+            panic!()
+        };
+        assert!(after.media_sequence + after.segments.len() as u64 > msn);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     drop(publisher);
     prism.stop().await;
