@@ -48,7 +48,11 @@ async fn ll_hls_of_a_live_stream_is_the_source_frame_for_frame() {
     let source = clip(16);
     let publisher = publish(&source, &prism.url("live/hls-key"));
     prism.wait_live("live", "hls-key").await;
-    let base = format!("http://{http}/hls/{}", stream_id(&prism).await);
+    let id = stream_id(&prism).await;
+    let base = format!("http://{http}/hls/{id}");
+    let hls = &prism.streams_json().await["streams"][0]["hls"];
+    assert_eq!(hls["url"], format!("/hls/{id}/index.m3u8"));
+    assert_eq!(hls["packaging"], false, "nobody asked yet");
 
     // The first request starts packaging and returns once a part exists.
     let first = get(&format!("{base}/index.m3u8")).await;

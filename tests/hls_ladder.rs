@@ -108,6 +108,22 @@ async fn a_ladder_serves_aligned_variants_from_one_encoder() {
     assert_eq!(encoders.len(), 1, "{encoders:?}");
     assert!(encoders[0].1.contains("pipe:3") && encoders[0].1.contains("pipe:4"));
 
+    // The API shows the packaging, every rendition and the encoder.
+    let hls = &prism.streams_json().await["streams"][0]["hls"];
+    assert_eq!(hls["packaging"], true, "{hls:#}");
+    let names: Vec<&str> = hls["renditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["src", "180p", "120p"]);
+    assert_eq!(
+        hls["encoder"]["pid"].as_i64(),
+        Some(i64::from(encoders[0].0)),
+        "{hls:#}"
+    );
+
     // Each variant, once it has four complete segments: the same cuts as the
     // source's, at its own size, frames that decode.
     let mut durations = BTreeMap::new();

@@ -137,6 +137,16 @@ impl HlsService {
         self.running.len()
     }
 
+    /// What the API shows of broadcast `id`'s HLS.
+    pub fn status(&self, id: &str) -> super::status::HlsStatus {
+        match self.running.get(id) {
+            Some(live) if !live.stopped.is_cancelled() || live.error().is_some() => {
+                super::status::HlsStatus::of(&live)
+            }
+            _ => super::status::HlsStatus::idle(id),
+        }
+    }
+
     /// Bytes the windows of every packager hold (initialization segments, parts).
     pub fn window_bytes(&self) -> usize {
         self.running

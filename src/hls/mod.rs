@@ -15,7 +15,8 @@
 //!
 //! One file per concern: [`packager`] (cutting, sans-I/O), [`playlist`] (the
 //! text), [`variant`] (what a master playlist says of a rendition), [`path`]
-//! (what a URL asks for), [`token`] (signed access tokens), [`live`] (the
+//! (what a URL asks for), [`token`] (signed access tokens), [`status`] (what
+//! the API shows), [`live`] (the
 //! packagers running and their lifecycle), [`ladder`] (the ABR ladder's one
 //! encoder per stream).
 
@@ -24,6 +25,7 @@ pub mod live;
 pub mod packager;
 pub mod path;
 pub mod playlist;
+pub mod status;
 pub mod token;
 pub mod variant;
 

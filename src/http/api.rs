@@ -212,7 +212,12 @@ fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
         let warnings = state
             .relay
             .warnings(relay, info.video.as_ref(), info.audio.as_ref());
-        return Some(StreamJson::new(info, &stream, relay, warnings));
+        let mut json = StreamJson::new(info, &stream, relay, warnings);
+        json.hls = state
+            .hls
+            .as_ref()
+            .map(|hls| hls.status(&relay.id().to_string()));
+        return Some(json);
     }
     let since = stream.reconnecting_since()?;
     // No publisher, so no constraint to check; the publish's problems stay.

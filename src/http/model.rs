@@ -127,6 +127,9 @@ pub struct StreamJson {
     /// The stream's recording, when it is recorded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingJson>,
+    /// The stream's HLS, unless `[hls] enabled = false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hls: Option<crate::hls::status::HlsStatus>,
 }
 
 /// A stream's recording.
@@ -316,6 +319,7 @@ impl StreamJson {
                 .map(|d| DestinationJson::of(d, stream))
                 .collect(),
             recording: RecordingJson::of(relay),
+            hls: None,
         }
     }
 
@@ -347,6 +351,7 @@ impl StreamJson {
                 .map(|d| DestinationJson::of(d, stream))
                 .collect(),
             recording: RecordingJson::of(relay),
+            hls: None,
         }
     }
 }

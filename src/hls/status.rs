@@ -1,0 +1,90 @@
+//! What the API shows of a stream's HLS: where it is, whether it is packaged
+//! now, each rendition's live edge and memory, and the ladder encoder's health
+//! (so a failing rung is as visible as a failing destination).
+
+use serde::Serialize;
+
+use super::live::LiveHls;
+use super::packager::Packager;
+use crate::transcode::EncoderSnapshot;
+
+/// A stream's HLS, for `streams[].hls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HlsStatus {
+    /// The stream's playlist, by stream id (a user's stream is also at
+    /// `/hls/APP/USER/index.m3u8`).
+    pub url: String,
+    /// Whether it is packaged now (someone asked within `idle_secs`).
+    pub packaging: bool,
+    /// The source and each rung of the ladder, while packaged.
+    pub renditions: Vec<RenditionStatus>,
+    /// The ladder's encoder, with a ladder and while packaged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<EncoderSnapshot>,
+    /// The ladder encoder's last failure, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_error: Option<String>,
+    /// Why packaging failed (a video codec fMP4 does not carry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One rendition's window.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenditionStatus {
+    /// `src` or the rung's profile.
+    pub name: String,
+    /// The media sequence number at the live edge.
+    pub edge_msn: u64,
+    /// Bytes its window holds.
+    pub window_bytes: usize,
+    /// The peak bit rate of its segments.
+    pub bandwidth_bps: Option<u64>,
+    /// An audio codec left out of it (video only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_left_out: Option<String>,
+}
+
+impl HlsStatus {
+    /// The status of a stream not packaged now.
+    pub fn idle(id: &str) -> Self {
+        Self {
+            url: format!("/hls/{id}/index.m3u8"),
+            packaging: false,
+            renditions: Vec::new(),
+            encoder: None,
+            encoder_error: None,
+            error: None,
+        }
+    }
+
+    /// The status of a packaged stream.
+    pub fn of(live: &LiveHls) -> Self {
+        let mut renditions = vec![rendition(super::SOURCE, &live.packager())];
+        for rung in &live.rungs {
+            renditions.push(rendition(&rung.name, &rung.packager()));
+        }
+        Self {
+            packaging: true,
+            renditions,
+            encoder: live.encoder.as_ref().map(|e| e.snapshot()),
+            encoder_error: live
+                .encoder
+                .as_ref()
+                .and_then(|e| e.last_error())
+                .map(|(error, _)| error),
+            error: live.error(),
+            ..Self::idle(&live.broadcast.id)
+        }
+    }
+}
+
+fn rendition(name: &str, packager: &Packager) -> RenditionStatus {
+    RenditionStatus {
+        name: name.to_owned(),
+        edge_msn: packager.edge().0,
+        window_bytes: packager.held_bytes(),
+        bandwidth_bps: packager.peak_bps(),
+        audio_left_out: packager.left_out().map(|codec| format!("{codec:?}")),
+    }
+}
