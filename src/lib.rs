@@ -6,6 +6,7 @@
 //! [`app`] wires them into a running process with one shutdown tree.
 
 pub mod app;
+pub mod atomic_file;
 pub mod auth;
 pub mod backoff;
 pub mod config;

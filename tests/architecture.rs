@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "mask",
+            "atomic_file",
             "rate",
             "timestamp",
             "duration_key",

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use super::live::{LiveHls, Rung};
+use super::rung::Rung;
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::flv::{FlvReader, TagType};
 use crate::hub::{Hub, Packet, SubscriberKind};
@@ -45,12 +45,25 @@ pub struct LadderSpec {
     pub rungs: Vec<RungSpec>,
 }
 
+/// What the ladder encoder feeds: a stream's rungs (a trait, so that this module
+/// does not depend on the packagers' registry that starts it).
+pub trait LadderTarget: Send + Sync {
+    /// The source stream's app and hub key.
+    fn hub_key(&self) -> (&str, &str);
+    /// The stream id, for the log.
+    fn stream_id(&self) -> &str;
+    /// The rungs, in the ladder's order.
+    fn rungs(&self) -> &[Rung];
+    /// Wakes the requests waiting for a window to move.
+    fn changed(&self);
+}
+
 /// How long the encoder may produce nothing before it is restarted.
 const STALL: Duration = Duration::from_secs(20);
 
 /// Runs `live`'s ladder encoder until packaging stops (`stop`) or the stream ends.
 pub async fn run(
-    live: Arc<LiveHls>,
+    live: Arc<dyn LadderTarget>,
     hub: Arc<Hub>,
     spec: Arc<LadderSpec>,
     status: Arc<EncoderStatus>,
@@ -65,10 +78,8 @@ pub async fn run(
     // again and is placed after it.
     let mut offsets = vec![0u64; spec.rungs.len()];
     loop {
-        let broadcast = &live.broadcast;
-        let Ok(subscriber) =
-            hub.subscribe_as(&broadcast.app, &broadcast.key, SubscriberKind::Relay)
-        else {
+        let (app, key) = live.hub_key();
+        let Ok(subscriber) = hub.subscribe_as(app, key, SubscriberKind::Relay) else {
             break;
         };
         let result = tokio::select! {
@@ -80,7 +91,7 @@ pub async fn run(
             Ok(()) => break,
             Err(err) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(stream_id = %broadcast.id, retry_in = ?delay, "HLS ladder encoder failed: {err}");
+                tracing::warn!(stream_id = %live.stream_id(), retry_in = ?delay, "HLS ladder encoder failed: {err}");
                 status.record_failure(format!("HLS ladder encoder: {err}"), false);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
@@ -95,7 +106,7 @@ pub async fn run(
 /// One ffmpeg run: feeds it the stream and reads every rung's output until
 /// the input ends (Ok) or something fails.
 async fn run_once(
-    live: &Arc<LiveHls>,
+    live: &Arc<dyn LadderTarget>,
     spec: &LadderSpec,
     subscriber: &crate::hub::Subscriber,
     status: &EncoderStatus,
@@ -121,9 +132,13 @@ async fn run_once(
         return Err(EncoderError::Exited("pipes unavailable".into()));
     };
     let mut reads = Vec::with_capacity(readers.len());
-    for ((fd, rung), offset) in readers.into_iter().zip(&live.rungs).zip(offsets.iter_mut()) {
+    for ((fd, rung), offset) in readers
+        .into_iter()
+        .zip(live.rungs())
+        .zip(offsets.iter_mut())
+    {
         let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-        reads.push(read_rung(live, rung, pipe, offset));
+        reads.push(read_rung(live.as_ref(), rung, pipe, offset));
     }
     let outputs = futures_util::future::try_join_all(reads);
     let progress = watch_stderr(stderr, status);
@@ -200,7 +215,7 @@ fn spawn(spec: &LadderSpec, writers: &[OwnedFd]) -> Result<Child, EncoderError> 
 
 /// Reads one rung's FLV into its packager until ffmpeg closes it.
 async fn read_rung(
-    live: &LiveHls,
+    live: &dyn LadderTarget,
     rung: &Rung,
     mut pipe: tokio::net::unix::pipe::Receiver,
     offset: &mut u64,

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::HlsConfig;
 use super::packager::Packager;
+pub use super::rung::Rung;
 use crate::hub::{Hub, HubError, PacketKind, Subscriber, SubscriberKind};
 use crate::timestamp::Rebaser;
 
@@ -47,32 +48,6 @@ pub struct Broadcast {
     pub key: String,
     /// The user it belongs to, if any.
     pub user: Option<String>,
-}
-
-/// One rung of a stream's ladder: a rendition fed by the ladder encoder.
-#[derive(Debug)]
-pub struct Rung {
-    /// Its name in URLs (the profile's).
-    pub name: String,
-    /// Its profile's nominal bit rate, until it made a part.
-    pub nominal_bps: u64,
-    packager: Mutex<Packager>,
-}
-
-impl Rung {
-    /// Its packager's window, to read.
-    pub fn packager(&self) -> MutexGuard<'_, Packager> {
-        self.packager.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Adds one of its packets (see [`Packager::push`]).
-    pub fn push(
-        &self,
-        packet: &crate::hub::Packet,
-        dts: u64,
-    ) -> Result<bool, crate::fmp4::Fmp4Error> {
-        self.packager().push(packet, dts)
-    }
 }
 
 /// One stream's packagers, as requests see them: the source's and, with a
@@ -141,7 +116,14 @@ impl HlsService {
     pub fn status(&self, id: &str) -> super::status::HlsStatus {
         match self.running.get(id) {
             Some(live) if !live.stopped.is_cancelled() || live.error().is_some() => {
-                super::status::HlsStatus::of(&live)
+                let error = live.error();
+                super::status::HlsStatus::of(
+                    id,
+                    &live.packager(),
+                    &live.rungs,
+                    live.encoder.as_deref(),
+                    error,
+                )
             }
             _ => super::status::HlsStatus::idle(id),
         }
@@ -174,10 +156,12 @@ impl HlsService {
             self.hub
                 .subscribe_as(&broadcast.app, &broadcast.key, SubscriberKind::Relay)?;
         let timing = self.config.timing();
-        let rungs = self.ladder.iter().flat_map(|l| &l.rungs).map(|r| Rung {
-            name: r.name.clone(),
-            nominal_bps: super::variant::nominal_bps(&r.args),
-            packager: Mutex::new(Packager::new(timing)),
+        let rungs = self.ladder.iter().flat_map(|l| &l.rungs).map(|r| {
+            Rung::new(
+                r.name.clone(),
+                super::variant::nominal_bps(&r.args),
+                Packager::new(timing),
+            )
         });
         let live = Arc::new(LiveHls {
             broadcast: broadcast.clone(),
@@ -212,7 +196,7 @@ impl HlsService {
         };
         if let (Some(spec), Some(status)) = (&self.ladder, &live.encoder) {
             self.tracker.spawn(super::ladder::run(
-                Arc::clone(&live),
+                Arc::clone(&live) as Arc<dyn super::ladder::LadderTarget>,
                 Arc::clone(&self.hub),
                 Arc::clone(spec),
                 Arc::clone(status),
@@ -334,6 +318,24 @@ impl LiveHls {
                 () = self.stopped.cancelled() => {}
             }
         }
+    }
+}
+
+impl super::ladder::LadderTarget for LiveHls {
+    fn hub_key(&self) -> (&str, &str) {
+        (&self.broadcast.app, &self.broadcast.key)
+    }
+
+    fn stream_id(&self) -> &str {
+        &self.broadcast.id
+    }
+
+    fn rungs(&self) -> &[Rung] {
+        &self.rungs
+    }
+
+    fn changed(&self) {
+        LiveHls::changed(self);
     }
 }
 

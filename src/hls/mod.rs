@@ -25,6 +25,7 @@ pub mod live;
 pub mod packager;
 pub mod path;
 pub mod playlist;
+pub mod rung;
 pub mod status;
 pub mod token;
 pub mod variant;

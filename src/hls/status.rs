@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use super::live::LiveHls;
 use super::packager::Packager;
-use crate::transcode::EncoderSnapshot;
+use super::rung::Rung;
+use crate::transcode::{EncoderSnapshot, EncoderStatus};
 
 /// A stream's HLS, for `streams[].hls`.
 #[derive(Debug, Clone, Serialize)]
@@ -58,23 +58,26 @@ impl HlsStatus {
         }
     }
 
-    /// The status of a packaged stream.
-    pub fn of(live: &LiveHls) -> Self {
-        let mut renditions = vec![rendition(super::SOURCE, &live.packager())];
-        for rung in &live.rungs {
+    /// The status of packaged stream `id`: its source rendition, its rungs,
+    /// the ladder encoder and the packaging error, if any.
+    pub fn of(
+        id: &str,
+        source: &Packager,
+        rungs: &[Rung],
+        encoder: Option<&EncoderStatus>,
+        error: Option<String>,
+    ) -> Self {
+        let mut renditions = vec![rendition(super::SOURCE, source)];
+        for rung in rungs {
             renditions.push(rendition(&rung.name, &rung.packager()));
         }
         Self {
             packaging: true,
             renditions,
-            encoder: live.encoder.as_ref().map(|e| e.snapshot()),
-            encoder_error: live
-                .encoder
-                .as_ref()
-                .and_then(|e| e.last_error())
-                .map(|(error, _)| error),
-            error: live.error(),
-            ..Self::idle(&live.broadcast.id)
+            encoder: encoder.map(EncoderStatus::snapshot),
+            encoder_error: encoder.and_then(|e| e.last_error()).map(|(error, _)| error),
+            error,
+            ..Self::idle(id)
         }
     }
 }

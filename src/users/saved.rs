@@ -11,7 +11,6 @@
 //! the caller compares it with the file's bytes before writing, so two edits
 //! made from the same version cannot both land.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -314,44 +313,7 @@ fn refuse_duplicate(user: &User, id: &str, presets: &Presets) -> Result<(), Edit
     }
 }
 
-/// Replaces `path` with `text` so that a reader (or a crash) sees the old file
-/// or the new one, never a mix: the text goes to a temporary file in the same
-/// directory (named so that the users loader, which reads `*.toml`, skips it),
-/// is flushed to disk, renamed over `path`, and the directory entry is flushed
-/// too. The file's permissions are kept (it holds keys).
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{name}.{}.{:x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
-}
+pub use crate::atomic_file::write_atomically;
 
 #[cfg(test)]
 mod tests;
