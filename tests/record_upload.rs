@@ -174,3 +174,51 @@ async fn a_large_recording_goes_up_in_parts_and_is_deleted_locally_after() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A recording whose upload had not happened when prism stopped is uploaded by
+/// the next start: the queue is kept in a journal beside the recordings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_left_at_shutdown_are_uploaded_by_the_next_start() {
+    let dir = temp_dir("restart");
+    let root = temp_dir("restart-store");
+    let port = common::sinks::pick_port();
+    let settings = config(&dir, &format!("http://127.0.0.1:{port}"), 0, false);
+    let prism = start_prism("upload-restart-1", &settings).await;
+    let publisher = publish(&clip(3), &prism.url("live/upload-restart-key"));
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success());
+    wait_uploads(&prism, "a failed attempt", |u| {
+        u["pending_count"] == 1 && u["failed_attempts"].as_u64() >= Some(1)
+    })
+    .await;
+    prism.stop().await;
+    let files = recordings(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let journal = std::fs::read_to_string(dir.join(".prism-uploads-pending")).unwrap();
+    assert!(journal.contains(files[0].to_str().unwrap()), "{journal}");
+
+    let store = S3Server::start(&root, BUCKET, port).await;
+    let prism = start_prism("upload-restart-2", &settings).await;
+    wait_uploads(&prism, "the file left by the last run", |u| {
+        u["pending_count"] == 0 && u["uploaded"] == 1
+    })
+    .await;
+    let name = files[0].file_name().unwrap().to_str().unwrap();
+    let stored = store
+        .object(BUCKET, &format!("archive/live/{name}"))
+        .unwrap();
+    assert!(
+        stored == std::fs::read(&files[0]).unwrap(),
+        "the same bytes"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".prism-uploads-pending")).unwrap(),
+        "",
+        "nothing left to upload"
+    );
+    prism.stop().await;
+    store.stop().await;
+    for d in [&dir, &root] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}

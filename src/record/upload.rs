@@ -119,9 +119,15 @@ struct State {
     failed_attempts: u64,
 }
 
+/// The journal of files not uploaded yet, in `[record] dir`: one `OBJECT<TAB>FILE`
+/// line each, rewritten atomically whenever the queue changes, read at start, so
+/// recordings left by a shutdown or a crash are uploaded by the next run.
+pub const JOURNAL: &str = ".prism-uploads-pending";
+
 /// The uploader: a queue and the task that works through it.
 #[derive(Debug)]
 pub struct Uploader {
+    journal: PathBuf,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     delete_after_upload: bool,
@@ -132,8 +138,13 @@ pub struct Uploader {
 
 impl Uploader {
     /// Sets up the store for `config` with `tls` (the client configuration
-    /// outbound RTMPS uses: ring, the same trusted roots).
-    pub fn new(config: &UploadConfig, tls: rustls::ClientConfig) -> Result<Self, UploadSetupError> {
+    /// outbound RTMPS uses: ring, the same trusted roots), and queues again the
+    /// files the journal in `dir` lists that are still there.
+    pub fn new(
+        config: &UploadConfig,
+        tls: rustls::ClientConfig,
+        dir: &std::path::Path,
+    ) -> Result<Self, UploadSetupError> {
         let rest = config
             .url
             .strip_prefix("s3://")
@@ -169,7 +180,8 @@ impl Uploader {
         let store = builder
             .build()
             .map_err(|e| UploadSetupError::Store(e.to_string()))?;
-        Ok(Self {
+        let uploader = Self {
+            journal: dir.join(JOURNAL),
             store: Arc::new(store),
             prefix: prefix.trim_matches('/').to_owned(),
             delete_after_upload: config.delete_after_upload,
@@ -180,7 +192,64 @@ impl Uploader {
             },
             state: Mutex::new(State::default()),
             wake: Notify::new(),
-        })
+        };
+        uploader.restore();
+        Ok(uploader)
+    }
+
+    /// Queues the files the journal lists that still exist.
+    fn restore(&self) {
+        let Ok(text) = std::fs::read_to_string(&self.journal) else {
+            return;
+        };
+        let mut restored = 0;
+        {
+            let mut state = self.lock();
+            for line in text.lines() {
+                let Some((object, file)) = line.split_once('\t') else {
+                    continue;
+                };
+                let file = PathBuf::from(file);
+                if file.is_file() {
+                    state.queue.push_back(self.job(file, object.into()));
+                    restored += 1;
+                }
+            }
+            self.save(&state);
+        }
+        if restored > 0 {
+            tracing::info!(
+                files = restored,
+                "recordings left by the last run queued for upload again"
+            );
+        }
+    }
+
+    /// Rewrites the journal from the queue (logged when it cannot be written:
+    /// uploading goes on, only a restart would forget those files).
+    fn save(&self, state: &State) {
+        let text: String = state
+            .queue
+            .iter()
+            .map(|job| format!("{}\t{}\n", job.object, job.file.display()))
+            .collect();
+        if let Some(parent) = self.journal.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        if let Err(err) = crate::atomic_file::write_atomically(&self.journal, &text) {
+            tracing::warn!(journal = %self.journal.display(), "uploads journal not written: {err}");
+        }
+    }
+
+    fn job(&self, file: PathBuf, object: object_store::path::Path) -> Job {
+        Job {
+            file,
+            object,
+            attempts: 0,
+            last_error: None,
+            backoff: Backoff::new(self.retry),
+            not_before: Instant::now(),
+        }
     }
 
     /// Queues `file` (a complete recording of `app`) for upload.
@@ -194,15 +263,12 @@ impl Uploader {
             .filter(|part| !part.is_empty())
             .collect::<Vec<_>>()
             .join("/");
-        let job = Job {
-            file,
-            object: object_store::path::Path::from(object),
-            attempts: 0,
-            last_error: None,
-            backoff: Backoff::new(self.retry),
-            not_before: Instant::now(),
-        };
-        self.lock().queue.push_back(job);
+        let job = self.job(file, object_store::path::Path::from(object));
+        {
+            let mut state = self.lock();
+            state.queue.push_back(job);
+            self.save(&state);
+        }
         self.wake.notify_one();
     }
 
@@ -228,7 +294,7 @@ impl Uploader {
     }
 
     /// Starts the task that uploads, in `tracker`, until `shutdown` (files still
-    /// waiting then stay on disk, named in the log).
+    /// waiting then stay on disk, in the journal, for the next run).
     pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, shutdown: CancellationToken) {
         let this = Arc::clone(self);
         tracker.spawn(async move {
@@ -240,7 +306,7 @@ impl Uploader {
             if left > 0 {
                 tracing::warn!(
                     files = left,
-                    "recordings not uploaded before shutdown stay on disk"
+                    "recordings not uploaded before shutdown stay on disk; the next start uploads them"
                 );
             }
         });
@@ -283,6 +349,7 @@ impl Uploader {
                     Ok(_) => {
                         state.queue.remove(at);
                         state.uploaded += 1;
+                        self.save(&state);
                     }
                     Err(err) => {
                         state.failed_attempts += 1;

@@ -168,7 +168,7 @@ impl Relay {
         });
         let uploader = match &config.record.upload {
             Some(upload) => {
-                let uploader = Arc::new(Uploader::new(upload, tls.clone())?);
+                let uploader = Arc::new(Uploader::new(upload, tls.clone(), &config.record.dir)?);
                 uploader.spawn(&tracker, shutdown.clone());
                 Some(uploader)
             }
