@@ -15,17 +15,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use super::rung::Rung;
 use crate::backoff::{Backoff, BackoffPolicy};
-use crate::flv::{FlvReader, TagType};
+use crate::flv::TagType;
 use crate::hub::{Hub, Packet, SubscriberKind};
 use crate::transcode::EncoderStatus;
-use crate::transcode::encoder::{EncoderError, die_with_prism, feed, watch_stderr};
+use crate::transcode::encoder::{EncoderError, die_with_prism, feed, read_flv, watch_stderr};
 
 /// A rung: its name (the profile's) and the profile's ffmpeg output arguments.
 #[derive(Debug, Clone)]
@@ -217,47 +215,31 @@ fn spawn(spec: &LadderSpec, writers: &[OwnedFd]) -> Result<Child, EncoderError> 
 async fn read_rung(
     live: &dyn LadderTarget,
     rung: &Rung,
-    mut pipe: tokio::net::unix::pipe::Receiver,
+    pipe: tokio::net::unix::pipe::Receiver,
     offset: &mut u64,
 ) -> Result<(), EncoderError> {
-    let mut reader = FlvReader::new();
-    let mut buf = BytesMut::with_capacity(256 * 1024);
-    let mut header_read = false;
     let start = *offset;
-    loop {
-        if buf.capacity() - buf.len() < 64 * 1024 {
-            buf.reserve(256 * 1024);
-        }
-        let read = tokio::time::timeout(STALL, pipe.read_buf(&mut buf))
-            .await
-            .map_err(|_| EncoderError::Stalled(STALL))??;
-        if read == 0 {
+    let mut changed = false;
+    read_flv(pipe, STALL, |tag| {
+        let Some(tag) = tag else {
+            if std::mem::take(&mut changed) {
+                live.changed();
+            }
             return Ok(());
-        }
-        if !header_read {
-            match reader.read_header(&mut buf).map_err(EncoderError::Output)? {
-                Some(_) => header_read = true,
-                None => continue,
-            }
-        }
-        let mut changed = false;
-        while let Some(tag) = reader.read_tag(&mut buf).map_err(EncoderError::Output)? {
-            let packet = match tag.tag_type {
-                TagType::Video => Packet::video(tag.timestamp, tag.data).0,
-                TagType::Audio => Packet::audio(tag.timestamp, tag.data).0,
-                TagType::Script => continue,
-            };
-            let dts = start + u64::from(packet.timestamp);
-            *offset = (*offset).max(dts + 1);
-            match rung.push(&packet, dts) {
-                Ok(moved) => changed |= moved,
-                Err(err) => return Err(EncoderError::Exited(format!("{}: {err}", rung.name))),
-            }
-        }
-        if changed {
-            live.changed();
-        }
-    }
+        };
+        let packet = match tag.tag_type {
+            TagType::Video => Packet::video(tag.timestamp, tag.data).0,
+            TagType::Audio => Packet::audio(tag.timestamp, tag.data).0,
+            TagType::Script => return Ok(()),
+        };
+        let dts = start + u64::from(packet.timestamp);
+        *offset = (*offset).max(dts + 1);
+        changed |= rung
+            .push(&packet, dts)
+            .map_err(|err| EncoderError::Exited(format!("{}: {err}", rung.name)))?;
+        Ok(())
+    })
+    .await
 }
 
 /// Reaps ffmpeg: after a clean end it gets a moment to exit, else it is killed.

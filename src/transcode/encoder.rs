@@ -322,17 +322,48 @@ async fn pump(
     publisher: &mut Option<Publisher>,
     stall_timeout: Duration,
 ) -> Result<(), EncoderError> {
+    read_flv(stdout, stall_timeout, |tag| {
+        let Some(tag) = tag else {
+            if let Some(publisher) = &publisher {
+                publisher.flush();
+            }
+            return Ok(());
+        };
+        let publisher = match publisher {
+            Some(publisher) => publisher,
+            None => match output_hub.publish(output) {
+                Ok(new) => publisher.insert(new),
+                Err(err) => {
+                    return Err(EncoderError::Exited(format!(
+                        "cannot publish output: {err}"
+                    )));
+                }
+            },
+        };
+        publish_tag(publisher, tag.tag_type, tag.timestamp, tag.data);
+        Ok(())
+    })
+    .await
+}
+
+/// Reads an FLV stream from ffmpeg until EOF: `each` gets every tag, then
+/// `None` after the tags of each read (a moment to flush). ffmpeg producing
+/// nothing for `stall` is an error, so a hung encoder is restarted.
+pub async fn read_flv<R: AsyncRead + Unpin>(
+    mut input: R,
+    stall: Duration,
+    mut each: impl FnMut(Option<crate::flv::FlvTag>) -> Result<(), EncoderError>,
+) -> Result<(), EncoderError> {
     let mut reader = FlvReader::new();
     let mut buf = BytesMut::with_capacity(256 * 1024);
-    let mut stdout = stdout;
     let mut header_read = false;
     loop {
         if buf.capacity() - buf.len() < 64 * 1024 {
             buf.reserve(256 * 1024);
         }
-        let read = tokio::time::timeout(stall_timeout, stdout.read_buf(&mut buf))
+        let read = tokio::time::timeout(stall, input.read_buf(&mut buf))
             .await
-            .map_err(|_| EncoderError::Stalled(stall_timeout))??;
+            .map_err(|_| EncoderError::Stalled(stall))??;
         if read == 0 {
             return Ok(());
         }
@@ -342,23 +373,10 @@ async fn pump(
                 None => continue,
             }
         }
-        while let Some(tag) = reader.read_tag(&mut buf).map_err(EncoderError::Output)? {
-            let publisher = match publisher {
-                Some(publisher) => publisher,
-                None => match output_hub.publish(output) {
-                    Ok(new) => publisher.insert(new),
-                    Err(err) => {
-                        return Err(EncoderError::Exited(format!(
-                            "cannot publish output: {err}"
-                        )));
-                    }
-                },
-            };
-            publish_tag(publisher, tag.tag_type, tag.timestamp, tag.data);
+        while let Some(next) = reader.read_tag(&mut buf).map_err(EncoderError::Output)? {
+            each(Some(next))?;
         }
-        if let Some(publisher) = &publisher {
-            publisher.flush();
-        }
+        each(None)?;
     }
 }
 
