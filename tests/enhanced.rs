@@ -1,4 +1,5 @@
-//! Enhanced RTMP: HEVC and AV1 (FourCC video tags) pass through prism untouched.
+//! Enhanced RTMP: HEVC and AV1 (FourCC video tags) pass through prism untouched,
+//! and are recorded as MP4 and served as HLS frame for frame (with AAC and Opus).
 //! Published and played with FFmpeg 9, which speaks enhanced RTMP; Debian's 5.1 does not.
 
 mod common;
@@ -7,20 +8,12 @@ use std::path::PathBuf;
 
 use common::*;
 
-/// A 4 s clip in the given codec with AAC audio, keyframe every 2 s, as enhanced FLV.
-fn enhanced_clip(name: &str, video_args: &str) -> PathBuf {
-    let mut args = vec![
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=30:duration=4",
-    ];
-    args.extend([
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000:duration=4",
-    ]);
+/// A clip of `seconds` in the given codec with AAC audio, keyframe every 2 s, as
+/// enhanced FLV.
+fn enhanced_clip(name: &str, video_args: &str, seconds: u32) -> PathBuf {
+    let video = format!("testsrc=size=320x240:rate=30:duration={seconds}");
+    let audio = format!("sine=frequency=440:sample_rate=48000:duration={seconds}");
+    let mut args = vec!["-f", "lavfi", "-i", &video, "-f", "lavfi", "-i", &audio];
     args.extend(video_args.split_whitespace());
     args.extend("-pix_fmt yuv420p -g 60 -c:a aac -b:a 64k -shortest".split_whitespace());
     generate(&ffmpeg9(), name, &args)
@@ -77,6 +70,7 @@ async fn hevc_passes_through_untouched() {
     let clip = enhanced_clip(
         "hevc-4s.flv",
         "-c:v libx265 -preset ultrafast -x265-params log-level=error:scenecut=0",
+        4,
     );
     passes_through_untouched(clip, "hevc").await;
 }
@@ -86,56 +80,25 @@ async fn av1_passes_through_untouched() {
     let clip = enhanced_clip(
         "av1-4s.flv",
         "-c:v libsvtav1 -preset 12 -svtav1-params scd=0",
+        4,
     );
     passes_through_untouched(clip, "av1").await;
 }
 
-/// An HEVC stream recorded as fragmented MP4 (`hvc1`): every frame of the
-/// source, video and audio, as FFmpeg 9 reads it back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hevc_is_recorded_as_mp4_frame_for_frame() {
+/// HEVC with AAC (enhanced RTMP, FFmpeg 9): recorded as fragmented MP4 (`hvc1`)
+/// frame for frame, and served as HLS whose segments are the source's frames in
+/// order.
+#[tokio::test]
+async fn hevc_is_recorded_as_mp4_and_served_as_hls() {
     let clip = enhanced_clip(
-        "hevc-4s.flv",
+        "hevc-8s.flv",
         "-c:v libx265 -preset ultrafast -x265-params log-level=error:scenecut=0",
+        8,
     );
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("enhanced-mp4-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let prism = Prism::start_with(|c| {
-        c.record.enabled = true;
-        c.record.dir = dir.clone();
-        c.record.format = prism::record::RecordFormat::Mp4;
-    })
-    .await;
-    let ffmpeg = ffmpeg9();
-    let publisher = publish_using(&ffmpeg, &clip, &prism.url("live/hevc-record"), &[]);
-    let (status, _) = finish(publisher).await;
-    assert!(status.success(), "publisher: {status}");
-    // The recording is complete once the stream has ended.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while prism.hub().is_live("live", "hevc-record") {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    prism.stop().await;
-    let file = std::fs::read_dir(dir.join("live"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert!(file.to_str().unwrap().ends_with(".mp4"), "{file:?}");
-    assert_eq!(ffprobe_video(&file).codec, "hevc");
-    assert_eq!(
-        framemd5_of_file_with(&ffmpeg, &file),
-        framemd5_of_file_with(&ffmpeg, &clip)
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    recorded_and_served(&clip, "hevc", ("hevc", "aac")).await;
 }
 
-/// AV1 video and Opus audio (enhanced RTMP, FFmpeg 9): recorded as fragmented
-/// MP4 frame for frame, and served as HLS whose segments are the source's
-/// frames in order.
+/// AV1 video and Opus audio (enhanced RTMP, FFmpeg 9), likewise.
 #[tokio::test]
 async fn av1_and_opus_are_recorded_as_mp4_and_served_as_hls() {
     let clip = generate(
@@ -167,8 +130,15 @@ async fn av1_and_opus_are_recorded_as_mp4_and_served_as_hls() {
             "-shortest",
         ],
     );
+    recorded_and_served(&clip, "av1-opus", ("av1", "opus")).await;
+}
+
+/// Publishes `clip` with FFmpeg 9 to a prism that records MP4, follows its HLS
+/// to the end, and compares both with the source: the recording frame for frame,
+/// the joined segments as a contiguous run of the source's frames.
+async fn recorded_and_served(clip: &std::path::Path, key: &str, codecs: (&str, &str)) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("enhanced-av1-{}", std::process::id()));
+        .join(format!("enhanced-{key}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let prism = Prism::start_with(|c| {
         c.record.enabled = true;
@@ -177,8 +147,8 @@ async fn av1_and_opus_are_recorded_as_mp4_and_served_as_hls() {
     })
     .await;
     let ffmpeg = ffmpeg9();
-    let publisher = publish_using(&ffmpeg, &clip, &prism.url("live/av1-opus"), &[]);
-    prism.wait_live("live", "av1-opus").await;
+    let publisher = publish_using(&ffmpeg, clip, &prism.url(&format!("live/{key}")), &[]);
+    prism.wait_live("live", key).await;
     let http = prism.app.as_ref().unwrap().http_addr();
     let id = prism.streams_json().await["streams"][0]["id"]
         .as_str()
@@ -238,21 +208,22 @@ async fn av1_and_opus_are_recorded_as_mp4_and_served_as_hls() {
     let (status, _) = finish(publisher).await;
     assert!(status.success(), "publisher: {status}");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    while prism.hub().is_live("live", "av1-opus") {
+    while prism.hub().is_live("live", key) {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     prism.stop().await;
 
-    let expected = framemd5_of_file_with(&ffmpeg, &clip);
+    let expected = framemd5_of_file_with(&ffmpeg, clip);
     let file = std::fs::read_dir(dir.join("live"))
         .unwrap()
         .next()
         .unwrap()
         .unwrap()
         .path();
-    assert_eq!(ffprobe_video(&file).codec, "av1");
-    assert_eq!(ffprobe_audio_codec(&file), "opus");
+    assert!(file.to_str().unwrap().ends_with(".mp4"), "{file:?}");
+    assert_eq!(ffprobe_video(&file).codec, codecs.0);
+    assert_eq!(ffprobe_audio_codec(&file), codecs.1);
     assert_eq!(
         framemd5_of_file_with(&ffmpeg, &file),
         expected,
