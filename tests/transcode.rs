@@ -481,7 +481,10 @@ async fn no_encoder_survives_prism() {
     std::fs::write(
         &config,
         format!(
-            "[presets.youtube]\nurl = \"{}\"\n\n[presets.twitch]\nurl = \"{}\"\n",
+            // The slate's render is an ffmpeg child too: off, so that the
+            // children counted are the encoders.
+            "[standby]\nenabled = false\n\n[presets.youtube]\nurl = \"{}\"\n\n\
+             [presets.twitch]\nurl = \"{}\"\n",
             youtube.url(),
             twitch.url()
         ),
