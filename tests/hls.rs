@@ -55,12 +55,19 @@ async fn ll_hls_of_a_live_stream_is_the_source_frame_for_frame() {
     assert_eq!(hls["packaging"], false, "nobody asked yet");
 
     // The first request starts packaging and returns once a part exists.
-    let first = get(&format!("{base}/index.m3u8")).await;
+    let first = http_client()
+        .get(format!("{base}/index.m3u8"))
+        .header("Origin", "https://somewhere.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.status(), 200);
     assert_eq!(
         first.headers()["content-type"],
         "application/vnd.apple.mpegurl"
     );
+    // Any site's page may fetch it by default (CORS).
+    assert_eq!(first.headers()["access-control-allow-origin"], "*");
     let text = first.text().await.unwrap();
     let playlist = parse(&text);
     assert_eq!(playlist.target_duration, 3);
@@ -526,5 +533,60 @@ async fn audio_hls_cannot_carry_is_left_out_with_a_warning_and_the_stream_goes_o
     let (_, out) = finish(player).await;
     assert_source_from_keyframe(&source, &parse_framemd5(&out));
     let _ = std::fs::remove_dir_all(&dir);
+    prism.stop().await;
+}
+
+/// Players on other sites fetch HLS under `[hls] allow_origins` (CORS), the
+/// bearer token's preflight included; other origins get no permission.
+#[tokio::test]
+async fn only_the_allowed_sites_may_fetch_hls_from_their_pages() {
+    let prism =
+        Prism::start_with(|c| c.hls.allow_origins = vec!["https://player.example".into()]).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let publisher = publish(&clip(20), &prism.url("live/cors-hls"));
+    prism.wait_live("live", "cors-hls").await;
+    let url = format!("http://{http}/hls/{}/index.m3u8", stream_id(&prism).await);
+    let client = http_client();
+    let allowed = client
+        .get(&url)
+        .header("Origin", "https://player.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://player.example"
+    );
+    let other = client
+        .get(&url)
+        .header("Origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "https://player.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allow_headers = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(allow_headers.contains("authorization"), "{allow_headers}");
+    // The API is not opened to other sites by this.
+    let api = client
+        .get(format!("http://{http}/api/v1/streams"))
+        .header("Origin", "https://player.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(!api.headers().contains_key("access-control-allow-origin"));
+    drop(publisher);
     prism.stop().await;
 }

@@ -59,6 +59,11 @@ pub struct HlsConfig {
     /// (tokens then end with the process, and differ between nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret: Option<String>,
+    /// Origins whose pages may fetch HLS (`Access-Control-Allow-Origin`): `*`
+    /// for any, a list of `https://host` origins, or empty for none (same-origin
+    /// pages only, such as the dashboard).
+    #[serde(default = "any_origin")]
+    pub allow_origins: Vec<String>,
     /// The ABR ladder: re-encode profiles, one variant each beside the source,
     /// all from one ffmpeg per stream ([`ladder`]); empty for the source only.
     #[serde(default)]
@@ -75,9 +80,14 @@ impl Default for HlsConfig {
             idle_secs: 30,
             public: true,
             token_secret: None,
+            allow_origins: any_origin(),
             ladder: Vec::new(),
         }
     }
+}
+
+fn any_origin() -> Vec<String> {
+    vec!["*".to_owned()]
 }
 
 impl HlsConfig {
@@ -108,6 +118,26 @@ impl HlsConfig {
             ffmpeg: ffmpeg.to_owned(),
             rungs,
         }))
+    }
+
+    /// The CORS policy of `/hls/`: GET from the allowed origins, with the
+    /// `Authorization` header (a private stream's bearer token) and `Range`.
+    pub fn cors(&self) -> tower_http::cors::CorsLayer {
+        use axum::http::{HeaderValue, Method, header};
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        let origins = if self.allow_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(
+                self.allow_origins
+                    .iter()
+                    .filter_map(|o| o.parse::<HeaderValue>().ok()),
+            )
+        };
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET])
+            .allow_headers([header::AUTHORIZATION, header::RANGE])
     }
 
     /// The packagers' timing.
@@ -152,6 +182,18 @@ impl HlsConfig {
                 ));
             }
         }
+        let origin_ok = |o: &String| {
+            o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && o.parse::<axum::http::HeaderValue>().is_ok())
+        };
+        if let Some(bad) = self.allow_origins.iter().find(|o| !origin_ok(o)) {
+            return Some((
+                "hls.allow_origins",
+                format!("{bad:?}: \"*\" or origins such as \"https://example.com\" (no path)"),
+            ));
+        }
         if self.token_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Some(("hls.token_secret", "must be at least 32 characters".into()));
         }
@@ -166,4 +208,39 @@ pub struct UserHls {
     /// Overrides `hls.public`.
     #[serde(default)]
     pub public: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        let problem = |tune: fn(&mut HlsConfig)| {
+            let mut config = HlsConfig::default();
+            tune(&mut config);
+            config.problem().map(|(key, _)| key)
+        };
+        assert_eq!(problem(|_| {}), None);
+        assert_eq!(problem(|c| c.segment_secs = 0), Some("hls.segment_secs"));
+        assert_eq!(problem(|c| c.part_ms = 1500), Some("hls.part_ms"));
+        assert_eq!(problem(|c| c.window = 2), Some("hls.window"));
+        assert_eq!(problem(|c| c.ladder = vec!["src".into()]), Some("hls.ladder"));
+        assert_eq!(
+            problem(|c| c.ladder = vec!["720p30".into(), "720p30".into()]),
+            Some("hls.ladder")
+        );
+        assert_eq!(
+            problem(|c| c.allow_origins = vec!["https://a.example/".into()]),
+            Some("hls.allow_origins")
+        );
+        assert_eq!(
+            problem(|c| c.allow_origins = vec!["ftp://a.example".into()]),
+            Some("hls.allow_origins")
+        );
+        assert_eq!(
+            problem(|c| c.token_secret = Some("short".into())),
+            Some("hls.token_secret")
+        );
+    }
 }

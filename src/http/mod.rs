@@ -81,7 +81,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/uploads", get(api::uploads))
         .route("/api/v1/users", get(saved::list_users))
-        .route("/hls/{*path}", get(hls::serve))
+        .merge(hls_routes(&state))
         .route("/assets/hls.light.min.js", get(hls::hls_js))
         .route("/api/v1/streams/{id}/hls_token", post(hls::issue_token))
         .route(
@@ -131,6 +131,15 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// `/hls/...`, with its CORS policy (`[hls] allow_origins`) when HLS is on.
+fn hls_routes(state: &HttpState) -> Router<Arc<HttpState>> {
+    let routes = Router::new().route("/hls/{*path}", get(hls::serve));
+    match &state.hls {
+        Some(hls) => routes.layer(hls.config().cors()),
+        None => routes,
+    }
 }
 
 /// Binds the HTTP listener.
