@@ -132,7 +132,8 @@ async fn check_config_accepts_defaults_and_refuses_a_bad_file() {
     std::fs::write(
         &secret,
         "[http]\ntoken = \"api-token-0123456789\"\n\
-         [auth]\npublish_url = \"https://auth.example/on_publish?secret=cb-token-42\"\n",
+         [auth]\npublish_url = \"https://auth.example/on_publish?secret=cb-token-42\"\n\
+         [hls]\ntoken_secret = \"hls-secret-0123456789-0123456789-xx\"\n",
     )
     .unwrap();
     let out = check_config(&secret).await;
@@ -148,7 +149,7 @@ async fn check_config_accepts_defaults_and_refuses_a_bad_file() {
         "{text}"
     );
     assert!(
-        !text.contains("api-token") && !text.contains("cb-token"),
+        !text.contains("api-token") && !text.contains("cb-token") && !text.contains("hls-secret"),
         "{text}"
     );
     let bad = dir.join("bad.toml");

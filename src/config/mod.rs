@@ -117,7 +117,8 @@ pub struct Overrides {
 impl Config {
     /// The configuration as TOML, for `prism check-config`: the file that, loaded
     /// alone, gives these values. The API token and the callback URL's password and
-    /// query values are masked, because the output gets pasted into bug reports.
+    /// query values and the HLS token secret are masked, because the output gets
+    /// pasted into bug reports.
     pub fn to_masked_toml(&self) -> Result<String, String> {
         let mut value = toml::Value::try_from(self).map_err(|e| e.to_string())?;
         let mut mask = |section: &str, key: &str, how: fn(&str) -> String| {
@@ -128,6 +129,7 @@ impl Config {
             }
         };
         mask("http", "token", |token| Masked(token).to_string());
+        mask("hls", "token_secret", |secret| Masked(secret).to_string());
         mask("auth", "publish_url", crate::auth::masked_url);
         toml::to_string_pretty(&value).map_err(|e| e.to_string())
     }
