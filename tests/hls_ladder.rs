@@ -216,6 +216,7 @@ async fn a_ladder_serves_aligned_variants_from_one_encoder() {
         .map(|l| l.as_i64().unwrap())
         .collect();
     assert_eq!(switched, [0, 1, 2], "every variant played: {seen:#}");
+    assert_eq!(seen["hlsPill"], "HLS · 3 variants");
 
     // The encoder killed: it is started again, and the rungs' playlists go on
     // counting from where they were.

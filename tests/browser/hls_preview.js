@@ -63,6 +63,11 @@ const seen = { errors: [], samples: [], failed: [] };
         seen.switched.push(level);
       }
     }
+    // The stream's card says its HLS is being watched.
+    await page.waitForFunction(() => [...document.querySelectorAll('.pill')]
+      .some(p => !p.hidden && p.textContent.startsWith('HLS')), null, { timeout: 10000 });
+    seen.hlsPill = await page.evaluate(() => [...document.querySelectorAll('.pill')]
+      .find(p => !p.hidden && p.textContent.startsWith('HLS')).textContent);
     seen.requests = await page.evaluate(() => performance.getEntriesByType('resource')
       .map(e => e.name).filter(n => n.includes('/hls/') || n.includes('/assets/')));
     await page.screenshot({ path: path.join(out, 'preview.png') });
