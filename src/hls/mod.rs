@@ -225,7 +225,10 @@ mod tests {
         assert_eq!(problem(|c| c.segment_secs = 0), Some("hls.segment_secs"));
         assert_eq!(problem(|c| c.part_ms = 1500), Some("hls.part_ms"));
         assert_eq!(problem(|c| c.window = 2), Some("hls.window"));
-        assert_eq!(problem(|c| c.ladder = vec!["src".into()]), Some("hls.ladder"));
+        assert_eq!(
+            problem(|c| c.ladder = vec!["src".into()]),
+            Some("hls.ladder")
+        );
         assert_eq!(
             problem(|c| c.ladder = vec!["720p30".into(), "720p30".into()]),
             Some("hls.ladder")
