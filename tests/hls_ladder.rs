@@ -133,6 +133,18 @@ async fn a_ladder_serves_aligned_variants_from_one_encoder() {
         // Blocking reloads may ask at most two segments ahead.
         text(&format!("{base}/{rendition}.m3u8?_HLS_msn=2")).await;
         let playlist = text(&format!("{base}/{rendition}.m3u8?_HLS_msn=4")).await;
+        // LL-HLS: each media playlist reports where the other renditions are.
+        let reports: Vec<&str> = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-RENDITION-REPORT:URI=\""))
+            .map(|l| l.split('"').next().unwrap())
+            .collect();
+        let others: Vec<String> = ["src", "180p", "120p"]
+            .iter()
+            .filter(|r| **r != rendition)
+            .map(|r| format!("{r}.m3u8"))
+            .collect();
+        assert_eq!(reports, others, "{playlist}");
         let Ok(Playlist::MediaPlaylist(playlist)) =
             m3u8_rs::parse_playlist_res(playlist.as_bytes())
         else {

@@ -292,6 +292,15 @@ impl Packager {
         inits + parts
     }
 
+    /// The last part made: its segment's media sequence number and its index.
+    pub fn last_part(&self) -> Option<(u64, usize)> {
+        self.segments
+            .iter()
+            .rev()
+            .find(|s| !s.parts.is_empty())
+            .map(|s| (s.msn, s.parts.len() - 1))
+    }
+
     /// Segment `msn`, while kept.
     pub fn segment(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;

@@ -125,6 +125,30 @@ pub fn media(packager: &Packager, names: Names<'_>, anchor: Option<SystemTime>) 
     out
 }
 
+/// Where another rendition of the stream is (`EXT-X-RENDITION-REPORT`): its name
+/// and its last part, as [`Packager::last_part`] gives it.
+#[derive(Debug, Clone)]
+pub struct RenditionReport {
+    /// The rendition's name (its playlist is `{name}.m3u8`).
+    pub rendition: String,
+    /// Its last media sequence number and part index.
+    pub last: (u64, usize),
+}
+
+/// The rendition reports LL-HLS asks a media playlist of a multi-variant
+/// stream to end with: one per other rendition, so a player switching
+/// variants knows where to ask without a reload of the other playlist first.
+pub fn rendition_reports(out: &mut String, reports: &[RenditionReport], query: &str) {
+    for report in reports {
+        let (msn, part) = report.last;
+        let _ = writeln!(
+            out,
+            "#EXT-X-RENDITION-REPORT:URI=\"{}.m3u8{query}\",LAST-MSN={msn},LAST-PART={part}",
+            report.rendition
+        );
+    }
+}
+
 /// One variant of a master playlist.
 #[derive(Debug, Clone)]
 pub struct Variant {

@@ -279,7 +279,19 @@ async fn media_playlist(
     if !ready {
         return Err(unavailable(at.live));
     }
-    let text = playlist::media(&*at.window()?, names, at.live.anchor());
+    let mut text = playlist::media(&*at.window()?, names, at.live.anchor());
+    let reports: Vec<playlist::RenditionReport> = std::iter::once(SOURCE)
+        .chain(at.live.rungs.iter().map(|r| r.name.as_str()))
+        .filter(|name| *name != at.name)
+        .filter_map(|name| {
+            let last = at.live.rendition(name)?.last_part()?;
+            Some(playlist::RenditionReport {
+                rendition: name.to_owned(),
+                last,
+            })
+        })
+        .collect();
+    playlist::rendition_reports(&mut text, &reports, names.query);
     let mut response = (StatusCode::OK, text).into_response();
     set(&mut response, header::CONTENT_TYPE, PLAYLIST_TYPE);
     set(&mut response, header::CACHE_CONTROL, "no-cache");

@@ -225,3 +225,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rendition_reports_name_the_other_renditions_last_parts() {
+    let mut out = String::new();
+    rendition_reports(
+        &mut out,
+        &[
+            RenditionReport {
+                rendition: "720p30".into(),
+                last: (12, 3),
+            },
+            RenditionReport {
+                rendition: "src".into(),
+                last: (12, 2),
+            },
+        ],
+        "?token=t",
+    );
+    assert_eq!(
+        out,
+        "#EXT-X-RENDITION-REPORT:URI=\"720p30.m3u8?token=t\",LAST-MSN=12,LAST-PART=3\n\
+         #EXT-X-RENDITION-REPORT:URI=\"src.m3u8?token=t\",LAST-MSN=12,LAST-PART=2\n"
+    );
+}
