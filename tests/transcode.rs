@@ -451,8 +451,8 @@ async fn encoders_left_after(
     let mut encoders = Encoders(prism.encoders());
     assert_eq!(
         encoders.0.len(),
-        2,
-        "one ffmpeg child per re-encoded destination: {:?}",
+        1,
+        "one ffmpeg child for the profile both destinations share: {:?}",
         encoders.0
     );
 
@@ -598,6 +598,8 @@ async fn past_the_encoder_limit_a_destination_waits_and_the_rest_carry_on() {
         point_preset(c, "twitch", twitch.url());
         point_preset(c, "kick", kick.url());
         c.transcode.max_encoders = 1;
+        // Two profiles, so two encoders (one profile's destinations share one).
+        c.profiles.insert("small".into(), small_profile());
     })
     .await;
     let clip = test_flv();
@@ -605,7 +607,7 @@ async fn past_the_encoder_limit_a_destination_waits_and_the_rest_carry_on() {
         &clip,
         &prism.url(
             "live/txlimit?youtube=yt-txlimit&twitch=tw-txlimit&twitch_profile=h264\
-             &kick=kk-txlimit&kick_profile=h264",
+             &kick=kk-txlimit&kick_profile=small",
         ),
     );
     let relay = prism.app.as_ref().unwrap().relay();
@@ -649,10 +651,96 @@ async fn past_the_encoder_limit_a_destination_waits_and_the_rest_carry_on() {
     prism.stop().await;
 }
 
+/// A light H.264 profile (160x120, ultrafast) for tests that need a second one.
+fn small_profile() -> prism::transcode::Profile {
+    let args = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -vf scale=-2:120 -b:v 200k \
+                -force_key_frames expr:gte(t,n_forced*2) -sc_threshold 0 -c:a aac -b:a 64k";
+    prism::transcode::Profile {
+        args: args.split_whitespace().map(str::to_owned).collect(),
+    }
+}
+
+/// Three destinations of one stream on one profile share ONE encoder: one
+/// ffmpeg child, the same process in each destination's status, and the same
+/// encoded frames at every ingest. Removing one leaves the encoder to the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_on_one_profile_share_one_encoder() {
+    let sinks = [
+        NginxSink::start("live2").await,
+        NginxSink::start("app").await,
+        NginxSink::start("app").await,
+    ];
+    let prism = Prism::start_with(|c| {
+        for (preset, sink) in ["youtube", "twitch", "kick"].into_iter().zip(&sinks) {
+            point_preset(c, preset, sink.url());
+        }
+        c.profiles.insert("small".into(), small_profile());
+    })
+    .await;
+    let clip = clip(12);
+    let publisher = publish(
+        &clip,
+        &prism.url(
+            "live/txshare?youtube=yt-share&youtube_profile=small&twitch=tw-share\
+             &twitch_profile=small&kick=kk-share&kick_profile=small",
+        ),
+    );
+    let mut pids = Vec::new();
+    for id in ["youtube", "twitch", "kick"] {
+        let d = prism
+            .wait_destination("txshare", id, "its encoder runs", |d| {
+                encoder_pid(d).is_some()
+            })
+            .await;
+        pids.push(encoder_pid(&d).unwrap());
+    }
+    assert!(pids.iter().all(|p| *p == pids[0]), "one encoder: {pids:?}");
+    // The destinations started in turn, each taking the running encoder.
+    let relay = prism.app.as_ref().unwrap().relay();
+    let stream = relay
+        .find("live", &relay.streams()[0].display_name())
+        .unwrap();
+    relay.remove_destination(&stream, "kick").unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let still = prism.destination("txshare", "youtube").unwrap();
+    assert_eq!(
+        encoder_pid(&still),
+        Some(pids[0]),
+        "the others keep the encoder"
+    );
+
+    let (exit, _) = finish(publisher).await;
+    assert!(exit.success(), "publisher: {exit}");
+    let mut videos = Vec::new();
+    for (sink, key) in sinks.iter().zip(["yt-share", "tw-share"]) {
+        assert_eq!(
+            sink.wait_unpublished(key, ENCODE_DRAIN).await,
+            Ending::Clean
+        );
+        let frames: Vec<Frame> = recording_framemd5(&sink.recording(key))
+            .into_iter()
+            .filter(|f| f.stream == 0)
+            .collect();
+        assert!(frames.len() > 200, "{key}: {} frames", frames.len());
+        videos.push(frames);
+    }
+    // One encode: the frames one ingest got are a run of what the other got
+    // (they may have joined the encoder's output a keyframe apart).
+    let (a, b) = (&videos[0], &videos[1]);
+    let (longer, shorter) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+    let start = longer
+        .iter()
+        .position(|f| *f == shorter[0])
+        .expect("the same encoded frames at both ingests");
+    assert_eq!(&longer[start..start + shorter.len()], &shorter[..]);
+    prism.stop().await;
+}
+
 /// Not a pass/fail test but the measurement behind README's "Re-encoding
 /// capacity": a 30 s 1920x1080 30 fps source (testsrc2, about 6 Mbit/s) is
-/// published in real time with 1, 2, then 3 destinations on the built-in
-/// `720p30` profile, all into one nginx-rtmp sink, and every encoder's `speed`
+/// published in real time with 1, 2, then 3 destinations, each on its own copy
+/// of the built-in `720p30` profile (so one encoder each), all into one
+/// nginx-rtmp sink, and every encoder's `speed`
 /// and `fps` (ffmpeg's `-progress`, as the status shows them) are sampled once
 /// a second. ffmpeg's speed is its output time over wall time since it started,
 /// so with a real-time input it stays near 1.0 while the encoder keeps up and
@@ -669,6 +757,13 @@ async fn re_encoding_capacity() {
             point_preset(c, preset, sink.url());
         }
         c.transcode.max_encoders = PRESETS.len();
+        // One profile per destination, each the built-in 720p30: destinations on
+        // one profile would share one encoder, and this measures N encoders.
+        let builtin = prism::transcode::profile::builtins()["720p30"].clone();
+        for preset in PRESETS {
+            c.profiles
+                .insert(format!("720p30-{preset}"), builtin.clone());
+        }
     })
     .await;
     let clip = h264_clip(
@@ -682,7 +777,7 @@ async fn re_encoding_capacity() {
         let stream = format!("cap{n}");
         let query: Vec<String> = PRESETS[..n]
             .iter()
-            .map(|p| format!("{p}=k-{stream}-{p}&{p}_profile=720p30"))
+            .map(|p| format!("{p}=k-{stream}-{p}&{p}_profile=720p30-{p}"))
             .collect();
         let publisher = publish(
             &clip,

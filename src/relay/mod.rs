@@ -165,6 +165,7 @@ impl Relay {
                 ..BackoffPolicy::default()
             },
             outputs: AtomicU64::new(0),
+            shared: Default::default(),
         });
         let uploader = match &config.record.upload {
             Some(upload) => {

@@ -117,9 +117,15 @@ pub struct DestinationSnapshot {
 }
 
 impl DestinationStatus {
-    /// A destination that is about to connect for the first time.
-    pub fn new(id: String, preset: Option<String>, url: String, profile: Option<String>) -> Self {
-        let encoder = profile.as_ref().map(|_| Arc::new(EncoderStatus::default()));
+    /// A destination that is about to connect for the first time; a re-encoded
+    /// one shows `encoder`, the status of the encoder it shares.
+    pub fn new(
+        id: String,
+        preset: Option<String>,
+        url: String,
+        profile: Option<String>,
+        encoder: Option<Arc<EncoderStatus>>,
+    ) -> Self {
         Self {
             id,
             preset,

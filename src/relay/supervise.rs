@@ -115,16 +115,28 @@ impl Relay {
         reconnects: u64,
         tables: &Tables,
     ) -> Arc<DestinationStatus> {
-        let profile_args = spec
-            .profile
-            .as_deref()
-            .and_then(|name| tables.profiles.get(name))
-            .map(|profile| profile.args.clone());
+        // A re-encoded destination shares its stream's encoder for its profile.
+        let encoder = spec.profile.as_deref().and_then(|name| {
+            let profile = tables.profiles.get(name)?;
+            let source = crate::stream_name::StreamName {
+                app: stream.name.app.clone(),
+                name: stream.name.name.clone(),
+                query: String::new(),
+            };
+            Some(crate::transcode::shared::lease(
+                &self.ctx.encoders,
+                &self.ctx.tracker,
+                &source,
+                name,
+                profile.args.clone(),
+            ))
+        });
         let status = Arc::new(DestinationStatus::new(
             spec.id.clone(),
             spec.preset.clone(),
             spec.target.masked(),
             spec.profile.clone(),
+            encoder.as_ref().map(|lease| Arc::clone(&lease.status)),
         ));
         for _ in 0..reconnects {
             status.count_reconnect();
@@ -152,7 +164,7 @@ impl Relay {
                 name.app.clone(),
                 name.name.clone(),
                 spec,
-                profile_args,
+                encoder,
                 Arc::clone(&status),
                 stop,
                 stream.ended.clone(),

@@ -54,6 +54,8 @@ pub struct EncoderContext {
     pub restart_backoff: BackoffPolicy,
     /// Numbers the encoders' outputs (see [`EncoderContext::output_name`]).
     pub outputs: AtomicU64,
+    /// The encoders destinations share (see [`super::shared`]).
+    pub shared: super::shared::SharedEncoders,
 }
 
 /// Why one ffmpeg run ended abnormally.
@@ -91,18 +93,17 @@ enum RunEnd {
 }
 
 impl EncoderContext {
-    /// A fresh identity in the transcode hub for one encoder of destination
-    /// `destination` of `app/name`: unique per call, never reused. One push session
-    /// owns one encoder and its output; when a destination is restarted (or removed
-    /// and added again) the old session's encoder is still ending while the new
-    /// one starts, and under a shared name the new session would subscribe to the
-    /// old encoder's output and end with it ("stream ended") instead of waiting for
-    /// its own.
-    pub fn output_name(&self, app: &str, name: &str, destination: &str) -> StreamName {
+    /// A fresh identity in the transcode hub for one encoder of `app/name` with
+    /// `profile`: unique per call, never reused. When an encoder stops (its last
+    /// destination left) while a new one for the same profile starts, the old
+    /// one's output is still ending, and under a shared name the new encoder's
+    /// destinations would subscribe to it and end with it ("stream ended")
+    /// instead of waiting for their own.
+    pub fn output_name(&self, app: &str, name: &str, profile: &str) -> StreamName {
         let serial = self.outputs.fetch_add(1, Ordering::Relaxed);
         StreamName {
             app: app.to_owned(),
-            name: format!("{name}#{destination}#{serial}"),
+            name: format!("{name}#{profile}#{serial}"),
             query: String::new(),
         }
     }

@@ -1,12 +1,15 @@
-//! Per-destination re-encoding through supervised ffmpeg child processes.
+//! Re-encoding through supervised ffmpeg child processes.
 //!
-//! A destination with a profile gets its own encoder ([`encoder`]): the stream goes
-//! into ffmpeg as FLV and comes back as FLV, then leaves through the same RTMP or
-//! RTMPS push and supervision as any destination.
+//! A destination with a profile takes a lease on its stream's encoder for that
+//! profile ([`shared`]: one per profile per stream, shared by every destination
+//! that asks for it); the encoder ([`encoder`]) takes the stream into ffmpeg as
+//! FLV and publishes what comes back, which each destination then sends through
+//! the same RTMP or RTMPS push and supervision as any destination.
 
 pub mod encoder;
 pub mod profile;
 pub mod progress;
+pub mod shared;
 pub mod status;
 
 pub use profile::{Profile, Profiles};

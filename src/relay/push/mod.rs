@@ -27,10 +27,8 @@ use crate::backoff::Backoff;
 use crate::hub::{Hub, SubscriberKind};
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientError, ClientEvent};
-use crate::stream_name::StreamName;
-use crate::transcode::encoder;
+use crate::transcode::shared::EncoderLease;
 use crate::transport::WriteError;
-use tracing::Instrument;
 
 /// How often a re-encoded destination checks whether its encoder has output yet.
 const ENCODER_POLL: Duration = Duration::from_millis(100);
@@ -109,33 +107,15 @@ pub async fn run(
     app: String,
     name: String,
     spec: DestinationSpec,
-    profile_args: Option<Vec<String>>,
+    encoder: Option<EncoderLease>,
     status: Arc<DestinationStatus>,
     stop: CancellationToken,
     ended: CancellationToken,
 ) {
-    let encoder = profile_args.map(|args| {
-        let token = stop.child_token();
-        let output = ctx.encoders.output_name(&app, &name, &spec.id);
-        let source = StreamName {
-            app: app.clone(),
-            name: name.clone(),
-            query: String::new(),
-        };
-        let task = encoder::run(
-            Arc::clone(&ctx.encoders),
-            source,
-            output.clone(),
-            args,
-            status.encoder().unwrap_or_default(),
-            token.clone(),
-        );
-        let handle = ctx.tracker.spawn(task.instrument(tracing::Span::current()));
-        (output, token, handle)
-    });
-    // A re-encoded destination publishes its encoder's output, not the source.
+    // A re-encoded destination publishes its encoder's output, not the source;
+    // it holds its lease on the encoder until it ends.
     let (hub, source_app, source_name) = match &encoder {
-        Some((output, _, _)) => (
+        Some(EncoderLease { output, .. }) => (
             &ctx.encoders.output_hub,
             output.app.clone(),
             output.name.clone(),
@@ -225,10 +205,7 @@ pub async fn run(
             () = ended.cancelled() => break,
         }
     }
-    if let Some((_, token, handle)) = encoder {
-        token.cancel();
-        let _ = handle.await;
-    }
+    drop(encoder);
     status.set_state(State::Stopped);
 }
 
