@@ -10,6 +10,7 @@
 //! the same process, restarts and errors.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,10 @@ struct Entry {
     /// Tells this encoder from a later one of the same key, so that a late
     /// lease of a stopped encoder never touches its successor.
     generation: u64,
+    /// Set when the encoder's task ended (its stream ended): a new broadcast of
+    /// the same stream, whose destinations come while the last one's still
+    /// drain, gets a new encoder rather than this one's ended output.
+    finished: Arc<AtomicBool>,
 }
 
 /// A destination's hold on a shared encoder: where its output is published and
@@ -74,7 +79,9 @@ pub fn lease(
         args,
     };
     let mut running = lock(&ctx.shared.running);
-    if let Some(entry) = running.get_mut(&key) {
+    if let Some(entry) = running.get_mut(&key)
+        && !entry.finished.load(Ordering::Acquire)
+    {
         entry.users += 1;
         return EncoderLease {
             ctx: Arc::clone(ctx),
@@ -90,15 +97,21 @@ pub fn lease(
     let stop = CancellationToken::new();
     // A root span: the encoder serves several destinations, not one.
     let span = tracing::info_span!(parent: None, "encoder", stream = %source.masked(), profile);
+    let finished = Arc::new(AtomicBool::new(false));
+    let run = encoder::run(
+        Arc::clone(ctx),
+        source.clone(),
+        output.clone(),
+        key.args.clone(),
+        Arc::clone(&status),
+        stop.clone(),
+    );
+    let done = Arc::clone(&finished);
     tracker.spawn(
-        encoder::run(
-            Arc::clone(ctx),
-            source.clone(),
-            output.clone(),
-            key.args.clone(),
-            Arc::clone(&status),
-            stop.clone(),
-        )
+        async move {
+            run.await;
+            done.store(true, Ordering::Release);
+        }
         .instrument(span),
     );
     running.insert(
@@ -109,6 +122,7 @@ pub fn lease(
             stop,
             users: 1,
             generation,
+            finished,
         },
     );
     EncoderLease {
