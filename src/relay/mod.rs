@@ -103,6 +103,8 @@ pub struct RelayContext {
     pub flash_ver: String,
     /// What encoders share (ffmpeg, slots, their output hub).
     pub encoders: Arc<EncoderContext>,
+    /// The encoders destinations share, one per profile per stream.
+    pub shared_encoders: Arc<crate::transcode::shared::SharedEncoders>,
     /// What recorders share (`[record]`).
     pub record: RecordContext,
     /// The shutdown tree's tracker: every destination task, and every task one starts
@@ -165,7 +167,6 @@ impl Relay {
                 ..BackoffPolicy::default()
             },
             outputs: AtomicU64::new(0),
-            shared: Default::default(),
         });
         let uploader = match &config.record.upload {
             Some(upload) => {
@@ -196,6 +197,9 @@ impl Relay {
             chunk_size: relay.chunk_size,
             limits: config.decoder_limits(),
             flash_ver: "FMLE/3.0 (compatible; prism)".to_owned(),
+            shared_encoders: Arc::new(crate::transcode::shared::SharedEncoders::new(Arc::clone(
+                &encoders,
+            ))),
             encoders,
             record,
             tracker,

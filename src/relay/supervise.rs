@@ -123,8 +123,7 @@ impl Relay {
                 name: stream.name.name.clone(),
                 query: String::new(),
             };
-            Some(crate::transcode::shared::lease(
-                &self.ctx.encoders,
+            Some(self.ctx.shared_encoders.lease(
                 &self.ctx.tracker,
                 &source,
                 name,

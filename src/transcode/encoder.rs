@@ -54,8 +54,6 @@ pub struct EncoderContext {
     pub restart_backoff: BackoffPolicy,
     /// Numbers the encoders' outputs (see [`EncoderContext::output_name`]).
     pub outputs: AtomicU64,
-    /// The encoders destinations share (see [`super::shared`]).
-    pub shared: super::shared::SharedEncoders,
 }
 
 /// Why one ffmpeg run ended abnormally.

@@ -21,9 +21,10 @@ use super::encoder::{self, EncoderContext};
 use super::status::EncoderStatus;
 use crate::stream_name::StreamName;
 
-/// The running shared encoders, by source stream and arguments.
-#[derive(Debug, Default)]
+/// The running shared encoders, by source stream and profile.
+#[derive(Debug)]
 pub struct SharedEncoders {
+    ctx: Arc<EncoderContext>,
     running: Mutex<HashMap<Key, Entry>>,
 }
 
@@ -54,7 +55,7 @@ struct Entry {
 /// its status. Dropping the last lease stops the encoder.
 #[derive(Debug)]
 pub struct EncoderLease {
-    ctx: Arc<EncoderContext>,
+    shared: Arc<SharedEncoders>,
     key: Key,
     generation: u64,
     /// The encoder's output stream (in the context's private output hub).
@@ -63,28 +64,59 @@ pub struct EncoderLease {
     pub status: Arc<EncoderStatus>,
 }
 
-/// Takes a lease on the encoder of `source` with `args` (re-encode profile
-/// `profile`), starting it in `tracker` if none runs.
-pub fn lease(
-    ctx: &Arc<EncoderContext>,
+impl SharedEncoders {
+    /// No encoder yet; encoders run with `ctx`.
+    pub fn new(ctx: Arc<EncoderContext>) -> Self {
+        Self {
+            ctx,
+            running: Mutex::default(),
+        }
+    }
+
+    /// Shared encoders running now.
+    pub fn len(&self) -> usize {
+        lock(&self.running).len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes a lease on the encoder of `source` with `args` (re-encode profile
+    /// `profile`), starting it in `tracker` if none runs.
+    pub fn lease(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        source: &StreamName,
+        profile: &str,
+        args: Vec<String>,
+    ) -> EncoderLease {
+        lease(self, tracker, source, profile, args)
+    }
+}
+
+fn lease(
+    shared: &Arc<SharedEncoders>,
     tracker: &TaskTracker,
     source: &StreamName,
     profile: &str,
     args: Vec<String>,
 ) -> EncoderLease {
+    let ctx = &shared.ctx;
     let key = Key {
         app: source.app.clone(),
         name: source.name.clone(),
         profile: profile.to_owned(),
         args,
     };
-    let mut running = lock(&ctx.shared.running);
+    let mut running = lock(&shared.running);
     if let Some(entry) = running.get_mut(&key)
         && !entry.finished.load(Ordering::Acquire)
     {
         entry.users += 1;
         return EncoderLease {
-            ctx: Arc::clone(ctx),
+            shared: Arc::clone(shared),
             output: entry.output.clone(),
             status: Arc::clone(&entry.status),
             generation: entry.generation,
@@ -126,7 +158,7 @@ pub fn lease(
         },
     );
     EncoderLease {
-        ctx: Arc::clone(ctx),
+        shared: Arc::clone(shared),
         key,
         generation,
         output,
@@ -136,7 +168,7 @@ pub fn lease(
 
 impl Drop for EncoderLease {
     fn drop(&mut self) {
-        let mut running = lock(&self.ctx.shared.running);
+        let mut running = lock(&self.shared.running);
         let Some(entry) = running.get_mut(&self.key) else {
             return;
         };
@@ -148,18 +180,6 @@ impl Drop for EncoderLease {
             entry.stop.cancel();
             running.remove(&self.key);
         }
-    }
-}
-
-impl SharedEncoders {
-    /// Shared encoders running now.
-    pub fn len(&self) -> usize {
-        lock(&self.running).len()
-    }
-
-    /// Whether none runs.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
