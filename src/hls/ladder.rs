@@ -23,7 +23,9 @@ use crate::backoff::{Backoff, BackoffPolicy};
 use crate::flv::TagType;
 use crate::hub::{Hub, Packet, SubscriberKind};
 use crate::transcode::EncoderStatus;
-use crate::transcode::encoder::{EncoderError, die_with_prism, feed, read_flv, watch_stderr};
+use crate::transcode::encoder::{
+    EncoderError, die_with_prism, feed, finish, read_flv, watch_stderr,
+};
 
 /// A rung: its name (the profile's) and the profile's ffmpeg output arguments.
 #[derive(Debug, Clone)]
@@ -157,7 +159,7 @@ async fn run_once(
             () = &mut progress => {}
         }
     };
-    stop_child(&mut child, end.is_ok()).await;
+    finish(&mut child, end.is_ok()).await;
     end
 }
 
@@ -240,16 +242,4 @@ async fn read_rung(
         Ok(())
     })
     .await
-}
-
-/// Reaps ffmpeg: after a clean end it gets a moment to exit, else it is killed.
-async fn stop_child(child: &mut Child, clean: bool) {
-    if clean
-        && tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
-    {
-        return;
-    }
-    let _ = child.kill().await;
 }

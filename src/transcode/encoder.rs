@@ -256,8 +256,9 @@ async fn run_once(
     end
 }
 
-/// Reaps the child: a clean end gets time to exit, anything else is killed.
-async fn finish(child: &mut Child, clean: bool) {
+/// Reaps an ffmpeg child (an encoder's, the HLS ladder's): a clean end gets time
+/// to exit, anything else is killed.
+pub async fn finish(child: &mut Child, clean: bool) {
     if clean
         && tokio::time::timeout(DRAIN_TIMEOUT, child.wait())
             .await
