@@ -274,7 +274,13 @@ impl Relay {
         self.ctx.record.uploader.as_ref().map(|u| u.snapshot())
     }
 
-    /// Encoders running now.
+    /// The stream's shared encoders, which the HLS ladder leases from too (one
+    /// encode per profile per stream, whoever asks).
+    pub fn shared_encoders(&self) -> &Arc<crate::transcode::shared::SharedEncoders> {
+        &self.ctx.shared_encoders
+    }
+
+    /// Encoders (ffmpeg processes) running now.
     pub fn encoders_running(&self) -> usize {
         self.ctx.encoders.max_encoders - self.ctx.encoders.slots.available_permits()
     }

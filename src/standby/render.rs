@@ -179,7 +179,7 @@ async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    crate::transcode::encoder::die_with_prism(&mut command);
+    crate::transcode::child::die_with_prism(&mut command);
     let mut child = command.spawn().map_err(|e| RenderError::Spawn {
         ffmpeg: ffmpeg.display().to_string(),
         reason: e.to_string(),

@@ -1,39 +1,40 @@
-//! One re-encoded destination's encoder: an ffmpeg child fed FLV on stdin from the
-//! hub, whose FLV output on stdout is published into the relay's private transcode
-//! hub, where the destination's push task subscribes like to any stream.
+//! A stream's encoder: one ffmpeg child, fed the stream as FLV from the hub,
+//! with one output per profile (one decode, one encode per profile, their
+//! keyframes forced at the same times), each published into the relay's private
+//! transcode hub, where the destinations on that profile (and the HLS ladder's
+//! rungs) subscribe like to any stream.
 //!
 //! ffmpeg never touches the network: RTMPS, reconnects, status and key masking stay
 //! prism's. The encoder outlives destination reconnects. It is restarted with
-//! backoff when it exits or stops producing output. Children die with prism: they
-//! are killed when their task ends, get SIGKILL from the kernel if prism itself is
-//! killed (PR_SET_PDEATHSIG), and see EOF on stdin either way.
+//! backoff when it exits or stops producing output, every output keeping its
+//! stream (its publisher) across restarts. An encoder whose runs keep failing
+//! soon after they start splits: each profile goes on in a process of its own,
+//! so that one profile ffmpeg cannot run (a custom profile's bad arguments)
+//! takes down only the destinations on it.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
-};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use bytes::Bytes;
+use tokio::net::unix::pipe;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::progress::Progress;
+use super::child::{self, EncoderError};
 use super::status::EncoderStatus;
 use crate::backoff::{Backoff, BackoffPolicy};
-use crate::flv::{FlvHeader, FlvReader, FlvWriter, TagType};
-use crate::hub::{Hub, Packet, Publisher, Subscriber, SubscriberKind};
+use crate::flv::TagType;
+use crate::hub::{Hub, Publisher, Subscriber, SubscriberKind};
+use crate::rate::RateMeter;
 use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;
-use crate::timestamp::Rebaser;
 
-/// stderr lines logged per minute per encoder; ffmpeg can print a warning per frame.
-const LOG_LINES_PER_MINUTE: u32 = 20;
-/// How long ffmpeg gets to flush and exit after its input ended.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Failed runs in a row, each shorter than [`SHORT_RUN`], after which an
+/// encoder of several profiles splits into one process per profile.
+const SPLIT_AFTER: u32 = 2;
+/// A run that failed sooner than this after it started counts towards a split.
+const SHORT_RUN: Duration = Duration::from_secs(30);
 
 /// What every encoder shares.
 #[derive(Debug)]
@@ -56,40 +57,6 @@ pub struct EncoderContext {
     pub outputs: AtomicU64,
 }
 
-/// Why one ffmpeg run ended abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum EncoderError {
-    /// ffmpeg could not be started (missing binary, no permission).
-    #[error("cannot start ffmpeg `{ffmpeg}`: {source}")]
-    Spawn {
-        /// The configured binary.
-        ffmpeg: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// ffmpeg exited while its input was still live.
-    #[error("ffmpeg exited ({0})")]
-    Exited(String),
-    /// ffmpeg produced no output for too long.
-    #[error("ffmpeg produced no output for {0:?}; restarting it")]
-    Stalled(Duration),
-    /// ffmpeg's output was not FLV.
-    #[error("ffmpeg output is not valid FLV: {0}")]
-    Output(crate::flv::FlvError),
-    /// A pipe failed.
-    #[error("ffmpeg pipe: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// How a run ended without error.
-enum RunEnd {
-    /// The source stream ended and ffmpeg flushed everything.
-    InputEnded,
-    /// prism stops or the destination was removed.
-    Stopped,
-}
-
 impl EncoderContext {
     /// A fresh identity in the transcode hub for one encoder of `app/name` with
     /// `profile`: unique per call, never reused. When an encoder stops (its last
@@ -107,18 +74,81 @@ impl EncoderContext {
     }
 }
 
-/// Runs the encoder of one destination until the source ends or `stop`.
+/// One output of an encoder: a profile's encode and the stream it is published
+/// as. It keeps its publisher across the encoder's restarts (and a split), so
+/// its destinations follow one stream throughout.
+#[derive(Debug)]
+pub struct Output {
+    /// The profile's name, for the log.
+    pub profile: String,
+    /// The profile's ffmpeg output arguments.
+    pub args: Vec<String>,
+    /// Where it is published in the output hub.
+    pub name: StreamName,
+    /// Its status, which its destinations show.
+    pub status: Arc<EncoderStatus>,
+    publisher: Option<Publisher>,
+}
+
+impl Output {
+    /// Profile `profile`'s output, published as `name` once ffmpeg produced some.
+    pub fn new(
+        profile: String,
+        args: Vec<String>,
+        name: StreamName,
+        status: Arc<EncoderStatus>,
+    ) -> Self {
+        Self {
+            profile,
+            args,
+            name,
+            status,
+            publisher: None,
+        }
+    }
+}
+
+/// How a run ended without error.
+enum RunEnd {
+    /// The source stream ended and ffmpeg flushed everything.
+    InputEnded,
+    /// prism stops or the encoder's last user left.
+    Stopped,
+}
+
+/// Runs the encoder of `source` with `outputs` until the source ends or `stop`.
 pub async fn run(
     ctx: Arc<EncoderContext>,
     source: StreamName,
-    output: StreamName,
-    args: Vec<String>,
-    status: Arc<EncoderStatus>,
+    outputs: Vec<Output>,
     stop: CancellationToken,
 ) {
-    let mut publisher: Option<Publisher> = None;
+    let Some(outputs) = supervise(&ctx, &source, outputs, &stop, true).await else {
+        return;
+    };
+    let profiles = profile_names(&outputs);
+    tracing::warn!(
+        %profiles,
+        "encoder keeps failing; each profile goes on in a process of its own"
+    );
+    let singles = outputs
+        .into_iter()
+        .map(|output| supervise(&ctx, &source, vec![output], &stop, false));
+    futures_util::future::join_all(singles).await;
+}
+
+/// Runs and restarts one ffmpeg with `outputs`; gives them back, to be split,
+/// when `may_split` and its runs keep failing early.
+async fn supervise(
+    ctx: &EncoderContext,
+    source: &StreamName,
+    mut outputs: Vec<Output>,
+    stop: &CancellationToken,
+    may_split: bool,
+) -> Option<Vec<Output>> {
     let mut backoff = Backoff::new(ctx.restart_backoff);
     let mut runs = 0u64;
+    let mut early_failures = 0;
     loop {
         if stop.is_cancelled() || !ctx.hub.is_live(&source.app, &source.name) {
             break;
@@ -142,196 +172,143 @@ pub async fn run(
                 }
             };
         if runs > 0 {
-            status.update(|e| e.restarts += 1);
+            for output in &outputs {
+                output.status.update(|e| e.restarts += 1);
+            }
         }
         runs += 1;
-        let result = run_once(
-            &ctx,
-            &args,
-            &subscriber,
-            &output,
-            &mut publisher,
-            &status,
-            &stop,
-        )
-        .await;
+        let started = Instant::now();
+        let result = run_once(ctx, &subscriber, &mut outputs, stop).await;
         drop(permit);
-        status.update(|e| e.pid = None);
-        match result {
+        for output in &outputs {
+            output.status.update(|e| e.pid = None);
+        }
+        let err = match result {
             Ok(RunEnd::InputEnded) => {
                 tracing::info!("encoder finished: its input ended");
                 break;
             }
             Ok(RunEnd::Stopped) => break,
-            Err(err) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(retry_in = ?delay, "encoder failed: {err}");
-                // Nothing to send until ffmpeg can run: the destination failed.
-                let cannot_start = matches!(err, EncoderError::Spawn { .. }) && publisher.is_none();
-                status.record_failure(format!("encoder: {err}"), cannot_start);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => break,
-                }
-            }
+            Err(err) => err,
+        };
+        let delay = backoff.next_delay();
+        tracing::warn!(retry_in = ?delay, "encoder failed: {err}");
+        for output in &outputs {
+            // Nothing to send until ffmpeg can run: its destinations failed.
+            let cannot_start =
+                matches!(err, EncoderError::Spawn { .. }) && output.publisher.is_none();
+            output
+                .status
+                .record_failure(format!("encoder: {err}"), cannot_start);
+        }
+        early_failures = if started.elapsed() < SHORT_RUN {
+            early_failures + 1
+        } else {
+            0
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => break,
+        }
+        if may_split && outputs.len() > 1 && early_failures >= SPLIT_AFTER {
+            return Some(outputs);
         }
     }
-    // Dropping the publisher ends the output stream: the destination drains it and
-    // unpublishes cleanly.
-    drop(publisher);
+    // Dropping the publishers ends the output streams: the destinations drain
+    // them and unpublish cleanly.
+    None
 }
 
-fn spawn(ffmpeg: &str, args: &[String]) -> Result<Child, EncoderError> {
-    let mut command = Command::new(ffmpeg);
-    command
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "warning",
-            "-nostats",
-        ])
-        .args(["-progress", "pipe:2", "-stats_period", "1"])
-        .args(["-f", "flv", "-i", "pipe:0"])
-        .args(args)
-        .args(["-f", "flv", "-flvflags", "no_duration_filesize", "pipe:1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    die_with_prism(&mut command);
-    command.spawn().map_err(|source| EncoderError::Spawn {
-        ffmpeg: ffmpeg.to_owned(),
-        source,
-    })
+fn profile_names(outputs: &[Output]) -> String {
+    outputs
+        .iter()
+        .map(|o| o.profile.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_once(
     ctx: &EncoderContext,
-    args: &[String],
     subscriber: &Subscriber,
-    output: &StreamName,
-    publisher: &mut Option<Publisher>,
-    status: &EncoderStatus,
+    outputs: &mut [Output],
     stop: &CancellationToken,
 ) -> Result<RunEnd, EncoderError> {
-    let mut child = spawn(&ctx.ffmpeg, args)?;
-    let pid = child.id();
-    status.started(pid);
-    tracing::info!(?pid, "encoder started: {} {}", ctx.ffmpeg, args.join(" "));
-    let (Some(stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return Err(EncoderError::Exited("pipes unavailable".into()));
-    };
-    let progress = watch_stderr(stderr, status);
-    let feed = feed(stdin, subscriber);
-    let pump = pump(
-        stdout,
-        &ctx.output_hub,
-        output,
-        publisher,
-        ctx.stall_timeout,
+    let args: Vec<&[String]> = outputs.iter().map(|o| o.args.as_slice()).collect();
+    let child::Running {
+        mut process,
+        stdin,
+        stderr,
+        outputs: pipes,
+    } = child::spawn(&ctx.ffmpeg, &args)?;
+    let pid = process.id();
+    let statuses: Vec<Arc<EncoderStatus>> = outputs.iter().map(|o| Arc::clone(&o.status)).collect();
+    for status in &statuses {
+        status.started(pid);
+    }
+    tracing::info!(?pid, profiles = %profile_names(outputs), "encoder started: {}", ctx.ffmpeg);
+    let progress = child::watch_stderr(stderr, &statuses);
+    let feed = child::feed(stdin, subscriber);
+    let pumps = futures_util::future::try_join_all(
+        pipes
+            .into_iter()
+            .zip(outputs.iter_mut())
+            .map(|(pipe, output)| pump(pipe, &ctx.output_hub, output, ctx.stall_timeout)),
     );
-    tokio::pin!(progress, feed, pump);
+    tokio::pin!(progress, feed, pumps);
     let mut input_ended = false;
     let end = loop {
         tokio::select! {
             fed = &mut feed, if !input_ended => match fed {
-                // stdin is closed: ffmpeg flushes its output and exits.
+                // stdin is closed: ffmpeg flushes its outputs and exits.
                 Ok(()) => input_ended = true,
                 Err(err) => break Err(err),
             },
-            pumped = &mut pump => break match pumped {
-                Ok(()) if input_ended => Ok(RunEnd::InputEnded),
-                Ok(()) => Err(exit_reason(&mut child).await),
+            pumped = &mut pumps => break match pumped {
+                Ok(_) if input_ended => Ok(RunEnd::InputEnded),
+                Ok(_) => Err(child::exit_reason(&mut process).await),
                 Err(err) => Err(err),
             },
             () = &mut progress => {}
             () = stop.cancelled() => break Ok(RunEnd::Stopped),
         }
     };
-    finish(&mut child, matches!(end, Ok(RunEnd::InputEnded))).await;
+    child::finish(&mut process, matches!(end, Ok(RunEnd::InputEnded))).await;
     end
 }
 
-/// Reaps an ffmpeg child (an encoder's, the HLS ladder's): a clean end gets time
-/// to exit, anything else is killed.
-pub async fn finish(child: &mut Child, clean: bool) {
-    if clean
-        && tokio::time::timeout(DRAIN_TIMEOUT, child.wait())
-            .await
-            .is_ok()
-    {
-        return;
-    }
-    let _ = child.kill().await;
-}
-
-async fn exit_reason(child: &mut Child) -> EncoderError {
-    match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
-        Ok(Ok(status)) => EncoderError::Exited(status.to_string()),
-        Ok(Err(err)) => EncoderError::Io(err),
-        Err(_) => EncoderError::Exited("closed its output".into()),
-    }
-}
-
-/// Writes the source stream into ffmpeg as FLV: header, then every packet as a tag
-/// with timestamps rebased to start at 0. Returns when the source ends.
-pub async fn feed(stdin: ChildStdin, subscriber: &Subscriber) -> Result<(), EncoderError> {
-    let mut stdin = BufWriter::with_capacity(256 * 1024, stdin);
-    stdin
-        .write_all(&FlvWriter::header(&FlvHeader {
-            has_audio: true,
-            has_video: true,
-        }))
-        .await?;
-    let mut rebaser = Rebaser::new();
-    let mut batch = Vec::with_capacity(256);
-    while subscriber.recv_batch(&mut batch).await {
-        for packet in batch.drain(..) {
-            let timestamp = packet.stamp(&mut rebaser);
-            write_tag(&mut stdin, &packet, timestamp).await?;
-        }
-        stdin.flush().await?;
-    }
-    stdin.shutdown().await?;
-    Ok(())
-}
-
-async fn write_tag<W: AsyncWrite + Unpin>(
-    out: &mut W,
-    packet: &Packet,
-    timestamp: u32,
-) -> Result<(), EncoderError> {
-    let (header, trailer) = packet
-        .flv_framing(timestamp)
-        .map_err(EncoderError::Output)?;
-    out.write_all(&header).await?;
-    out.write_all(&packet.payload).await?;
-    out.write_all(&trailer).await?;
-    Ok(())
-}
-
-/// Reads ffmpeg's FLV output and publishes it. Returns at EOF.
+/// Reads one output's FLV and publishes it, measuring its bit rate for the
+/// status. Returns at EOF.
 async fn pump(
-    stdout: ChildStdout,
+    pipe: pipe::Receiver,
     output_hub: &Arc<Hub>,
-    output: &StreamName,
-    publisher: &mut Option<Publisher>,
+    output: &mut Output,
     stall_timeout: Duration,
 ) -> Result<(), EncoderError> {
-    read_flv(stdout, stall_timeout, |tag| {
+    let Output {
+        name,
+        status,
+        publisher,
+        ..
+    } = output;
+    let mut meter = RateMeter::new(Instant::now());
+    let mut reported = Instant::now();
+    child::read_flv(pipe, stall_timeout, |tag| {
+        let now = Instant::now();
         let Some(tag) = tag else {
             if let Some(publisher) = &publisher {
                 publisher.flush();
             }
+            if now.duration_since(reported) >= crate::rate::WINDOW {
+                reported = now;
+                let kbps = meter.bits_per_second(now) as f64 / 1000.0;
+                status.update(|e| e.bitrate_kbps = Some(kbps));
+            }
             return Ok(());
         };
+        meter.add(tag.data.len() as u64, now);
         let publisher = match publisher {
             Some(publisher) => publisher,
-            None => match output_hub.publish(output) {
+            None => match output_hub.publish(name) {
                 Ok(new) => publisher.insert(new),
                 Err(err) => {
                     return Err(EncoderError::Exited(format!(
@@ -346,40 +323,6 @@ async fn pump(
     .await
 }
 
-/// Reads an FLV stream from ffmpeg until EOF: `each` gets every tag, then
-/// `None` after the tags of each read (a moment to flush). ffmpeg producing
-/// nothing for `stall` is an error, so a hung encoder is restarted.
-pub async fn read_flv<R: AsyncRead + Unpin>(
-    mut input: R,
-    stall: Duration,
-    mut each: impl FnMut(Option<crate::flv::FlvTag>) -> Result<(), EncoderError>,
-) -> Result<(), EncoderError> {
-    let mut reader = FlvReader::new();
-    let mut buf = BytesMut::with_capacity(256 * 1024);
-    let mut header_read = false;
-    loop {
-        if buf.capacity() - buf.len() < 64 * 1024 {
-            buf.reserve(256 * 1024);
-        }
-        let read = tokio::time::timeout(stall, input.read_buf(&mut buf))
-            .await
-            .map_err(|_| EncoderError::Stalled(stall))??;
-        if read == 0 {
-            return Ok(());
-        }
-        if !header_read {
-            match reader.read_header(&mut buf).map_err(EncoderError::Output)? {
-                Some(_) => header_read = true,
-                None => continue,
-            }
-        }
-        while let Some(next) = reader.read_tag(&mut buf).map_err(EncoderError::Output)? {
-            each(Some(next))?;
-        }
-        each(None)?;
-    }
-}
-
 fn publish_tag(publisher: &Publisher, tag_type: TagType, timestamp: u32, data: Bytes) {
     match tag_type {
         TagType::Audio => publisher.push_audio(timestamp, data),
@@ -392,58 +335,5 @@ fn publish_tag(publisher: &Publisher, tag_type: TagType, timestamp: u32, data: B
             }
             _ => publisher.push_data(timestamp, data),
         },
-    }
-}
-
-/// Turns ffmpeg's stderr into progress for the status and rate-limited log lines.
-pub async fn watch_stderr<R: AsyncRead + Unpin>(stderr: R, status: &EncoderStatus) {
-    let mut lines = BufReader::new(stderr).lines();
-    let mut progress = Progress::default();
-    let mut window = tokio::time::Instant::now();
-    let mut logged = 0u32;
-    let mut suppressed = 0u32;
-    while let Ok(Some(line)) = lines.next_line().await {
-        if progress.apply_line(&line) {
-            if line.starts_with("progress=") {
-                status.update(|e| {
-                    e.fps = progress.fps;
-                    e.speed = progress.speed;
-                    e.bitrate_kbps = progress.bitrate_kbps;
-                });
-            }
-            continue;
-        }
-        if window.elapsed() >= Duration::from_secs(60) {
-            if suppressed > 0 {
-                tracing::warn!("ffmpeg: {suppressed} more lines not logged");
-            }
-            window = tokio::time::Instant::now();
-            logged = 0;
-            suppressed = 0;
-        }
-        if logged < LOG_LINES_PER_MINUTE {
-            logged += 1;
-            tracing::warn!("ffmpeg: {line}");
-        } else {
-            suppressed += 1;
-        }
-    }
-    // stderr closed: ffmpeg is exiting; park until the run ends.
-    std::future::pending::<()>().await;
-}
-
-/// Makes the child `command` starts die with prism: if prism dies, even by
-/// SIGKILL, the kernel kills the child too, so no ffmpeg outlives it (encoders,
-/// slate renders).
-pub fn die_with_prism(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it
-    // runs in the forked child before exec, as pre_exec requires.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }

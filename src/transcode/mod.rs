@@ -6,6 +6,7 @@
 //! FLV and publishes what comes back, which each destination then sends through
 //! the same RTMP or RTMPS push and supervision as any destination.
 
+pub mod child;
 pub mod encoder;
 pub mod profile;
 pub mod progress;

@@ -1,31 +1,55 @@
-//! One encoder per profile per stream: the destinations of a stream that ask for
-//! the same profile (by name, with the same ffmpeg arguments: a reload that
-//! changes them gives new destinations a new encoder) share one encoder and its
-//! output,
-//! instead of each running its own ffmpeg on the same input. The first
-//! destination that asks starts it; each holds a lease; when the last lease is
-//! dropped (its destination removed or ended), the encoder stops. A destination
-//! that reconnects, or is restarted, keeps or takes a lease on the running
-//! encoder. The encoder's status is shared too: every destination on it shows
-//! the same process, restarts and errors.
+//! One encode per profile per stream, one ffmpeg per stream where it can be:
+//! whatever asks a stream for a profile (a destination, an HLS ladder rung)
+//! takes a lease on that profile's output, keyed by the profile's name and its
+//! ffmpeg arguments (a reload that changes them gives new leases a new encode).
+//! A profile already encoded for the stream is shared; a new one joins the
+//! stream's encoder that is still gathering its profiles, or starts one that
+//! gathers for [`GATHER`]: the destinations a publish starts, and the rungs of a
+//! ladder, all ask within that moment, so they get one ffmpeg process with one
+//! decode and one encode per profile ([`super::encoder`]). A profile asked for
+//! later gets a process of its own rather than restarting the running one
+//! under the destinations already live.
+//!
+//! Each lease counts as a user of its encoder; when the last user of an
+//! encoder leaves, it stops. An output whose own users all left is encoded on
+//! until then (and taken again by a new lease for it): stopping it would mean
+//! restarting ffmpeg under the other outputs' destinations.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::encoder::{self, EncoderContext};
+use super::encoder::{self, EncoderContext, Output};
 use super::status::EncoderStatus;
+use crate::hub::Hub;
 use crate::stream_name::StreamName;
+
+/// How long a stream's new encoder waits for more profiles before it starts.
+/// Costs nothing at the destinations: ffmpeg starts from the stream's cached
+/// GOP either way.
+pub const GATHER: Duration = Duration::from_millis(300);
 
 /// The running shared encoders, by source stream and profile.
 #[derive(Debug)]
 pub struct SharedEncoders {
     ctx: Arc<EncoderContext>,
-    running: Mutex<HashMap<Key, Entry>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Every leased output, by stream and profile.
+    outputs: HashMap<Key, Entry>,
+    /// Encoders by id, with their users.
+    encoders: HashMap<u64, (Arc<Encoder>, usize)>,
+    /// Per stream (app, name): the encoder still gathering, and what it gathered.
+    forming: HashMap<(String, String), (u64, Vec<Output>)>,
+    next_id: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -40,27 +64,29 @@ struct Key {
 struct Entry {
     output: StreamName,
     status: Arc<EncoderStatus>,
-    stop: CancellationToken,
-    users: usize,
-    /// Tells this encoder from a later one of the same key, so that a late
-    /// lease of a stopped encoder never touches its successor.
-    generation: u64,
-    /// Set when the encoder's task ended (its stream ended): a new broadcast of
-    /// the same stream, whose destinations come while the last one's still
-    /// drain, gets a new encoder rather than this one's ended output.
-    finished: Arc<AtomicBool>,
+    encoder: Arc<Encoder>,
 }
 
-/// A destination's hold on a shared encoder: where its output is published and
-/// its status. Dropping the last lease stops the encoder.
+/// One ffmpeg process (or, after a split, the processes of its profiles).
+#[derive(Debug)]
+struct Encoder {
+    id: u64,
+    stop: CancellationToken,
+    /// Set when its task ended (its stream ended): a new broadcast of the same
+    /// stream, whose destinations come while the last one's still drain, gets
+    /// a new encoder rather than this one's ended outputs.
+    finished: AtomicBool,
+}
+
+/// A hold on one profile's output of a stream: where it is published and its
+/// status. Dropping the last lease on an encoder stops it.
 #[derive(Debug)]
 pub struct EncoderLease {
     shared: Arc<SharedEncoders>,
-    key: Key,
-    generation: u64,
+    encoder: u64,
     /// The encoder's output stream (in the context's private output hub).
     pub output: StreamName,
-    /// The encoder's status.
+    /// The encoder's status, as this output sees it.
     pub status: Arc<EncoderStatus>,
 }
 
@@ -69,13 +95,13 @@ impl SharedEncoders {
     pub fn new(ctx: Arc<EncoderContext>) -> Self {
         Self {
             ctx,
-            running: Mutex::default(),
+            state: Mutex::default(),
         }
     }
 
-    /// Shared encoders running now.
+    /// Encoders (ffmpeg processes, or their split profiles') running now.
     pub fn len(&self) -> usize {
-        lock(&self.running).len()
+        lock(&self.state).encoders.len()
     }
 
     /// Whether none runs.
@@ -83,8 +109,18 @@ impl SharedEncoders {
         self.len() == 0
     }
 
-    /// Takes a lease on the encoder of `source` with `args` (re-encode profile
-    /// `profile`), starting it in `tracker` if none runs.
+    /// Where the outputs are published.
+    pub fn output_hub(&self) -> &Arc<Hub> {
+        &self.ctx.output_hub
+    }
+
+    /// Whether `source` is live (an encoder has something to encode).
+    pub fn source_live(&self, source: &StreamName) -> bool {
+        self.ctx.hub.is_live(&source.app, &source.name)
+    }
+
+    /// Takes a lease on `source`'s output for profile `profile` (whose output
+    /// arguments are `args`), starting an encoder in `tracker` if none has it.
     pub fn lease(
         self: &Arc<Self>,
         tracker: &TaskTracker,
@@ -92,105 +128,144 @@ impl SharedEncoders {
         profile: &str,
         args: Vec<String>,
     ) -> EncoderLease {
-        lease(self, tracker, source, profile, args)
-    }
-}
-
-fn lease(
-    shared: &Arc<SharedEncoders>,
-    tracker: &TaskTracker,
-    source: &StreamName,
-    profile: &str,
-    args: Vec<String>,
-) -> EncoderLease {
-    let ctx = &shared.ctx;
-    let key = Key {
-        app: source.app.clone(),
-        name: source.name.clone(),
-        profile: profile.to_owned(),
-        args,
-    };
-    let mut running = lock(&shared.running);
-    if let Some(entry) = running.get_mut(&key)
-        && !entry.finished.load(Ordering::Acquire)
-    {
-        entry.users += 1;
-        return EncoderLease {
-            shared: Arc::clone(shared),
-            output: entry.output.clone(),
-            status: Arc::clone(&entry.status),
-            generation: entry.generation,
-            key,
+        let key = Key {
+            app: source.app.clone(),
+            name: source.name.clone(),
+            profile: profile.to_owned(),
+            args,
         };
-    }
-    let output = ctx.output_name(&source.app, &source.name, profile);
-    let generation = output_serial(&output);
-    let status = Arc::new(EncoderStatus::default());
-    let stop = CancellationToken::new();
-    // A root span: the encoder serves several destinations, not one.
-    let span = tracing::info_span!(parent: None, "encoder", stream = %source.masked(), profile);
-    let finished = Arc::new(AtomicBool::new(false));
-    let run = encoder::run(
-        Arc::clone(ctx),
-        source.clone(),
-        output.clone(),
-        key.args.clone(),
-        Arc::clone(&status),
-        stop.clone(),
-    );
-    let done = Arc::clone(&finished);
-    tracker.spawn(
-        async move {
-            run.await;
-            done.store(true, Ordering::Release);
+        let mut state = lock(&self.state);
+        if let Some(entry) = state.outputs.get(&key)
+            && !entry.encoder.finished.load(Ordering::Acquire)
+        {
+            let (output, status, id) = (
+                entry.output.clone(),
+                Arc::clone(&entry.status),
+                entry.encoder.id,
+            );
+            return self.hold(&mut state, id, output, status);
         }
-        .instrument(span),
-    );
-    running.insert(
-        key.clone(),
-        Entry {
-            output: output.clone(),
-            status: Arc::clone(&status),
-            stop,
-            users: 1,
-            generation,
-            finished,
-        },
-    );
-    EncoderLease {
-        shared: Arc::clone(shared),
-        key,
-        generation,
-        output,
-        status,
+        let output = self.ctx.output_name(&source.app, &source.name, profile);
+        let status = Arc::new(EncoderStatus::default());
+        let new = Output::new(
+            profile.to_owned(),
+            key.args.clone(),
+            output.clone(),
+            Arc::clone(&status),
+        );
+        let stream = (source.app.clone(), source.name.clone());
+        let id = match state.forming.get_mut(&stream) {
+            Some((id, gathered)) => {
+                gathered.push(new);
+                *id
+            }
+            None => {
+                let id = self.start(&mut state, tracker, source);
+                state.forming.insert(stream, (id, vec![new]));
+                id
+            }
+        };
+        let encoder = Arc::clone(&state.encoders[&id].0);
+        state.outputs.insert(
+            key,
+            Entry {
+                output: output.clone(),
+                status: Arc::clone(&status),
+                encoder,
+            },
+        );
+        self.hold(&mut state, id, output, status)
+    }
+
+    fn hold(
+        self: &Arc<Self>,
+        state: &mut State,
+        id: u64,
+        output: StreamName,
+        status: Arc<EncoderStatus>,
+    ) -> EncoderLease {
+        if let Some((_, users)) = state.encoders.get_mut(&id) {
+            *users += 1;
+        }
+        EncoderLease {
+            shared: Arc::clone(self),
+            encoder: id,
+            output,
+            status,
+        }
+    }
+
+    /// Starts a new encoder of `source` that gathers its profiles for
+    /// [`GATHER`], then runs them.
+    fn start(
+        self: &Arc<Self>,
+        state: &mut State,
+        tracker: &TaskTracker,
+        source: &StreamName,
+    ) -> u64 {
+        state.next_id += 1;
+        let id = state.next_id;
+        let encoder = Arc::new(Encoder {
+            id,
+            stop: CancellationToken::new(),
+            finished: AtomicBool::new(false),
+        });
+        state.encoders.insert(id, (Arc::clone(&encoder), 0));
+        let shared = Arc::clone(self);
+        let source = source.clone();
+        // A root span: the encoder serves several destinations, not one.
+        let span = tracing::info_span!(parent: None, "encoder", stream = %source.masked(), id);
+        tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = tokio::time::sleep(GATHER) => {}
+                    () = encoder.stop.cancelled() => {}
+                }
+                let stream = (source.app.clone(), source.name.clone());
+                let outputs = {
+                    let mut state = lock(&shared.state);
+                    match state.forming.get(&stream) {
+                        Some((forming, _)) if *forming == id => {
+                            state.forming.remove(&stream).map(|(_, o)| o)
+                        }
+                        _ => None,
+                    }
+                };
+                if let Some(outputs) = outputs
+                    && !encoder.stop.is_cancelled()
+                {
+                    encoder::run(
+                        Arc::clone(&shared.ctx),
+                        source,
+                        outputs,
+                        encoder.stop.clone(),
+                    )
+                    .await;
+                }
+                encoder.finished.store(true, Ordering::Release);
+            }
+            .instrument(span),
+        );
+        id
     }
 }
 
 impl Drop for EncoderLease {
     fn drop(&mut self) {
-        let mut running = lock(&self.shared.running);
-        let Some(entry) = running.get_mut(&self.key) else {
+        let mut state = lock(&self.shared.state);
+        let Some((encoder, users)) = state.encoders.get_mut(&self.encoder) else {
             return;
         };
-        if entry.generation != self.generation {
+        *users -= 1;
+        if *users > 0 {
             return;
         }
-        entry.users -= 1;
-        if entry.users == 0 {
-            entry.stop.cancel();
-            running.remove(&self.key);
-        }
+        encoder.stop.cancel();
+        let id = self.encoder;
+        state.encoders.remove(&id);
+        state.outputs.retain(|_, entry| entry.encoder.id != id);
+        state.forming.retain(|_, (forming, _)| *forming != id);
     }
-}
-
-/// The serial number [`EncoderContext::output_name`] put at the end of the name.
-fn output_serial(output: &StreamName) -> u64 {
-    output
-        .name
-        .rsplit('#')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
