@@ -199,14 +199,12 @@ impl App {
             hls: config.hls.enabled.then(|| {
                 let profiles = crate::transcode::Profiles::new(&config.profiles);
                 // Checked when the configuration loaded.
-                let ladder = config
-                    .hls
-                    .ladder_spec(&profiles, &config.transcode.ffmpeg)
-                    .unwrap_or_default();
+                let ladder = config.hls.ladder_spec(&profiles).unwrap_or_default();
                 Arc::new(crate::hls::HlsService::new(
                     Arc::clone(&hub),
                     config.hls.clone(),
                     ladder,
+                    Arc::clone(relay.shared_encoders()),
                     tracker.clone(),
                     shutdown.clone(),
                 ))

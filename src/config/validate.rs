@@ -40,7 +40,7 @@ impl Config {
             return invalid(key, &reason);
         }
         let profiles = crate::transcode::Profiles::new(&self.profiles);
-        if let Err(reason) = self.hls.ladder_spec(&profiles, &self.transcode.ffmpeg) {
+        if let Err(reason) = self.hls.ladder_spec(&profiles) {
             return invalid("hls.ladder", &reason);
         }
         if self.record.dir.as_os_str().is_empty() {

@@ -1,31 +1,30 @@
 //! The ABR ladder: `[hls] ladder = ["720p30", "480p30"]` gives each stream's HLS
-//! one variant per rung besides the source, all from ONE ffmpeg process per
-//! stream: one decode, one encode per rung (the rung's re-encode profile), each
-//! written as FLV to its own pipe (file descriptors 3, 4, ...), which prism reads
-//! into that rung's packager. The profiles force keyframes at the same times
-//! (every 2 s of the input's clock), so the rungs' keyframes, and with them
-//! their segments, line up.
+//! one variant per rung besides the source. Each rung takes a lease on its
+//! profile's encode of the stream ([`crate::transcode::shared`]): the rungs ask
+//! together, so a ladder gets one ffmpeg process with one decode and one encode
+//! per rung, and a rung whose profile a destination of the stream already uses
+//! shares that encode instead of adding one. The profiles force keyframes at
+//! the same times (every 2 s of the input's clock), so the rungs' keyframes,
+//! and with them their segments, line up.
 //!
-//! The encoder runs while the stream's HLS is packaged and is restarted with
-//! backoff when it fails; a rung's timeline continues across restarts, so its
-//! playlist keeps counting. ffmpeg never sees the network and dies with prism.
+//! The leases are held while the stream's HLS is packaged; the encoder is
+//! restarted with backoff when it fails and keeps publishing each output as one
+//! stream, whose timestamps each rung puts on its own continuing timeline, so
+//! its playlist keeps counting.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::rung::Rung;
-use crate::backoff::{Backoff, BackoffPolicy};
-use crate::flv::TagType;
-use crate::hub::{Hub, Packet, SubscriberKind};
+use super::timeline::Timeline;
+use crate::hub::{Hub, SubscriberKind};
+use crate::stream_name::StreamName;
+use crate::timestamp::Rebaser;
 use crate::transcode::EncoderStatus;
-use crate::transcode::encoder::{
-    EncoderError, die_with_prism, feed, finish, read_flv, watch_stderr,
-};
+use crate::transcode::shared::{EncoderLease, SharedEncoders};
 
 /// A rung: its name (the profile's) and the profile's ffmpeg output arguments.
 #[derive(Debug, Clone)]
@@ -36,17 +35,15 @@ pub struct RungSpec {
     pub args: Vec<String>,
 }
 
-/// What a stream's ladder encoder runs.
+/// What a stream's ladder encodes.
 #[derive(Debug, Clone)]
 pub struct LadderSpec {
-    /// The ffmpeg binary.
-    pub ffmpeg: String,
     /// The rungs, in the configured order.
     pub rungs: Vec<RungSpec>,
 }
 
-/// What the ladder encoder feeds: a stream's rungs (a trait, so that this module
-/// does not depend on the packagers' registry that starts it).
+/// What the ladder feeds: a stream's rungs (a trait, so that this module does
+/// not depend on the packagers' registry that starts it).
 pub trait LadderTarget: Send + Sync {
     /// The source stream's app and hub key.
     fn hub_key(&self) -> (&str, &str);
@@ -54,192 +51,90 @@ pub trait LadderTarget: Send + Sync {
     fn stream_id(&self) -> &str;
     /// The rungs, in the ladder's order.
     fn rungs(&self) -> &[Rung];
+    /// The encoders' statuses, one per rung, once they are leased.
+    fn set_encoders(&self, statuses: Vec<Arc<EncoderStatus>>);
     /// Wakes the requests waiting for a window to move.
     fn changed(&self);
 }
 
-/// How long the encoder may produce nothing before it is restarted.
-const STALL: Duration = Duration::from_secs(20);
+/// How often a rung looks for its encoder's output before there is one.
+const OUTPUT_POLL: Duration = Duration::from_millis(100);
 
-/// Runs `live`'s ladder encoder until packaging stops (`stop`) or the stream ends.
+/// Feeds `live`'s rungs from their encodes until packaging stops (`stop`) or
+/// the stream ends.
 pub async fn run(
     live: Arc<dyn LadderTarget>,
-    hub: Arc<Hub>,
+    encoders: Arc<SharedEncoders>,
+    tracker: TaskTracker,
     spec: Arc<LadderSpec>,
-    status: Arc<EncoderStatus>,
     stop: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(BackoffPolicy {
-        initial: Duration::from_secs(1),
-        max: Duration::from_secs(30),
-        ..BackoffPolicy::default()
-    });
-    // Where each rung's timeline is: a restarted encoder's output starts at 0
-    // again and is placed after it.
-    let mut offsets = vec![0u64; spec.rungs.len()];
-    loop {
-        let (app, key) = live.hub_key();
-        let Ok(subscriber) = hub.subscribe_as(app, key, SubscriberKind::Relay) else {
-            break;
-        };
-        let result = tokio::select! {
-            result = run_once(&live, &spec, &subscriber, &status, &mut offsets) => result,
-            () = stop.cancelled() => break,
-        };
-        status.update(|e| e.pid = None);
-        match result {
-            Ok(()) => break,
-            Err(err) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(stream_id = %live.stream_id(), retry_in = ?delay, "HLS ladder encoder failed: {err}");
-                status.record_failure(format!("HLS ladder encoder: {err}"), false);
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = stop.cancelled() => break,
-                }
-                status.update(|e| e.restarts += 1);
-            }
-        }
-    }
-}
-
-/// One ffmpeg run: feeds it the stream and reads every rung's output until
-/// the input ends (Ok) or something fails.
-async fn run_once(
-    live: &Arc<dyn LadderTarget>,
-    spec: &LadderSpec,
-    subscriber: &crate::hub::Subscriber,
-    status: &EncoderStatus,
-    offsets: &mut [u64],
-) -> Result<(), EncoderError> {
-    let mut pipes = Vec::with_capacity(spec.rungs.len());
-    for _ in &spec.rungs {
-        let (reader, writer) = std::io::pipe()?;
-        pipes.push((OwnedFd::from(reader), OwnedFd::from(writer)));
-    }
-    let writers: Vec<OwnedFd> = pipes
+    let (app, key) = live.hub_key();
+    let source = StreamName {
+        app: app.to_owned(),
+        name: key.to_owned(),
+        query: String::new(),
+    };
+    let leases: Vec<EncoderLease> = spec
+        .rungs
         .iter()
-        .map(|(_, w)| w.try_clone())
-        .collect::<Result<_, _>>()?;
-    let mut child = spawn(spec, &writers)?;
-    // The child has its copies; without closing ours, a rung's reader would
-    // never see the end of its pipe.
-    drop(writers);
-    let readers: Vec<OwnedFd> = pipes.into_iter().map(|(r, _)| r).collect();
-    status.started(child.id());
-    tracing::info!(pid = ?child.id(), rungs = spec.rungs.len(), "HLS ladder encoder started");
-    let (Some(stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
-        return Err(EncoderError::Exited("pipes unavailable".into()));
-    };
-    let mut reads = Vec::with_capacity(readers.len());
-    for ((fd, rung), offset) in readers
-        .into_iter()
+        .map(|rung| encoders.lease(&tracker, &source, &rung.name, rung.args.clone()))
+        .collect();
+    live.set_encoders(leases.iter().map(|l| Arc::clone(&l.status)).collect());
+    let feeds = leases
+        .iter()
         .zip(live.rungs())
-        .zip(offsets.iter_mut())
-    {
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd)?;
-        reads.push(read_rung(live.as_ref(), rung, pipe, offset));
-    }
-    let outputs = futures_util::future::try_join_all(reads);
-    let progress = watch_stderr(stderr, status);
-    let input = feed(stdin, subscriber);
-    tokio::pin!(outputs, progress, input);
-    let mut input_ended = false;
-    let end = loop {
-        tokio::select! {
-            fed = &mut input, if !input_ended => match fed {
-                Ok(()) => input_ended = true,
-                Err(err) => break Err(err),
-            },
-            read = &mut outputs => break match read {
-                Ok(_) if input_ended => Ok(()),
-                Ok(_) => Err(EncoderError::Exited("ffmpeg closed its outputs".into())),
-                Err(err) => Err(err),
-            },
-            () = &mut progress => {}
-        }
-    };
-    finish(&mut child, end.is_ok()).await;
-    end
+        .map(|(lease, rung)| feed_rung(live.as_ref(), &encoders, &source, lease, rung, &stop));
+    futures_util::future::join_all(feeds).await;
 }
 
-fn spawn(spec: &LadderSpec, writers: &[OwnedFd]) -> Result<Child, EncoderError> {
-    let mut command = Command::new(&spec.ffmpeg);
-    command
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "warning",
-            "-nostats",
-        ])
-        .args(["-progress", "pipe:2", "-stats_period", "1"])
-        .args(["-f", "flv", "-i", "pipe:0"]);
-    for (i, rung) in spec.rungs.iter().enumerate() {
-        command
-            .args(&rung.args)
-            .args(["-f", "flv", "-flvflags", "no_duration_filesize"])
-            .arg(format!("pipe:{}", 3 + i));
-    }
-    command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    die_with_prism(&mut command);
-    let sources: Vec<i32> = writers.iter().map(AsRawFd::as_raw_fd).collect();
-    // SAFETY: runs in the forked child before exec and only calls fcntl and dup2,
-    // which are async-signal-safe, on descriptors this process owns; `sources`
-    // was allocated before the fork and is only read.
-    unsafe {
-        command.pre_exec(move || {
-            // First out of the way (a source may sit on a target number), then
-            // into place at 3, 4, ...; dup2 clears close-on-exec on the copy.
-            for (i, &fd) in sources.iter().enumerate() {
-                let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64 + i as i32);
-                if high < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::dup2(high, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-    command.spawn().map_err(|source| EncoderError::Spawn {
-        ffmpeg: spec.ffmpeg.clone(),
-        source,
-    })
-}
-
-/// Reads one rung's FLV into its packager until ffmpeg closes it.
-async fn read_rung(
+/// Packages one rung's encode until it ends or `stop`.
+async fn feed_rung(
     live: &dyn LadderTarget,
+    encoders: &SharedEncoders,
+    source: &StreamName,
+    lease: &EncoderLease,
     rung: &Rung,
-    pipe: tokio::net::unix::pipe::Receiver,
-    offset: &mut u64,
-) -> Result<(), EncoderError> {
-    let start = *offset;
-    let mut changed = false;
-    read_flv(pipe, STALL, |tag| {
-        let Some(tag) = tag else {
-            if std::mem::take(&mut changed) {
-                live.changed();
+    stop: &CancellationToken,
+) {
+    let hub: &Arc<Hub> = encoders.output_hub();
+    let output = &lease.output;
+    // The encoder publishes its output once ffmpeg produced some.
+    while !hub.is_live(&output.app, &output.name) {
+        if !encoders.source_live(source) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(OUTPUT_POLL) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+    let Ok(subscriber) = hub.subscribe_as(&output.app, &output.name, SubscriberKind::Relay) else {
+        return;
+    };
+    // A restarted encoder's output starts at 0 again; the rebaser keeps the
+    // rung's clock going.
+    let mut rebaser = Rebaser::new();
+    let mut timeline = Timeline::default();
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            more = subscriber.recv_batch(&mut batch) => if !more { return; },
+            () = stop.cancelled() => return,
+        }
+        let mut changed = false;
+        for packet in batch.drain(..) {
+            let dts = timeline.extend(packet.stamp(&mut rebaser));
+            match rung.push(&packet, dts) {
+                Ok(moved) => changed |= moved,
+                Err(err) => {
+                    tracing::warn!(stream_id = %live.stream_id(), rung = %rung.name, "HLS rung stopped: {err}");
+                    return;
+                }
             }
-            return Ok(());
-        };
-        let packet = match tag.tag_type {
-            TagType::Video => Packet::video(tag.timestamp, tag.data).0,
-            TagType::Audio => Packet::audio(tag.timestamp, tag.data).0,
-            TagType::Script => return Ok(()),
-        };
-        let dts = start + u64::from(packet.timestamp);
-        *offset = (*offset).max(dts + 1);
-        changed |= rung
-            .push(&packet, dts)
-            .map_err(|err| EncoderError::Exited(format!("{}: {err}", rung.name)))?;
-        Ok(())
-    })
-    .await
+        }
+        if changed {
+            live.changed();
+        }
+    }
 }

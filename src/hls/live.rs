@@ -17,8 +17,11 @@ use tokio_util::task::TaskTracker;
 use super::HlsConfig;
 use super::packager::Packager;
 pub use super::rung::Rung;
+use super::timeline::Timeline;
 use crate::hub::{Hub, HubError, PacketKind, Subscriber, SubscriberKind};
 use crate::timestamp::Rebaser;
+use crate::transcode::EncoderStatus;
+use crate::transcode::shared::SharedEncoders;
 
 /// Every stream's packager, by the stream's hub key.
 #[derive(Debug)]
@@ -34,6 +37,8 @@ pub struct HlsService {
     started: Instant,
     /// The ABR ladder every stream gets, if any.
     ladder: Option<Arc<super::ladder::LadderSpec>>,
+    /// Where the ladder's rungs lease their encodes.
+    encoders: Arc<SharedEncoders>,
 }
 
 /// The broadcast a packager follows.
@@ -58,8 +63,8 @@ pub struct LiveHls {
     pub broadcast: Broadcast,
     /// The ladder's renditions (none without one).
     pub rungs: Vec<Rung>,
-    /// The ladder encoder's status, with a ladder.
-    pub encoder: Option<Arc<crate::transcode::EncoderStatus>>,
+    /// The statuses of the rungs' encoders, once leased.
+    encoders: Mutex<Vec<Arc<EncoderStatus>>>,
     packager: Mutex<Packager>,
     /// Bumped each time the window changes (and when packaging ends).
     version: watch::Sender<u64>,
@@ -79,6 +84,7 @@ impl HlsService {
         hub: Arc<Hub>,
         config: HlsConfig,
         ladder: Option<super::ladder::LadderSpec>,
+        encoders: Arc<SharedEncoders>,
         tracker: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -99,6 +105,7 @@ impl HlsService {
             signer: super::token::Signer::new(secret),
             started: Instant::now(),
             ladder: ladder.map(Arc::new),
+            encoders,
         }
     }
 
@@ -121,7 +128,7 @@ impl HlsService {
                     id,
                     &live.packager(),
                     &live.rungs,
-                    live.encoder.as_deref(),
+                    &live.encoders(),
                     error,
                 )
             }
@@ -166,10 +173,7 @@ impl HlsService {
         let live = Arc::new(LiveHls {
             broadcast: broadcast.clone(),
             rungs: rungs.collect(),
-            encoder: self
-                .ladder
-                .as_ref()
-                .map(|_| Arc::new(crate::transcode::EncoderStatus::default())),
+            encoders: Mutex::default(),
             packager: Mutex::new(Packager::new(timing)),
             version: watch::Sender::new(0),
             anchor: Mutex::new(None),
@@ -194,12 +198,12 @@ impl HlsService {
             idle_ms: self.config.idle_secs * 1000,
             started: self.started,
         };
-        if let (Some(spec), Some(status)) = (&self.ladder, &live.encoder) {
+        if let Some(spec) = &self.ladder {
             self.tracker.spawn(super::ladder::run(
                 Arc::clone(&live) as Arc<dyn super::ladder::LadderTarget>,
-                Arc::clone(&self.hub),
+                Arc::clone(&self.encoders),
+                self.tracker.clone(),
                 Arc::clone(spec),
-                Arc::clone(status),
                 live.stopped.clone(),
             ));
         }
@@ -275,6 +279,14 @@ impl LiveHls {
         self.packager.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The statuses of the rungs' encoders (none without a ladder).
+    pub fn encoders(&self) -> Vec<Arc<EncoderStatus>> {
+        self.encoders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The wall-clock time of decode time 0, once media arrived.
     pub fn anchor(&self) -> Option<SystemTime> {
         *self.anchor.lock().unwrap_or_else(|e| e.into_inner())
@@ -332,6 +344,10 @@ impl super::ladder::LadderTarget for LiveHls {
 
     fn rungs(&self) -> &[Rung] {
         &self.rungs
+    }
+
+    fn set_encoders(&self, statuses: Vec<Arc<EncoderStatus>>) {
+        *self.encoders.lock().unwrap_or_else(|e| e.into_inner()) = statuses;
     }
 
     fn changed(&self) {
@@ -434,29 +450,6 @@ impl Packaging {
     }
 }
 
-/// FLV's 32-bit millisecond timestamps on a 64-bit timeline, past the wrap at
-/// 49.7 days.
-#[derive(Debug, Default)]
-struct Timeline {
-    last: Option<u32>,
-    now: u64,
-}
-
-impl Timeline {
-    fn extend(&mut self, stamp: u32) -> u64 {
-        if let Some(last) = self.last {
-            // The signed distance, so a small step back (audio and video
-            // interleaved) stays a step back rather than a wrap.
-            let step = i64::from(stamp.wrapping_sub(last) as i32);
-            self.now = self.now.saturating_add_signed(step);
-        } else {
-            self.now = u64::from(stamp);
-        }
-        self.last = Some(stamp);
-        self.now
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,7 +464,7 @@ mod tests {
                 user: None,
             },
             rungs: Vec::new(),
-            encoder: None,
+            encoders: Mutex::default(),
             packager: Mutex::new(Packager::new(Timing {
                 segment_ms: 2000,
                 part_ms: 500,
@@ -519,13 +512,5 @@ mod tests {
         tokio::task::yield_now().await;
         other.stopped.cancel();
         assert!(!waiter.await.unwrap());
-    }
-
-    #[test]
-    fn the_timeline_goes_past_the_wrap() {
-        let mut timeline = Timeline::default();
-        assert_eq!(timeline.extend(u32::MAX - 10), u64::from(u32::MAX - 10));
-        assert_eq!(timeline.extend(u32::MAX - 20), u64::from(u32::MAX - 20));
-        assert_eq!(timeline.extend(5), u64::from(u32::MAX) + 6);
     }
 }

@@ -17,8 +17,9 @@
 //! text), [`variant`] (what a master playlist says of a rendition), [`path`]
 //! (what a URL asks for), [`token`] (signed access tokens), [`status`] (what
 //! the API shows), [`live`] (the
-//! packagers running and their lifecycle), [`ladder`] (the ABR ladder's one
-//! encoder per stream).
+//! packagers running and their lifecycle), [`ladder`] (the ABR ladder's
+//! rungs, fed by the stream's shared encodes), [`timeline`] (decode times past
+//! FLV's 32-bit wrap).
 
 pub mod ladder;
 pub mod live;
@@ -27,6 +28,7 @@ pub mod path;
 pub mod playlist;
 pub mod rung;
 pub mod status;
+pub mod timeline;
 pub mod token;
 pub mod variant;
 
@@ -65,7 +67,8 @@ pub struct HlsConfig {
     #[serde(default = "any_origin")]
     pub allow_origins: Vec<String>,
     /// The ABR ladder: re-encode profiles, one variant each beside the source,
-    /// all from one ffmpeg per stream ([`ladder`]); empty for the source only.
+    /// from one ffmpeg per stream shared with the stream's re-encoded
+    /// destinations ([`ladder`]); empty for the source only.
     #[serde(default)]
     pub ladder: Vec<String>,
 }
@@ -96,7 +99,6 @@ impl HlsConfig {
     pub fn ladder_spec(
         &self,
         profiles: &crate::transcode::Profiles,
-        ffmpeg: &str,
     ) -> Result<Option<ladder::LadderSpec>, String> {
         if self.ladder.is_empty() {
             return Ok(None);
@@ -114,10 +116,7 @@ impl HlsConfig {
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Some(ladder::LadderSpec {
-            ffmpeg: ffmpeg.to_owned(),
-            rungs,
-        }))
+        Ok(Some(ladder::LadderSpec { rungs }))
     }
 
     /// The CORS policy of `/hls/`: GET from the allowed origins, with the

@@ -2,6 +2,8 @@
 //! now, each rendition's live edge and memory, and the ladder encoder's health
 //! (so a failing rung is as visible as a failing destination).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use super::packager::Packager;
@@ -18,10 +20,11 @@ pub struct HlsStatus {
     pub packaging: bool,
     /// The source and each rung of the ladder, while packaged.
     pub renditions: Vec<RenditionStatus>,
-    /// The ladder's encoder, with a ladder and while packaged.
+    /// The first rung's encoder, with a ladder and while packaged (the rungs
+    /// share one unless a destination already encoded a rung's profile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<EncoderSnapshot>,
-    /// The ladder encoder's last failure, if it failed.
+    /// The last failure of a rung's encoder, if one failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder_error: Option<String>,
     /// Why packaging failed (a video codec fMP4 does not carry).
@@ -64,7 +67,7 @@ impl HlsStatus {
         id: &str,
         source: &Packager,
         rungs: &[Rung],
-        encoder: Option<&EncoderStatus>,
+        encoders: &[Arc<EncoderStatus>],
         error: Option<String>,
     ) -> Self {
         let mut renditions = vec![rendition(super::SOURCE, source)];
@@ -74,8 +77,11 @@ impl HlsStatus {
         Self {
             packaging: true,
             renditions,
-            encoder: encoder.map(EncoderStatus::snapshot),
-            encoder_error: encoder.and_then(|e| e.last_error()).map(|(error, _)| error),
+            encoder: encoders.first().map(|e| e.snapshot()),
+            encoder_error: encoders
+                .iter()
+                .find_map(|e| e.last_error())
+                .map(|(error, _)| error),
             error,
             ..Self::idle(id)
         }
