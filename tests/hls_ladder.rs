@@ -1,4 +1,5 @@
-//! The ABR ladder: one ffmpeg per watched stream encodes every rung; the master
+//! The ABR ladder: one ffmpeg per watched stream encodes every rung (and shares
+//! a destination's encode of the same profile); the master
 //! playlist lists the source and each rung; every variant's segments play at its
 //! size, and the rungs' segments line up with the source's (same keyframe
 //! times, so the same cuts). hls.js plays the master and switches to every
@@ -11,19 +12,6 @@ use std::path::Path;
 
 use common::*;
 use m3u8_rs::Playlist;
-use prism::transcode::Profile;
-
-fn profile(height: u32, kbps: u32) -> Profile {
-    let text = format!(
-        "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -vf scale=-2:{height} \
-         -b:v {kbps}k -maxrate {kbps}k -bufsize {}k \
-         -force_key_frames expr:gte(t,n_forced*2) -sc_threshold 0 -c:a aac -b:a 64k",
-        kbps * 2
-    );
-    Profile {
-        args: text.split_whitespace().map(str::to_owned).collect(),
-    }
-}
 
 /// The PIDs of this process's children that write HLS rungs.
 fn ladder_encoder_pids() -> Vec<i32> {
@@ -64,8 +52,8 @@ async fn text(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ladder_serves_aligned_variants_from_one_encoder() {
     let prism = Prism::start_with(|c| {
-        c.profiles.insert("180p".into(), profile(180, 400));
-        c.profiles.insert("120p".into(), profile(120, 200));
+        c.profiles.insert("180p".into(), light_profile(180, 400));
+        c.profiles.insert("120p".into(), light_profile(120, 200));
         c.hls.ladder = vec!["180p".into(), "120p".into()];
     })
     .await;
@@ -259,6 +247,49 @@ async fn a_ladder_serves_aligned_variants_from_one_encoder() {
         assert!(after.media_sequence + after.segments.len() as u64 > msn);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    drop(publisher);
+    prism.stop().await;
+}
+
+/// A rung whose profile a destination of the stream already uses shares that
+/// destination's encode: one ffmpeg serves the destination and the rung.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rung_shares_the_encode_of_a_destination_on_its_profile() {
+    let twitch = common::sinks::NginxSink::start("app").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "twitch", twitch.url());
+        c.profiles.insert("180p".into(), light_profile(180, 400));
+        c.hls.ladder = vec!["180p".into()];
+    })
+    .await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let publisher = publish(
+        &clip(30),
+        &prism.url("live/rung-key?twitch=tw-rung&twitch_profile=180p"),
+    );
+    let d = prism
+        .wait_destination("rung-key", "twitch", "its encoder runs", |d| {
+            encoder_pid(d).is_some()
+        })
+        .await;
+    let pid = encoder_pid(&d).unwrap();
+    let id = prism.streams_json().await["streams"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://{http}/hls/{id}");
+    text(&format!("{base}/index.m3u8")).await;
+    text(&format!("{base}/180p.m3u8?_HLS_msn=2")).await;
+    let playlist = text(&format!("{base}/180p.m3u8?_HLS_msn=3")).await;
+    assert!(playlist.contains("#EXTINF"), "{playlist}");
+    let hls = &prism.streams_json().await["streams"][0]["hls"];
+    assert_eq!(
+        hls["encoder"]["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "{hls:#}"
+    );
+    let encoders = ladder_encoders();
+    assert_eq!(encoders.len(), 1, "one encode for both: {encoders:?}");
     drop(publisher);
     prism.stop().await;
 }

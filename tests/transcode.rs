@@ -598,19 +598,30 @@ async fn past_the_encoder_limit_a_destination_waits_and_the_rest_carry_on() {
         point_preset(c, "twitch", twitch.url());
         point_preset(c, "kick", kick.url());
         c.transcode.max_encoders = 1;
-        // Two profiles, so two encoders (one profile's destinations share one).
-        c.profiles.insert("small".into(), small_profile());
+        c.profiles.insert("small".into(), light_profile(120, 200));
     })
     .await;
-    let clip = test_flv();
+    let clip = clip(12);
     let publisher = publish(
         &clip,
-        &prism.url(
-            "live/txlimit?youtube=yt-txlimit&twitch=tw-txlimit&twitch_profile=h264\
-             &kick=kk-txlimit&kick_profile=small",
-        ),
+        &prism.url("live/txlimit?youtube=yt-txlimit&twitch=tw-txlimit&twitch_profile=h264"),
     );
+    // A second profile asked for once the first encoder runs gets an encoder
+    // (an ffmpeg process) of its own: past the limit, it waits.
+    prism
+        .wait_destination("txlimit", "twitch", "live from its encoder", |d| {
+            d.state == State::Live
+        })
+        .await;
     let relay = prism.app.as_ref().unwrap().relay();
+    let stream = relay
+        .find("live", &relay.streams()[0].display_name())
+        .unwrap();
+    let kick_request = serde_json::from_value(serde_json::json!({
+        "id": "kick", "preset": "kick", "key": "kk-txlimit", "profile": "small"
+    }))
+    .unwrap();
+    relay.add_destination(&stream, kick_request).unwrap();
     let deadline = Instant::now() + WAIT;
     let waiting = loop {
         let all = relay.destinations("live", "txlimit");
@@ -638,26 +649,14 @@ async fn past_the_encoder_limit_a_destination_waits_and_the_rest_carry_on() {
     let frames = recording_framemd5(&youtube.recording("yt-txlimit"));
     assert_eq!(assert_source_from_keyframe(&clip, &frames), 0);
     // The destination that got the encoder delivered the stream.
-    let (encoded, key) = if waiting.id == "twitch" {
-        (&kick, "kk-txlimit")
-    } else {
-        (&twitch, "tw-txlimit")
-    };
+    assert_eq!(waiting.id, "kick", "the later encoder waits: {waiting:#?}");
+    let (encoded, key) = (&twitch, "tw-txlimit");
     assert_eq!(
         encoded.wait_unpublished(key, ENCODE_DRAIN).await,
         Ending::Clean
     );
     assert_eq!(ffprobe_video(&encoded.recording(key)).codec, "h264");
     prism.stop().await;
-}
-
-/// A light H.264 profile (160x120, ultrafast) for tests that need a second one.
-fn small_profile() -> prism::transcode::Profile {
-    let args = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -vf scale=-2:120 -b:v 200k \
-                -force_key_frames expr:gte(t,n_forced*2) -sc_threshold 0 -c:a aac -b:a 64k";
-    prism::transcode::Profile {
-        args: args.split_whitespace().map(str::to_owned).collect(),
-    }
 }
 
 /// Three destinations of one stream on one profile share ONE encoder: one
@@ -674,7 +673,7 @@ async fn destinations_on_one_profile_share_one_encoder() {
         for (preset, sink) in ["youtube", "twitch", "kick"].into_iter().zip(&sinks) {
             point_preset(c, preset, sink.url());
         }
-        c.profiles.insert("small".into(), small_profile());
+        c.profiles.insert("small".into(), light_profile(120, 200));
     })
     .await;
     let clip = clip(12);
@@ -987,7 +986,7 @@ async fn no_stream_key_reaches_logs_encoder_output_command_lines_status_or_metri
                 sleep(Duration::from_millis(10)).await;
             };
             assert!(
-                cmdline.contains("-f flv -i pipe:0") && cmdline.contains("pipe:1"),
+                cmdline.contains("-f flv -i pipe:0") && cmdline.contains("pipe:3"),
                 "encoder {pid}'s command line: {cmdline:?}"
             );
             let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();

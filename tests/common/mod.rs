@@ -943,3 +943,18 @@ pub async fn run_browser_script(script: &str, args: &[&str]) -> (bool, serde_jso
         });
     (output.status.success(), report)
 }
+
+/// A light H.264 + AAC re-encode profile (`height` lines, `kbps`, ultrafast,
+/// keyframes every 2 s like the built-ins) for tests that need profiles of
+/// their own without a busy machine.
+pub fn light_profile(height: u32, kbps: u32) -> prism::transcode::Profile {
+    let text = format!(
+        "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -vf scale=-2:{height} \
+         -b:v {kbps}k -maxrate {kbps}k -bufsize {}k \
+         -force_key_frames expr:gte(t,n_forced*2) -sc_threshold 0 -c:a aac -b:a 64k",
+        kbps * 2
+    );
+    prism::transcode::Profile {
+        args: text.split_whitespace().map(str::to_owned).collect(),
+    }
+}
