@@ -11,6 +11,8 @@ mod analysis;
 mod capture;
 mod crosscheck;
 mod error;
+mod load;
+mod many;
 mod procs;
 mod report;
 mod run;
@@ -95,6 +97,15 @@ struct Args {
     /// The ffmpeg binary that generates the clip and publishes it.
     #[arg(long, default_value = "ffmpeg")]
     ffmpeg: String,
+    /// Instead of the N list: the many-streams mode with these publisher counts
+    /// (K publishers x --many-destinations each, 1 Mbit/s streams, the
+    /// benchmark's own light publishers and sinks), for prism on one thread,
+    /// prism with one worker per core, and nginx-rtmp.
+    #[arg(long, value_delimiter = ',')]
+    many: Vec<usize>,
+    /// Destinations per stream in the many-streams mode.
+    #[arg(long, default_value_t = 4)]
+    many_destinations: usize,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -125,6 +136,9 @@ fn main() {
 
 fn real_main(args: &Args) -> Result<(), BenchError> {
     procs::become_subreaper();
+    if !args.many.is_empty() {
+        return many_main(args);
+    }
     let machine = Machine::probe(&args.ffmpeg);
     eprintln!("machine: {}", machine.markdown());
     // Clip length: the longest run plus slack for connection setup, in 30 s steps.
@@ -256,6 +270,34 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
         json_path.display(),
         md_path.display()
     );
+    Ok(())
+}
+
+/// The many-streams mode: runs, prints the table, writes the JSON beside it.
+fn many_main(args: &Args) -> Result<(), BenchError> {
+    let plan = many::ManyPlan {
+        prism: args.prism.clone(),
+        ffmpeg: args.ffmpeg.clone(),
+        out_dir: args.out_dir.clone(),
+        destinations: args.many_destinations,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+    };
+    let relays = [
+        many::ManyRelay::PrismOneThread,
+        many::ManyRelay::PrismPerCore,
+        many::ManyRelay::Nginx,
+    ];
+    let (records, markdown) = many::run(&plan, &args.many, &relays)?;
+    println!("{markdown}");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let path = args.out_dir.join(format!("many-{stamp}.json"));
+    let json = serde_json::to_string_pretty(&records)
+        .map_err(|e| BenchError::Setup(format!("JSON: {e}")))?;
+    fs::write(&path, json).map_err(|e| BenchError::io(&path, e))?;
+    eprintln!("raw results: {}", path.display());
     Ok(())
 }
 
