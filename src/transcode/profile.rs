@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One profile: the ffmpeg arguments between `-i pipe:0` and `-f flv pipe:1`.
+/// One profile: the ffmpeg output arguments between `-i pipe:0` and its output
+/// (`-f flv pipe:3`, or the next free descriptor when a process has several).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
