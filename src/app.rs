@@ -96,6 +96,8 @@ pub struct App {
     http_connections: Arc<http::OpenConnections>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Dropped after the tracker's tasks ended: stops the workers' threads.
+    workers: Arc<crate::transport::Workers>,
 }
 
 impl App {
@@ -153,6 +155,10 @@ impl App {
             play_by_key: config.rtmp.play_by_key,
             waiting: Arc::clone(&waiting),
         });
+        let workers = Arc::new(
+            crate::transport::Workers::start(config.runtime.connection_workers())
+                .map_err(Error::Workers)?,
+        );
         let limits = ConnectionLimits::new(
             config.rtmp.max_connections,
             config.rtmp.max_connections_per_ip,
@@ -218,10 +224,10 @@ impl App {
             tracker.clone(),
         ));
         tracing::info!(%http_addr, "http listening");
-        tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
-        tracing::info!(%rtmp_addr, "rtmp listening");
+        tracker.spawn(listener.run(shutdown.clone(), tracker.clone(), Arc::clone(&workers)));
+        tracing::info!(%rtmp_addr, workers = workers.len(), "rtmp listening");
         let rtmps_addr = tls_listener.map(|(listener, rtmps_addr)| {
-            tracker.spawn(listener.run(shutdown.clone(), tracker.clone()));
+            tracker.spawn(listener.run(shutdown.clone(), tracker.clone(), Arc::clone(&workers)));
             tracing::info!(%rtmps_addr, "rtmps listening");
             rtmps_addr
         });
@@ -235,6 +241,7 @@ impl App {
             http_connections,
             shutdown,
             tracker,
+            workers,
         })
     }
 
@@ -286,9 +293,12 @@ impl App {
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.shutdown.cancel();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait())
+        let done = tokio::time::timeout(grace, self.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        // The connection workers' threads end once their tasks did.
+        drop(self.workers);
+        done
     }
 }
 

@@ -28,4 +28,7 @@ pub enum Error {
     /// Logging could not be set up.
     #[error(transparent)]
     Logging(#[from] crate::logging::LoggingError),
+    /// The connection workers' threads could not be started.
+    #[error("cannot start the connection workers: {0}")]
+    Workers(std::io::Error),
 }

@@ -10,10 +10,11 @@ use crate::duration_key;
 
 /// How many threads move prism's bytes.
 ///
-/// Relaying is I/O: the work per packet is a few `writev`s, and on a multi-threaded
-/// scheduler most of the rest is threads waking each other for it (measured in
+/// Relaying is I/O: the work per packet is a few `writev`s, and on a work-stealing
+/// scheduler much of the rest is threads waking each other for it (measured in
 /// BENCHMARKS.md). One thread, like an nginx worker, relays hundreds of
-/// destinations; more help only with many RTMPS destinations or very many streams.
+/// destinations; more are single-threaded workers the connections are spread
+/// over, so that a stream's fan-out stays on one thread.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
@@ -28,18 +29,22 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Builds the runtime this configuration asks for.
+    /// Builds the runtime `main` runs prism on: one thread, which serves the
+    /// listeners, HTTP and, with `worker_threads = 1`, every connection.
     pub fn build(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        let mut builder = match self.worker_threads {
-            1 => tokio::runtime::Builder::new_current_thread(),
-            0 => tokio::runtime::Builder::new_multi_thread(),
-            n => {
-                let mut builder = tokio::runtime::Builder::new_multi_thread();
-                builder.worker_threads(n);
-                builder
-            }
-        };
-        builder.enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+
+    /// How many connection workers to start beside it
+    /// ([`crate::transport::Workers`]): none for 1, one per core for 0.
+    pub fn connection_workers(&self) -> usize {
+        match self.worker_threads {
+            1 => 0,
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 }
 

@@ -104,8 +104,14 @@ impl RtmpListener {
         self.listener.local_addr()
     }
 
-    /// Accepts until `shutdown`; each connection runs in `tracker`.
-    pub async fn run(self, shutdown: CancellationToken, tracker: TaskTracker) {
+    /// Accepts until `shutdown`; each connection runs in `tracker`, on the next
+    /// of `workers` (or here, without workers).
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+        workers: Arc<crate::transport::Workers>,
+    ) {
         loop {
             // Waiting for a permit before accepting leaves excess connections in the
             // kernel's backlog instead of holding sockets we will not serve.
@@ -133,6 +139,13 @@ impl RtmpListener {
                 drop(socket);
                 continue;
             };
+            let (worker, incoming) = match workers.route(socket) {
+                Ok(routed) => routed,
+                Err(err) => {
+                    tracing::warn!(%peer, "cannot hand the connection to a worker: {err}");
+                    continue;
+                }
+            };
             let counted = Counted::new(&self.limits.open);
             let ctx = Arc::clone(&self.ctx);
             let shutdown = shutdown.child_token();
@@ -141,15 +154,20 @@ impl RtmpListener {
                 Some(_) => tracing::info_span!("rtmps", %peer),
                 None => tracing::info_span!("rtmp", %peer),
             };
-            tracker.spawn(
-                async move {
-                    serve_tcp(socket, peer, tls, ctx, shutdown).await;
-                    drop(counted);
-                    drop(ip_slot);
-                    drop(permit);
+            let task = async move {
+                match incoming.arrive() {
+                    Ok(socket) => serve_tcp(socket, peer, tls, ctx, shutdown).await,
+                    Err(err) => tracing::warn!("cannot serve the connection: {err}"),
                 }
-                .instrument(span),
-            );
+                drop(counted);
+                drop(ip_slot);
+                drop(permit);
+            }
+            .instrument(span);
+            match worker {
+                Some(handle) => tracker.spawn_on(task, &handle),
+                None => tracker.spawn(task),
+            };
         }
     }
 }

@@ -7,10 +7,14 @@
 //!   [`within`], the stall deadline every write runs under.
 //! - [`read`]: the input buffer's growth policy ([`ReadPolicy`]).
 //! - [`socket`]: socket options for media (no Nagle; quick ACKs during a setup).
+//! - [`workers`]: the single-threaded runtimes connections are spread over, one
+//!   stream's fan-out on one of them.
 
 pub mod read;
 pub mod socket;
+pub mod workers;
 pub mod write;
 
 pub use read::ReadPolicy;
+pub use workers::{Incoming, Workers};
 pub use write::{WriteError, poll_write_out, within, write_out};
