@@ -27,7 +27,7 @@ use crate::setup::{self, RELAY_APP};
 pub enum ManyRelay {
     /// prism, `[runtime] worker_threads = 1` (the default).
     PrismOneThread,
-    /// prism, `[runtime] worker_threads = 0` (one worker per core).
+    /// prism, `[runtime] worker_threads = 0` (one connection worker per core).
     PrismPerCore,
     /// nginx-rtmp, one worker.
     Nginx,
@@ -37,7 +37,7 @@ impl ManyRelay {
     fn name(self) -> &'static str {
         match self {
             ManyRelay::PrismOneThread => "prism (1 thread)",
-            ManyRelay::PrismPerCore => "prism (1 worker per core)",
+            ManyRelay::PrismPerCore => "prism (a worker per core)",
             ManyRelay::Nginx => "nginx-rtmp",
         }
     }
