@@ -1,5 +1,6 @@
 //! ffmpeg's `-progress` output: `key=value` lines, a block per report, used for
-//! the encoder's fps, speed and bitrate in the status.
+//! the encoder's fps and speed in the status. (Its `bitrate` is the first
+//! output's only; each output's bit rate is measured from its pipe instead.)
 
 /// What the last progress report said.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -8,8 +9,6 @@ pub struct Progress {
     pub fps: Option<f64>,
     /// Encoding speed relative to real time (1.0 keeps up).
     pub speed: Option<f64>,
-    /// Output bitrate in kbit/s.
-    pub bitrate_kbps: Option<f64>,
 }
 
 impl Progress {
@@ -23,9 +22,9 @@ impl Progress {
         match key.trim() {
             "fps" => self.fps = value.parse().ok(),
             "speed" => self.speed = value.trim_end_matches('x').trim().parse().ok(),
-            "bitrate" => self.bitrate_kbps = value.trim_end_matches("kbits/s").trim().parse().ok(),
-            "frame" | "stream_0_0_q" | "stream_0_1_q" | "total_size" | "out_time_us"
-            | "out_time_ms" | "out_time" | "dup_frames" | "drop_frames" | "progress" => {}
+            "frame" | "bitrate" | "stream_0_0_q" | "stream_0_1_q" | "total_size"
+            | "out_time_us" | "out_time_ms" | "out_time" | "dup_frames" | "drop_frames"
+            | "progress" => {}
             other => return other.starts_with("stream_") && other.ends_with("_q"),
         }
         true
@@ -44,9 +43,7 @@ mod tests {
         assert!(block.lines().all(|l| p.apply_line(l)));
         assert_eq!(p.fps, Some(29.97));
         assert_eq!(p.speed, Some(1.02));
-        assert_eq!(p.bitrate_kbps, Some(3512.4));
         assert!(!p.apply_line("[libx264 @ 0x55] using cpu capabilities: MMX2"));
         assert!(p.apply_line("bitrate=N/A"));
-        assert_eq!(p.bitrate_kbps, None);
     }
 }
