@@ -271,3 +271,93 @@ impl Drop for EncoderLease {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::backoff::BackoffPolicy;
+    use crate::hub::HubLimits;
+
+    /// Encoders of streams nobody publishes: each ends as soon as it gathered
+    /// (nothing to encode), which leaves the leases' bookkeeping to test.
+    fn shared() -> Arc<SharedEncoders> {
+        Arc::new(SharedEncoders::new(Arc::new(EncoderContext {
+            hub: Hub::new(HubLimits::default()),
+            output_hub: Hub::new(HubLimits::default()),
+            ffmpeg: "/nonexistent/ffmpeg".into(),
+            slots: Arc::new(Semaphore::new(2)),
+            max_encoders: 2,
+            stall_timeout: Duration::from_secs(20),
+            restart_backoff: BackoffPolicy::default(),
+            outputs: AtomicU64::new(0),
+        })))
+    }
+
+    fn stream(name: &str) -> StreamName {
+        StreamName {
+            app: "live".into(),
+            name: name.into(),
+            query: String::new(),
+        }
+    }
+
+    fn args(profile: &str) -> Vec<String> {
+        vec!["-vf".into(), format!("scale={profile}")]
+    }
+
+    #[tokio::test]
+    async fn profiles_asked_together_share_an_encoder_and_the_last_lease_stops_it() {
+        let shared = shared();
+        let tracker = TaskTracker::new();
+        let a = stream("a");
+        let hd = shared.lease(&tracker, &a, "720p", args("720"));
+        let sd = shared.lease(&tracker, &a, "480p", args("480"));
+        let hd_again = shared.lease(&tracker, &a, "720p", args("720"));
+        assert_eq!(hd.encoder, sd.encoder, "gathered into one encoder");
+        assert_ne!(hd.output, sd.output, "an output per profile");
+        assert_eq!(hd.output, hd_again.output, "one output per profile");
+        assert!(Arc::ptr_eq(&hd.status, &hd_again.status));
+        // The same profile with other arguments (a reload changed it) is
+        // another output.
+        let changed = shared.lease(&tracker, &a, "720p", args("721"));
+        assert_ne!(changed.output, hd.output);
+        // Another stream: another encoder.
+        let other = shared.lease(&tracker, &stream("b"), "720p", args("720"));
+        assert_ne!(other.encoder, hd.encoder);
+        assert_eq!(shared.len(), 2);
+
+        // Past the gathering, a new profile gets an encoder of its own.
+        tokio::time::sleep(GATHER * 2).await;
+        let late = shared.lease(&tracker, &a, "360p", args("360"));
+        assert_ne!(late.encoder, hd.encoder);
+        assert_eq!(shared.len(), 3);
+
+        drop((hd, sd, changed));
+        assert_eq!(shared.len(), 3, "a lease on it is left");
+        drop(hd_again);
+        assert_eq!(shared.len(), 2, "its last lease stopped it");
+        drop((other, late));
+        assert!(shared.is_empty());
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    #[tokio::test]
+    async fn an_encoder_whose_stream_ended_is_not_leased_again() {
+        let shared = shared();
+        let tracker = TaskTracker::new();
+        let a = stream("a");
+        let first = shared.lease(&tracker, &a, "720p", args("720"));
+        // It gathers, finds the stream not live and ends.
+        tokio::time::sleep(GATHER * 2).await;
+        let next = shared.lease(&tracker, &a, "720p", args("720"));
+        assert_ne!(next.encoder, first.encoder);
+        assert_ne!(next.output, first.output);
+        drop((first, next));
+        assert!(shared.is_empty());
+    }
+}
