@@ -20,6 +20,21 @@ fn thread_names() -> Vec<String> {
         .collect()
 }
 
+/// How many times each worker thread was scheduled (`/proc/.../schedstat`).
+fn worker_timeslices() -> Vec<(String, u64)> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            let name = name.trim().to_owned();
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let slices = stat.split_whitespace().nth(2)?.parse().ok()?;
+            name.starts_with("prism-worker-").then_some((name, slices))
+        })
+        .collect()
+}
+
 /// This process's connection worker threads.
 fn worker_threads() -> Vec<String> {
     thread_names()
@@ -82,6 +97,15 @@ async fn connections_on_two_workers_relay_every_packet() {
             assert_source_from_keyframe(&clip, &frames),
             0,
             "{key}: every packet from the first keyframe"
+        );
+    }
+    // Both workers served connections (players on one, publishers and their
+    // destinations on the other, in turn): each was scheduled far more often
+    // than an idle runtime's thread, which parks once and stays parked.
+    for (name, slices) in worker_timeslices() {
+        assert!(
+            slices >= 50,
+            "{name} ran {slices} times: did it serve anything?"
         );
     }
     prism.stop().await;
