@@ -164,9 +164,11 @@ impl App {
             config.rtmp.max_connections_per_ip,
         );
         let addr = config.rtmp.listen;
+        let proxied = config.rtmp.proxy_protocol;
         let listener = RtmpListener::bind(addr, Arc::clone(&ctx), limits.clone(), None)
             .await
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|source| Error::Bind { addr, source })?
+            .with_proxy_protocol(proxied);
         let rtmp_addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
@@ -174,7 +176,8 @@ impl App {
             (Some(addr), Some(acceptor)) => {
                 let listener = RtmpListener::bind(addr, ctx, limits, Some(acceptor))
                     .await
-                    .map_err(|source| Error::Bind { addr, source })?;
+                    .map_err(|source| Error::Bind { addr, source })?
+                    .with_proxy_protocol(proxied);
                 let bound = listener
                     .local_addr()
                     .map_err(|source| Error::Bind { addr, source })?;

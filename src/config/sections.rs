@@ -195,6 +195,13 @@ pub struct RtmpConfig {
     /// name: the user's name or the stream id). Off: the key is a secret.
     #[serde(default)]
     pub play_by_key: bool,
+    /// Whether every connection to the RTMP and RTMPS listeners starts with a PROXY
+    /// protocol v2 header from a balancer (HAProxy's `send-proxy-v2`), whose client
+    /// address then stands for the connection's in limits, logs and the API. A
+    /// connection without one is refused, and so is one with a header when this is
+    /// off. On: the listeners must be reachable only through the balancer.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// The RTMPS listener: RTMP inside TLS, for encoders that publish over networks

@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod grace;
 pub mod per_ip;
+pub mod proxy_header;
 pub mod standby;
 pub mod tls;
 pub mod waiting;
@@ -57,6 +58,8 @@ pub struct RtmpListener {
     ctx: Arc<ConnectionContext>,
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
+    /// Whether each connection starts with a PROXY protocol header (`[rtmp] proxy_protocol`).
+    proxied: bool,
 }
 
 /// Counts one served connection in [`ConnectionLimits::open`] until dropped.
@@ -90,7 +93,16 @@ impl RtmpListener {
             ctx,
             limits,
             tls,
+            proxied: false,
         })
+    }
+
+    /// Expects a PROXY protocol v2 header at the start of every connection (from a
+    /// balancer), whose client address then stands for the connection's; or, with
+    /// `false` (the default), refuses connections that start with one.
+    pub fn with_proxy_protocol(mut self, proxied: bool) -> Self {
+        self.proxied = proxied;
+        self
     }
 
     /// The number of connections being served (on every listener sharing these
@@ -134,10 +146,17 @@ impl RtmpListener {
                     continue;
                 }
             };
-            let Some(ip_slot) = self.limits.per_ip.acquire(peer.ip()) else {
-                tracing::warn!(%peer, "connection refused: too many connections from this address");
-                drop(socket);
-                continue;
+            // Behind a balancer the address that counts arrives in the PROXY header,
+            // so that connection's slot is taken once the header is read.
+            let ip_slot = if self.proxied {
+                None
+            } else {
+                let Some(slot) = self.limits.per_ip.acquire(peer.ip()) else {
+                    tracing::warn!(%peer, "connection refused: too many connections from this address");
+                    drop(socket);
+                    continue;
+                };
+                Some(slot)
             };
             let (worker, incoming) = match workers.route(socket) {
                 Ok(routed) => routed,
@@ -150,20 +169,39 @@ impl RtmpListener {
             let ctx = Arc::clone(&self.ctx);
             let shutdown = shutdown.child_token();
             let tls = self.tls.clone();
-            let span = match tls {
-                Some(_) => tracing::info_span!("rtmps", %peer),
-                None => tracing::info_span!("rtmp", %peer),
-            };
+            let per_ip = Arc::clone(&self.limits.per_ip);
             let task = async move {
-                match incoming.arrive() {
-                    Ok(socket) => serve_tcp(socket, peer, tls, ctx, shutdown).await,
-                    Err(err) => tracing::warn!("cannot serve the connection: {err}"),
-                }
+                let accepted = Instant::now();
+                let mut socket = match incoming.arrive() {
+                    Ok(socket) => socket,
+                    Err(err) => return tracing::warn!(%peer, "cannot serve the connection: {err}"),
+                };
+                let (peer, ip_slot, proxied) = match ip_slot {
+                    Some(slot) => (peer, slot, false),
+                    None => {
+                        let deadline = accepted + ctx.session.handshake_timeout;
+                        let Some(client) =
+                            proxied_client(&mut socket, peer, deadline, &shutdown).await
+                        else {
+                            return;
+                        };
+                        let Some(slot) = per_ip.acquire(client.ip()) else {
+                            return tracing::warn!(peer = %client, balancer = %peer, "connection refused: too many connections from this address");
+                        };
+                        (client, slot, true)
+                    }
+                };
+                let span = match tls {
+                    Some(_) => tracing::info_span!("rtmps", %peer),
+                    None => tracing::info_span!("rtmp", %peer),
+                };
+                serve_tcp(socket, peer, accepted, proxied, tls, ctx, shutdown)
+                    .instrument(span)
+                    .await;
                 drop(counted);
                 drop(ip_slot);
                 drop(permit);
-            }
-            .instrument(span);
+            };
             match worker {
                 Some(handle) => tracker.spawn_on(task, &handle),
                 None => tracker.spawn(task),
@@ -172,14 +210,58 @@ impl RtmpListener {
     }
 }
 
+/// The client behind the balancer at `balancer`, from the PROXY header that starts
+/// the connection (the balancer's own address for a `LOCAL` header); `None`, with
+/// the reason logged, when the header is missing, malformed or late.
+async fn proxied_client(
+    socket: &mut TcpStream,
+    balancer: SocketAddr,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> Option<SocketAddr> {
+    let refused = |reason: &dyn std::fmt::Display| {
+        tracing::warn!(%balancer, "connection refused: {reason}");
+        None
+    };
+    tokio::select! {
+        read = timeout_at(deadline, proxy_header::read(socket)) => match read {
+            Ok(Ok(client)) => Some(client.unwrap_or(balancer)),
+            Ok(Err(err)) => refused(&err),
+            Err(_) => refused(&"no PROXY protocol header within the handshake deadline"),
+        },
+        () = shutdown.cancelled() => None,
+    }
+}
+
+/// Serves one accepted connection whose PROXY header, if `proxied`, was read.
 async fn serve_tcp(
     socket: TcpStream,
     peer: SocketAddr,
+    accepted: Instant,
+    proxied: bool,
     tls: Option<TlsAcceptor>,
     ctx: Arc<ConnectionContext>,
     shutdown: CancellationToken,
 ) {
-    let accepted = Instant::now();
+    if !proxied {
+        // A balancer's header here means the balancer and prism disagree: say so
+        // rather than fail the RTMP or TLS handshake on its first byte.
+        let deadline = accepted + ctx.session.handshake_timeout;
+        let first = tokio::select! {
+            first = timeout_at(deadline, proxy_header::refuse_unexpected(&socket)) => first,
+            () = shutdown.cancelled() => return,
+        };
+        match first {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return tracing::warn!("connection refused: {err}"),
+            Err(_) => {
+                return tracing::warn!(
+                    "closing connection: {}",
+                    ConnectionError::HandshakeTimeout(ctx.session.handshake_timeout)
+                );
+            }
+        }
+    }
     if let Err(err) = crate::transport::socket::send_at_once(&socket) {
         tracing::debug!("TCP_NODELAY: {err}");
     }

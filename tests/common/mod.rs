@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod child;
+pub mod haproxy;
 pub mod raw_client;
 pub mod s3;
 #[allow(unused_imports)]

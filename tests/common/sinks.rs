@@ -1128,8 +1128,9 @@ fn append_to(path: &Path) -> Stdio {
         .into()
 }
 
-/// A program on PATH, or (for nginx, which lives in /usr/sbin) that directory.
-fn on_path(program: &str) -> Option<PathBuf> {
+/// A program on PATH, or (for nginx and haproxy, which live in /usr/sbin) that
+/// directory.
+pub fn on_path(program: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&paths)
         .chain([PathBuf::from("/usr/sbin")])
