@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::Drain;
+use crate::cluster::drain::DrainEnd;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{self, HttpState};
@@ -94,6 +96,7 @@ pub struct App {
     relay: Arc<Relay>,
     reloader: Arc<Reloader>,
     http_connections: Arc<http::OpenConnections>,
+    drain: Arc<Drain>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Dropped after the tracker's tasks ended: stops the workers' threads.
@@ -122,6 +125,7 @@ impl App {
         } = Loaded::load(&config)?;
         log_loaded(&config, &relay).await;
         let waiting = WaitingPlayers::new(config.max_waiting_players());
+        let drain = Drain::new(Duration::from_secs(config.cluster.drain_timeout_secs));
         let ctx = Arc::new(ConnectionContext {
             hub: Arc::clone(&hub),
             relay: Arc::clone(&relay),
@@ -154,6 +158,7 @@ impl App {
             play_wait: config.play_wait(),
             play_by_key: config.rtmp.play_by_key,
             waiting: Arc::clone(&waiting),
+            drain: Arc::clone(&drain),
         });
         let workers = Arc::new(
             crate::transport::Workers::start(config.runtime.connection_workers())
@@ -205,6 +210,7 @@ impl App {
             waiting_players: waiting,
             http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
+            drain: Arc::clone(&drain),
             hls: config.hls.enabled.then(|| {
                 let profiles = crate::transcode::Profiles::new(&config.profiles);
                 // Checked when the configuration loaded.
@@ -242,6 +248,7 @@ impl App {
             relay,
             reloader,
             http_connections,
+            drain,
             shutdown,
             tracker,
             workers,
@@ -284,6 +291,18 @@ impl App {
     /// and `POST /api/v1/reload` do (on a blocking thread: it reads files).
     pub async fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
         self.reloader.reload_off_runtime().await
+    }
+
+    /// Begins draining (`POST /api/v1/drain` does the same): new publishes are
+    /// refused, `/healthz` answers 503, live streams go on.
+    pub fn drain(&self, why: &str) -> bool {
+        self.drain.begin(why)
+    }
+
+    /// Resolves when a drain has finished: begun, and then every live stream ended
+    /// or `[cluster] drain_timeout_secs` passed. Never resolves without a drain.
+    pub async fn drained(&self) -> DrainEnd {
+        self.drain.finished(&self.hub).await
     }
 
     /// The relay (destination status).

@@ -9,6 +9,7 @@ pub mod app;
 pub mod atomic_file;
 pub mod auth;
 pub mod backoff;
+pub mod cluster;
 pub mod config;
 pub mod duration_key;
 pub mod error;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use prism::cluster::drain::DrainEnd;
 use prism::config::{Config, Overrides};
 use prism::logging::print_stderr;
 use prism::reload::ConfigSource;
@@ -246,7 +247,16 @@ fn give_big_buffers_back_when_freed() {
 
 async fn serve(config: Config, source: ConfigSource) -> Result<(), Error> {
     let app = App::start_with_source(config, source).await?;
-    wait_for_stop(&app).await;
+    tokio::select! {
+        () = wait_for_stop(&app) => {}
+        end = app.drained() => match end {
+            DrainEnd::Empty => tracing::info!("drained: the last stream ended"),
+            DrainEnd::TimedOut { live } => tracing::warn!(
+                "drain timeout: {live} streams still live are closed; their encoders \
+                 reconnect through the balancer"
+            ),
+        },
+    }
     tracing::info!("shutting down");
     if !app.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
@@ -256,13 +266,14 @@ async fn serve(config: Config, source: ConfigSource) -> Result<(), Error> {
 
 /// Waits for SIGINT or SIGTERM; on SIGHUP reloads presets, users, profiles and
 /// the authorization callback (a broken file is refused with a clear error and the
-/// old configuration stays).
+/// old configuration stays); on SIGUSR1 begins draining.
 async fn wait_for_stop(app: &App) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
     ) else {
         tracing::error!("cannot install signal handlers; stop prism with SIGKILL");
         return std::future::pending().await;
@@ -271,6 +282,9 @@ async fn wait_for_stop(app: &App) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
+            _ = usr1.recv() => {
+                app.drain("SIGUSR1");
+            }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 if let Err(err) = app.reload_from_source().await {

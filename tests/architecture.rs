@@ -45,7 +45,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("settings", &["config", "logging"]),
-    ("services", &["relay", "server", "reload", "http"]),
+    (
+        "services",
+        &["cluster", "relay", "server", "reload", "http"],
+    ),
     ("the application", &["error", "app"]),
 ];
 

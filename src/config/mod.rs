@@ -98,6 +98,9 @@ pub struct Config {
     /// The async runtime's threads.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Several nodes behind a balancer; draining.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
 }
 
 /// Command-line values that override everything else.

@@ -28,6 +28,25 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// A node among several behind one balancer, and how it stops (README, "Running
+/// several nodes"). Draining works on a single node too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Once draining (`POST /api/v1/drain`, SIGUSR1), how long live streams may go
+    /// on before the node exits anyway.
+    #[serde(deserialize_with = "duration_key::secs")]
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_secs: 3600,
+        }
+    }
+}
+
 impl RuntimeConfig {
     /// Builds the runtime `main` runs prism on: one thread, which serves the
     /// listeners, HTTP and, with `worker_threads = 1`, every connection.

@@ -316,9 +316,35 @@ pub async fn dashboard() -> Html<&'static str> {
     Html(super::DASHBOARD)
 }
 
-/// `GET /healthz`.
-pub async fn healthz() -> &'static str {
-    "ok"
+/// `GET /healthz`: 200 `ok`, or 503 `draining` once the node drains, so that a
+/// balancer's health check sends it no new connections.
+pub async fn healthz(State(state): State<Arc<HttpState>>) -> (StatusCode, &'static str) {
+    if state.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ok")
+    }
+}
+
+/// `POST /api/v1/drain` (admin): begins draining. New publishes are refused,
+/// `/healthz` answers 503, live streams go on until they end or `[cluster]
+/// drain_timeout_secs` passes, and then prism exits 0. 202 with how long it has
+/// drained; asking again changes nothing.
+pub async fn drain(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&state, &headers, true)?.admin_only("draining the node")?;
+    state.drain.begin("requested through the API");
+    let elapsed = state.drain.elapsed().unwrap_or_default();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "draining": true,
+            "draining_for_secs": elapsed.as_secs(),
+            "live_streams": state.hub.live_count(),
+        })),
+    ))
 }
 
 /// `GET /api/v1/openapi.json`.

@@ -53,6 +53,8 @@ pub struct HttpState {
     pub reloader: Arc<Reloader>,
     /// HLS of live streams, unless `[hls] enabled = false`.
     pub hls: Option<Arc<crate::hls::HlsService>>,
+    /// Draining: `/healthz` answers 503, `POST /api/v1/drain` begins it.
+    pub drain: Arc<crate::cluster::Drain>,
 }
 
 impl HttpState {
@@ -79,6 +81,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/streams", get(api::list_streams))
         .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/drain", post(api::drain))
         .route("/api/v1/uploads", get(api::uploads))
         .route("/api/v1/users", get(saved::list_users))
         .merge(hls_routes(&state))

@@ -23,14 +23,26 @@ impl ChildPrism {
 
     /// Like [`Self::start`], with these environment variables set for prism.
     pub async fn start_with_env(tag: &str, config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on(tag, config, env, std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// Like [`Self::start_with_env`], listening for RTMP and HTTP on `ip` (port 0):
+    /// nodes of one test on 127.0.0.2, .3, .4 tell each other apart by address.
+    pub async fn start_on(
+        tag: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        ip: std::net::Ipv4Addr,
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("hostile-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("prism.toml");
         std::fs::write(&path, config).unwrap();
+        let listen = format!("{ip}:0");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prism"))
-            .args(["serve", "--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["serve", "--rtmp", &listen, "--http", &listen])
             .arg("--config")
             .arg(&path)
             // No standby slate, players by key (see `Prism::start_with`).

@@ -82,6 +82,23 @@ impl Haproxy {
         format!("rtmp://{}/{path}", self.addr)
     }
 
+    /// Waits (bounded) until HAProxy has logged `part` on stderr, e.g. `node0 is
+    /// DOWN` once a health check failed.
+    pub async fn wait_log(&self, part: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default();
+            if log.contains(part) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "haproxy never logged {part:?}: {log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Kills HAProxy by its PID and reaps it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

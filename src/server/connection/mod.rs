@@ -56,6 +56,8 @@ pub struct ConnectionContext {
     pub play_by_key: bool,
     /// The players waiting for streams that are not live, bounded.
     pub waiting: Arc<WaitingPlayers>,
+    /// Whether this node drains: new publishes are refused.
+    pub drain: Arc<crate::cluster::Drain>,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.

@@ -34,6 +34,17 @@ where
             );
             return Next::Close;
         }
+        if self.ctx.drain.is_draining() {
+            tracing::warn!(stream = %name.masked(), "publish refused: this node is draining");
+            // Rejected, not BadName: the encoder's next attempt (through the balancer,
+            // to another node) should go ahead.
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.Rejected",
+                "this server is draining; publish again to reach another",
+            );
+            return Next::Close;
+        }
         let Some(slot) = self.ctx.publishers_per_ip.acquire(self.peer.ip()) else {
             tracing::warn!(stream = %name.masked(), "publish refused: too many publishers from this address");
             self.session.reject_publish(
