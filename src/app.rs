@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::Drain;
 use crate::cluster::drain::DrainEnd;
+use crate::cluster::{Cluster, Drain};
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::{self, HttpState};
@@ -159,6 +159,7 @@ impl App {
             play_by_key: config.rtmp.play_by_key,
             waiting: Arc::clone(&waiting),
             drain: Arc::clone(&drain),
+            cluster: std::sync::OnceLock::new(),
         });
         let workers = Arc::new(
             crate::transport::Workers::start(config.runtime.connection_workers())
@@ -179,7 +180,7 @@ impl App {
             .map_err(|source| Error::Bind { addr, source })?;
         let tls_listener = match (config.rtmps.listen, acceptor) {
             (Some(addr), Some(acceptor)) => {
-                let listener = RtmpListener::bind(addr, ctx, limits, Some(acceptor))
+                let listener = RtmpListener::bind(addr, Arc::clone(&ctx), limits, Some(acceptor))
                     .await
                     .map_err(|source| Error::Bind { addr, source })?
                     .with_proxy_protocol(proxied);
@@ -200,6 +201,26 @@ impl App {
             addr: http_addr,
             source,
         })?;
+        let cluster = Cluster::new(
+            &config.cluster,
+            rtmp_addr,
+            http_addr,
+            Arc::clone(&hub),
+            Arc::clone(&drain),
+        )?;
+        if let Some(cluster) = &cluster {
+            // Before any connection: the listeners run below.
+            let _ = ctx.cluster.set(Arc::clone(cluster));
+            tracker.spawn(Arc::clone(cluster).run(shutdown.clone()));
+            let node = cluster.node();
+            tracing::info!(
+                node = node.node_id,
+                rtmp = node.rtmp,
+                http = node.http,
+                "cluster node (registry: {})",
+                crate::auth::masked_url(config.cluster.redis_url.as_deref().unwrap_or_default())
+            );
+        }
         let http_connections = Arc::new(http::OpenConnections::default());
         let http_state = Arc::new(HttpState {
             hub: Arc::clone(&hub),
@@ -211,6 +232,7 @@ impl App {
             http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
             drain: Arc::clone(&drain),
+            cluster,
             hls: config.hls.enabled.then(|| {
                 let profiles = crate::transcode::Profiles::new(&config.profiles);
                 // Checked when the configuration loaded.

@@ -28,6 +28,9 @@ pub enum Error {
     /// Logging could not be set up.
     #[error(transparent)]
     Logging(#[from] crate::logging::LoggingError),
+    /// The node cannot take part in the cluster it is configured for.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The connection workers' threads could not be started.
     #[error("cannot start the connection workers: {0}")]
     Workers(std::io::Error),

@@ -134,6 +134,7 @@ impl Config {
         mask("http", "token", |token| Masked(token).to_string());
         mask("hls", "token_secret", |secret| Masked(secret).to_string());
         mask("auth", "publish_url", crate::auth::masked_url);
+        mask("cluster", "redis_url", crate::auth::masked_url);
         toml::to_string_pretty(&value).map_err(|e| e.to_string())
     }
 

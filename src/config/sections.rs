@@ -33,15 +33,56 @@ impl Default for RuntimeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The registry shared by the nodes (`redis://HOST:PORT`); unset, the node is
+    /// on its own and behaves as a single prism.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// This node's name in the registry and in `node` fields; the host name when
+    /// unset (a Kubernetes pod's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Where the other nodes reach this node's RTMP listener (`HOST:PORT`), to
+    /// pull a stream for their players; `rtmp.listen` when unset and not a
+    /// wildcard address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_rtmp: Option<String>,
+    /// Where the other nodes reach this node's HTTP listener, to list its streams
+    /// and forward control requests; `http.listen` when unset and not a wildcard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_http: Option<String>,
+    /// How long a stream's lease (and a node's presence) outlives its node's last
+    /// renewal: a node that dies frees its streams for other nodes within this.
+    #[serde(deserialize_with = "duration_key::secs")]
+    pub lease_secs: u64,
+    /// New publishes while the registry is unreachable: allowed without a lease
+    /// (logged; taken once it returns), or refused.
+    pub on_registry_down: RegistryDown,
     /// Once draining (`POST /api/v1/drain`, SIGUSR1), how long live streams may go
     /// on before the node exits anyway.
     #[serde(deserialize_with = "duration_key::secs")]
     pub drain_timeout_secs: u64,
 }
 
+/// What a publish does while the registry cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistryDown {
+    /// Publish without a lease: a stream goes on air when one node cannot reach
+    /// Redis, at the risk of the same stream on two nodes until it returns.
+    Allow,
+    /// Refuse (`NetStream.Publish.Rejected`): one publisher per stream, always.
+    Refuse,
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
+            redis_url: None,
+            node_id: None,
+            advertise_rtmp: None,
+            advertise_http: None,
+            lease_secs: 10,
+            on_registry_down: RegistryDown::Allow,
             drain_timeout_secs: 3600,
         }
     }

@@ -36,6 +36,17 @@ impl Config {
                 "RTMPS needs rtmps.cert_file and rtmps.key_file (PEM)",
             );
         }
+        if let Some(url) = &self.cluster.redis_url
+            && !url::Url::parse(url).is_ok_and(|u| u.scheme() == "redis" && u.host().is_some())
+        {
+            return invalid("cluster.redis_url", "must be redis://HOST[:PORT][/DB]");
+        }
+        if self.cluster.lease_secs < 3 {
+            return invalid(
+                "cluster.lease_secs",
+                "must be at least 3 (a lease is renewed every third of it)",
+            );
+        }
         if let Some((key, reason)) = self.hls.problem() {
             return invalid(key, &reason);
         }

@@ -28,7 +28,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -207,6 +207,12 @@ pub fn stream_list(state: &HttpState, access: &Access) -> StreamList {
 /// A stream with its publisher, or one in its publisher's grace period
 /// (`reconnecting`); `None` once it ended.
 fn stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
+    let mut json = local_stream_json(state, relay)?;
+    json.node = state.cluster.as_ref().map(|c| c.node().node_id.clone());
+    Some(json)
+}
+
+fn local_stream_json(state: &HttpState, relay: &StreamRelay) -> Option<StreamJson> {
     let stream = state.hub.stream(relay.app(), relay.key())?;
     if let Some(info) = stream.snapshot() {
         let warnings = state
@@ -352,13 +358,29 @@ pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// `GET /api/v1/streams`.
+/// `GET /api/v1/streams`: this node's streams; in a cluster every node's, each
+/// with its `node`, unless `?scope=node` (or the request came from another node).
 pub async fn list_streams(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
-) -> Result<Json<StreamList>, ApiError> {
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let access = authorize(&state, &headers, false)?;
-    Ok(Json(stream_list(&state, &access)))
+    let whole_cluster =
+        query.scope.as_deref() != Some("node") && !headers.contains_key(super::cluster::FORWARDED);
+    match &state.cluster {
+        Some(cluster) if whole_cluster => {
+            Ok(super::cluster::streams(&state, cluster, &headers, &access).await)
+        }
+        _ => Ok(Json(stream_list(&state, &access)).into_response()),
+    }
+}
+
+/// `GET /api/v1/streams`' query.
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    /// `node`: this node's streams only.
+    scope: Option<String>,
 }
 
 /// `GET /api/v1/streams/{id}` and `GET /api/v1/streams/{app}/{name}`.

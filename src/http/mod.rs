@@ -7,6 +7,7 @@
 //! ([`saved`]). Without either, control is disabled (403).
 
 pub mod api;
+pub mod cluster;
 pub mod hls;
 pub mod listener;
 pub mod metrics;
@@ -55,6 +56,8 @@ pub struct HttpState {
     pub hls: Option<Arc<crate::hls::HlsService>>,
     /// Draining: `/healthz` answers 503, `POST /api/v1/drain` begins it.
     pub drain: Arc<crate::cluster::Drain>,
+    /// The other nodes' streams and control, with `[cluster] redis_url`.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl HttpState {
@@ -86,11 +89,6 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/v1/users", get(saved::list_users))
         .merge(hls_routes(&state))
         .route("/assets/hls.light.min.js", get(hls::hls_js))
-        .route("/api/v1/streams/{id}/hls_token", post(hls::issue_token))
-        .route(
-            "/api/v1/streams/{app}/{name}/hls_token",
-            post(hls::issue_token),
-        )
         .route(
             "/api/v1/users/{user}/destinations",
             get(saved::list).post(saved::add),
@@ -98,6 +96,21 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route(
             "/api/v1/users/{user}/destinations/{destination}",
             patch(saved::update).delete(saved::remove),
+        )
+        .merge(per_stream_routes(&state))
+        .fallback(api::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The routes that act on one stream; in a cluster, a request for a stream that
+/// lives on another node is forwarded there ([`cluster::forward_if_elsewhere`]).
+fn per_stream_routes(state: &Arc<HttpState>) -> Router<Arc<HttpState>> {
+    Router::new()
+        .route("/api/v1/streams/{id}/hls_token", post(hls::issue_token))
+        .route(
+            "/api/v1/streams/{app}/{name}/hls_token",
+            post(hls::issue_token),
         )
         .route(
             "/api/v1/streams/{id}",
@@ -131,9 +144,10 @@ pub fn router(state: Arc<HttpState>) -> Router {
             "/api/v1/streams/{app}/{name}/destinations/{destination}/restart",
             post(api::restart_destination),
         )
-        .fallback(api::not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(state),
+            cluster::forward_if_elsewhere,
+        ))
 }
 
 /// `/hls/...`, with its CORS policy (`[hls] allow_origins`) when HLS is on.

@@ -130,6 +130,9 @@ pub struct StreamJson {
     /// The stream's HLS, unless `[hls] enabled = false`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hls: Option<crate::hls::status::HlsStatus>,
+    /// The node that holds the stream (`[cluster] node_id`), in a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A stream's recording.
@@ -320,6 +323,7 @@ impl StreamJson {
                 .collect(),
             recording: RecordingJson::of(relay),
             hls: None,
+            node: None,
         }
     }
 
@@ -352,6 +356,7 @@ impl StreamJson {
                 .collect(),
             recording: RecordingJson::of(relay),
             hls: None,
+            node: None,
         }
     }
 }

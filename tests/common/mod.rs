@@ -5,6 +5,7 @@
 pub mod child;
 pub mod haproxy;
 pub mod raw_client;
+pub mod redis;
 pub mod s3;
 #[allow(unused_imports)]
 pub use child::ChildPrism;

@@ -58,6 +58,9 @@ pub struct ConnectionContext {
     pub waiting: Arc<WaitingPlayers>,
     /// Whether this node drains: new publishes are refused.
     pub drain: Arc<crate::cluster::Drain>,
+    /// The cluster's registry, with `[cluster] redis_url`: set once the listeners
+    /// are bound (the node advertises their addresses), before any connection.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Why a connection ended abnormally. Logged once, for that connection only.

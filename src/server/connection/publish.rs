@@ -6,6 +6,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::CallbackError;
+use crate::cluster::Claim;
 use crate::hub::{HubError, Publisher};
 use crate::rtmp::server::ServerEvent;
 use crate::stream_name::StreamName;
@@ -77,6 +78,10 @@ where
         if is_backup(&name.query) {
             return self.on_publish_backup(stream_id, name, &grant, slot);
         }
+        if let Some(refusal) = self.claim(&name).await {
+            self.session.reject_publish(stream_id, refusal.0, refusal.1);
+            return Next::Close;
+        }
         match self.ctx.hub.publish(&name) {
             Ok(publisher) => {
                 self.session.accept_publish(stream_id);
@@ -88,6 +93,10 @@ where
                 standby.watch(&self.ctx.hub, &publisher, plan.clone(), self.kick.clone());
                 // The stream id, unlike the mask, tells two streams apart.
                 let id = relay.stream_id();
+                if let Some(cluster) = self.ctx.cluster.get() {
+                    let user = grant.user.as_ref().map(|u| &*u.name);
+                    cluster.describe(&name, &id.to_string(), user, self.kick.clone());
+                }
                 match &grant.user {
                     Some(user) => {
                         tracing::info!(stream = %name.masked(), stream_id = %id, user = %user.name, "publishing")
@@ -118,6 +127,30 @@ where
                 self.session
                     .reject_publish(stream_id, code, &err.to_string());
                 Next::Close
+            }
+        }
+    }
+
+    /// In a cluster, the stream's lease for this node: the refusal's status code and
+    /// description when another node holds the stream, or when the registry is away
+    /// and `on_registry_down = "refuse"`.
+    async fn claim(&self, name: &StreamName) -> Option<(&'static str, &'static str)> {
+        let cluster = self.ctx.cluster.get()?;
+        match cluster.claim(name).await {
+            Claim::Granted | Claim::Unregistered => None,
+            Claim::Elsewhere(node) => {
+                tracing::warn!(stream = %name.masked(), node, "publish refused: the stream is live on another node");
+                Some((
+                    "NetStream.Publish.BadName",
+                    "this stream is already published (on another node)",
+                ))
+            }
+            Claim::RegistryDown => {
+                tracing::warn!(stream = %name.masked(), "publish refused: the stream registry is unreachable");
+                Some((
+                    "NetStream.Publish.Rejected",
+                    "the stream registry is unreachable; try again",
+                ))
             }
         }
     }

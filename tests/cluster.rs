@@ -1,0 +1,333 @@
+//! Three prism nodes (child processes on 127.0.0.2, .3 and .4) behind a real
+//! HAProxy on 127.0.0.1 (TCP, leastconn, `send-proxy-v2`, health checks on
+//! /healthz), sharing a real redis-server as their registry: a stream is held by
+//! one node and listed, with that node, by every node's API; a second publish of
+//! it is refused wherever it lands; control requests reach it from any node; a
+//! killed node's stream goes live elsewhere once its lease lapses; and Redis lost
+//! and restarted leaves live streams alone and the registry whole again.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::haproxy::{Backend, Haproxy};
+use common::redis::RedisServer;
+use common::sinks::NginxSink;
+use common::*;
+use serde_json::Value;
+use tokio::time::Instant;
+
+const TOKEN: &str = "cluster-test-admin-token";
+const LEASE_SECS: u64 = 3;
+
+/// The three nodes, their balancer, their registry and one ingest stand-in.
+struct Cluster {
+    nodes: Vec<Option<ChildPrism>>,
+    haproxy: Haproxy,
+    redis: RedisServer,
+    sink: NginxSink,
+}
+
+impl Cluster {
+    async fn start(tag: &str) -> Self {
+        let redis = RedisServer::start().await;
+        let sink = NginxSink::start("live").await;
+        let mut nodes = Vec::new();
+        for i in 0..3u8 {
+            let config = format!(
+                "[rtmp]\nproxy_protocol = true\n[http]\ntoken = \"{TOKEN}\"\n\
+                 [cluster]\nredis_url = \"{}\"\nnode_id = \"node{i}\"\nlease_secs = {LEASE_SECS}\n\
+                 [presets.youtube]\nurl = \"{}\"\n",
+                redis.url(),
+                sink.url()
+            );
+            let ip = Ipv4Addr::new(127, 0, 0, 2 + i);
+            let tag = format!("cluster-{tag}-{i}");
+            nodes.push(Some(ChildPrism::start_on(&tag, &config, &[], ip).await));
+        }
+        let backends: Vec<Backend> = nodes
+            .iter()
+            .flatten()
+            .map(|n| Backend {
+                rtmp: n.rtmp,
+                health: Some(n.http),
+            })
+            .collect();
+        let haproxy = Haproxy::start(&backends, None).await;
+        Self {
+            nodes,
+            haproxy,
+            redis,
+            sink,
+        }
+    }
+
+    fn node(&self, i: usize) -> &ChildPrism {
+        self.nodes[i].as_ref().expect("the node runs")
+    }
+
+    fn running(&self) -> impl Iterator<Item = (usize, &ChildPrism)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    /// Which node lists a stream as its own (`?scope=node`), waiting for one.
+    async fn holder(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for (i, node) in self.running() {
+                let own: Value =
+                    serde_json::from_str(&node.get("/api/v1/streams?scope=node").await).unwrap();
+                if own["streams"].as_array().is_some_and(|s| !s.is_empty()) {
+                    return i;
+                }
+            }
+            assert!(Instant::now() < deadline, "no node holds the stream");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every node's whole-cluster list, once all of them list `count` streams and
+    /// every node answered.
+    async fn views(&self, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut views = Vec::new();
+            for (_, node) in self.running() {
+                views.push(
+                    serde_json::from_str::<Value>(&node.get("/api/v1/streams").await).unwrap(),
+                );
+            }
+            let whole = views.iter().all(|v| {
+                v["streams"].as_array().is_some_and(|s| s.len() == count)
+                    && v["unreachable_nodes"].as_array().is_some_and(Vec::is_empty)
+            });
+            if whole {
+                return views;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the nodes' views did not agree: {views:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        for node in self.nodes.iter_mut().filter_map(Option::take) {
+            node.stop().await;
+        }
+        self.haproxy.stop().await;
+        self.redis.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_holds_a_stream_every_node_lists_it_and_a_second_publish_is_refused() {
+    let cluster = Cluster::start("one").await;
+    let source = clip(10);
+    let key = "cluster-key-one";
+    let url = cluster
+        .haproxy
+        .url(&format!("live/{key}?youtube=cluster-out-one"));
+    let publisher = publish(&source, &url);
+    cluster
+        .sink
+        .wait_publishing("cluster-out-one", Duration::from_secs(20))
+        .await;
+    let holder = cluster.holder().await;
+    let holder_id = format!("node{holder}");
+
+    let views = cluster.views(1).await;
+    for view in &views {
+        let stream = &view["streams"][0];
+        assert_eq!(stream["node"], holder_id.as_str(), "{view}");
+        let from = stream["publisher"]["remote_addr"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            from.starts_with("127.0.0.1:"),
+            "the encoder's address: {view}"
+        );
+    }
+    let id = views[0]["streams"][0]["id"].as_str().unwrap().to_owned();
+
+    // The same stream again, through the balancer: refused wherever it lands.
+    for attempt in 0..3 {
+        let (status, _) = finish(publish(
+            &clip(2),
+            &cluster.haproxy.url(&format!("live/{key}")),
+        ))
+        .await;
+        assert!(
+            !status.success(),
+            "attempt {attempt} to publish the stream twice is refused"
+        );
+    }
+    let refused_elsewhere = cluster
+        .running()
+        .filter(|(i, _)| *i != holder)
+        .any(|(_, n)| {
+            n.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("live on another node"))
+        });
+    assert!(
+        refused_elsewhere,
+        "another node refused it for the holder's lease"
+    );
+
+    // Control from a node that does not hold the stream is forwarded to it.
+    let other = cluster.node((holder + 1) % 3);
+    let response = http_client()
+        .get(format!("http://{}/api/v1/streams/{id}", other.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-prism-node"], holder_id.as_str());
+
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "publisher: {status}");
+    let recording = cluster
+        .sink
+        .wait_recording("cluster-out-one", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        assert_source_from_keyframe(&source, &framemd5_of_file(&recording)),
+        0,
+        "the stream reached its destination intact"
+    );
+    // Its lease is released as it ends: the name is free for any node.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.redis.keys("prism:lease:*").await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the ended stream's lease is released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for line in cluster
+        .running()
+        .flat_map(|(_, n)| n.lines.lock().unwrap().clone())
+    {
+        assert!(!line.contains(key), "no key in any node's log: {line}");
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_stream_goes_live_on_another_node_once_its_lease_lapses() {
+    let mut cluster = Cluster::start("kill").await;
+    let key = "cluster-key-kill";
+    let url = cluster.haproxy.url(&format!("live/{key}"));
+    let publisher = publish(&clip(30), &url);
+    let holder = cluster.holder().await;
+    let mut killed = cluster.nodes[holder].take().unwrap();
+    let pid = libc::pid_t::try_from(killed.pid()).unwrap();
+    // SAFETY: kill(2) on the PID of our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let killed_at = Instant::now();
+    killed.child.wait().await.unwrap();
+    let _ = finish(publisher).await;
+
+    // The encoder reconnects, as OBS does, until a node takes it.
+    let mut attempts = 0;
+    let went_live_at = loop {
+        attempts += 1;
+        assert!(attempts < 100, "no node took the stream");
+        let started = Instant::now();
+        let (status, _) = finish(publish(&clip(2), &url)).await;
+        if status.success() {
+            break started;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let waited = went_live_at - killed_at;
+    println!("live again on another node {waited:?} after the kill ({attempts} attempts)");
+    assert!(
+        waited <= Duration::from_secs(LEASE_SECS + 2),
+        "live elsewhere within lease_secs + 2 s: {waited:?}"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_outlast_redis_and_the_registry_is_whole_again_when_it_returns() {
+    let mut cluster = Cluster::start("redis").await;
+    let source = clip(16);
+    let url = cluster
+        .haproxy
+        .url("live/cluster-key-redis?youtube=cluster-out-redis");
+    let publisher = publish(&source, &url);
+    cluster
+        .sink
+        .wait_publishing("cluster-out-redis", Duration::from_secs(20))
+        .await;
+    let holder = cluster.holder().await;
+    cluster.views(1).await;
+
+    cluster.redis.kill().await;
+    // A new publish while Redis is away goes ahead without a lease (the default).
+    let (status, _) = finish(publish(
+        &clip(2),
+        &cluster.haproxy.url("live/cluster-key-away"),
+    ))
+    .await;
+    assert!(
+        status.success(),
+        "published while the registry is away: {status}"
+    );
+    let unregistered = cluster.running().any(|(_, n)| {
+        n.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("publishing without a lease"))
+    });
+    assert!(unregistered, "the publish without a lease is logged");
+
+    cluster.redis.restart().await;
+    let views = cluster.views(1).await;
+    for view in &views {
+        assert_eq!(
+            view["streams"][0]["node"],
+            format!("node{holder}").as_str(),
+            "{view}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leases = cluster.redis.keys("prism:lease:*").await;
+        let nodes = cluster.redis.keys("prism:node:*").await;
+        if leases.len() == 1 && nodes.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "registry after restart: {leases:?} {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let (status, _) = finish(publisher).await;
+    assert!(
+        status.success(),
+        "the live stream went on while Redis was away: {status}"
+    );
+    let recording = cluster
+        .sink
+        .wait_recording("cluster-out-redis", 1, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        assert_source_from_keyframe(&source, &framemd5_of_file(&recording)),
+        0,
+        "intact at its destination"
+    );
+    cluster.stop().await;
+}
