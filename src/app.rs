@@ -202,11 +202,13 @@ impl App {
             source,
         })?;
         let cluster = Cluster::new(
-            &config.cluster,
+            &config,
             rtmp_addr,
             http_addr,
             Arc::clone(&hub),
             Arc::clone(&drain),
+            tracker.clone(),
+            shutdown.clone(),
         )?;
         if let Some(cluster) = &cluster {
             // Before any connection: the listeners run below.

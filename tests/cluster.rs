@@ -31,6 +31,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(tag: &str) -> Self {
+        Self::start_balancing(tag, "leastconn").await
+    }
+
+    async fn start_balancing(tag: &str, balance: &str) -> Self {
         let redis = RedisServer::start().await;
         let sink = NginxSink::start("live").await;
         let mut nodes = Vec::new();
@@ -54,7 +58,7 @@ impl Cluster {
                 health: Some(n.http),
             })
             .collect();
-        let haproxy = Haproxy::start(&backends, None).await;
+        let haproxy = Haproxy::start_balancing(&backends, None, balance).await;
         Self {
             nodes,
             haproxy,
@@ -329,5 +333,69 @@ async fn live_streams_outlast_redis_and_the_registry_is_whole_again_when_it_retu
         0,
         "intact at its destination"
     );
+    cluster.stop().await;
+}
+
+/// Log lines of every node that contain `part`.
+fn count_logged(cluster: &Cluster, part: &str) -> usize {
+    cluster
+        .running()
+        .map(|(_, n)| {
+            n.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(part))
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_through_haproxy_on_every_node_get_the_stream_exactly() {
+    // Round robin: the publisher and then three players, one after another, land on
+    // every node in turn.
+    let cluster = Cluster::start_balancing("play", "roundrobin").await;
+    let source = clip(10);
+    let key = "cluster-key-play";
+    let publisher = publish(&source, &cluster.haproxy.url(&format!("live/{key}")));
+    let holder = cluster.holder().await;
+    let mut players = Vec::new();
+    for n in 1..=3 {
+        players.push(play_framemd5(&cluster.haproxy.url(&format!("live/{key}"))));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while count_logged(&cluster, "playing") < n {
+            assert!(Instant::now() < deadline, "player {n} did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for (i, node) in cluster.running() {
+        let lines = node.lines.lock().unwrap();
+        let served = if i == holder {
+            lines.iter().any(|l| l.contains("playing"))
+        } else {
+            lines
+                .iter()
+                .any(|l| l.contains("pulled from the node that holds the stream"))
+        };
+        assert!(served, "node{i} served a player (holder: node{holder})");
+    }
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "publisher: {status}");
+    for (n, player) in players.into_iter().enumerate() {
+        let (status, out) = finish(player).await;
+        assert!(status.success(), "player {n}: {status}");
+        assert_eq!(
+            assert_source_from_keyframe(&source, &parse_framemd5(&out)),
+            0,
+            "player {n} gets every packet from its first keyframe"
+        );
+    }
+    // The pulls end with the origin's stream.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count_logged(&cluster, "the origin's stream ended") < 2 {
+        assert!(Instant::now() < deadline, "both pulls ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.stop().await;
 }

@@ -8,6 +8,7 @@
 
 pub mod drain;
 pub mod node;
+pub mod origin;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -18,12 +19,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use drain::Drain;
 pub use node::{ClusterError, NodeInfo};
 pub use registry::{Registry, RegistryError};
 
-use crate::config::{ClusterConfig, RegistryDown};
+use crate::config::RegistryDown;
 use crate::hub::Hub;
 use crate::stream_name::StreamName;
 
@@ -75,6 +77,8 @@ pub struct Cluster {
     held: Mutex<HashMap<String, Held>>,
     /// Renew now: a stream was claimed or described.
     changed: Notify,
+    /// Streams pulled from other nodes for players here.
+    pulls: Arc<origin::OriginPulls>,
 }
 
 impl Cluster {
@@ -83,16 +87,25 @@ impl Cluster {
     /// says otherwise. Redis is not contacted here: a node starts while Redis is
     /// away. Call [`Self::run`] to keep its presence and leases alive.
     pub fn new(
-        config: &ClusterConfig,
+        config: &crate::config::Config,
         rtmp: std::net::SocketAddr,
         http: std::net::SocketAddr,
         hub: Arc<Hub>,
         drain: Arc<Drain>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
     ) -> Result<Option<Arc<Self>>, ClusterError> {
+        let proxied = config.rtmp.proxy_protocol;
+        let config = &config.cluster;
         let Some(url) = &config.redis_url else {
             return Ok(None);
         };
-        let node = NodeInfo::of(config, rtmp, http)?;
+        let node = NodeInfo::of(config, proxied, rtmp, http)?;
+        let pulls = Arc::new(origin::OriginPulls::new(
+            Arc::clone(&hub),
+            tracker,
+            shutdown,
+        ));
         Ok(Some(Arc::new(Self {
             node,
             registry: Registry::new(url).map_err(ClusterError::Registry)?,
@@ -102,6 +115,7 @@ impl Cluster {
             drain,
             held: Mutex::new(HashMap::new()),
             changed: Notify::new(),
+            pulls,
         })))
     }
 
@@ -183,6 +197,14 @@ impl Cluster {
                 .flatten();
         }
         self.other_node(holder?).await
+    }
+
+    /// Where a player here finds `app/name` when another node holds it: the hub
+    /// name of this node's pull of it from that node (started unless it runs).
+    /// `None` when no other node holds it (it is local, or nowhere yet).
+    pub async fn pulled(&self, app: &str, name: &str, by_key: bool) -> Option<String> {
+        let origin = self.locate(app, name, by_key).await?;
+        Some(self.pulls.ensure(app, name, origin))
     }
 
     /// The node that holds the stream with this id, unless that is this node or none.

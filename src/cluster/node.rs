@@ -36,6 +36,10 @@ pub struct NodeInfo {
     pub rtmp: String,
     /// `HOST:PORT` of its HTTP listener, for its stream list and forwarded control.
     pub http: String,
+    /// Whether its RTMP listener expects a PROXY protocol header first (`[rtmp]
+    /// proxy_protocol`): a node that pulls from it sends one.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Whether it drains (takes no new publishes).
     #[serde(default)]
     pub draining: bool,
@@ -45,6 +49,7 @@ impl NodeInfo {
     /// This node, from its configuration and the addresses its listeners are bound to.
     pub fn of(
         config: &ClusterConfig,
+        proxy_protocol: bool,
         rtmp: SocketAddr,
         http: SocketAddr,
     ) -> Result<Self, ClusterError> {
@@ -57,6 +62,7 @@ impl NodeInfo {
             node_id: config.node_id.clone().unwrap_or_else(host_name),
             rtmp: advertise(&config.advertise_rtmp, rtmp, "advertise_rtmp")?,
             http: advertise(&config.advertise_http, http, "advertise_http")?,
+            proxy_protocol,
             draining: false,
         })
     }
@@ -94,17 +100,17 @@ mod tests {
         };
         let rtmp: SocketAddr = "10.0.0.5:1935".parse().unwrap();
         let http: SocketAddr = "10.0.0.5:8080".parse().unwrap();
-        let node = NodeInfo::of(&config, rtmp, http).unwrap();
+        let node = NodeInfo::of(&config, false, rtmp, http).unwrap();
         assert_eq!(
             (node.rtmp.as_str(), node.http.as_str()),
             ("10.0.0.5:1935", "10.0.0.5:8080")
         );
 
         let wildcard: SocketAddr = "0.0.0.0:1935".parse().unwrap();
-        let err = NodeInfo::of(&config, wildcard, http).unwrap_err();
+        let err = NodeInfo::of(&config, false, wildcard, http).unwrap_err();
         assert!(err.to_string().contains("cluster.advertise_rtmp"), "{err}");
         config.advertise_rtmp = Some("prism-1.internal:1935".into());
-        let node = NodeInfo::of(&config, wildcard, http).unwrap();
+        let node = NodeInfo::of(&config, false, wildcard, http).unwrap();
         assert_eq!(node.rtmp, "prism-1.internal:1935");
         assert!(!host_name().is_empty());
     }

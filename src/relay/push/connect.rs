@@ -84,6 +84,7 @@ where
         chunk_size: ctx.chunk_size,
         limits: ctx.limits,
         publish_timeout: Some(ctx.connect_timeout),
+        play: false,
     };
     let mut session = ClientSession::new(config, started.into_std());
     let mut setup_out = 0;

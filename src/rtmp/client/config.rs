@@ -36,6 +36,10 @@ pub struct ClientConfig {
     /// deadline covers connect, TLS, handshake and the publish exchange); `None` leaves
     /// the wait to the caller.
     pub publish_timeout: Option<Duration>,
+    /// Play the stream (pull it from the server) instead of publishing it: connect,
+    /// createStream and `play`, then the server's media comes out as events. The
+    /// deadline above then covers the play's start.
+    pub play: bool,
 }
 
 impl ClientConfig {
@@ -55,6 +59,7 @@ impl ClientConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             limits: DecoderLimits::default(),
             publish_timeout: None,
+            play: false,
         }
     }
 }
@@ -69,6 +74,7 @@ impl fmt::Debug for ClientConfig {
             .field("chunk_size", &self.chunk_size)
             .field("limits", &self.limits)
             .field("publish_timeout", &self.publish_timeout)
+            .field("play", &self.play)
             .finish()
     }
 }

@@ -34,6 +34,14 @@ pub enum ClientError {
         /// The server's text.
         description: String,
     },
+    /// The play was refused (`NetStream.Play.StreamNotFound`, `Play.Failed`).
+    #[error("play rejected by the server: {code}: {description}")]
+    PlayRejected {
+        /// The status code.
+        code: String,
+        /// The server's text.
+        description: String,
+    },
     /// The server broke the command sequence.
     #[error("protocol violation by the server: {0}")]
     Protocol(&'static str),
@@ -62,9 +70,11 @@ impl ClientError {
                         | "NetStream.Publish.Rejected"
                 ) && !description.to_ascii_lowercase().contains("already")
             }
-            Self::Handshake(_) | Self::Timeout(_) | Self::MessageLayer(_) | Self::Protocol(_) => {
-                false
-            }
+            Self::PlayRejected { .. }
+            | Self::Handshake(_)
+            | Self::Timeout(_)
+            | Self::MessageLayer(_)
+            | Self::Protocol(_) => false,
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::ClientSession;
 
 /// What the driver must know about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
     /// The server accepted connect; the stream is being created.
     Connected,
@@ -21,6 +21,32 @@ pub enum ClientEvent {
         code: String,
         /// The server's text.
         description: String,
+    },
+    /// The server started the play (`NetStream.Play.Start`): media follows.
+    Playing {
+        /// The NetStream we play on.
+        stream_id: u32,
+    },
+    /// An audio or video message of the stream played.
+    Media {
+        /// [`crate::rtmp::message::type_id::AUDIO`] or `VIDEO`.
+        type_id: u8,
+        /// Its timestamp in ms.
+        timestamp: u32,
+        /// The FLV tag body, shared with the read buffer's message.
+        payload: bytes::Bytes,
+    },
+    /// The played stream's metadata (`onMetaData`, unwrapped from `@setDataFrame`).
+    Metadata {
+        /// The metadata object.
+        metadata: super::super::amf0::Amf0Value,
+    },
+    /// Another data message of the played stream (cue points, text), as received.
+    Data {
+        /// Its timestamp in ms.
+        timestamp: u32,
+        /// The AMF0 body.
+        payload: bytes::Bytes,
     },
     /// [`ClientSession::unpublish`] was called and its commands are queued: flush
     /// [`ClientSession::out`] and close. Reported at once rather than on the server's

@@ -76,6 +76,10 @@ pub(super) enum State {
     PublishSent { stream_id: u32, txn: u32 },
     /// Media may flow.
     Publishing { stream_id: u32 },
+    /// play sent on `stream_id`; waiting for `NetStream.Play.Start`.
+    PlaySent { stream_id: u32, txn: u32 },
+    /// The server's media flows to us.
+    Playing { stream_id: u32 },
     /// unpublish() was called: nothing more is sent and answers are ignored.
     Closed,
 }
@@ -198,7 +202,7 @@ impl ClientSession {
     /// publishing, and after [`Self::unpublish`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Publishing { .. } | State::Closed => None,
+            State::Publishing { .. } | State::Playing { .. } | State::Closed => None,
             _ => self.publish_deadline,
         }
     }
@@ -279,6 +283,11 @@ impl ClientSession {
     pub fn unpublish(&mut self) {
         match self.state {
             State::Closed => return,
+            State::PlaySent { stream_id, .. } | State::Playing { stream_id } => {
+                let txn = self.take_txn();
+                let id = Amf0Value::Number(f64::from(stream_id));
+                self.send_command(0, "deleteStream", txn, Amf0Value::Null, vec![id]);
+            }
             State::PublishSent { stream_id, .. } | State::Publishing { stream_id } => {
                 let name = self.name_arg();
                 let txn = self.take_txn();
@@ -302,8 +311,23 @@ impl ClientSession {
     }
 
     fn handle(&mut self, incoming: Incoming) -> Result<Option<ClientEvent>, ClientError> {
+        let playing =
+            matches!(self.state, State::Playing { stream_id } if stream_id == incoming.stream_id);
         match incoming.message {
             Message::Command(command) => self.handle_command(&command),
+            Message::Audio(payload) if playing => Ok(Some(ClientEvent::Media {
+                type_id: type_id::AUDIO,
+                timestamp: incoming.timestamp,
+                payload,
+            })),
+            Message::Video(payload) if playing => Ok(Some(ClientEvent::Media {
+                type_id: type_id::VIDEO,
+                timestamp: incoming.timestamp,
+                payload,
+            })),
+            Message::Data { values, payload } if playing => {
+                Ok(played_data(incoming.timestamp, values, payload))
+            }
             // Servers may send StreamBegin, |RtmpSampleAccess, even media: nothing a
             // publisher acts on.
             other => {
@@ -334,6 +358,22 @@ impl ClientSession {
         let command = Command::new(name, f64::from(txn), object, args);
         self.messages
             .send(CSID_COMMAND, 0, stream_id, &Message::Command(command));
+    }
+}
+
+/// A data message of the stream played: its metadata (`onMetaData`, with or
+/// without `@setDataFrame` before it), or any other data as received; `None` for
+/// the server's `|RtmpSampleAccess`, which is about the connection, not the stream.
+fn played_data(timestamp: u32, values: Vec<Amf0Value>, payload: Bytes) -> Option<ClientEvent> {
+    let mut values = values.into_iter();
+    let mut first = values.next();
+    if first.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
+        first = values.next();
+    }
+    match (first.as_ref().and_then(Amf0Value::as_str), values.next()) {
+        (Some("|RtmpSampleAccess"), _) => None,
+        (Some("onMetaData"), Some(metadata)) => Some(ClientEvent::Metadata { metadata }),
+        _ => Some(ClientEvent::Data { timestamp, payload }),
     }
 }
 

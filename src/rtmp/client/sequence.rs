@@ -47,7 +47,11 @@ impl ClientSession {
                 let stream_id = stream_id_of(command).ok_or(ClientError::Protocol(
                     "createStream result without a stream id",
                 ))?;
-                self.publish(stream_id);
+                if self.config.play {
+                    self.play(stream_id);
+                } else {
+                    self.publish(stream_id);
+                }
                 Ok(None)
             }
             // OBS also takes a `_result` to publish as success.
@@ -67,8 +71,10 @@ impl ClientSession {
     ) -> Result<Option<ClientEvent>, ClientError> {
         let awaited = match self.state {
             State::Connecting => CONNECT_TXN,
-            State::CreatingStream { txn } | State::PublishSent { txn, .. } => txn,
-            State::Publishing { .. } | State::Closed => return Ok(None),
+            State::CreatingStream { txn }
+            | State::PublishSent { txn, .. }
+            | State::PlaySent { txn, .. } => txn,
+            State::Publishing { .. } | State::Playing { .. } | State::Closed => return Ok(None),
         };
         if !is_answer_to(command, awaited) {
             tracing::debug!(
@@ -87,6 +93,12 @@ impl ClientSession {
         let info = StatusInfo::of(command);
         if info.is_failure() {
             return Err(self.rejection(&info));
+        }
+        if info.code == "NetStream.Play.Start"
+            && let State::PlaySent { stream_id, .. } = self.state
+        {
+            self.state = State::Playing { stream_id };
+            return Ok(Some(ClientEvent::Playing { stream_id }));
         }
         if info.code == "NetStream.Publish.Start" {
             return Ok(match self.state {
@@ -117,7 +129,13 @@ impl ClientSession {
     /// releaseStream and FCPublish are courtesy calls (Adobe FMLE's) that ffmpeg and
     /// OBS send; nginx ignores them, some CDNs want them.
     pub(super) fn on_connected(&mut self) {
-        for name in ["releaseStream", "FCPublish"] {
+        // A player sends none of the publisher's courtesy calls.
+        let courtesy: &[&str] = if self.config.play {
+            &[]
+        } else {
+            &["releaseStream", "FCPublish"]
+        };
+        for &name in courtesy {
             let txn = self.take_txn();
             let arg = self.name_arg();
             self.send_command(0, name, txn, Amf0Value::Null, vec![arg]);
@@ -144,6 +162,21 @@ impl ClientSession {
         self.state = State::PublishSent { stream_id, txn };
     }
 
+    /// Sends play on the new stream, live only (`start = -1`, as a player of a live
+    /// stream asks; no recorded fallback).
+    pub(super) fn play(&mut self, stream_id: u32) {
+        let txn = self.take_txn();
+        let command = Command::new(
+            "play",
+            f64::from(txn),
+            Amf0Value::Null,
+            vec![self.name_arg(), Amf0Value::Number(-1.0)],
+        );
+        self.messages
+            .send(CSID_STREAM, 0, stream_id, &Message::Command(command));
+        self.state = State::PlaySent { stream_id, txn };
+    }
+
     pub(super) fn start_publishing(&mut self, stream_id: u32) -> ClientEvent {
         self.state = State::Publishing { stream_id };
         ClientEvent::Publishing { stream_id }
@@ -156,6 +189,8 @@ impl ClientSession {
         let description = self.mask(&info.description);
         if self.state == State::Connecting || info.code.starts_with("NetConnection.Connect.") {
             ClientError::ConnectRejected { code, description }
+        } else if self.config.play {
+            ClientError::PlayRejected { code, description }
         } else {
             ClientError::PublishRejected { code, description }
         }

@@ -317,7 +317,7 @@ where
             ServerEvent::Publish { stream_id, name } => {
                 self.on_publish(stream_id, name, shutdown).await
             }
-            ServerEvent::Play { stream_id, name } => self.on_play(stream_id, &name),
+            ServerEvent::Play { stream_id, name } => self.on_play(stream_id, &name).await,
             media @ (ServerEvent::Metadata { .. }
             | ServerEvent::Audio { .. }
             | ServerEvent::Video { .. }

@@ -21,7 +21,7 @@ where
     /// A play: accepted when the connection does nothing else yet and the hub lets it
     /// subscribe. A stream that is not live yet is waited for, as one of the bounded
     /// waiting players.
-    pub(super) fn on_play(&mut self, stream_id: u32, name: &StreamName) -> Next {
+    pub(super) async fn on_play(&mut self, stream_id: u32, name: &StreamName) -> Next {
         if !matches!(self.role, Role::Idle) {
             self.session.reject_play(
                 stream_id,
@@ -30,7 +30,11 @@ where
             );
             return Next::Close;
         }
-        let (hub_name, awaiting_user) = match self.playback(name) {
+        let pulled = self.pulled(name).await;
+        let (hub_name, awaiting_user) = match pulled
+            .map(|local| Ok((local, None)))
+            .unwrap_or_else(|| self.playback(name))
+        {
             Ok(found) => found,
             Err(reason) => {
                 tracing::info!(stream = %name.masked(), "play refused: {reason}");
@@ -69,6 +73,23 @@ where
                 Next::Close
             }
         }
+    }
+
+    /// In a cluster, when the stream the player names is not live here but on
+    /// another node: the hub name of this node's pull of it from there.
+    async fn pulled(&self, name: &StreamName) -> Option<String> {
+        let cluster = self.ctx.cluster.get()?;
+        if let Playback::Live { .. } = self.ctx.relay.playback(&name.app, &name.name) {
+            return None;
+        }
+        if self.ctx.hub.is_live(&name.app, &name.name) {
+            return None;
+        }
+        let local = cluster
+            .pulled(&name.app, &name.name, self.ctx.play_by_key)
+            .await?;
+        tracing::info!(stream = %name.masked(), "pulled from the node that holds the stream");
+        Some(local)
     }
 
     /// The hub's name for the stream a player names, and the user it waits for

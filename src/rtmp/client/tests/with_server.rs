@@ -133,3 +133,79 @@ fn media_payloads_are_shared_not_copied() {
         "the payload was copied"
     );
 }
+
+/// A client that plays: what a node sends the node that holds a stream.
+fn player_wire() -> Pair<ClientSession> {
+    let mut config = config();
+    config.play = true;
+    Pair::publisher(config, ServerConfig::default())
+}
+
+#[test]
+fn plays_from_prisms_own_server_and_hands_out_its_media() {
+    let mut wire = player_wire();
+    let events = run(&mut wire).unwrap();
+    let [
+        ClientEvent::Connected,
+        ClientEvent::Status { code, .. },
+        ClientEvent::Playing { stream_id: 1 },
+    ] = events.as_slice()
+    else {
+        panic!("connected, reset, started; |RtmpSampleAccess is not the stream's: {events:?}");
+    };
+    assert_eq!(code, "NetStream.Play.Reset");
+    assert!(!wire.client.is_publishing());
+    let [ServerEvent::Play { stream_id: 1, name }] = wire.server_events.as_slice() else {
+        panic!(
+            "a player sends no courtesy calls, then play: {:?}",
+            wire.server_events
+        );
+    };
+    assert_eq!(name.name, "live_8c1d2e3f");
+
+    let metadata = Amf0Value::ecma_array([("width", 1280.0.into())]);
+    let video = Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2, 3]);
+    let audio = Bytes::from_static(&[0xAF, 1, 9, 9]);
+    let cue = {
+        let mut body = BytesMut::new();
+        amf0::encode(&"onCuePoint".into(), &mut body);
+        body.freeze()
+    };
+    let body = on_metadata_body(&metadata);
+    wire.server.send_media(1, type_id::DATA_AMF0, 0, &body);
+    wire.server.send_media(1, type_id::VIDEO, 40, &video);
+    wire.server.send_media(1, type_id::AUDIO, 41, &audio);
+    wire.server.send_media(1, type_id::DATA_AMF0, 42, &cue);
+    assert_eq!(
+        run(&mut wire).unwrap(),
+        [
+            ClientEvent::Metadata { metadata },
+            ClientEvent::Media {
+                type_id: type_id::VIDEO,
+                timestamp: 40,
+                payload: video
+            },
+            ClientEvent::Media {
+                type_id: type_id::AUDIO,
+                timestamp: 41,
+                payload: audio
+            },
+            ClientEvent::Data {
+                timestamp: 42,
+                payload: cue
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_refused_play_is_a_play_rejection() {
+    let mut wire = player_wire();
+    wire.answer = Answer::Reject("NetStream.Play.StreamNotFound", "no such stream");
+    match run(&mut wire) {
+        Err(ClientError::PlayRejected { code, .. }) => {
+            assert_eq!(code, "NetStream.Play.StreamNotFound");
+        }
+        other => panic!("{other:?}"),
+    }
+}
