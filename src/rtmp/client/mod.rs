@@ -1,6 +1,8 @@
-//! The publishing client side of an RTMP session, free of I/O: what prism says to an
-//! ingest (YouTube, Twitch, Facebook, nginx-rtmp, SRS) to push a stream there, and
-//! what it makes of the answers.
+//! The client side of an RTMP session, free of I/O: what prism says to an ingest
+//! (YouTube, Twitch, Facebook, nginx-rtmp, SRS) to push a stream there, and what it
+//! makes of the answers; and, with [`ClientConfig::play`], what a cluster node says
+//! to the node that holds a stream to play it from there (connect, createStream,
+//! `play`; the server's media then comes out as [`ClientEvent::Media`]).
 //!
 //! It is the mirror image of [`super::server::ServerSession`] and shares its
 //! [`MessageLayer`]: chunking, acknowledgements and ping replies are handled there, never
@@ -84,7 +86,7 @@ pub(super) enum State {
     Closed,
 }
 
-/// State of one publishing RTMP connection, from its first byte.
+/// State of one client RTMP connection (publishing, or playing), from its first byte.
 pub struct ClientSession {
     config: ClientConfig,
     /// The handshake until it is done; boxed, since it holds 3 KB that are dropped then.
