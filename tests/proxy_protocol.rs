@@ -63,6 +63,42 @@ async fn wait_log(parts: &[&str]) -> String {
     }
 }
 
+/// An honest stream through the balancer: a player of `key`, then its publisher,
+/// live.
+struct Honest {
+    source: std::path::PathBuf,
+    player: tokio::process::Child,
+    publisher: tokio::process::Child,
+}
+
+impl Honest {
+    async fn start(prism: &Prism, haproxy: &Haproxy, key: &str, seconds: u32) -> Self {
+        let source = clip(seconds);
+        let player = play_framemd5(&haproxy.url(&format!("live/{key}")));
+        prism.wait_subscribers("live", key, 1).await;
+        let publisher = publish(&source, &haproxy.url(&format!("live/{key}")));
+        prism.wait_live("live", key).await;
+        Self {
+            source,
+            player,
+            publisher,
+        }
+    }
+
+    /// Both ends finish cleanly and the player got every packet from a keyframe.
+    async fn assert_intact(self) {
+        let (status, _) = finish(self.publisher).await;
+        assert!(status.success(), "publisher: {status}");
+        let (status, out) = finish(self.player).await;
+        assert!(status.success(), "player: {status}");
+        assert_eq!(
+            assert_source_from_keyframe(&self.source, &parse_framemd5(&out)),
+            0,
+            "the player behind the balancer gets every packet from the first keyframe"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_through_haproxy_is_seen_from_the_encoders_address_and_plays_exactly() {
     let prism = Prism::start_with(|c| c.rtmp.proxy_protocol = true).await;
@@ -71,12 +107,7 @@ async fn a_publish_through_haproxy_is_seen_from_the_encoders_address_and_plays_e
         health: None,
     };
     let haproxy = Haproxy::start(&[backend], Some(BALANCER_SOURCE.parse().unwrap())).await;
-    let clip = clip(4);
-    let key = "proxied-publish-key";
-    let player = play_framemd5(&haproxy.url(&format!("live/{key}")));
-    prism.wait_subscribers("live", key, 1).await;
-    let publisher = publish(&clip, &haproxy.url(&format!("live/{key}")));
-    prism.wait_live("live", key).await;
+    let honest = Honest::start(&prism, &haproxy, "proxied-publish-key", 4).await;
 
     let streams = prism.streams_json().await;
     let publisher_addr = streams["streams"][0]["publisher"]["remote_addr"]
@@ -88,16 +119,7 @@ async fn a_publish_through_haproxy_is_seen_from_the_encoders_address_and_plays_e
         "the API shows the encoder's address, not the balancer's: {streams}"
     );
     wait_log(&[&format!("peer={publisher_addr}")]).await;
-
-    let (status, _) = finish(publisher).await;
-    assert!(status.success(), "publisher: {status}");
-    let (status, out) = finish(player).await;
-    assert!(status.success(), "player: {status}");
-    assert_eq!(
-        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
-        0,
-        "the player behind the balancer gets every packet from the first keyframe"
-    );
+    honest.assert_intact().await;
     let logs = captured_logs();
     assert!(
         !logs.contains(&format!("peer={BALANCER_SOURCE}:")),
@@ -152,12 +174,7 @@ async fn connections_without_a_good_header_are_refused_while_the_stream_goes_on(
         health: None,
     };
     let haproxy = Haproxy::start(&[backend], None).await;
-    let clip = clip(6);
-    let key = "proxied-honest-key";
-    let player = play_framemd5(&haproxy.url(&format!("live/{key}")));
-    prism.wait_subscribers("live", key, 1).await;
-    let publisher = publish(&clip, &haproxy.url(&format!("live/{key}")));
-    prism.wait_live("live", key).await;
+    let honest = Honest::start(&prism, &haproxy, "proxied-honest-key", 6).await;
 
     let mut huge = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     huge.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
@@ -187,15 +204,7 @@ async fn connections_without_a_good_header_are_refused_while_the_stream_goes_on(
         assert!(line.contains("connection refused"), "{name}: {line}");
     }
 
-    let (status, _) = finish(publisher).await;
-    assert!(status.success(), "publisher: {status}");
-    let (status, out) = finish(player).await;
-    assert!(status.success(), "player: {status}");
-    assert_eq!(
-        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
-        0,
-        "the honest stream is intact"
-    );
+    honest.assert_intact().await;
     haproxy.stop().await;
     prism.stop().await;
 }

@@ -34,15 +34,29 @@ impl ChildPrism {
         env: &[(&str, &str)],
         ip: std::net::Ipv4Addr,
     ) -> Self {
+        let any = std::net::SocketAddr::from((ip, 0));
+        Self::start_at(tag, config, env, any, any).await
+    }
+
+    /// Like [`Self::start_with_env`], listening for RTMP and HTTP on these
+    /// addresses: a node restarted on the same ports is the same backend to a
+    /// balancer.
+    pub async fn start_at(
+        tag: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        rtmp: std::net::SocketAddr,
+        http: std::net::SocketAddr,
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("hostile-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("prism.toml");
         std::fs::write(&path, config).unwrap();
-        let listen = format!("{ip}:0");
+        let (rtmp, http) = (rtmp.to_string(), http.to_string());
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prism"))
-            .args(["serve", "--rtmp", &listen, "--http", &listen])
+            .args(["serve", "--rtmp", &rtmp, "--http", &http])
             .arg("--config")
             .arg(&path)
             // No standby slate, players by key (see `Prism::start_with`).
