@@ -399,3 +399,49 @@ async fn players_through_haproxy_on_every_node_get_the_stream_exactly() {
     }
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_waiting_on_one_node_follows_its_stream_live_on_another() {
+    // Round robin: the player lands on one node, the publisher on the next.
+    let cluster = Cluster::start_balancing("follow", "roundrobin").await;
+    let source = clip(8);
+    let key = "cluster-key-follow";
+    let player = play_framemd5(&cluster.haproxy.url(&format!("live/{key}")));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_logged(&cluster, "waiting for the stream to start") < 1 {
+        assert!(Instant::now() < deadline, "the player waits");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let publisher = publish(&source, &cluster.haproxy.url(&format!("live/{key}")));
+    let holder = cluster.holder().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_logged(&cluster, "went live on another node") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the waiting player moves to the pull"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let followed = cluster.running().any(|(i, n)| {
+        i != holder
+            && n.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("went live on another node"))
+    });
+    assert!(
+        followed,
+        "the player waited on another node than the holder"
+    );
+    let (status, _) = finish(publisher).await;
+    assert!(status.success(), "publisher: {status}");
+    let (status, out) = finish(player).await;
+    assert!(status.success(), "player: {status}");
+    assert_eq!(
+        assert_source_from_keyframe(&source, &parse_framemd5(&out)),
+        0,
+        "the waiting player gets every packet from the first keyframe"
+    );
+    cluster.stop().await;
+}

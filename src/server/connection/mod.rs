@@ -211,6 +211,8 @@ where
         let timer = tokio::time::sleep_until(Instant::now());
         let mut follow = tokio::time::interval(play::FOLLOW_EVERY);
         follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut elsewhere = tokio::time::interval(play::FOLLOW_ELSEWHERE_EVERY);
+        elsewhere.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shut_down, kicked, timer);
         let mut armed: Option<Instant> = None;
         let mut last_read = Instant::now();
@@ -233,6 +235,7 @@ where
             let playing = matches!(self.role, Role::Playing { .. });
             let waiting = self.play_wait_deadline().is_some();
             let awaiting_user = play::awaits_user(&self.role);
+            let look_elsewhere = waiting && self.ctx.cluster.get().is_some();
             tokio::select! {
                 biased;
                 () = &mut shut_down => return Ok(()),
@@ -269,6 +272,7 @@ where
                     self.session.handle_timeout(now.into_std())?;
                 }
                 _ = follow.tick(), if awaiting_user => self.follow_user(),
+                _ = elsewhere.tick(), if look_elsewhere => self.follow_elsewhere().await,
                 () = play::evicted(&self.role), if waiting => {
                     tracing::info!(
                         "closing a player waiting for a stream that is not live: \

@@ -131,6 +131,46 @@ where
         }
     }
 
+    /// In a cluster, a player waiting for a stream that is not live here moves to
+    /// it once it is live on another node: to this node's pull of it from there.
+    pub(super) async fn follow_elsewhere(&mut self) {
+        let Some(cluster) = self.ctx.cluster.get() else {
+            return;
+        };
+        let Role::Playing {
+            subscriber,
+            awaiting_user,
+            waiting: Some(_),
+            ..
+        } = &self.role
+        else {
+            return;
+        };
+        let app = subscriber.stream().app().to_owned();
+        let (name, by_key) = match awaiting_user {
+            Some(user) => (user.clone(), false),
+            None => (subscriber.stream().name().to_owned(), self.ctx.play_by_key),
+        };
+        // Waiting on a pull already (or on a name no publisher can take).
+        if name.starts_with('\u{0}') {
+            return;
+        }
+        let Some(local) = cluster.pulled(&app, &name, by_key).await else {
+            return;
+        };
+        if let Ok(live) = self.ctx.hub.subscribe(&app, &local)
+            && let Role::Playing {
+                subscriber,
+                awaiting_user,
+                ..
+            } = &mut self.role
+        {
+            tracing::info!("the stream went live on another node; pulled from there");
+            *subscriber = live;
+            *awaiting_user = None;
+        }
+    }
+
     /// When a player waiting for a stream that is not live gives up; `None` unless one
     /// waits. The hub, not the protocol, knows whether a stream is live, so this deadline
     /// is the driver's own.
@@ -218,6 +258,10 @@ pub(super) fn stream_started(role: &Role) -> bool {
 
 /// How often a player waiting for a user looks whether they went live.
 pub(super) const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// How often a waiting player in a cluster asks the registry whether its stream
+/// went live on another node: a Redis lookup each time, so less often.
+pub(super) const FOLLOW_ELSEWHERE_EVERY: Duration = Duration::from_secs(1);
 
 /// The hub's name for the entry players of a user who is not live wait on: a name
 /// no publisher can take (network names have no control characters), so a
