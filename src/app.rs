@@ -38,7 +38,19 @@ pub fn check(config: &Config) -> Result<(), Error> {
     // `serve` installs the logger first; its level filter is the one thing of it
     // that a configuration can get wrong.
     crate::logging::levels(config)?;
-    Loaded::load(config).map(drop)
+    Loaded::load(config)?;
+    // A node whose listeners others cannot reach (a wildcard address and nothing
+    // advertised) is refused at start; the listen addresses stand in for the bound
+    // ones here.
+    if config.cluster.redis_url.is_some() {
+        crate::cluster::NodeInfo::of(
+            &config.cluster,
+            config.rtmp.proxy_protocol,
+            config.rtmp.listen,
+            config.http.listen,
+        )?;
+    }
+    Ok(())
 }
 
 /// What `serve` loads from files before it binds anything.

@@ -780,3 +780,42 @@ async fn fingerprint_prints_the_mask_the_status_api_shows() {
     terminate(&mut child).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 22: a cluster node on a wildcard address with nothing advertised cannot be
+/// reached by the other nodes; check-config says so (serve refuses at start with
+/// the same error, made by the same function) without binding anything.
+#[tokio::test]
+async fn check_config_refuses_a_cluster_node_nobody_can_reach() {
+    let dir = test_dir("check-cluster");
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        "[rtmp]\nlisten = \"0.0.0.0:1935\"\n[cluster]\nredis_url = \"redis://127.0.0.1:6379\"\n",
+    )
+    .unwrap();
+    let check = check_config(&file).await;
+    assert!(!check.status.success());
+    let lines = error_lines(&check.stderr);
+    assert!(
+        lines.iter().any(|l| l.contains("cluster.advertise_rtmp")),
+        "{lines:?}"
+    );
+    std::fs::write(
+        &file,
+        "[rtmp]\nlisten = \"0.0.0.0:1935\"\n[http]\nlisten = \"127.0.0.1:8080\"\n\
+         [cluster]\nredis_url = \"redis://:secret-pass@127.0.0.1:6379\"\nadvertise_rtmp = \"10.0.0.1:1935\"\n",
+    )
+    .unwrap();
+    let check = check_config(&file).await;
+    assert!(check.status.success(), "{:?}", error_lines(&check.stderr));
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        printed.contains("advertise_rtmp = \"10.0.0.1:1935\""),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("secret-pass"),
+        "the Redis password is masked: {printed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

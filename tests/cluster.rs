@@ -445,3 +445,57 @@ async fn a_player_waiting_on_one_node_follows_its_stream_live_on_another() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_registry_down_refuse_a_publish_waits_for_redis() {
+    let mut redis = RedisServer::start().await;
+    redis.kill().await;
+    let config = format!(
+        "[cluster]\nredis_url = \"{}\"\nnode_id = \"lonely\"\non_registry_down = \"refuse\"\n",
+        redis.url()
+    );
+    let node = ChildPrism::start("cluster-refuse", &config).await;
+    let (status, _) = finish(publish(&clip(2), &node.url("live/cluster-key-refuse"))).await;
+    assert!(!status.success(), "refused while Redis is away");
+    node.wait_log(&["publish refused: the stream registry is unreachable"])
+        .await;
+
+    redis.restart().await;
+    let (status, _) = finish(publish(&clip(2), &node.url("live/cluster-key-refuse"))).await;
+    assert!(status.success(), "published once Redis is back: {status}");
+    node.wait_log(&["registry reachable again"]).await;
+    node.stop().await;
+    redis.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_sent_to_any_node_ends_the_stream_on_its_holder() {
+    let cluster = Cluster::start("kick").await;
+    let key = "cluster-key-kick";
+    let publisher = publish(&clip(30), &cluster.haproxy.url(&format!("live/{key}")));
+    let holder = cluster.holder().await;
+    let views = cluster.views(1).await;
+    let id = views[0]["streams"][0]["id"].as_str().unwrap().to_owned();
+    let other = cluster.node((holder + 2) % 3);
+    let url = format!("http://{}/api/v1/streams/{id}", other.http);
+    let refused = http_client().delete(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "the holder checks the token itself");
+    let kicked = http_client()
+        .delete(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(kicked.status().is_success(), "{kicked:?}");
+    assert_eq!(
+        kicked.headers()["x-prism-node"],
+        format!("node{holder}").as_str()
+    );
+    let (status, _) = finish(publisher).await;
+    assert!(!status.success(), "the publisher was disconnected");
+    cluster
+        .node(holder)
+        .wait_log(&["publisher kicked by an operator"])
+        .await;
+    cluster.stop().await;
+}

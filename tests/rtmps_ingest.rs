@@ -483,3 +483,53 @@ async fn a_missing_certificate_or_key_is_a_clear_startup_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("rtmps.cert_file"), "{stderr}");
 }
+
+/// With `[rtmp] proxy_protocol`, the RTMPS listener behind HAProxy (TCP mode,
+/// `send-proxy-v2`) reads the PROXY header before the TLS handshake: ffmpeg
+/// publishes and plays over rtmps:// through the balancer, the API shows the
+/// encoder's address rather than the balancer's, and the player gets every packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmps_behind_haproxy_reads_the_proxy_header_before_tls() {
+    use common::haproxy::{Backend, Haproxy};
+    let certs = Certs::new();
+    let prism = Prism::start_with(|c| {
+        certs.enable(c);
+        c.rtmp.proxy_protocol = true;
+    })
+    .await;
+    let backend = Backend {
+        rtmp: rtmps_addr(&prism),
+        health: None,
+    };
+    let haproxy = Haproxy::start(&[backend], Some("127.0.0.9".parse().unwrap())).await;
+    let url = format!("rtmps://{}/live/tls-proxied-key", haproxy.addr);
+    let clip = clip(4);
+    let player = play_framemd5(&url);
+    prism.wait_subscribers("live", "tls-proxied-key", 1).await;
+    let publisher = publish(&clip, &url);
+    prism.wait_live("live", "tls-proxied-key").await;
+    let streams = prism.streams_json().await;
+    let from = streams["streams"][0]["publisher"]["remote_addr"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        from.starts_with("127.0.0.1:"),
+        "the encoder's address: {streams}"
+    );
+    let (status, _) = finish(publisher).await;
+    assert!(
+        status.success(),
+        "published over RTMPS through HAProxy: {status}"
+    );
+    let (status, out) = finish(player).await;
+    assert!(status.success(), "player: {status}");
+    assert_eq!(
+        assert_source_from_keyframe(&clip, &parse_framemd5(&out)),
+        0,
+        "the RTMPS player behind HAProxy got every packet from the first keyframe"
+    );
+    assert!(captured_logs().contains(&format!("rtmps{{peer={from}")));
+    haproxy.stop().await;
+    prism.stop().await;
+}
