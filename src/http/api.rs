@@ -104,7 +104,11 @@ impl Access {
 /// Checks the bearer token and says whose it is. Control always needs a token
 /// (the admin's, or a user's for that user's things; disabled when neither is
 /// configured); reads need one when `protect_reads` is on.
-fn authorize(state: &HttpState, headers: &HeaderMap, control: bool) -> Result<Access, ApiError> {
+pub(super) fn authorize(
+    state: &HttpState,
+    headers: &HeaderMap,
+    control: bool,
+) -> Result<Access, ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -356,31 +360,6 @@ pub async fn drain(
 /// `GET /api/v1/openapi.json`.
 pub async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
-}
-
-/// `GET /api/v1/streams`: this node's streams; in a cluster every node's, each
-/// with its `node`, unless `?scope=node` (or the request came from another node).
-pub async fn list_streams(
-    State(state): State<Arc<HttpState>>,
-    headers: HeaderMap,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let access = authorize(&state, &headers, false)?;
-    let whole_cluster =
-        query.scope.as_deref() != Some("node") && !headers.contains_key(super::cluster::FORWARDED);
-    match &state.cluster {
-        Some(cluster) if whole_cluster => {
-            Ok(super::cluster::streams(&state, cluster, &headers, &access).await)
-        }
-        _ => Ok(Json(stream_list(&state, &access)).into_response()),
-    }
-}
-
-/// `GET /api/v1/streams`' query.
-#[derive(Debug, serde::Deserialize)]
-pub struct ListQuery {
-    /// `node`: this node's streams only.
-    scope: Option<String>,
 }
 
 /// `GET /api/v1/streams/{id}` and `GET /api/v1/streams/{app}/{name}`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -36,11 +36,32 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
-/// `GET /api/v1/streams` in a cluster: this node's streams and every other
-/// node's (asked with the caller's credentials), each with its `node`; nodes that
-/// did not answer are listed in `unreachable_nodes`. A forwarded request, or
-/// `?scope=node`, gets this node's streams alone.
-pub async fn streams(
+/// `GET /api/v1/streams`: this node's streams; in a cluster every node's, each
+/// with its `node`, unless `?scope=node` (or the request came from another node).
+pub async fn list_streams(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let access = api::authorize(&state, &headers, false)?;
+    let whole_cluster = query.scope.as_deref() != Some("node") && !headers.contains_key(FORWARDED);
+    match &state.cluster {
+        Some(cluster) if whole_cluster => Ok(streams(&state, cluster, &headers, &access).await),
+        _ => Ok(Json(api::stream_list(&state, &access)).into_response()),
+    }
+}
+
+/// `GET /api/v1/streams`' query.
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    /// `node`: this node's streams only.
+    scope: Option<String>,
+}
+
+/// The whole cluster's list: this node's streams and every other node's (asked
+/// with the caller's credentials), each with its `node`; nodes that did not
+/// answer are listed in `unreachable_nodes`.
+async fn streams(
     state: &HttpState,
     cluster: &Cluster,
     headers: &HeaderMap,

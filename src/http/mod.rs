@@ -82,7 +82,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/openapi.json", get(api::openapi))
-        .route("/api/v1/streams", get(api::list_streams))
+        .route("/api/v1/streams", get(cluster::list_streams))
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/drain", post(api::drain))
         .route("/api/v1/uploads", get(api::uploads))
