@@ -499,3 +499,47 @@ async fn a_kick_sent_to_any_node_ends_the_stream_on_its_holder() {
         .await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_serves_the_hls_of_a_stream_held_by_another() {
+    let cluster = Cluster::start("hls").await;
+    let publisher = publish(&clip(10), &cluster.haproxy.url("live/cluster-key-hls"));
+    let holder = cluster.holder().await;
+    let views = cluster.views(1).await;
+    let id = views[0]["streams"][0]["id"].as_str().unwrap().to_owned();
+    let other = cluster.node((holder + 1) % 3);
+    let base = |node: &ChildPrism| format!("http://{}/hls/{id}", node.http);
+
+    // The first request starts packaging on the holder and returns once a part exists.
+    let playlist = http_client()
+        .get(format!("{}/index.m3u8", base(other)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(playlist.status(), 200);
+    assert_eq!(
+        playlist.headers()["x-prism-node"],
+        format!("node{holder}").as_str()
+    );
+    assert_eq!(
+        playlist.headers()["content-type"],
+        "application/vnd.apple.mpegurl"
+    );
+    let text = playlist.text().await.unwrap();
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    assert!(!text.contains("cluster-key-hls"), "no key in the playlist");
+    // The init segment, through the other node and from the holder: the same bytes.
+    let init = "src.init0.mp4";
+    assert!(text.contains(init), "{text}");
+    let fetch = async |url: String| {
+        let response = http_client().get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap()
+    };
+    let through = fetch(format!("{}/{init}", base(other))).await;
+    let direct = fetch(format!("{}/{init}", base(cluster.node(holder)))).await;
+    assert!(!direct.is_empty());
+    assert_eq!(through, direct, "the holder's init segment, byte for byte");
+    let _ = finish(publisher).await;
+    cluster.stop().await;
+}

@@ -1,7 +1,8 @@
 //! One view of the cluster from any node: `GET /api/v1/streams` lists every node's
-//! streams (each with its `node`), and a per-stream request for a stream that lives
-//! on another node is forwarded there, with the caller's credentials, and answered
-//! with that node's answer. `/metrics` stays per node.
+//! streams (each with its `node`), and a per-stream request (the API's, and
+//! `/hls/`) for a stream that lives on another node is forwarded there, with the
+//! caller's credentials, and answered with that node's answer. `/metrics` stays
+//! per node.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,15 +22,20 @@ use crate::cluster::{Cluster, NodeInfo};
 /// forwarded again (no loops, no fan-out of fan-outs).
 pub const FORWARDED: HeaderName = HeaderName::from_static("x-prism-forwarded");
 
-/// How long a node waits for another's answer.
-const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node waits for another's stream list: a node that does not answer
+/// in time is listed as unreachable rather than holding up the whole list.
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a forwarded request may take: as long as one to this node may
+/// (`http.request_timeout_secs`' default), since an LL-HLS playlist request
+/// waits for its part.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client for the other nodes, made once.
 fn client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()
-            .timeout(NODE_TIMEOUT)
             .no_proxy()
             .build()
             .unwrap_or_default()
@@ -87,7 +93,8 @@ async fn streams(
     let others: Vec<&NodeInfo> = nodes.iter().filter(|node| &node.node_id != me).collect();
     let asks = others.iter().map(|node| async move {
         let url = format!("http://{}/api/v1/streams?scope=node", node.http);
-        let answer = with_credentials(client().get(url), headers).send().await;
+        let request = client().get(url).timeout(LIST_TIMEOUT);
+        let answer = with_credentials(request, headers).send().await;
         let list = match answer {
             Ok(response) if response.status().is_success() => {
                 response.json::<serde_json::Value>().await.ok()
@@ -144,6 +151,9 @@ pub async fn forward_if_elsewhere(
 
 /// The other node holding the stream a per-stream path names, if any.
 async fn owner(state: &HttpState, cluster: &Cluster, path: &str) -> Option<NodeInfo> {
+    if let Some(rest) = path.strip_prefix("/hls/") {
+        return hls_owner(state, cluster, rest).await;
+    }
     let rest = path.strip_prefix("/api/v1/streams/")?;
     let segments: Vec<&str> = rest.split('/').collect();
     let by_id = segments.len() == 1 || matches!(segments[1], "destinations" | "hls_token");
@@ -162,6 +172,34 @@ async fn owner(state: &HttpState, cluster: &Cluster, path: &str) -> Option<NodeI
     }
 }
 
+/// The other node holding the stream an `/hls/` path names (by id, or by app and
+/// user), if any. A stream that just ended here keeps its last files here.
+async fn hls_owner(state: &HttpState, cluster: &Cluster, path: &str) -> Option<NodeInfo> {
+    use crate::hls::path::{self, StreamRef};
+    let (stream, _) = path::parse(path)?;
+    let ended_here = |id: Option<&str>, user: Option<(&str, &str)>| {
+        state
+            .hls
+            .as_ref()
+            .is_some_and(|hls| hls.ended(id, user).is_some())
+    };
+    match stream {
+        StreamRef::Id(id) => {
+            if state.relay.find_by_id(&id).is_ok() || ended_here(Some(&id), None) {
+                return None;
+            }
+            cluster.locate_id(&id).await
+        }
+        StreamRef::User { app, user } => {
+            let here = state.relay.find_of_user(&app, &user, &user).is_ok();
+            if here || ended_here(None, Some((&app, &user))) {
+                return None;
+            }
+            cluster.locate(&app, &user, false).await
+        }
+    }
+}
+
 /// Sends `request` to `node` as it came (method, path, query, body, credentials)
 /// and answers with the node's answer.
 async fn forward(node: NodeInfo, request: Request) -> Response {
@@ -172,8 +210,10 @@ async fn forward(node: NodeInfo, request: Request) -> Response {
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("http://{}{path}", node.http);
-    let mut outgoing =
-        with_credentials(client().request(parts.method.clone(), url), &parts.headers);
+    let request = client()
+        .request(parts.method.clone(), url)
+        .timeout(FORWARD_TIMEOUT);
+    let mut outgoing = with_credentials(request, &parts.headers);
     if let Some(kind) = parts.headers.get(header::CONTENT_TYPE) {
         outgoing = outgoing.header(header::CONTENT_TYPE, kind);
     }
@@ -188,13 +228,22 @@ async fn forward(node: NodeInfo, request: Request) -> Response {
         }
     };
     let status = answer.status();
-    let kind = answer.headers().get(header::CONTENT_TYPE).cloned();
+    // What a player or a script acts on; CORS is this node's own (its layer).
+    let kept: Vec<(HeaderName, HeaderValue)> = [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::WWW_AUTHENTICATE,
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        let value = answer.headers().get(&name)?.clone();
+        Some((name, value))
+    })
+    .collect();
     let bytes = answer.bytes().await.unwrap_or_default();
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
-    if let Some(kind) = kind {
-        response.headers_mut().insert(header::CONTENT_TYPE, kind);
-    }
+    response.headers_mut().extend(kept);
     if let Ok(value) = HeaderValue::from_str(&node.node_id) {
         response.headers_mut().insert("x-prism-node", value);
     }

@@ -151,8 +151,14 @@ fn per_stream_routes(state: &Arc<HttpState>) -> Router<Arc<HttpState>> {
 }
 
 /// `/hls/...`, with its CORS policy (`[hls] allow_origins`) when HLS is on.
-fn hls_routes(state: &HttpState) -> Router<Arc<HttpState>> {
-    let routes = Router::new().route("/hls/{*path}", get(hls::serve));
+fn hls_routes(state: &Arc<HttpState>) -> Router<Arc<HttpState>> {
+    // In a cluster, files of a stream held by another node come from that node.
+    let routes = Router::new()
+        .route("/hls/{*path}", get(hls::serve))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(state),
+            cluster::forward_if_elsewhere,
+        ));
     match &state.hls {
         Some(hls) => routes.layer(hls.config().cors()),
         None => routes,
