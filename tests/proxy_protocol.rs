@@ -200,7 +200,7 @@ async fn connections_without_a_good_header_are_refused_while_the_stream_goes_on(
         let local = socket.local_addr().unwrap();
         socket.write_all(&bytes).await.unwrap();
         assert!(!answered(&mut socket).await, "{name}: refused");
-        let line = wait_log(&[&format!("balancer={local}"), logged]).await;
+        let line = wait_log(&[&format!("peer={local}"), logged]).await;
         assert!(line.contains("connection refused"), "{name}: {line}");
     }
 

@@ -219,8 +219,10 @@ async fn proxied_client(
     deadline: Instant,
     shutdown: &CancellationToken,
 ) -> Option<SocketAddr> {
+    // `peer`: the log's per-address limit counts these lines against the address
+    // that sent them (the balancer's, or whoever connects past it).
     let refused = |reason: &dyn std::fmt::Display| {
-        tracing::warn!(%balancer, "connection refused: {reason}");
+        tracing::warn!(peer = %balancer, "connection refused: {reason}");
         None
     };
     tokio::select! {
