@@ -109,6 +109,7 @@ pub struct App {
     reloader: Arc<Reloader>,
     http_connections: Arc<http::OpenConnections>,
     drain: Arc<Drain>,
+    cluster: Option<Arc<Cluster>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Dropped after the tracker's tasks ended: stops the workers' threads.
@@ -246,7 +247,7 @@ impl App {
             http_connections: Arc::clone(&http_connections),
             reloader: Arc::clone(&reloader),
             drain: Arc::clone(&drain),
-            cluster,
+            cluster: cluster.clone(),
             hls: config.hls.enabled.then(|| {
                 let profiles = crate::transcode::Profiles::new(&config.profiles);
                 // Checked when the configuration loaded.
@@ -285,6 +286,7 @@ impl App {
             reloader,
             http_connections,
             drain,
+            cluster,
             shutdown,
             tracker,
             workers,
@@ -338,7 +340,9 @@ impl App {
     /// Resolves when a drain has finished: begun, and then every live stream ended
     /// or `[cluster] drain_timeout_secs` passed. Never resolves without a drain.
     pub async fn drained(&self) -> DrainEnd {
-        self.drain.finished(&self.hub).await
+        let cluster = self.cluster.clone();
+        let pulled = move || cluster.as_ref().map_or(0, |c| c.pulls_running());
+        self.drain.finished(&self.hub, pulled).await
     }
 
     /// The relay (destination status).

@@ -543,3 +543,55 @@ async fn any_node_serves_the_hls_of_a_stream_held_by_another() {
     let _ = finish(publisher).await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_does_not_wait_for_the_streams_it_pulls_for_players() {
+    // Round robin: after the publisher, two players cover the two other nodes.
+    let mut cluster = Cluster::start_balancing("drain-pull", "roundrobin").await;
+    let key = "cluster-key-drain-pull";
+    let mut publisher = publish(&clip(30), &cluster.haproxy.url(&format!("live/{key}")));
+    let holder = cluster.holder().await;
+    let mut players = Vec::new();
+    for _ in 0..2 {
+        players.push(play_framemd5(&cluster.haproxy.url(&format!("live/{key}"))));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let puller = loop {
+        let found = cluster.running().find(|(i, n)| {
+            *i != holder
+                && n.lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|l| l.contains("pulling for players here"))
+        });
+        if let Some((i, _)) = found {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "a node pulls the stream");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut node = cluster.nodes[puller].take().unwrap();
+    let answer = http_client()
+        .post(format!("http://{}/api/v1/drain", node.http))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let status = tokio::time::timeout(Duration::from_secs(20), node.child.wait())
+        .await
+        .expect("the node exits without waiting for the origin's stream")
+        .unwrap();
+    assert!(status.success(), "exit 0: {status}");
+    assert!(
+        publisher.try_wait().unwrap().is_none(),
+        "the origin's stream is still live: the drain did not wait for it"
+    );
+    node.wait_log(&["drained: the last stream ended"]).await;
+    let _ = publisher.kill().await;
+    for mut player in players {
+        let _ = player.kill().await;
+    }
+    cluster.stop().await;
+}

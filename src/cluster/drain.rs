@@ -78,11 +78,14 @@ impl Drain {
 
     /// Resolves once draining has begun and then the hub's last live stream has
     /// ended (a publisher's grace period counts as live), or the timeout passed.
-    pub async fn finished(&self, hub: &Hub) -> DrainEnd {
+    /// `pulled` says how many of the hub's live streams are pulls from other nodes
+    /// (`cluster::origin`): those are not this node's streams, and their players
+    /// find them again through the balancer on another node.
+    pub async fn finished(&self, hub: &Hub, pulled: impl Fn() -> usize) -> DrainEnd {
         self.began.cancelled().await;
         let deadline = *self.at.get().unwrap_or(&Instant::now()) + self.timeout;
         loop {
-            let live = hub.live_count();
+            let live = hub.live_count().saturating_sub(pulled());
             if live == 0 {
                 return DrainEnd::Empty;
             }
@@ -114,7 +117,7 @@ mod tests {
         let ended = tokio::spawn({
             let drain = Arc::clone(&drain);
             let hub = Arc::clone(&hub);
-            async move { drain.finished(&hub).await }
+            async move { drain.finished(&hub, || 0).await }
         });
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(!ended.is_finished(), "the stream is still live");
@@ -126,7 +129,10 @@ mod tests {
             .publish(&StreamName::parse("live", "", "b").unwrap())
             .unwrap();
         drain.begin("test");
-        assert_eq!(drain.finished(&hub).await, DrainEnd::TimedOut { live: 1 });
+        assert_eq!(
+            drain.finished(&hub, || 0).await,
+            DrainEnd::TimedOut { live: 1 }
+        );
         assert!(drain.elapsed().unwrap() >= Duration::from_millis(300));
     }
 }

@@ -207,6 +207,11 @@ impl Cluster {
         Some(self.pulls.ensure(app, name, origin))
     }
 
+    /// Streams this node pulls from other nodes for its players now.
+    pub fn pulls_running(&self) -> usize {
+        self.pulls.running()
+    }
+
     /// The node that holds the stream with this id, unless that is this node or none.
     pub async fn locate_id(&self, id: &str) -> Option<NodeInfo> {
         let holder = self

@@ -78,6 +78,14 @@ impl OriginPulls {
         }
     }
 
+    /// How many pulls run now.
+    pub fn running(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
     /// The hub name under which `app/name` from `origin` is (or will shortly be)
     /// live on this node: a player subscribes to it. Starts the pull unless one runs.
     pub fn ensure(self: &Arc<Self>, app: &str, name: &str, origin: NodeInfo) -> String {
