@@ -572,17 +572,9 @@ async fn a_draining_node_does_not_wait_for_the_streams_it_pulls_for_players() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut node = cluster.nodes[puller].take().unwrap();
-    let answer = http_client()
-        .post(format!("http://{}/api/v1/drain", node.http))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
-    let status = tokio::time::timeout(Duration::from_secs(20), node.child.wait())
-        .await
-        .expect("the node exits without waiting for the origin's stream")
-        .unwrap();
+    assert_eq!(node.drain(Some(TOKEN)).await, 202);
+    // It exits without waiting for the origin's stream.
+    let status = node.exited(Duration::from_secs(20)).await;
     assert!(status.success(), "exit 0: {status}");
     assert!(
         publisher.try_wait().unwrap().is_none(),

@@ -148,27 +148,17 @@ async fn streams_survive_a_rolling_restart_of_every_node() {
     // The rolling restart, node after node, until the soak's time is up.
     let started = Instant::now();
     let mut drains = 0;
-    let client = http_client();
     'soak: loop {
         for i in 0..3 {
             if started.elapsed() >= SOAK {
                 break 'soak;
             }
             let mut node = nodes[i].take().unwrap();
-            let answer = client
-                .post(format!("http://{}/api/v1/drain", node.http))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(answer.status(), 202);
-            let status = tokio::time::timeout(
-                Duration::from_secs(DRAIN_TIMEOUT_SECS + 20),
-                node.child.wait(),
-            )
-            .await
-            .expect("a drained node exits within its drain timeout")
-            .unwrap();
+            assert_eq!(node.drain(Some(TOKEN)).await, 202);
+            // A drained node exits within its drain timeout.
+            let status = node
+                .exited(Duration::from_secs(DRAIN_TIMEOUT_SECS + 20))
+                .await;
             assert!(
                 status.success(),
                 "node{i} exits 0 after its drain: {status}"

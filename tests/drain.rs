@@ -23,14 +23,6 @@ fn node_config(sink: &NginxSink, extra: &str) -> String {
     )
 }
 
-async fn post_drain(node: &ChildPrism, token: Option<&str>) -> reqwest::StatusCode {
-    let mut request = http_client().post(format!("http://{}/api/v1/drain", node.http));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.unwrap().status()
-}
-
 async fn healthz(node: &ChildPrism) -> (reqwest::StatusCode, String) {
     let response = http_client()
         .get(format!("http://{}/healthz", node.http))
@@ -38,14 +30,6 @@ async fn healthz(node: &ChildPrism) -> (reqwest::StatusCode, String) {
         .await
         .unwrap();
     (response.status(), response.text().await.unwrap())
-}
-
-/// Waits (bounded) for prism to exit by itself; its exit status.
-async fn exited(node: &mut ChildPrism, within: Duration) -> std::process::ExitStatus {
-    tokio::time::timeout(within, node.child.wait())
-        .await
-        .expect("prism exits by itself")
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,14 +67,10 @@ async fn a_drained_node_gets_no_new_publishes_and_exits_when_its_stream_ends() {
     let other = nodes.remove(0);
 
     assert_eq!(healthz(&draining).await.0, 200);
+    assert_eq!(draining.drain(None).await, 401, "draining needs the token");
+    assert_eq!(draining.drain(Some(TOKEN)).await, 202);
     assert_eq!(
-        post_drain(&draining, None).await,
-        401,
-        "draining needs the token"
-    );
-    assert_eq!(post_drain(&draining, Some(TOKEN)).await, 202);
-    assert_eq!(
-        post_drain(&draining, Some(TOKEN)).await,
+        draining.drain(Some(TOKEN)).await,
         202,
         "asking again is fine"
     );
@@ -126,7 +106,7 @@ async fn a_drained_node_gets_no_new_publishes_and_exits_when_its_stream_ends() {
         status.success(),
         "the draining node's stream ran to its end: {status}"
     );
-    let status = exited(&mut draining, Duration::from_secs(20)).await;
+    let status = draining.exited(Duration::from_secs(20)).await;
     assert!(status.success(), "the drained node exits 0: {status}");
     draining.wait_log(&["drained: the last stream ended"]).await;
     let recording = sink
@@ -166,7 +146,7 @@ async fn sigusr1_drains_and_the_drain_timeout_ends_what_is_still_live() {
     node.wait_log(&["publish refused: this node is draining"])
         .await;
 
-    let status = exited(&mut node, Duration::from_secs(20)).await;
+    let status = node.exited(Duration::from_secs(20)).await;
     assert!(
         status.success(),
         "the node exits 0 at the drain timeout: {status}"

@@ -251,6 +251,25 @@ impl ChildPrism {
         body["streams"].as_array().expect("a streams array").clone()
     }
 
+    /// `POST /api/v1/drain`, with `token` as the bearer when given; the status.
+    pub async fn drain(&self, token: Option<&str>) -> reqwest::StatusCode {
+        let mut request = self
+            .client
+            .post(format!("http://{}/api/v1/drain", self.http));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status()
+    }
+
+    /// Waits (bounded by `within`) for prism to exit by itself; its exit status.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("prism exits by itself in time")
+            .unwrap()
+    }
+
     /// SIGTERM, then a clean exit within its grace period.
     pub async fn stop(mut self) {
         let pid = libc::pid_t::try_from(self.pid()).unwrap();
