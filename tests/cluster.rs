@@ -31,10 +31,6 @@ struct Cluster {
 
 impl Cluster {
     async fn start(tag: &str) -> Self {
-        Self::start_balancing(tag, "leastconn").await
-    }
-
-    async fn start_balancing(tag: &str, balance: &str) -> Self {
         let redis = RedisServer::start().await;
         let sink = NginxSink::start("live").await;
         let mut nodes = Vec::new();
@@ -58,7 +54,7 @@ impl Cluster {
                 health: Some(n.http),
             })
             .collect();
-        let haproxy = Haproxy::start_balancing(&backends, None, balance).await;
+        let haproxy = Haproxy::start(&backends, None).await;
         Self {
             nodes,
             haproxy,
@@ -118,6 +114,21 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// One more HAProxy per node, each in front of that node alone (same PROXY
+    /// header): a client through `fronts[i]` lands on node `i`, which a shared
+    /// balancer cannot promise.
+    async fn fronts(&self) -> Vec<Haproxy> {
+        let mut fronts = Vec::new();
+        for (_, node) in self.running() {
+            let backend = Backend {
+                rtmp: node.rtmp,
+                health: None,
+            };
+            fronts.push(Haproxy::start(&[backend], None).await);
+        }
+        fronts
     }
 
     async fn stop(mut self) {
@@ -353,21 +364,22 @@ fn count_logged(cluster: &Cluster, part: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_through_haproxy_on_every_node_get_the_stream_exactly() {
-    // Round robin: the publisher and then three players, one after another, land on
-    // every node in turn.
-    let cluster = Cluster::start_balancing("play", "roundrobin").await;
+    let cluster = Cluster::start("play").await;
+    // The publisher through node0's balancer, a player through each node's.
+    let fronts = cluster.fronts().await;
     let source = clip(10);
     let key = "cluster-key-play";
-    let publisher = publish(&source, &cluster.haproxy.url(&format!("live/{key}")));
+    let publisher = publish(&source, &fronts[0].url(&format!("live/{key}")));
     let holder = cluster.holder().await;
-    let mut players = Vec::new();
-    for n in 1..=3 {
-        players.push(play_framemd5(&cluster.haproxy.url(&format!("live/{key}"))));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while count_logged(&cluster, "playing") < n {
-            assert!(Instant::now() < deadline, "player {n} did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    assert_eq!(holder, 0);
+    let players: Vec<_> = fronts
+        .iter()
+        .map(|front| play_framemd5(&front.url(&format!("live/{key}"))))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count_logged(&cluster, "playing") < 3 {
+        assert!(Instant::now() < deadline, "every player started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for (i, node) in cluster.running() {
         let lines = node.lines.lock().unwrap();
@@ -397,22 +409,26 @@ async fn players_through_haproxy_on_every_node_get_the_stream_exactly() {
         assert!(Instant::now() < deadline, "both pulls ended");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    for front in fronts {
+        front.stop().await;
+    }
     cluster.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_waiting_on_one_node_follows_its_stream_live_on_another() {
-    // Round robin: the player lands on one node, the publisher on the next.
-    let cluster = Cluster::start_balancing("follow", "roundrobin").await;
+    // The player through node0's balancer, the publisher through node1's.
+    let cluster = Cluster::start("follow").await;
+    let fronts = cluster.fronts().await;
     let source = clip(8);
     let key = "cluster-key-follow";
-    let player = play_framemd5(&cluster.haproxy.url(&format!("live/{key}")));
+    let player = play_framemd5(&fronts[0].url(&format!("live/{key}")));
     let deadline = Instant::now() + Duration::from_secs(20);
     while count_logged(&cluster, "waiting for the stream to start") < 1 {
         assert!(Instant::now() < deadline, "the player waits");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let publisher = publish(&source, &cluster.haproxy.url(&format!("live/{key}")));
+    let publisher = publish(&source, &fronts[1].url(&format!("live/{key}")));
     let holder = cluster.holder().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while count_logged(&cluster, "went live on another node") < 1 {
@@ -443,6 +459,9 @@ async fn a_player_waiting_on_one_node_follows_its_stream_live_on_another() {
         0,
         "the waiting player gets every packet from the first keyframe"
     );
+    for front in fronts {
+        front.stop().await;
+    }
     cluster.stop().await;
 }
 
@@ -546,14 +565,15 @@ async fn any_node_serves_the_hls_of_a_stream_held_by_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_does_not_wait_for_the_streams_it_pulls_for_players() {
-    // Round robin: after the publisher, two players cover the two other nodes.
-    let mut cluster = Cluster::start_balancing("drain-pull", "roundrobin").await;
+    // The publisher through node0's balancer, a player through node1's and node2's.
+    let mut cluster = Cluster::start("drain-pull").await;
+    let fronts = cluster.fronts().await;
     let key = "cluster-key-drain-pull";
-    let mut publisher = publish(&clip(30), &cluster.haproxy.url(&format!("live/{key}")));
+    let mut publisher = publish(&clip(30), &fronts[0].url(&format!("live/{key}")));
     let holder = cluster.holder().await;
     let mut players = Vec::new();
-    for _ in 0..2 {
-        players.push(play_framemd5(&cluster.haproxy.url(&format!("live/{key}"))));
+    for front in &fronts[1..] {
+        players.push(play_framemd5(&front.url(&format!("live/{key}"))));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let puller = loop {
@@ -584,6 +604,9 @@ async fn a_draining_node_does_not_wait_for_the_streams_it_pulls_for_players() {
     let _ = publisher.kill().await;
     for mut player in players {
         let _ = player.kill().await;
+    }
+    for front in fronts {
+        front.stop().await;
     }
     cluster.stop().await;
 }

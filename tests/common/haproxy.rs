@@ -39,17 +39,6 @@ impl Haproxy {
     /// address, so that a backend can tell the balancer's address from the
     /// client's.
     pub async fn start(backends: &[Backend], source: Option<IpAddr>) -> Self {
-        Self::start_balancing(backends, source, "leastconn").await
-    }
-
-    /// Like [`Self::start`] with another `balance` algorithm: `roundrobin` sends
-    /// consecutive connections to each backend in turn, so that a test can reach
-    /// every node through the balancer.
-    pub async fn start_balancing(
-        backends: &[Backend],
-        source: Option<IpAddr>,
-        balance: &str,
-    ) -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "haproxy-{}-{}",
             std::process::id(),
@@ -59,7 +48,7 @@ impl Haproxy {
         for _ in 0..5 {
             let addr: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, pick_port()).into();
             let config = dir.join("haproxy.cfg");
-            std::fs::write(&config, configuration(addr, backends, source, balance)).unwrap();
+            std::fs::write(&config, configuration(addr, backends, source)).unwrap();
             let mut child = Command::new(on_path("haproxy").unwrap_or_else(|| require("haproxy")))
                 .arg("-db")
                 .arg("-f")
@@ -118,18 +107,13 @@ impl Haproxy {
 }
 
 /// The configuration: one TCP frontend on `addr`, one backend per prism node.
-fn configuration(
-    addr: SocketAddr,
-    backends: &[Backend],
-    source: Option<IpAddr>,
-    balance: &str,
-) -> String {
+fn configuration(addr: SocketAddr, backends: &[Backend], source: Option<IpAddr>) -> String {
     let mut text = format!(
         "global\n    maxconn 2000\n\n\
          defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 300s\n    \
          timeout server 300s\n\n\
          frontend rtmp\n    bind {addr}\n    default_backend prism\n\n\
-         backend prism\n    balance {balance}\n"
+         backend prism\n    balance leastconn\n"
     );
     if backends.iter().any(|b| b.health.is_some()) {
         text.push_str(
