@@ -185,13 +185,7 @@ async fn one_node_holds_a_stream_every_node_lists_it_and_a_second_publish_is_ref
     let refused_elsewhere = cluster
         .running()
         .filter(|(i, _)| *i != holder)
-        .any(|(_, n)| {
-            n.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains("live on another node"))
-        });
+        .any(|(_, n)| n.count_logged("live on another node") > 0);
     assert!(
         refused_elsewhere,
         "another node refused it for the holder's lease"
@@ -298,13 +292,9 @@ async fn live_streams_outlast_redis_and_the_registry_is_whole_again_when_it_retu
         status.success(),
         "published while the registry is away: {status}"
     );
-    let unregistered = cluster.running().any(|(_, n)| {
-        n.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("publishing without a lease"))
-    });
+    let unregistered = cluster
+        .running()
+        .any(|(_, n)| n.count_logged("publishing without a lease") > 0);
     assert!(unregistered, "the publish without a lease is logged");
 
     cluster.redis.restart().await;
@@ -349,17 +339,7 @@ async fn live_streams_outlast_redis_and_the_registry_is_whole_again_when_it_retu
 
 /// Log lines of every node that contain `part`.
 fn count_logged(cluster: &Cluster, part: &str) -> usize {
-    cluster
-        .running()
-        .map(|(_, n)| {
-            n.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(part))
-                .count()
-        })
-        .sum()
+    cluster.running().map(|(_, n)| n.count_logged(part)).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,13 +362,10 @@ async fn players_through_haproxy_on_every_node_get_the_stream_exactly() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for (i, node) in cluster.running() {
-        let lines = node.lines.lock().unwrap();
         let served = if i == holder {
-            lines.iter().any(|l| l.contains("playing"))
+            node.count_logged("playing") > 0
         } else {
-            lines
-                .iter()
-                .any(|l| l.contains("pulled from the node that holds the stream"))
+            node.count_logged("pulled from the node that holds the stream") > 0
         };
         assert!(served, "node{i} served a player (holder: node{holder})");
     }
@@ -438,14 +415,9 @@ async fn a_player_waiting_on_one_node_follows_its_stream_live_on_another() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let followed = cluster.running().any(|(i, n)| {
-        i != holder
-            && n.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains("went live on another node"))
-    });
+    let followed = cluster
+        .running()
+        .any(|(i, n)| i != holder && n.count_logged("went live on another node") > 0);
     assert!(
         followed,
         "the player waited on another node than the holder"
@@ -577,14 +549,9 @@ async fn a_draining_node_does_not_wait_for_the_streams_it_pulls_for_players() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     let puller = loop {
-        let found = cluster.running().find(|(i, n)| {
-            *i != holder
-                && n.lines
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .any(|l| l.contains("pulling for players here"))
-        });
+        let found = cluster
+            .running()
+            .find(|(i, n)| *i != holder && n.count_logged("pulling for players here") > 0);
         if let Some((i, _)) = found {
             break i;
         }

@@ -206,22 +206,24 @@ impl ChildPrism {
         }
     }
 
+    /// How many lines logged so far contain `part`.
+    pub fn count_logged(&self, part: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(part))
+            .count()
+    }
+
     /// Waits until exactly `n` lines containing `part` are logged (lines arrive
     /// through a pipe, a little after the event).
     pub async fn wait_log_count(&self, part: &str, n: usize) {
-        let count = || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(part))
-                .count()
-        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while count() < n && tokio::time::Instant::now() < deadline {
+        while self.count_logged(part) < n && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(count(), n, "lines logged with {part:?}");
+        assert_eq!(self.count_logged(part), n, "lines logged with {part:?}");
     }
 
     pub async fn get(&self, path: &str) -> String {
