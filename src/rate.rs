@@ -1,6 +1,8 @@
 //! A bitrate meter: bytes counted as they pass, reported as bits per second over
 //! the last full window, and as 0 once traffic stops (a destination "streaming at
-//! 0 kbit/s for hours" must show as 0, not as its last good value).
+//! 0 kbit/s for hours" must show as 0, not as its last good value). And the
+//! token bucket that limits how often something may happen (log lines per
+//! client, cue points per stream).
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +87,59 @@ impl SampledRate {
             self.sampled_total = total;
         }
         self.last_bps
+    }
+}
+
+/// A token bucket: up to `burst` at once, then `per_sec` on average. The caller
+/// passes the burst and rate each time, so one table of buckets can follow a
+/// configuration that changes.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl TokenBucket {
+    /// A bucket holding `burst` tokens at `now`.
+    pub fn full(burst: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            updated: now,
+        }
+    }
+
+    /// Adds what `per_sec` earned since the last refill, up to `burst`.
+    pub fn refill(&mut self, burst: u32, per_sec: f64, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_sec).min(f64::from(burst));
+        self.updated = now;
+    }
+
+    /// Whether a token is there to take.
+    pub fn has_one(&self) -> bool {
+        self.tokens >= 1.0
+    }
+
+    /// Takes a token (see [`has_one`](Self::has_one)).
+    pub fn take(&mut self) {
+        self.tokens -= 1.0;
+    }
+
+    /// Whether the bucket is full: nothing was taken for a while.
+    pub fn is_full(&self, burst: u32) -> bool {
+        self.tokens >= f64::from(burst)
+    }
+
+    /// Refills, then takes a token if there is one; the time until the next
+    /// one otherwise.
+    pub fn try_take(&mut self, burst: u32, per_sec: f64, now: Instant) -> Result<(), Duration> {
+        self.refill(burst, per_sec, now);
+        if self.has_one() {
+            self.take();
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_sec))
+        }
     }
 }
 

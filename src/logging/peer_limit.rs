@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
+
+use crate::rate::TokenBucket as Bucket;
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::Layer;
@@ -61,40 +63,6 @@ impl Budgets {
             all_burst: log.all_peers_burst,
             all_per_sec: f64::from(log.all_peers_lines_per_sec),
         }
-    }
-}
-
-/// A token bucket: `burst` tokens at most, refilled at a steady rate.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-impl Bucket {
-    fn full(burst: u32, now: Instant) -> Self {
-        Self {
-            tokens: f64::from(burst),
-            updated: now,
-        }
-    }
-
-    fn refill(&mut self, burst: u32, per_sec: f64, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * per_sec).min(f64::from(burst));
-        self.updated = now;
-    }
-
-    fn has_one(&self) -> bool {
-        self.tokens >= 1.0
-    }
-
-    fn take(&mut self) {
-        self.tokens -= 1.0;
-    }
-
-    fn is_full(&self, burst: u32) -> bool {
-        self.tokens >= f64::from(burst)
     }
 }
 
