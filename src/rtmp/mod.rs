@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod amf;
 pub mod chunk;
 pub mod client;
+pub mod cue;
 pub mod handshake;
 pub mod message;
 pub mod message_layer;

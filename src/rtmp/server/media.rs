@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::super::amf0::Amf0Value;
+use super::super::amf0::{self, Amf0Value};
 use super::super::message::{Message, type_id};
 use super::{ServerEvent, ServerSession, StreamRole};
 
@@ -68,7 +68,8 @@ impl ServerSession {
     ) -> Option<ServerEvent> {
         let mut values = values.into_iter();
         let mut first = values.next();
-        if first.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
+        let set_data_frame = first.as_ref().and_then(Amf0Value::as_str) == Some("@setDataFrame");
+        if set_data_frame {
             first = values.next();
         }
         match first.as_ref().and_then(Amf0Value::as_str) {
@@ -76,6 +77,20 @@ impl ServerSession {
                 stream_id,
                 metadata,
             }),
+            // `@setDataFrame` asks the server to hand the data to its subscribers:
+            // they get it without the directive, as a player expects a handler
+            // name first (`onTextData`, `onCuePoint`).
+            _ if set_data_frame => {
+                let mut body = bytes::BytesMut::with_capacity(payload.len());
+                for value in first.iter().chain(values.as_slice()) {
+                    amf0::encode(value, &mut body);
+                }
+                Some(ServerEvent::Data {
+                    stream_id,
+                    timestamp,
+                    payload: body.freeze(),
+                })
+            }
             _ => Some(ServerEvent::Data {
                 stream_id,
                 timestamp,

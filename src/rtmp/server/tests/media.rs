@@ -75,6 +75,33 @@ fn media_on_stream_0_belongs_to_the_only_publishing_stream() {
 }
 
 #[test]
+fn set_data_frame_before_other_data_is_a_directive_subscribers_do_not_see() {
+    let mut client = Client::publishing();
+    let text = Amf0Value::object([("text", Amf0Value::from("hello"))]);
+    let wrapped = Message::data(vec![
+        "@setDataFrame".into(),
+        "onTextData".into(),
+        text.clone(),
+    ]);
+    let plain = Message::data(vec!["onTextData".into(), text]);
+    let Message::Data {
+        payload: plain_body,
+        ..
+    } = &plain
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        client.send(4, 1, 7, &wrapped),
+        [ServerEvent::Data {
+            stream_id: 1,
+            timestamp: 7,
+            payload: plain_body.clone(),
+        }]
+    );
+}
+
+#[test]
 fn media_on_stream_0_without_exactly_one_publishing_stream_is_ignored_with_one_warning() {
     let video = Message::Video(Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 2]));
     let audio = Message::Audio(Bytes::from_static(&[0xAF, 1, 9]));
