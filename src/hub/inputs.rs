@@ -292,6 +292,23 @@ impl Inputs {
         };
     }
 
+    /// The latest timestamp the stream sent (audio or video, on the stream's
+    /// timeline), while an input is on air: where something inserted now goes.
+    pub(super) fn on_air_time(&self) -> Option<u32> {
+        self.on_air?;
+        match (self.timeline.last_video, self.timeline.last_audio) {
+            (Some(video), Some(audio)) => {
+                // The later of the two, across a wrap of the 32-bit clock.
+                Some(if (audio.wrapping_sub(video) as i32) > 0 {
+                    audio
+                } else {
+                    video
+                })
+            }
+            (video, audio) => video.or(audio),
+        }
+    }
+
     /// Decides what happens to `packet` from input `id`, putting its timestamp on
     /// the stream's timeline when it is sent.
     pub(super) fn admit(&mut self, id: u64, packet: &mut Packet) -> Admission {

@@ -13,7 +13,9 @@
 //! - [`stream`]: one stream's state (caches, subscribers, counters) and the rules
 //!   that decide where a subscriber may start;
 //! - [`status`]: what a stream looks like from the outside ([`StreamInfo`]);
-//! - [`publisher`]: the publishing side: classifying packets, caching, fan-out;
+//! - [`publisher`]: the publishing side: classifying packets, caching; `fan_out`:
+//!   queuing a packet for every subscriber, and inserting a data message (a cue
+//!   point) that no input sent;
 //! - [`grace`]: a dropped publisher's grace period, on the hub's side ([`Orphan`]);
 //! - [`inputs`]: which input is on air (publisher, backup, standby slate) and the
 //!   one timeline across switches;
@@ -24,6 +26,7 @@
 //!   the unit the hub moves.
 
 mod directory;
+mod fan_out;
 pub mod gop;
 pub mod grace;
 pub mod inputs;

@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 use super::directory::Directory;
 use super::inputs::{Admission, InputRole};
 use super::packet::{Packet, PacketKind};
-use super::queue::PushOutcome;
 use super::stream::Stream;
 use crate::rtmp::amf0::{self, Amf0Value};
 
@@ -162,7 +161,7 @@ impl Publisher {
                 );
                 for mut config_packet in config.into_iter().flatten() {
                     state.record(&mut config_packet);
-                    self.fan_out(state, &config_packet);
+                    state.fan_out(&self.stream.name, &config_packet);
                 }
             }
         }
@@ -185,35 +184,7 @@ impl Publisher {
             }
         }
         state.record(&mut packet);
-        self.fan_out(state, &packet);
-    }
-
-    /// Queues `packet` for every subscriber of the stream whose state is `state`.
-    fn fan_out(&self, state: &mut super::stream::StreamState, packet: &Packet) {
-        let generation = state.config_generation;
-        let configs = [
-            state.metadata.as_ref(),
-            state.video_header.as_ref(),
-            state.audio_header.as_ref(),
-        ];
-        let (mut episodes, mut closed) = (0, false);
-        for queue in state.subscribers.iter() {
-            match queue.push(packet, || (generation, configs)) {
-                PushOutcome::Closed => closed = true,
-                PushOutcome::StartedDropping => {
-                    episodes += 1;
-                    tracing::warn!(
-                        stream = %crate::mask::Masked(&self.stream.name),
-                        "subscriber too slow: dropping frames until the next keyframe"
-                    );
-                }
-                PushOutcome::Queued | PushOutcome::Dropped => {}
-            }
-        }
-        if closed {
-            state.subscribers.remove_closed();
-        }
-        state.drop_episodes += episodes;
+        state.fan_out(&self.stream.name, &packet);
     }
 }
 

@@ -468,3 +468,40 @@ async fn subscribers_join_and_leave_while_the_publisher_writes() {
         "the joiner's burst, then the next packet"
     );
 }
+
+#[tokio::test]
+async fn inserted_data_goes_out_in_order_at_the_streams_latest_timestamp() {
+    let hub = Hub::new(HubLimits::default());
+    let publisher = hub.publish(&name("k")).unwrap();
+    let stream = hub.stream("live", "k").unwrap();
+    assert_eq!(
+        stream.insert_data(|_| Bytes::from_static(b"cue")),
+        None,
+        "nothing on air yet: nothing to mark"
+    );
+    publisher.push_video(0, Bytes::from_static(AVC_SH));
+    publisher.push_video(1_000, Bytes::from_static(AVC_KEY));
+    let subscriber = hub.subscribe("live", "k").unwrap();
+    publisher.push_audio(1_010, Bytes::from_static(AAC_SH));
+    publisher.push_audio(1_020, Bytes::from_static(AAC_RAW));
+    publisher.push_video(1_033, Bytes::from_static(AVC_INTER));
+    let at = stream.insert_data(|at| Bytes::from(format!("cue at {at}")));
+    assert_eq!(at, Some(1_033));
+    publisher.push_video(1_066, Bytes::from_static(AVC_INTER));
+    publisher.flush();
+    let mut got = Vec::new();
+    assert!(subscriber.recv_batch(&mut got).await);
+    let order: Vec<_> = got.iter().map(|p| (p.kind, p.timestamp)).collect();
+    assert_eq!(
+        order[order.len() - 2..],
+        [(PacketKind::Data, 1_033), (PacketKind::Video, 1_066)]
+    );
+    assert_eq!(got[got.len() - 2].payload, "cue at 1033");
+    // Not kept for joiners: a player who comes later does not act on it.
+    let late = hub.subscribe("live", "k").unwrap();
+    let mut joined = Vec::new();
+    assert!(late.recv_batch(&mut joined).await);
+    assert!(joined.iter().all(|p| p.kind != PacketKind::Data));
+    drop(publisher);
+    assert_eq!(stream.insert_data(|_| Bytes::new()), None);
+}
