@@ -25,6 +25,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// `Retry-After` (seconds), for a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -45,6 +48,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }
@@ -55,8 +63,18 @@ impl From<ControlError> for ApiError {
             ControlError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::NotFound(_) => StatusCode::NOT_FOUND,
             ControlError::Conflict(_) | ControlError::Ambiguous(_) => StatusCode::CONFLICT,
+            ControlError::TooSoon { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
-        Self::new(status, err.to_string())
+        let retry_after = match err {
+            ControlError::TooSoon {
+                retry_after_secs, ..
+            } => Some(retry_after_secs),
+            _ => None,
+        };
+        Self {
+            retry_after,
+            ..Self::new(status, err.to_string())
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod cue;
 pub mod hls;
 pub mod listener;
 pub mod metrics;
@@ -128,10 +129,12 @@ fn per_stream_routes(state: &Arc<HttpState>) -> Router<Arc<HttpState>> {
             "/api/v1/streams/{id}/destinations/{destination}/restart",
             post(api::restart_destination),
         )
+        .route("/api/v1/streams/{id}/cue", post(cue::insert_cue))
         .route(
             "/api/v1/streams/{app}/{name}",
             get(api::get_stream).delete(api::kick_publisher),
         )
+        .route("/api/v1/streams/{app}/{name}/cue", post(cue::insert_cue))
         .route(
             "/api/v1/streams/{app}/{name}/destinations",
             post(api::add_destination),

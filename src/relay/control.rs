@@ -25,6 +25,14 @@ pub enum ControlError {
     /// A name that more than one live stream has; the request must use an id.
     #[error("{0}")]
     Ambiguous(String),
+    /// Too many requests of this kind for now.
+    #[error("{message}; retry in {retry_after_secs} s")]
+    TooSoon {
+        /// What the limit is.
+        message: String,
+        /// Seconds until one more is taken.
+        retry_after_secs: u64,
+    },
 }
 
 impl Relay {

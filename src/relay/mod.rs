@@ -17,6 +17,7 @@
 pub mod authorize;
 pub mod bans;
 pub mod control;
+pub mod cue;
 pub mod destination;
 pub mod grace;
 pub mod playback;

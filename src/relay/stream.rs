@@ -93,6 +93,8 @@ pub struct StreamRelay {
     pub(super) destinations: Mutex<Vec<DestinationEntry>>,
     /// Its recording, when it is recorded (set once, right after it starts).
     pub(super) recording: std::sync::OnceLock<Arc<RecordingStatus>>,
+    /// How many cue points the API may still insert (see `relay::cue`).
+    pub(super) cues: Mutex<crate::rate::TokenBucket>,
 }
 
 impl StreamRelay {

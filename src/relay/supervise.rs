@@ -59,6 +59,7 @@ impl Relay {
             other_query_ignored: AtomicBool::new(false),
             destinations: Mutex::new(Vec::new()),
             recording: std::sync::OnceLock::new(),
+            cues: super::cue::budget(),
         });
         self.start_recording(&stream, user);
         for spec in resolution.destinations {

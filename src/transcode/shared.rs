@@ -114,6 +114,18 @@ impl SharedEncoders {
         &self.ctx.output_hub
     }
 
+    /// The output streams (in [`output_hub`](Self::output_hub)) of every encode
+    /// of `app/name` running now: where something inserted into the source (a
+    /// cue point) must go too, since ffmpeg carries no data messages through.
+    pub fn outputs_of(&self, app: &str, name: &str) -> Vec<StreamName> {
+        lock(&self.state)
+            .outputs
+            .iter()
+            .filter(|(key, _)| key.app == app && key.name == name)
+            .map(|(_, entry)| entry.output.clone())
+            .collect()
+    }
+
     /// Whether `source` is live (an encoder has something to encode).
     pub fn source_live(&self, source: &StreamName) -> bool {
         self.ctx.hub.is_live(&source.app, &source.name)
