@@ -21,6 +21,7 @@
 //! rungs, fed by the stream's shared encodes), [`timeline`] (decode times past
 //! FLV's 32-bit wrap).
 
+pub mod daterange;
 pub mod ladder;
 pub mod live;
 pub mod packager;

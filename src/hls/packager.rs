@@ -18,8 +18,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use super::daterange::DateRanges;
 use crate::fmp4::{Fmp4Error, Fmp4Muxer};
 use crate::hub::{Packet, PacketKind};
+use crate::rtmp::cue::CuePoint;
 
 /// How a rendition is cut; fixed for a stream's life, so that its playlist's
 /// target durations never change.
@@ -123,6 +125,8 @@ pub struct Packager {
     /// An audio codec fMP4 here does not carry, once frames of it arrived:
     /// the rendition is video only.
     left_out: Option<crate::flv::AudioCodec>,
+    /// The cue points in the window (`EXT-X-DATERANGE`).
+    dateranges: DateRanges,
 }
 
 impl Packager {
@@ -139,6 +143,7 @@ impl Packager {
             video_header: None,
             audio_header: None,
             left_out: None,
+            dateranges: DateRanges::default(),
         }
     }
 
@@ -172,7 +177,13 @@ impl Packager {
         let is_video = match packet.kind {
             PacketKind::Video => true,
             PacketKind::Audio => false,
-            _ => return Ok(false),
+            PacketKind::Data => {
+                if let Some(cue) = CuePoint::decode(&packet.payload) {
+                    self.dateranges.add(dts, cue);
+                }
+                return Ok(false);
+            }
+            PacketKind::Metadata => return Ok(false),
         };
         if !is_video && self.audio_header.is_none() && self.left_out.is_none() {
             // Audio without a configuration: a codec that has none (MP3,
@@ -209,6 +220,11 @@ impl Packager {
         let changed = self.close_muxer()?;
         self.ended = true;
         Ok(changed)
+    }
+
+    /// The cue points in the window.
+    pub fn dateranges(&self) -> &DateRanges {
+        &self.dateranges
     }
 
     /// Whether the stream ended.
@@ -459,6 +475,9 @@ impl Packager {
             {
                 self.discontinuity_sequence += 1;
             }
+        }
+        if let Some(front) = self.segments.front() {
+            self.dateranges.keep_from(front.start_ms);
         }
         let oldest = self.segments.front().map_or(init, |s| s.init);
         while self.inits.front().is_some_and(|(n, _)| *n < oldest) {

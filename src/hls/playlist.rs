@@ -87,6 +87,13 @@ pub fn media(packager: &Packager, names: Names<'_>, anchor: Option<SystemTime>) 
                 "#EXT-X-PROGRAM-DATE-TIME:{}",
                 humantime::format_rfc3339_millis(at)
             );
+            // The first segment's cues include any from before its start that
+            // the window still keeps.
+            let from = if i == 0 { 0 } else { segment.start_ms };
+            let until = segments.get(i + 1).map(|next| next.start_ms);
+            for range in packager.dateranges().starting_in(from, until) {
+                super::daterange::write_tag(&mut out, range, anchor);
+            }
         }
         if i + SEGMENTS_WITH_PARTS >= complete {
             for (p, part) in segment.parts.iter().enumerate() {
