@@ -171,7 +171,7 @@ impl StreamState {
 
     /// Counts a packet the publisher sent and keeps what joiners will need of it:
     /// metadata and sequence headers replace the cached ones, media goes into the
-    /// GOP cache. Decides whether an audio frame is a place to start (see
+    /// GOP cache (other data messages do not). Decides whether an audio frame is a place to start (see
     /// [`audio_starts_here`](Self::audio_starts_here)).
     pub(super) fn record(&mut self, packet: &mut Packet) {
         self.packets_in += 1;
@@ -211,7 +211,9 @@ impl StreamState {
                 packet.keyframe = self.audio_starts_here(packet.timestamp);
                 self.gop.push(packet);
             }
-            (PacketKind::Data, _) => self.gop.push(packet),
+            // A data message (a cue point, a caption) means "now": one replayed
+            // to a joiner from the cache would fire an ad break twice.
+            (PacketKind::Data, _) => {}
         }
     }
 

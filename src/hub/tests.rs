@@ -497,7 +497,9 @@ async fn inserted_data_goes_out_in_order_at_the_streams_latest_timestamp() {
         [(PacketKind::Data, 1_033), (PacketKind::Video, 1_066)]
     );
     assert_eq!(got[got.len() - 2].payload, "cue at 1033");
-    // Not kept for joiners: a player who comes later does not act on it.
+    // Neither it nor a publisher's own data is kept for joiners: a player who
+    // comes later does not act on them.
+    publisher.push_data(1_070, Bytes::from_static(b"onCuePoint"));
     let late = hub.subscribe("live", "k").unwrap();
     let mut joined = Vec::new();
     assert!(late.recv_batch(&mut joined).await);
