@@ -11,6 +11,7 @@ use super::directory::Directory;
 use super::inputs::{Admission, InputRole};
 use super::packet::{Packet, PacketKind};
 use super::stream::Stream;
+use crate::flv::TagType;
 use crate::rtmp::amf0::{self, Amf0Value};
 
 /// The publishing side of a stream: its publisher, a backup publisher or the
@@ -100,6 +101,24 @@ impl Publisher {
             keyframe: false,
             sequence_header: false,
         });
+    }
+
+    /// Pushes one FLV tag as the RTMP message it carries: audio, video, the
+    /// stream's metadata (`onMetaData`) or another data message. For inputs that
+    /// arrive as FLV (an encoder's output, an HTTP push).
+    pub fn push_flv_tag(&self, tag_type: TagType, timestamp: u32, data: Bytes) {
+        match tag_type {
+            TagType::Audio => self.push_audio(timestamp, data),
+            TagType::Video => self.push_video(timestamp, data),
+            TagType::Script => match amf0::decode_all(&data) {
+                Ok(values) if values.first().and_then(Amf0Value::as_str) == Some("onMetaData") => {
+                    if let Some(metadata) = values.get(1) {
+                        self.set_metadata(metadata, timestamp);
+                    }
+                }
+                _ => self.push_data(timestamp, data),
+            },
+        }
     }
 
     /// Delivers what was pushed since the last flush to every subscriber (see

@@ -1,7 +1,9 @@
 //! The RTMP and RTMPS listeners: accept connections within shared limits and run
 //! each one as a task in the shutdown tree.
 
+pub mod admission;
 pub mod connection;
+pub mod context;
 pub mod grace;
 pub mod per_ip;
 pub mod proxy_header;

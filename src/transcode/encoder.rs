@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::net::unix::pipe;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -24,10 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::child::{self, EncoderError};
 use super::status::EncoderStatus;
 use crate::backoff::{Backoff, BackoffPolicy};
-use crate::flv::TagType;
 use crate::hub::{Hub, Publisher, Subscriber, SubscriberKind};
 use crate::rate::RateMeter;
-use crate::rtmp::amf0::{self, Amf0Value};
 use crate::stream_name::StreamName;
 
 /// Failed runs in a row, each shorter than [`SHORT_RUN`], after which an
@@ -317,23 +314,8 @@ async fn pump(
                 }
             },
         };
-        publish_tag(publisher, tag.tag_type, tag.timestamp, tag.data);
+        publisher.push_flv_tag(tag.tag_type, tag.timestamp, tag.data);
         Ok(())
     })
     .await
-}
-
-fn publish_tag(publisher: &Publisher, tag_type: TagType, timestamp: u32, data: Bytes) {
-    match tag_type {
-        TagType::Audio => publisher.push_audio(timestamp, data),
-        TagType::Video => publisher.push_video(timestamp, data),
-        TagType::Script => match amf0::decode_all(&data) {
-            Ok(values) if values.first().and_then(Amf0Value::as_str) == Some("onMetaData") => {
-                if let Some(metadata) = values.get(1) {
-                    publisher.set_metadata(metadata, timestamp);
-                }
-            }
-            _ => publisher.push_data(timestamp, data),
-        },
-    }
 }

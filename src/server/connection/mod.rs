@@ -24,44 +24,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::{Hub, Packet, Publisher, Subscriber};
-use crate::relay::{Relay, RelayHandle};
-use crate::rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
-use crate::server::grace::PublisherGrace;
-use crate::server::per_ip::{IpSlot, PerIpLimit};
+use crate::hub::{Packet, Publisher, Subscriber};
+use crate::relay::RelayHandle;
+use crate::rtmp::server::{ServerEvent, ServerSession, SessionError};
+use crate::server::per_ip::IpSlot;
 use crate::server::standby::StandbyPlan;
-use crate::server::waiting::{WaitingPlayers, WaitingTicket};
+use crate::server::waiting::WaitingTicket;
 use crate::timestamp::Rebaser;
 use crate::transport::{self, ReadPolicy, WriteError, poll_write_out};
 
-/// What every connection task shares.
-#[derive(Debug)]
-pub struct ConnectionContext {
-    /// The stream registry.
-    pub hub: Arc<Hub>,
-    /// Authorizes publishers and starts their destinations.
-    pub relay: Arc<Relay>,
-    /// Session settings, the protocol's deadlines among them. Its `handshake_timeout` also
-    /// bounds a TLS handshake, and its `idle_timeout` the authorization callback and a
-    /// player that refuses to read.
-    pub session: ServerConfig,
-    /// How long a dropped publisher's stream waits for it to come back, and the
-    /// shutdown tree the wait runs in.
-    pub grace: PublisherGrace,
-    /// Streams published at once per client address.
-    pub publishers_per_ip: Arc<PerIpLimit>,
-    /// How long a player may wait for a stream that is not live.
-    pub play_wait: Duration,
-    /// Whether players may name a stream by its publish key (`rtmp.play_by_key`).
-    pub play_by_key: bool,
-    /// The players waiting for streams that are not live, bounded.
-    pub waiting: Arc<WaitingPlayers>,
-    /// Whether this node drains: new publishes are refused.
-    pub drain: Arc<crate::cluster::Drain>,
-    /// The cluster's registry, with `[cluster] redis_url`: set once the listeners
-    /// are bound (the node advertises their addresses), before any connection.
-    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
-}
+pub use super::context::ConnectionContext;
 
 /// Why a connection ended abnormally. Logged once, for that connection only.
 #[derive(Debug, thiserror::Error)]
