@@ -248,6 +248,13 @@ impl App {
             reloader: Arc::clone(&reloader),
             drain: Arc::clone(&drain),
             cluster: cluster.clone(),
+            ingest: config.http.ingest.then(|| {
+                Arc::new(http::ingest::IngestContext {
+                    inputs: Arc::clone(&ctx),
+                    shutdown: shutdown.clone(),
+                    ffmpeg: config.transcode.ffmpeg.clone(),
+                })
+            }),
             hls: config.hls.enabled.then(|| {
                 let profiles = crate::transcode::Profiles::new(&config.profiles);
                 // Checked when the configuration loaded.

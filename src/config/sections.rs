@@ -130,6 +130,9 @@ pub struct HttpConfig {
     /// response may stay blocked on a client that does not read.
     #[serde(deserialize_with = "duration_key::secs")]
     pub request_timeout_secs: u64,
+    /// Whether media may be published over HTTP (`POST /ingest/{app}/{key}`),
+    /// with the same keys, users and limits as an RTMP publish.
+    pub ingest: bool,
 }
 
 /// Re-encoding through ffmpeg children.

@@ -190,7 +190,7 @@ pub(super) fn bearer_access(state: &HttpState, headers: &HeaderMap) -> Option<Ac
 /// The credentials of an `Authorization: Bearer <token>` header. The scheme is
 /// case-insensitive (RFC 9110, section 11.1: `bearer` and `BEARER` are the same
 /// scheme); surrounding whitespace is not part of the token.
-fn bearer_credentials(value: &str) -> Option<&str> {
+pub(super) fn bearer_credentials(value: &str) -> Option<&str> {
     let (scheme, rest) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("Bearer").then(|| rest.trim())
 }

@@ -13,7 +13,8 @@
 //!   so it also bounds a keep-alive connection that sits idle between requests;
 //! - **a request deadline** (`http.request_timeout_secs`): reading the body and
 //!   handling the request must finish in time, or the answer is 408 and the
-//!   connection closes. A body the handler does not read is drained once and
+//!   connection closes (except a push to `/ingest/`, whose body lasts as long as
+//!   its broadcast: its handler ends a body silent for the RTMP idle timeout). A body the handler does not read is drained once and
 //!   otherwise the connection is closed (hyper), so a trickled body cannot hold
 //!   one either;
 //! - **a write deadline** (the same `request_timeout_secs`): a client that stops
@@ -196,10 +197,20 @@ impl Connection {
         io.set_write_timeout(Some(limits.request_timeout));
         let io = TokioIo::new(Box::pin(io));
         let request_timeout = limits.request_timeout;
-        let service = service_fn(move |request: Request<Incoming>| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
             let router = router.clone();
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            // A push's body lasts as long as its broadcast; the handler bounds
+            // it by its own idle deadline instead.
+            let deadline = if request.uri().path().starts_with("/ingest/") {
+                Duration::MAX
+            } else {
+                request_timeout
+            };
             async move {
-                let answer = tokio::time::timeout(request_timeout, router.oneshot(request)).await;
+                let answer = tokio::time::timeout(deadline, router.oneshot(request)).await;
                 Ok::<_, Infallible>(match answer {
                     Ok(Ok(response)) => response,
                     Ok(Err(never)) => match never {},

@@ -10,6 +10,7 @@ pub mod api;
 pub mod cluster;
 pub mod cue;
 pub mod hls;
+pub mod ingest;
 pub mod listener;
 pub mod metrics;
 pub mod model;
@@ -59,6 +60,8 @@ pub struct HttpState {
     pub drain: Arc<crate::cluster::Drain>,
     /// The other nodes' streams and control, with `[cluster] redis_url`.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Publishing over HTTP (`/ingest/...`), unless `[http] ingest = false`.
+    pub ingest: Option<Arc<ingest::IngestContext>>,
 }
 
 impl HttpState {
@@ -99,6 +102,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
             patch(saved::update).delete(saved::remove),
         )
         .merge(per_stream_routes(&state))
+        .merge(ingest_routes())
         .fallback(api::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -151,6 +155,17 @@ fn per_stream_routes(state: &Arc<HttpState>) -> Router<Arc<HttpState>> {
             Arc::clone(state),
             cluster::forward_if_elsewhere,
         ))
+}
+
+/// `/ingest/{app}/{name}`: a body as long as the broadcast, so no body limit
+/// (the listener leaves it out of the request deadline too).
+fn ingest_routes() -> Router<Arc<HttpState>> {
+    Router::new()
+        .route(
+            "/ingest/{app}/{name}",
+            post(ingest::ingest).put(ingest::ingest),
+        )
+        .layer(DefaultBodyLimit::disable())
 }
 
 /// `/hls/...`, with its CORS policy (`[hls] allow_origins`) when HLS is on.

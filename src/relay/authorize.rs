@@ -54,6 +54,20 @@ pub struct Grant {
 }
 
 impl Relay {
+    /// The name of the user whose stream key `key` is, when users are configured
+    /// and it is one of theirs.
+    pub fn user_of_key(&self, key: &str) -> Option<String> {
+        self.tables()
+            .users
+            .authenticate(key)
+            .map(|u| u.name.clone())
+    }
+
+    /// Whether users are configured (then only their keys may publish).
+    pub fn has_users(&self) -> bool {
+        !self.tables().users.is_empty()
+    }
+
     /// Whether `name`, published from `addr`, may go live, as which user and with
     /// which extra destinations. The user files decide first (an unknown key is
     /// refused without asking anyone); then the callback, when configured, must

@@ -1,0 +1,334 @@
+//! Publishing over HTTP: curl pushes an FLV file (`-T`, as fast as it can: prism
+//! paces it) and an MPEG-TS file (chunked, remuxed by ffmpeg) to `/ingest/`, and
+//! an nginx-rtmp ingest records what prism relays, compared with the source; keys
+//! and users as for RTMP; hostile and stalled bodies end that push alone while
+//! an RTMP publisher's stream stays intact.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::sinks::{NginxSink, recording_framemd5};
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("http-ingest-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `curl` with `args`, its stdout (the answer's body and, last, the status code).
+async fn curl(args: &[&str]) -> (String, u16) {
+    let out = tokio::time::timeout(
+        CHILD_TIMEOUT,
+        tokio::process::Command::new(require("curl"))
+            .args(["-sS", "-w", "\n%{http_code}"])
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("curl finishes")
+    .expect("curl runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (body.to_owned(), code.trim().parse().unwrap())
+}
+
+/// The decoded pictures' hashes of a file's video (what a viewer sees).
+fn decoded_video(file: &Path) -> Vec<String> {
+    let out = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(file)
+        .args([
+            "-map",
+            "0:v",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "framemd5",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_uploading_an_flv_file_goes_live_paced_and_relays_intact() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| point_preset(c, "youtube", ingest.url())).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let source = test_flv();
+    let url = format!("http://{http}/ingest/live/http-key?youtube=yt-http");
+    let push = tokio::spawn(async move {
+        let source = test_flv();
+        curl(&["-T", source.to_str().unwrap(), &url]).await
+    });
+    prism.wait_live("live", "http-key").await;
+    ingest.wait_publishing("yt-http", WAIT).await;
+    // Listed as any publish is, with the client's address.
+    let streams = prism.streams_json().await;
+    let stream = &streams["streams"][0];
+    assert!(
+        stream["publisher"]["remote_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{stream}"
+    );
+    assert!(!streams.to_string().contains("http-key"));
+    // curl sends the 6 s file at once; prism reads it as live, so the push
+    // is still going on seconds later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        prism.hub().is_live("live", "http-key"),
+        "paced to real time"
+    );
+    let (body, code) = push.await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["container"], "flv");
+    assert!(summary["tags"].as_u64().unwrap() > 300, "{summary}");
+    // The body's end is the stream's.
+    ingest.wait_unpublished("yt-http", WAIT).await;
+    assert!(!prism.hub().is_live("live", "http-key"));
+    let recorded = recording_framemd5(&ingest.recording("yt-http"));
+    assert_eq!(assert_source_from_keyframe(&source, &recorded), 0);
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_mpeg_ts_push_is_remuxed_by_ffmpeg_and_relayed() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| point_preset(c, "youtube", ingest.url())).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let source = test_flv();
+    let ts = out_dir("ts").join("clip.ts");
+    let status = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&source)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(&ts)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let data = format!("@{}", ts.display());
+    let url = format!("http://{http}/ingest/live/ts-key?youtube=yt-ts");
+    let (body, code) = curl(&[
+        "--data-binary",
+        &data,
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Content-Type: video/mp2t",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["container"], "mpegts");
+    ingest.wait_unpublished("yt-ts", WAIT).await;
+    // Remuxed, not re-encoded: every picture of the source, from the first.
+    let recording = ingest.recording("yt-ts");
+    let (got, sent) = (decoded_video(&recording), decoded_video(&source));
+    assert!(
+        got == sent,
+        "{} pictures of {} arrived, or not the same",
+        got.len(),
+        sent.len()
+    );
+    // And the audio packets are the source's, byte for byte, from the first
+    // video frame on (MPEG-TS muxing puts the first AAC frame a little before
+    // it, and a destination starts at the keyframe).
+    let audio = |frames: Vec<Frame>| -> Vec<String> {
+        frames
+            .into_iter()
+            .filter(|f| f.stream == 1)
+            .map(|f| f.hash)
+            .collect()
+    };
+    let (got, sent) = (
+        audio(recording_framemd5(&recording)),
+        audio(framemd5_of_file(&source)),
+    );
+    assert!(
+        sent.ends_with(&got) && sent.len() - got.len() <= 2,
+        "{} of {} audio packets, or not the source's last ones",
+        got.len(),
+        sent.len()
+    );
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_users_decide_as_for_rtmp() {
+    let users = out_dir("users");
+    std::fs::write(
+        users.join("alice.toml"),
+        "stream_key = \"alice-key-0001\"\n",
+    )
+    .unwrap();
+    let dir = users.clone();
+    let prism = Prism::start_with(move |c| c.users.dir = Some(dir)).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let source = test_flv();
+    let file = source.to_str().unwrap();
+    let (body, code) = curl(&["-T", file, &format!("http://{http}/ingest/live/wrong-key")]).await;
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("unknown stream key"), "{body}");
+    // The key as a bearer token: the path names its user, and only its user.
+    let as_bob = format!("http://{http}/ingest/live/bob");
+    let bearer = "Authorization: Bearer alice-key-0001";
+    let (body, code) = curl(&["-T", file, "-H", bearer, &as_bob]).await;
+    assert_eq!(code, 401, "{body}");
+    let as_alice = format!("http://{http}/ingest/live/alice");
+    let push = tokio::spawn({
+        let source = source.clone();
+        async move { curl(&["-T", source.to_str().unwrap(), "-H", bearer, &as_alice]).await }
+    });
+    prism.wait_live("live", "alice-key-0001").await;
+    let streams = prism.streams_json().await;
+    assert_eq!(streams["streams"][0]["name"], "alice");
+    assert_eq!(streams["streams"][0]["user"], "alice");
+    // A second push of the same stream is refused while the first is live.
+    let (body, code) = curl(&[
+        "-T",
+        file,
+        "-H",
+        bearer,
+        &format!("http://{http}/ingest/live/alice"),
+    ])
+    .await;
+    assert_eq!(code, 409, "{body}");
+    let (body, code) = push.await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    common::assert_logs_hide(&["alice-key-0001"]);
+    prism.stop().await;
+}
+
+/// Sends a chunked request head for `path`, then `chunks` (each a chunk), and
+/// returns the answer's status line once prism gives one (or the connection
+/// closes: `None`).
+async fn raw_push(
+    http: std::net::SocketAddr,
+    path: &str,
+    chunks: &[&[u8]],
+    then_wait: bool,
+) -> Option<String> {
+    let mut socket = TcpStream::connect(http).await.unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: prism\r\nTransfer-Encoding: chunked\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    for chunk in chunks {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        if socket.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    if !then_wait {
+        let _ = socket.write_all(b"0\r\n\r\n").await;
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(CHILD_TIMEOUT, socket.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) => panic!("prism never answered the push to {path}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_oversized_and_garbage_pushes_end_alone_while_an_honest_stream_stays_intact() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", ingest.url());
+        c.rtmp.idle_timeout_secs = 2;
+        c.relay.publisher_grace_secs = 0;
+    })
+    .await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let source = clip(12);
+    let honest = publish(&source, &prism.url("live/honest?youtube=yt-honest"));
+    prism.wait_live("live", "honest").await;
+    ingest.wait_publishing("yt-honest", WAIT).await;
+
+    // An FLV header, then silence: ended after the idle timeout, with 408.
+    let header = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00";
+    let status = raw_push(http, "/ingest/live/stalled", &[header], true).await;
+    assert!(
+        status.as_deref().unwrap_or("").contains("408"),
+        "{status:?}"
+    );
+    assert!(!prism.hub().is_live("live", "stalled"));
+
+    // A tag that says it is 16 MB: refused at its header, nothing allocated.
+    let mut huge = header.to_vec();
+    huge.extend_from_slice(&[9, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0]);
+    let status = raw_push(http, "/ingest/live/huge", &[&huge], true).await;
+    assert!(
+        status.as_deref().unwrap_or("").contains("422"),
+        "{status:?}"
+    );
+    assert!(!prism.hub().is_live("live", "huge"));
+
+    // Bytes that are no container at all: ffmpeg gives up, the push ends.
+    let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+    let status = raw_push(http, "/ingest/live/garbage", &[&garbage], false).await;
+    assert!(
+        status.as_deref().unwrap_or("").contains("422"),
+        "{status:?}"
+    );
+    assert!(!prism.hub().is_live("live", "garbage"));
+
+    let (status, _) = finish(honest).await;
+    assert!(status.success());
+    ingest.wait_unpublished("yt-honest", WAIT).await;
+    let recorded = recording_framemd5(&ingest.recording("yt-honest"));
+    assert_eq!(assert_source_from_keyframe(&source, &recorded), 0);
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_in_another_container_is_re_encoded_to_aac() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| point_preset(c, "youtube", ingest.url())).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let wav = out_dir("wav").join("tone.wav");
+    let status = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "sine=frequency=440:sample_rate=48000:duration=4"])
+        .arg(&wav)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let data = format!("@{}", wav.display());
+    let url = format!("http://{http}/ingest/live/wav-key?youtube=yt-wav");
+    let (body, code) = curl(&["--data-binary", &data, &url]).await;
+    assert_eq!(code, 200, "{body}");
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["container"], "other");
+    ingest.wait_unpublished("yt-wav", WAIT).await;
+    assert_eq!(ffprobe_audio_codec(&ingest.recording("yt-wav")), "aac");
+    prism.stop().await;
+}
