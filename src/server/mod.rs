@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod connection;
 pub mod context;
+pub mod feed;
 pub mod grace;
 pub mod per_ip;
 pub mod proxy_header;

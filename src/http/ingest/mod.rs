@@ -15,8 +15,6 @@
 //! body ends the stream; a body that breaks off is a dropped publisher (the
 //! grace period holds its destinations). The answer comes when the body ends.
 
-mod feed;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -30,7 +28,7 @@ use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use feed::{Container, Fed, FeedError};
+use crate::server::feed::{self, Container, Fed, FeedError};
 
 use super::HttpState;
 use super::api::{ApiError, bearer_credentials};

@@ -1,8 +1,11 @@
-//! A pushed body into a publisher: FLV read natively, paced to real time (a
-//! client may upload a whole file at once: the destinations still get it as a
-//! live stream, and the body is read no faster), or any other container through
-//! a supervised ffmpeg child that remuxes it (MPEG-TS) or re-encodes it (WebM,
-//! Ogg, WAV, raw AAC or MP3...) to H.264 and AAC in FLV, paced by ffmpeg's `-re`.
+//! Media that arrives as a byte stream (an HTTP push's body, an SRT
+//! connection's MPEG-TS) into a publisher: FLV read natively, paced to real time
+//! (a client may upload a whole file at once: the destinations still get it as
+//! a live stream, and the body is read no faster), or any other container
+//! through a supervised ffmpeg child that remuxes it (MPEG-TS: timestamps,
+//! composition offsets and the 33-bit wrap are ffmpeg's to map) or re-encodes it
+//! (WebM, Ogg, WAV, raw AAC or MP3...) to H.264 and AAC in FLV, paced by
+//! ffmpeg's `-re`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -28,7 +31,7 @@ const MAX_STEP: Duration = Duration::from_secs(10);
 /// How much of ffmpeg's stderr is kept, for the error when it fails.
 const STDERR_KEPT: usize = 2048;
 
-/// How a pushed body ended, short of its clean end.
+/// How a pushed stream ended, short of its clean end.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     /// Nothing arrived for this long.
