@@ -103,6 +103,7 @@ impl Loaded {
 pub struct App {
     rtmp_addr: SocketAddr,
     rtmps_addr: Option<SocketAddr>,
+    srt_addr: Option<SocketAddr>,
     http_addr: SocketAddr,
     hub: Arc<Hub>,
     relay: Arc<Relay>,
@@ -204,6 +205,19 @@ impl App {
             }
             _ => None,
         };
+        let srt = match config.srt.listen {
+            Some(addr) => Some(
+                crate::server::srt::SrtIngest::bind(
+                    addr,
+                    &config.srt,
+                    Arc::clone(&ctx),
+                    config.transcode.ffmpeg.clone(),
+                )
+                .await
+                .map_err(|source| Error::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let reloader = Arc::new(Reloader::new(source, Arc::clone(&relay), config.clone()));
         let http_addr = config.http.listen;
         let http_listener = http::bind(http_addr).await.map_err(|source| Error::Bind {
@@ -284,9 +298,16 @@ impl App {
             tracing::info!(%rtmps_addr, "rtmps listening");
             rtmps_addr
         });
+        let srt_addr = srt.map(|ingest| {
+            let srt_addr = ingest.local_addr();
+            tracker.spawn(ingest.run(shutdown.clone(), tracker.clone()));
+            tracing::info!(%srt_addr, "srt listening");
+            srt_addr
+        });
         Ok(Self {
             rtmp_addr,
             rtmps_addr,
+            srt_addr,
             http_addr,
             hub,
             relay,
@@ -308,6 +329,11 @@ impl App {
     /// The RTMPS address actually bound, when `[rtmps] listen` is set.
     pub fn rtmps_addr(&self) -> Option<SocketAddr> {
         self.rtmps_addr
+    }
+
+    /// The SRT address (UDP) actually bound, when `[srt] listen` is set.
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt_addr
     }
 
     /// The HTTP address actually bound.

@@ -93,6 +93,54 @@ impl fmt::Display for MaskedName<'_> {
     }
 }
 
+/// What an SRT caller's stream id asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtRequest {
+    /// The stream: app, name and query, as an RTMP publish names it.
+    pub name: StreamName,
+    /// Whether it publishes (`m=publish`, or no mode: this is an ingest) rather
+    /// than asking to receive (`m=request`).
+    pub publish: bool,
+}
+
+/// The app a plain SRT stream id without one (`KEY?youtube=...`) publishes to.
+pub const SRT_DEFAULT_APP: &str = "live";
+
+impl SrtRequest {
+    /// Reads a stream id: SRT's access-control convention
+    /// (`#!::r=live/KEY?youtube=...,m=publish`; other keys such as `u`, `h`,
+    /// `s`, `t` are ignored) or plainly the resource (`live/KEY?youtube=...`);
+    /// a resource without an app is in [`SRT_DEFAULT_APP`]. `None` for an empty
+    /// or malformed one.
+    pub fn parse(stream_id: &str) -> Option<Self> {
+        let (resource, publish) = match stream_id.strip_prefix("#!::") {
+            Some(pairs) => {
+                let mut resource = None;
+                let mut publish = true;
+                for pair in pairs.split(',') {
+                    let (key, value) = pair.split_once('=')?;
+                    match key {
+                        "r" => resource = Some(value),
+                        "m" => publish = value == "publish",
+                        _ => {}
+                    }
+                }
+                (resource?, publish)
+            }
+            None => (stream_id, true),
+        };
+        let (path, _) = split_query(resource);
+        let (app, name) = match path.split_once('/') {
+            Some((app, _)) => (app, &resource[app.len() + 1..]),
+            None => (SRT_DEFAULT_APP, resource),
+        };
+        Some(Self {
+            name: StreamName::parse(app, "", name)?,
+            publish,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +180,43 @@ mod tests {
         assert!(!shown.contains("supersecretkey"), "{shown}");
         assert!(!shown.contains("yt-secret"), "{shown}");
         assert!(shown.contains("live/"), "{shown}");
+    }
+
+    #[test]
+    fn srt_stream_ids_in_both_forms_name_the_stream_and_its_destinations() {
+        let convention = SrtRequest::parse("#!::r=live/KEY?youtube=yt,m=publish,u=alice").unwrap();
+        assert_eq!(convention.name.app, "live");
+        assert_eq!(convention.name.name, "KEY");
+        assert_eq!(convention.name.query, "youtube=yt");
+        assert!(convention.publish);
+        let plain = SrtRequest::parse("show/KEY2?twitch=tw&youtube=yt").unwrap();
+        assert_eq!(
+            (
+                plain.name.app.as_str(),
+                plain.name.name.as_str(),
+                plain.name.query.as_str()
+            ),
+            ("show", "KEY2", "twitch=tw&youtube=yt")
+        );
+        let bare = SrtRequest::parse("KEY3").unwrap();
+        assert_eq!(
+            (bare.name.app.as_str(), bare.name.name.as_str()),
+            ("live", "KEY3")
+        );
+        assert!(
+            !SrtRequest::parse("#!::r=live/KEY,m=request")
+                .unwrap()
+                .publish
+        );
+        for bad in [
+            "",
+            "#!::m=publish",
+            "#!::r",
+            "live/",
+            "/KEY",
+            "#!::r=live/\u{1}",
+        ] {
+            assert_eq!(SrtRequest::parse(bad), None, "{bad:?}");
+        }
     }
 }

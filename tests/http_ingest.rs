@@ -41,31 +41,6 @@ async fn curl(args: &[&str]) -> (String, u16) {
     (body.to_owned(), code.trim().parse().unwrap())
 }
 
-/// The decoded pictures' hashes of a file's video (what a viewer sees).
-fn decoded_video(file: &Path) -> Vec<String> {
-    let out = std::process::Command::new(require("ffmpeg"))
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(file)
-        .args([
-            "-map",
-            "0:v",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "framemd5",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_uploading_an_flv_file_goes_live_paced_and_relays_intact() {
     let ingest = NginxSink::start("live2").await;
@@ -142,34 +117,7 @@ async fn a_chunked_mpeg_ts_push_is_remuxed_by_ffmpeg_and_relayed() {
     assert_eq!(summary["container"], "mpegts");
     ingest.wait_unpublished("yt-ts", WAIT).await;
     // Remuxed, not re-encoded: every picture of the source, from the first.
-    let recording = ingest.recording("yt-ts");
-    let (got, sent) = (decoded_video(&recording), decoded_video(&source));
-    assert!(
-        got == sent,
-        "{} pictures of {} arrived, or not the same",
-        got.len(),
-        sent.len()
-    );
-    // And the audio packets are the source's, byte for byte, from the first
-    // video frame on (MPEG-TS muxing puts the first AAC frame a little before
-    // it, and a destination starts at the keyframe).
-    let audio = |frames: Vec<Frame>| -> Vec<String> {
-        frames
-            .into_iter()
-            .filter(|f| f.stream == 1)
-            .map(|f| f.hash)
-            .collect()
-    };
-    let (got, sent) = (
-        audio(recording_framemd5(&recording)),
-        audio(framemd5_of_file(&source)),
-    );
-    assert!(
-        sent.ends_with(&got) && sent.len() - got.len() <= 2,
-        "{} of {} audio packets, or not the source's last ones",
-        got.len(),
-        sent.len()
-    );
+    assert_remuxed_intact(&source, &ingest.recording("yt-ts"));
     prism.stop().await;
 }
 

@@ -60,6 +60,9 @@ pub struct Config {
     /// The optional RTMPS (TLS) listener for encoders and players.
     #[serde(default)]
     pub rtmps: RtmpsConfig,
+    /// The optional SRT listener for encoders.
+    #[serde(default)]
+    pub srt: SrtConfig,
     /// Bounds on what a peer can make prism hold.
     pub limits: LimitsConfig,
     /// Per-stream caches and queues.

@@ -288,6 +288,38 @@ pub struct RtmpsConfig {
     pub tls_versions: Vec<TlsVersion>,
 }
 
+/// The SRT listener: MPEG-TS from encoders in caller mode (OBS, Larix, vMix,
+/// ffmpeg), the stream id naming the stream as an RTMP publish's name and query.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtConfig {
+    /// Listen address (UDP); `None` disables SRT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The receiver's latency (SRTO_RCVLATENCY, ms): how long lost packets
+    /// may take to be sent again. The larger of this and the caller's applies.
+    #[serde(default = "default_srt_latency")]
+    pub latency_ms: u64,
+    /// The passphrase (10 to 79 characters) every caller must encrypt with
+    /// (AES); a user's `srt_passphrase` replaces it for their keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+}
+
+fn default_srt_latency() -> u64 {
+    120
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            latency_ms: default_srt_latency(),
+            passphrase: None,
+        }
+    }
+}
+
 impl Default for RtmpsConfig {
     fn default() -> Self {
         Self {

@@ -90,6 +90,11 @@ impl Config {
                 &format!("{} is not a readable file", file.display()),
             );
         }
+        if let Some(passphrase) = &self.srt.passphrase
+            && !(10..=79).contains(&passphrase.len())
+        {
+            return invalid("srt.passphrase", "an SRT passphrase is 10 to 79 characters");
+        }
         if self.rtmps.tls_versions.is_empty() {
             return invalid(
                 "rtmps.tls_versions",

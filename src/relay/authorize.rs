@@ -63,6 +63,14 @@ impl Relay {
             .map(|u| u.name.clone())
     }
 
+    /// The SRT passphrase of the user whose key `key` is, if they set one.
+    pub fn srt_passphrase_of_key(&self, key: &str) -> Option<String> {
+        self.tables()
+            .users
+            .authenticate(key)
+            .and_then(|u| u.srt_passphrase.clone())
+    }
+
     /// Whether users are configured (then only their keys may publish).
     pub fn has_users(&self) -> bool {
         !self.tables().users.is_empty()

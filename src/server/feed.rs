@@ -292,6 +292,20 @@ pub async fn feed_through_ffmpeg<R: AsyncRead + Unpin>(
     Ok(())
 }
 
+/// A token cancelled by either of `kick` and `shutdown` (cancel it, or
+/// drop a guard of it, once done: that ends the task that links them).
+pub fn stop_token(kick: &CancellationToken, shutdown: &CancellationToken) -> CancellationToken {
+    let stop = shutdown.child_token();
+    let (kicked, linked) = (kick.clone(), stop.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = kicked.cancelled() => linked.cancel(),
+            () = linked.cancelled() => {}
+        }
+    });
+    stop
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

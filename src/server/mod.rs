@@ -8,6 +8,7 @@ pub mod feed;
 pub mod grace;
 pub mod per_ip;
 pub mod proxy_header;
+pub mod srt;
 pub mod standby;
 pub mod tls;
 pub mod waiting;

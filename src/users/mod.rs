@@ -105,6 +105,8 @@ struct UserFile {
     record: crate::record::UserRecord,
     #[serde(default)]
     hls: crate::hls::UserHls,
+    #[serde(default)]
+    srt_passphrase: Option<String>,
 }
 
 /// A user's own standby settings, over `[standby]`: whether their destinations
@@ -137,6 +139,8 @@ pub struct User {
     pub record: crate::record::UserRecord,
     /// Their HLS settings.
     pub hls: crate::hls::UserHls,
+    /// The passphrase their SRT connections encrypt with, over `srt.passphrase`.
+    pub srt_passphrase: Option<String>,
     /// The file they were read from, which [`saved`] edits.
     pub file: PathBuf,
 }
@@ -410,6 +414,16 @@ pub fn load_text(
             .map_err(|reason| file_error(file, format!("destination {}: {reason}", index + 1)))?;
     }
     assign_ids(&mut destinations).map_err(|reason| file_error(file, reason))?;
+    if parsed
+        .srt_passphrase
+        .as_ref()
+        .is_some_and(|p| !(10..=79).contains(&p.len()))
+    {
+        return Err(file_error(
+            file,
+            "srt_passphrase is 10 to 79 characters".into(),
+        ));
+    }
     if let Some(standby) = &parsed.standby.file
         && !standby.is_file()
     {
@@ -426,6 +440,7 @@ pub fn load_text(
         standby: parsed.standby,
         record: parsed.record,
         hls: parsed.hls,
+        srt_passphrase: parsed.srt_passphrase,
         file: file.to_owned(),
     })
 }

@@ -961,3 +961,62 @@ pub fn light_profile(height: u32, kbps: u32) -> prism::transcode::Profile {
         args: text.split_whitespace().map(str::to_owned).collect(),
     }
 }
+
+/// The decoded pictures' hashes of a file's video, in presentation order (what
+/// a viewer sees; a remux through MPEG-TS changes the packets' bytes, H.264's
+/// Annex B in place of length prefixes, but not one picture).
+pub fn decoded_pictures(file: &Path) -> Vec<String> {
+    let out = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(file)
+        .args([
+            "-map",
+            "0:v",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "framemd5",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// Asserts that `recording` is `source` remuxed through MPEG-TS (an HTTP push of
+/// MPEG-TS, an SRT publish): every picture, from the first, and the audio
+/// packets byte for byte from the first video frame on (MPEG-TS muxing puts the
+/// first AAC frame a little before it, and a destination starts at the
+/// keyframe).
+pub fn assert_remuxed_intact(source: &Path, recording: &Path) {
+    let (got, sent) = (decoded_pictures(recording), decoded_pictures(source));
+    assert!(
+        got == sent,
+        "{} pictures of {} arrived, or not the same",
+        got.len(),
+        sent.len()
+    );
+    let audio = |frames: Vec<Frame>| -> Vec<String> {
+        frames
+            .into_iter()
+            .filter(|f| f.stream == 1)
+            .map(|f| f.hash)
+            .collect()
+    };
+    let (got, sent) = (
+        audio(framemd5_of_file(recording)),
+        audio(framemd5_of_file(source)),
+    );
+    assert!(
+        sent.ends_with(&got) && sent.len() - got.len() <= 2,
+        "{} of {} audio packets, or not the source's last ones",
+        got.len(),
+        sent.len()
+    );
+}

@@ -170,7 +170,7 @@ async fn run(
     kick: &CancellationToken,
 ) -> Result<Json<IngestSummary>, ApiError> {
     let idle = ingest.inputs.session.idle_timeout;
-    let stop = stop_token(kick, &ingest.shutdown);
+    let stop = feed::stop_token(kick, &ingest.shutdown);
     // Ends the task that links the two tokens, however this returns.
     let _linked = stop.clone().drop_guard();
     let stream_id = admitted.relay.as_ref().map(|r| r.stream_id().to_string());
@@ -263,17 +263,4 @@ fn end(
             Err(ApiError::new(status, err.to_string()))
         }
     }
-}
-
-/// A token cancelled by either of `kick` and `shutdown`.
-fn stop_token(kick: &CancellationToken, shutdown: &CancellationToken) -> CancellationToken {
-    let stop = shutdown.child_token();
-    let (kicked, linked) = (kick.clone(), stop.clone());
-    tokio::spawn(async move {
-        tokio::select! {
-            () = kicked.cancelled() => linked.cancel(),
-            () = linked.cancelled() => {}
-        }
-    });
-    stop
 }

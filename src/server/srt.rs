@@ -1,0 +1,234 @@
+//! The SRT ingest (`[srt] listen`): encoders in caller mode send MPEG-TS, and
+//! each connection becomes a stream's publisher as an RTMP publish does.
+//!
+//! SRT itself (handshake, retransmission, AES) is srt-tokio's, which was
+//! checked against libsrt callers (ffmpeg's, `srt-live-transmit`) with and
+//! without a passphrase. For each caller: its stream id names the stream
+//! ([`SrtRequest`]); a caller that must encrypt and does not is refused at the
+//! handshake; then [`admission::admit`] decides, as for RTMP, and a refusal is
+//! the handshake's reject code (`2401` unknown key, `2403` banned or refused by
+//! the callback, `2409` already live, `2503` draining or out of room). Once
+//! admitted, the connection's MPEG-TS goes through ffmpeg's remux into the
+//! stream ([`feed::feed_through_ffmpeg`]), which maps PTS/DTS to FLV
+//! timestamps and composition offsets. SRT has no unpublish: whatever ends the
+//! connection (the caller's shutdown, its silence, prism giving up on bad
+//! input) is a publisher that dropped, held for the grace period as an RTMP
+//! encoder's drop is.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use srt_protocol::settings::KeySettings;
+use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::options::{KeySize, Passphrase};
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use tokio_util::io::StreamReader;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::admission::{self, Refusal};
+use super::context::ConnectionContext;
+use super::feed::{self, Container, Fed};
+use crate::config::SrtConfig;
+use crate::hub::HubError;
+use crate::relay::AuthError;
+use crate::stream_name::SrtRequest;
+
+/// How long admitting a caller may take: a libsrt caller gives up on its
+/// handshake after 3 s by default, so a slow authorization callback is cut
+/// short and the caller refused (it connects again).
+const ADMISSION_TIMEOUT: Duration = Duration::from_millis(2_500);
+
+/// The bound SRT listener and what its connections need.
+pub struct SrtIngest {
+    listener: SrtListener,
+    incoming: SrtIncoming,
+    addr: SocketAddr,
+    ctx: Arc<ConnectionContext>,
+    passphrase: Option<String>,
+    ffmpeg: String,
+}
+
+impl std::fmt::Debug for SrtIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtIngest")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtIngest {
+    /// Binds `config.listen` (UDP). `ffmpeg` remuxes each connection's MPEG-TS.
+    pub async fn bind(
+        addr: SocketAddr,
+        config: &SrtConfig,
+        ctx: Arc<ConnectionContext>,
+        ffmpeg: String,
+    ) -> std::io::Result<Self> {
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let addr = socket.local_addr()?;
+        let (listener, incoming) = SrtListener::builder()
+            .socket(socket)
+            .latency(Duration::from_millis(config.latency_ms))
+            .bind(addr)
+            .await?;
+        Ok(Self {
+            listener,
+            incoming,
+            addr,
+            ctx,
+            passphrase: config.passphrase.clone(),
+            ffmpeg,
+        })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Takes callers until `shutdown`, each in a task of `tracker`.
+    pub async fn run(mut self, shutdown: CancellationToken, tracker: TaskTracker) {
+        let this = Arc::new(Caller {
+            ctx: Arc::clone(&self.ctx),
+            passphrase: self.passphrase.clone(),
+            ffmpeg: self.ffmpeg.clone(),
+            shutdown: shutdown.clone(),
+        });
+        loop {
+            let request = tokio::select! {
+                request = self.incoming.incoming().next() => request,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(request) = request else { break };
+            let peer = request.remote();
+            let span = tracing::info_span!("srt", peer = %peer);
+            tracker.spawn(Arc::clone(&this).serve(request).instrument(span));
+        }
+        self.listener.close().await;
+    }
+}
+
+/// What serving one caller needs.
+struct Caller {
+    ctx: Arc<ConnectionContext>,
+    passphrase: Option<String>,
+    ffmpeg: String,
+    shutdown: CancellationToken,
+}
+
+impl Caller {
+    /// One caller: refused at the handshake, or admitted and fed until its
+    /// connection ends.
+    async fn serve(self: Arc<Self>, request: ConnectionRequest) {
+        let peer = request.remote();
+        let stream_id = request.stream_id().map(|s| s.to_string());
+        let Some(parsed) = stream_id.as_deref().and_then(SrtRequest::parse) else {
+            tracing::warn!(peer = %peer, "srt connection refused: no stream id naming app/key");
+            reject(request, ServerRejectReason::BadRequest).await;
+            return;
+        };
+        let mut name = parsed.name;
+        if !parsed.publish {
+            tracing::warn!(peer = %peer, stream = %name.masked(), "srt connection refused: only publishing (m=publish) is served");
+            reject(request, ServerRejectReason::BadMode).await;
+            return;
+        }
+        let passphrase = self
+            .ctx
+            .relay
+            .srt_passphrase_of_key(&name.name)
+            .or_else(|| self.passphrase.clone());
+        let encrypted = request.key_size() != KeySize::Unspecified;
+        if passphrase.is_some() != encrypted {
+            let why = if encrypted {
+                "the caller encrypts, and no passphrase is set here"
+            } else {
+                "a passphrase is required"
+            };
+            tracing::warn!(peer = %peer, stream = %name.masked(), "srt connection refused: {why}");
+            reject(request, ServerRejectReason::Unauthorized).await;
+            return;
+        }
+        let kick = CancellationToken::new();
+        let admitted = tokio::time::timeout(
+            ADMISSION_TIMEOUT,
+            admission::admit(&self.ctx, &mut name, peer, &kick, &self.shutdown),
+        )
+        .await
+        .unwrap_or(Err(Refusal::Shutdown));
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                tracing::warn!(peer = %peer, stream = %name.masked(), "publish refused: {refusal}");
+                reject(request, reject_reason(&refusal)).await;
+                return;
+            }
+        };
+        let key_settings = passphrase.and_then(|p| {
+            Some(KeySettings {
+                key_size: request.key_size(),
+                passphrase: Passphrase::try_from(p).ok()?,
+            })
+        });
+        let socket = match request.accept(key_settings).await {
+            Ok(socket) => socket,
+            Err(err) => {
+                // A wrong passphrase ends the handshake here.
+                tracing::warn!(peer = %peer, stream = %name.masked(), "srt handshake failed (a wrong passphrase?): {err}");
+                drop(admitted);
+                return;
+            }
+        };
+        let input = StreamReader::new(socket.map(|packet| packet.map(|(_, bytes)| bytes)));
+        let stop = feed::stop_token(&kick, &self.shutdown);
+        let _linked = stop.clone().drop_guard();
+        let mut fed = Fed::default();
+        let result = feed::feed_through_ffmpeg(
+            input,
+            Container::MpegTs,
+            &self.ffmpeg,
+            &admitted.publisher,
+            self.ctx.session.idle_timeout,
+            &stop,
+            &mut fed,
+        )
+        .await;
+        match &result {
+            Ok(()) => tracing::info!(tags = fed.tags, "srt connection ended"),
+            Err(err) => tracing::warn!(tags = fed.tags, "srt connection ended: {err}"),
+        }
+        match admitted.relay {
+            Some(relay) => self.ctx.grace.publisher_left(
+                admitted.publisher,
+                relay,
+                admitted.plan,
+                &kick,
+                &self.shutdown,
+            ),
+            None => drop(admitted.publisher),
+        }
+    }
+}
+
+/// The handshake's answer to a refused publish.
+fn reject_reason(refusal: &Refusal) -> ServerRejectReason {
+    match refusal {
+        Refusal::Auth(AuthError::UnknownKey) => ServerRejectReason::Unauthorized,
+        Refusal::Auth(_) => ServerRejectReason::Forbidden,
+        Refusal::TooManyFromAddress => ServerRejectReason::Overload,
+        Refusal::Elsewhere(_) | Refusal::Hub(HubError::AlreadyPublishing | HubError::NoPrimary) => {
+            ServerRejectReason::Conflict
+        }
+        Refusal::Draining | Refusal::RegistryDown | Refusal::Hub(_) | Refusal::Shutdown => {
+            ServerRejectReason::Down
+        }
+    }
+}
+
+async fn reject(request: ConnectionRequest, reason: ServerRejectReason) {
+    let _ = request.reject(RejectReason::Server(reason)).await;
+}

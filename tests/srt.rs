@@ -1,0 +1,317 @@
+//! The SRT ingest against real callers: ffmpeg's libsrt (plain, with
+//! B-frames, with a passphrase right and wrong) and libsrt's own
+//! `srt-live-transmit`; nginx-rtmp records what prism relays, compared with the
+//! source picture by picture and in its composition offsets; a caller killed and
+//! restarted within the grace period keeps the destination's one publish; and
+//! garbage and a PID storm over SRT end their connection alone while an RTMP
+//! publisher's stream stays intact.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::sinks::{NginxSink, recording_framemd5};
+use common::*;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(20);
+const PASSPHRASE: &str = "correct-horse-battery";
+
+async fn prism_with_srt(ingest: &NginxSink, tune: impl FnOnce(&mut prism::Config)) -> Prism {
+    let url = ingest.url();
+    Prism::start_with(move |c| {
+        point_preset(c, "youtube", url);
+        c.srt.listen = Some("127.0.0.1:0".parse().unwrap());
+        tune(c);
+    })
+    .await
+}
+
+fn srt_url(prism: &Prism, stream_id: &str, extra: &str) -> String {
+    let addr = prism.app.as_ref().unwrap().srt_addr().unwrap();
+    format!("srt://{addr}?streamid={stream_id}&latency=200000{extra}")
+}
+
+/// ffmpeg sending `file` in real time over SRT as MPEG-TS.
+fn srt_publish(file: &Path, url: &str) -> Child {
+    let ffmpeg = require("ffmpeg");
+    let file = file.to_str().unwrap();
+    let args = ["-hide_banner", "-loglevel", "error", "-re", "-i", file];
+    Command::new(ffmpeg)
+        .args(args)
+        .args(["-c", "copy", "-f", "mpegts", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// A clip with B-frames (composition offsets that must survive).
+fn b_frame_clip() -> PathBuf {
+    generate(
+        &require("ffmpeg"),
+        "clip-bframes-6s.flv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30:duration=6",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100:duration=6",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-bf",
+            "2",
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+        ],
+    )
+}
+
+/// (dts step, pts - dts) of every video packet, in ms.
+fn video_timing(file: &Path) -> Vec<(i64, i64)> {
+    let out = std::process::Command::new(require("ffprobe"))
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["packet=pts,dts", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let packets: Vec<(i64, i64)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (pts, dts) = l.split_once(',')?;
+            Some((pts.trim().parse().ok()?, dts.trim().parse().ok()?))
+        })
+        .collect();
+    packets
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1, w[1].0 - w[1].1))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_over_srt_and_b_frames_keep_their_composition_offsets() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = prism_with_srt(&ingest, |_| {}).await;
+    let source = b_frame_clip();
+    let url = srt_url(&prism, "#!::r=live/srt-key?youtube=yt-srt,m=publish", "");
+    let publisher = srt_publish(&source, &url);
+    prism.wait_live("live", "srt-key").await;
+    ingest.wait_publishing("yt-srt", WAIT).await;
+    let streams = prism.streams_json().await;
+    assert!(
+        !streams.to_string().contains("srt-key"),
+        "the key is never shown"
+    );
+    let (status, _) = finish(publisher).await;
+    assert!(status.success());
+    // SRT has no unpublish: the end of the connection is a drop, and the
+    // destination ends after the grace period.
+    ingest
+        .wait_unpublished("yt-srt", Duration::from_secs(60))
+        .await;
+    let recording = ingest.recording("yt-srt");
+    assert_remuxed_intact(&source, &recording);
+    let (sent, got) = (video_timing(&source), video_timing(&recording));
+    assert!(
+        sent.iter().any(|(_, offset)| *offset > 0),
+        "the clip has B-frames"
+    );
+    assert!(
+        got == sent,
+        "the frame timing and composition offsets arrive as sent"
+    );
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_admits_the_right_caller_and_refuses_the_wrong_one_and_none() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = prism_with_srt(&ingest, |c| c.srt.passphrase = Some(PASSPHRASE.into())).await;
+    let source = test_flv();
+    for (name, extra) in [
+        ("wrong-pass", "&passphrase=wrong-horse-battery"),
+        ("no-pass", ""),
+    ] {
+        let url = srt_url(&prism, &format!("live/{name}"), extra);
+        let (status, _) = finish(srt_publish(&source, &url)).await;
+        assert!(!status.success(), "{name}: refused");
+        assert!(!prism.hub().is_live("live", name), "{name}");
+    }
+    let url = srt_url(
+        &prism,
+        "live/right-pass?youtube=yt-pass",
+        &format!("&passphrase={PASSPHRASE}&pbkeylen=16"),
+    );
+    let publisher = srt_publish(&source, &url);
+    prism.wait_live("live", "right-pass").await;
+    let (status, _) = finish(publisher).await;
+    assert!(status.success());
+    ingest
+        .wait_unpublished("yt-pass", Duration::from_secs(60))
+        .await;
+    assert_remuxed_intact(&source, &ingest.recording("yt-pass"));
+    assert_logs_hide(&[PASSPHRASE]);
+    prism.stop().await;
+}
+
+/// `srt-live-transmit` sending what ffmpeg writes to its stdin, as MPEG-TS in
+/// real time; returns both children.
+fn live_transmit(source: &Path, url: &str) -> (Child, Child) {
+    let mut ffmpeg = Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(source)
+        .args(["-c", "copy", "-f", "mpegts", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ts: Stdio = ffmpeg.stdout.take().unwrap().try_into().unwrap();
+    let transmit = Command::new(require("srt-live-transmit"))
+        .args(["-q", "file://con", url])
+        .stdin(ts)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (ffmpeg, transmit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_live_transmit_publishes_and_a_caller_back_within_the_grace_period_carries_on() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = prism_with_srt(&ingest, |c| c.relay.publisher_grace_secs = 15).await;
+    let source = clip(30);
+    let url = srt_url(&prism, "live/slt-key?youtube=yt-slt", "");
+    let (mut ffmpeg, mut transmit) = live_transmit(&source, &url);
+    prism.wait_live("live", "slt-key").await;
+    ingest.wait_publishing("yt-slt", WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The caller dies.
+    transmit.kill().await.unwrap();
+    ffmpeg.kill().await.unwrap();
+    // SRT says nothing when a caller vanishes: the connection ends after the
+    // peer idle timeout (5 s), then the stream waits for its publisher.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !prism.streams_json().await["streams"][0]["publisher"].is_null() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the drop was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        prism.hub().is_live("live", "slt-key"),
+        "held for its publisher"
+    );
+    // And comes back, with ffmpeg's libsrt this time.
+    let publisher = srt_publish(&test_flv(), &url);
+    let (status, _) = finish(publisher).await;
+    assert!(status.success());
+    ingest
+        .wait_unpublished("yt-slt", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        ingest.publishes("yt-slt").len(),
+        1,
+        "the destination saw one broadcast throughout"
+    );
+    // Both callers' pictures arrived: the first's from its start, the second's
+    // to its end.
+    let got = decoded_pictures(&ingest.recording("yt-slt"));
+    let first = decoded_pictures(&source);
+    let second = decoded_pictures(&test_flv());
+    assert_eq!(got[..60], first[..60], "srt-live-transmit's first pictures");
+    assert!(
+        got.ends_with(&second[second.len() - 60..]),
+        "the second caller's last pictures"
+    );
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_a_pid_storm_over_srt_end_alone_while_an_rtmp_stream_stays_intact() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = prism_with_srt(&ingest, |c| {
+        c.rtmp.idle_timeout_secs = 3;
+        c.relay.publisher_grace_secs = 0;
+    })
+    .await;
+    let source = clip(12);
+    let honest = publish(&source, &prism.url("live/honest?youtube=yt-honest"));
+    prism.wait_live("live", "honest").await;
+    ingest.wait_publishing("yt-honest", WAIT).await;
+
+    // Random bytes, then TS packets with valid sync bytes but 4000 PIDs.
+    let garbage: Vec<u8> = (0..1_316 * 400u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut storm = Vec::new();
+    for i in 0..1_316u32 * 2 {
+        let pid = (i % 4000) as u16 + 32;
+        let mut packet = vec![
+            0x47,
+            0x40 | (pid >> 8) as u8,
+            pid as u8,
+            0x10 | (i % 16) as u8,
+        ];
+        packet.extend((0..184).map(|j| (i + j) as u8));
+        storm.extend(packet);
+    }
+    for (name, bytes) in [("garbage", garbage), ("storm", storm)] {
+        let url = srt_url(&prism, &format!("live/{name}"), "");
+        let mut transmit = Command::new(require("srt-live-transmit"))
+            .args(["-q", "file://con", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = transmit.stdin.take().unwrap();
+        // A little at a time, as a live caller sends, for a few seconds.
+        for chunk in bytes.chunks(1_316 * 40) {
+            if stdin.write_all(chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Admitted (the key is fine), then given up on: nothing in it could
+        // be read.
+        prism.wait_live("live", name).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while prism.hub().is_live("live", name) {
+            assert!(tokio::time::Instant::now() < deadline, "{name}: still live");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(stdin);
+        let _ = transmit.kill().await;
+    }
+    let (status, _) = finish(honest).await;
+    assert!(status.success());
+    ingest.wait_unpublished("yt-honest", WAIT).await;
+    let recorded = recording_framemd5(&ingest.recording("yt-honest"));
+    assert_eq!(assert_source_from_keyframe(&source, &recorded), 0);
+    prism.stop().await;
+}
