@@ -267,6 +267,8 @@ impl App {
                     inputs: Arc::clone(&ctx),
                     shutdown: shutdown.clone(),
                     ffmpeg: config.transcode.ffmpeg.clone(),
+                    tracker: tracker.clone(),
+                    sessions: Default::default(),
                 })
             }),
             hls: config.hls.enabled.then(|| {

@@ -280,3 +280,113 @@ async fn audio_in_another_container_is_re_encoded_to_aac() {
     assert_eq!(ffprobe_audio_codec(&ingest.recording("yt-wav")), "aac");
     prism.stop().await;
 }
+
+/// The RMS of 16-bit mono PCM between `from` and `to` seconds (48 kHz).
+fn rms(pcm: &[i16], from: f64, to: f64) -> f64 {
+    let (a, b) = ((from * 48_000.0) as usize, (to * 48_000.0) as usize);
+    let window = &pcm[a.min(pcm.len())..b.min(pcm.len())];
+    assert!(!window.is_empty(), "{from}-{to} s is past the end");
+    (window.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / window.len() as f64).sqrt()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| point_preset(c, "youtube", ingest.url())).await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let dir = out_dir("chunks");
+    let chunk = dir.join("chunk.mp3");
+    let status = std::process::Command::new(require("ffmpeg"))
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .args([
+            "sine=frequency=440:sample_rate=48000:duration=1",
+            "-c:a",
+            "libmp3lame",
+        ])
+        .arg(&chunk)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mp3 = std::fs::read(&chunk).unwrap();
+    let client = http_client();
+    let opened = client
+        .post(format!(
+            "http://{http}/ingest/live/chunky/session?chunk_ms=1000&youtube=yt-chunky"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 201);
+    let opened: serde_json::Value = opened.json().await.unwrap();
+    let chunks = format!("http://{http}{}", opened["chunks"].as_str().unwrap());
+    ingest.wait_publishing("yt-chunky", WAIT).await;
+    let put = |seq: u64, base64: bool| {
+        let request = client.put(format!("{chunks}/{seq}"));
+        let request = if base64 {
+            use base64::Engine;
+            request
+                .header("content-type", "text/plain")
+                .body(base64::engine::general_purpose::STANDARD.encode(&mp3))
+        } else {
+            request.body(mp3.clone())
+        };
+        async move { request.send().await.unwrap().status() }
+    };
+    // One chunk a second, as a recorder sends them: 3 before 2, 5 never.
+    for (second, seqs) in [vec![0], vec![1], vec![3, 2], vec![4], vec![6], vec![7]]
+        .into_iter()
+        .enumerate()
+    {
+        for seq in seqs {
+            assert_eq!(put(seq, seq == 2).await, 204, "chunk {seq}");
+        }
+        if second == 3 {
+            assert_eq!(put(1, false).await, 409, "a chunk whose turn has passed");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let ended = client.delete(&chunks).send().await.unwrap();
+    assert_eq!(ended.status(), 204);
+    ingest.wait_unpublished("yt-chunky", WAIT).await;
+    assert_eq!(put(8, false).await, 404, "the session is gone");
+
+    // Continuous: no step between audio packets longer than a frame or two.
+    let recording = ingest.recording("yt-chunky");
+    let dts: Vec<i64> = recording_dts(&recording)
+        .into_iter()
+        .filter(|(stream, _)| *stream == 0)
+        .map(|(_, dts)| dts)
+        .collect();
+    let longest = dts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest <= 50, "a hole of {longest} ms");
+    let span = dts.last().unwrap() - dts.first().unwrap();
+    assert!((7_800..=8_300).contains(&span), "8 chunks' time: {span} ms");
+    // And the hole is silence where chunk 5 would have been, sound around it.
+    let out = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&recording)
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+        .output()
+        .unwrap();
+    let pcm: Vec<i16> = out
+        .stdout
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let (before, hole, after) = (
+        rms(&pcm, 4.2, 4.8),
+        rms(&pcm, 5.2, 5.8),
+        rms(&pcm, 6.2, 6.8),
+    );
+    assert!(before > 1_000.0 && after > 1_000.0, "{before} {after}");
+    assert!(hole < before / 100.0, "silence: {hole} against {before}");
+    prism.stop().await;
+}

@@ -13,7 +13,7 @@
 //!   so it also bounds a keep-alive connection that sits idle between requests;
 //! - **a request deadline** (`http.request_timeout_secs`): reading the body and
 //!   handling the request must finish in time, or the answer is 408 and the
-//!   connection closes (except a push to `/ingest/`, whose body lasts as long as
+//!   connection closes (except a push to `/ingest/{app}/{name}`, whose body lasts as long as
 //!   its broadcast: its handler ends a body silent for the RTMP idle timeout). A body the handler does not read is drained once and
 //!   otherwise the connection is closed (hyper), so a trickled body cannot hold
 //!   one either;
@@ -204,11 +204,9 @@ impl Connection {
                 .insert(axum::extract::ConnectInfo(peer));
             // A push's body lasts as long as its broadcast; the handler bounds
             // it by its own idle deadline instead.
-            let deadline = if request.uri().path().starts_with("/ingest/") {
-                Duration::MAX
-            } else {
-                request_timeout
-            };
+            let path = request.uri().path();
+            let push = path.starts_with("/ingest/") && path.matches('/').count() == 3;
+            let deadline = if push { Duration::MAX } else { request_timeout };
             async move {
                 let answer = tokio::time::timeout(deadline, router.oneshot(request)).await;
                 Ok::<_, Infallible>(match answer {

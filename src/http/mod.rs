@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -160,12 +160,24 @@ fn per_stream_routes(state: &Arc<HttpState>) -> Router<Arc<HttpState>> {
 /// `/ingest/{app}/{name}`: a body as long as the broadcast, so no body limit
 /// (the listener leaves it out of the request deadline too).
 fn ingest_routes() -> Router<Arc<HttpState>> {
-    Router::new()
+    let push = Router::new()
         .route(
             "/ingest/{app}/{name}",
             post(ingest::ingest).put(ingest::ingest),
         )
-        .layer(DefaultBodyLimit::disable())
+        .layer(DefaultBodyLimit::disable());
+    let chunks = Router::new()
+        .route("/ingest/{app}/{name}/session", post(ingest::session::open))
+        .route(
+            "/ingest/{app}/{name}/session/{id}",
+            delete(ingest::session::end),
+        )
+        .route(
+            "/ingest/{app}/{name}/session/{id}/{seq}",
+            put(ingest::session::put_chunk).post(ingest::session::put_chunk),
+        )
+        .layer(DefaultBodyLimit::max(ingest::session::MAX_CHUNK_BYTES));
+    push.merge(chunks)
 }
 
 /// `/hls/...`, with its CORS policy (`[hls] allow_origins`) when HLS is on.

@@ -69,6 +69,14 @@ pub enum Container {
     MpegTs,
     /// Anything else ffmpeg reads: re-encoded.
     Other,
+    /// Raw PCM (16-bit little-endian, interleaved), as a chunked push
+    /// assembles it: encoded to AAC.
+    Pcm {
+        /// Samples per second.
+        rate: u32,
+        /// Channels.
+        channels: u32,
+    },
 }
 
 impl Container {
@@ -182,12 +190,20 @@ pub async fn feed_through_ffmpeg<R: AsyncRead + Unpin>(
 ) -> Result<(), FeedError> {
     let mut command = Command::new(ffmpeg);
     command.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
-    if container == Container::MpegTs {
-        command.args(["-f", "mpegts"]);
+    match container {
+        Container::MpegTs => {
+            command.args(["-f", "mpegts"]);
+        }
+        Container::Pcm { rate, channels } => {
+            let (rate, channels) = (rate.to_string(), channels.to_string());
+            command.args(["-f", "s16le", "-ar", &rate, "-ac", &channels]);
+        }
+        Container::Flv | Container::Other => {}
     }
     command.args(["-i", "pipe:0", "-map", "0:v?", "-map", "0:a?"]);
     match container {
         Container::MpegTs => command.args(["-c", "copy"]),
+        Container::Pcm { .. } => command.args(["-c:a", "aac", "-b:a", "128k"]),
         _ => command.args([
             "-c:v",
             "libx264",

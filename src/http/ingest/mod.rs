@@ -30,6 +30,9 @@ use tracing::Instrument;
 
 use crate::server::feed::{self, Container, Fed, FeedError};
 
+mod reorder;
+pub mod session;
+
 use super::HttpState;
 use super::api::{ApiError, bearer_credentials};
 use crate::hub::HubError;
@@ -48,6 +51,20 @@ pub struct IngestContext {
     pub shutdown: CancellationToken,
     /// The ffmpeg that reads containers other than FLV.
     pub ffmpeg: String,
+    /// Where sessions' tasks run.
+    pub tracker: tokio_util::task::TaskTracker,
+    /// The chunked pushes open now, by id.
+    pub sessions: dashmap::DashMap<String, Arc<session::Session>>,
+}
+
+/// The ingest's context, or 404 when it is off.
+fn ingest_context(state: &HttpState) -> Result<Arc<IngestContext>, ApiError> {
+    state.ingest.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "HTTP ingest is off ([http] ingest = false)",
+        )
+    })
 }
 
 /// What a finished push answers.
@@ -72,12 +89,7 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<IngestSummary>, ApiError> {
-    let Some(ingest) = state.ingest.clone() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "HTTP ingest is off ([http] ingest = false)",
-        ));
-    };
+    let ingest = ingest_context(&state)?;
     let span = tracing::info_span!("http_ingest", peer = %peer);
     async move {
         let mut stream = stream_name(&state, &app, &name, query.as_deref(), &headers)?;
@@ -207,6 +219,7 @@ async fn run(
             Container::Flv => "flv",
             Container::MpegTs => "mpegts",
             Container::Other => "other",
+            Container::Pcm { .. } => "pcm",
         },
         tags: fed.tags,
         bytes: fed.bytes,
