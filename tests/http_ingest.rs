@@ -117,7 +117,7 @@ async fn a_chunked_mpeg_ts_push_is_remuxed_by_ffmpeg_and_relayed() {
     assert_eq!(summary["container"], "mpegts");
     ingest.wait_unpublished("yt-ts", WAIT).await;
     // Remuxed, not re-encoded: every picture of the source, from the first.
-    assert_remuxed_intact(&source, &ingest.recording("yt-ts"));
+    assert_remuxed_intact(&source, &ingest.recording("yt-ts"), 0);
     prism.stop().await;
 }
 

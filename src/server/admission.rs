@@ -33,6 +33,38 @@ pub struct Admitted {
     pub slot: IpSlot,
 }
 
+impl Admitted {
+    /// Ends this input: a clean end (`dropped` false: an unpublish, the end of
+    /// a push's body) ends the stream now; a drop hands it to the grace period
+    /// (see [`super::grace::PublisherGrace::publisher_left`]), as an RTMP
+    /// encoder's lost connection does. A backup input just leaves.
+    pub fn finish(
+        self,
+        dropped: bool,
+        ctx: &ConnectionContext,
+        kick: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) {
+        let Self {
+            publisher,
+            relay,
+            plan,
+            ..
+        } = self;
+        match relay {
+            Some(relay) if dropped => ctx
+                .grace
+                .publisher_left(publisher, relay, plan, kick, shutdown),
+            relay => {
+                // The hub's queues end first, so live destinations drain and
+                // unpublish; then the relay handle stops the rest.
+                drop(publisher);
+                drop(relay);
+            }
+        }
+    }
+}
+
 /// Why a publish was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {

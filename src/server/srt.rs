@@ -4,10 +4,14 @@
 //! SRT itself (handshake, retransmission, AES) is srt-tokio's, which was
 //! checked against libsrt callers (ffmpeg's, `srt-live-transmit`) with and
 //! without a passphrase. For each caller: its stream id names the stream
-//! ([`SrtRequest`]); a caller that must encrypt and does not is refused at the
-//! handshake; then [`admission::admit`] decides, as for RTMP, and a refusal is
-//! the handshake's reject code (`2401` unknown key, `2403` banned or refused by
-//! the callback, `2409` already live, `2503` draining or out of room). Once
+//! ([`SrtRequest`]) and [`admission::admit`] decides, as for RTMP. Without a
+//! passphrase a refusal is the handshake's reject code (`2401` unknown key,
+//! `2403` banned or refused by the callback, `2409` already live, `2503`
+//! draining or out of room); with one, the handshake first proves the caller
+//! knows it (a wrong or missing passphrase fails it), and a refused publish
+//! then closes the connection. The last moments a caller sends before it
+//! closes (up to the latency) may not arrive: SRT's receiver holds them until
+//! their delivery time and the close comes first. Once
 //! admitted, the connection's MPEG-TS goes through ffmpeg's remux into the
 //! stream ([`feed::feed_through_ffmpeg`]), which maps PTS/DTS to FLV
 //! timestamps and composition offsets. SRT has no unpublish: whatever ends the
@@ -22,7 +26,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
-use srt_tokio::options::{KeySize, Passphrase};
+use srt_tokio::options::Passphrase;
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
@@ -142,45 +146,49 @@ impl Caller {
             .relay
             .srt_passphrase_of_key(&name.name)
             .or_else(|| self.passphrase.clone());
-        let encrypted = request.key_size() != KeySize::Unspecified;
-        if passphrase.is_some() != encrypted {
-            let why = if encrypted {
-                "the caller encrypts, and no passphrase is set here"
-            } else {
-                "a passphrase is required"
-            };
-            tracing::warn!(peer = %peer, stream = %name.masked(), "srt connection refused: {why}");
-            reject(request, ServerRejectReason::Unauthorized).await;
-            return;
-        }
         let kick = CancellationToken::new();
-        let admitted = tokio::time::timeout(
-            ADMISSION_TIMEOUT,
-            admission::admit(&self.ctx, &mut name, peer, &kick, &self.shutdown),
-        )
-        .await
-        .unwrap_or(Err(Refusal::Shutdown));
-        let admitted = match admitted {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                tracing::warn!(peer = %peer, stream = %name.masked(), "publish refused: {refusal}");
-                reject(request, reject_reason(&refusal)).await;
-                return;
+        // With a passphrase, the handshake proves the caller knows it before
+        // anything starts (a refused publish then closes the connection);
+        // without one, the publish is decided first, so that a refusal is the
+        // handshake's reject code.
+        let (admitted, socket) = match passphrase {
+            Some(passphrase) => {
+                let key_settings =
+                    Passphrase::try_from(passphrase)
+                        .ok()
+                        .map(|passphrase| KeySettings {
+                            key_size: request.key_size(),
+                            passphrase,
+                        });
+                let socket = match request.accept(key_settings).await {
+                    Ok(socket) => socket,
+                    Err(err) => {
+                        tracing::warn!(peer = %peer, stream = %name.masked(), "srt handshake failed (a wrong or missing passphrase): {err}");
+                        return;
+                    }
+                };
+                match self.admit(&mut name, peer, &kick).await {
+                    Ok(admitted) => (admitted, socket),
+                    Err(_) => return,
+                }
             }
-        };
-        let key_settings = passphrase.and_then(|p| {
-            Some(KeySettings {
-                key_size: request.key_size(),
-                passphrase: Passphrase::try_from(p).ok()?,
-            })
-        });
-        let socket = match request.accept(key_settings).await {
-            Ok(socket) => socket,
-            Err(err) => {
-                // A wrong passphrase ends the handshake here.
-                tracing::warn!(peer = %peer, stream = %name.masked(), "srt handshake failed (a wrong passphrase?): {err}");
-                drop(admitted);
-                return;
+            None => {
+                let admitted = match self.admit(&mut name, peer, &kick).await {
+                    Ok(admitted) => admitted,
+                    Err(reason) => {
+                        reject(request, reason).await;
+                        return;
+                    }
+                };
+                match request.accept(None).await {
+                    Ok(socket) => (admitted, socket),
+                    Err(err) => {
+                        // A caller that encrypts, against a listener that does not.
+                        tracing::warn!(peer = %peer, stream = %name.masked(), "srt handshake failed (the caller encrypts; no passphrase is set here): {err}");
+                        admitted.finish(false, &self.ctx, &kick, &self.shutdown);
+                        return;
+                    }
+                }
             }
         };
         let input = StreamReader::new(socket.map(|packet| packet.map(|(_, bytes)| bytes)));
@@ -201,16 +209,30 @@ impl Caller {
             Ok(()) => tracing::info!(tags = fed.tags, "srt connection ended"),
             Err(err) => tracing::warn!(tags = fed.tags, "srt connection ended: {err}"),
         }
-        match admitted.relay {
-            Some(relay) => self.ctx.grace.publisher_left(
-                admitted.publisher,
-                relay,
-                admitted.plan,
-                &kick,
-                &self.shutdown,
-            ),
-            None => drop(admitted.publisher),
-        }
+        // SRT has no unpublish: any end is a drop.
+        admitted.finish(true, &self.ctx, &kick, &self.shutdown);
+    }
+}
+
+impl Caller {
+    /// [`admission::admit`], bounded by [`ADMISSION_TIMEOUT`]; a refusal is
+    /// logged and given as the reject code it maps to.
+    async fn admit(
+        &self,
+        name: &mut crate::stream_name::StreamName,
+        peer: SocketAddr,
+        kick: &CancellationToken,
+    ) -> Result<admission::Admitted, ServerRejectReason> {
+        let admitted = tokio::time::timeout(
+            ADMISSION_TIMEOUT,
+            admission::admit(&self.ctx, name, peer, kick, &self.shutdown),
+        )
+        .await
+        .unwrap_or(Err(Refusal::Shutdown));
+        admitted.map_err(|refusal| {
+            tracing::warn!(peer = %peer, stream = %name.masked(), "publish refused: {refusal}");
+            reject_reason(&refusal)
+        })
     }
 }
 

@@ -993,12 +993,14 @@ pub fn decoded_pictures(file: &Path) -> Vec<String> {
 /// MPEG-TS, an SRT publish): every picture, from the first, and the audio
 /// packets byte for byte from the first video frame on (MPEG-TS muxing puts the
 /// first AAC frame a little before it, and a destination starts at the
-/// keyframe).
-pub fn assert_remuxed_intact(source: &Path, recording: &Path) {
+/// keyframe). Up to `tail_ms` at the end may be missing (an SRT caller's last
+/// moments, held by the receiver for their delivery time when the close comes).
+pub fn assert_remuxed_intact(source: &Path, recording: &Path, tail_ms: usize) {
     let (got, sent) = (decoded_pictures(recording), decoded_pictures(source));
+    let lost = sent.len().saturating_sub(got.len());
     assert!(
-        got == sent,
-        "{} pictures of {} arrived, or not the same",
+        sent.starts_with(&got) && lost * 33 <= tail_ms,
+        "{} pictures of {} arrived, or not the same from the first",
         got.len(),
         sent.len()
     );
@@ -1013,10 +1015,14 @@ pub fn assert_remuxed_intact(source: &Path, recording: &Path) {
         audio(framemd5_of_file(recording)),
         audio(framemd5_of_file(source)),
     );
+    let start = got
+        .first()
+        .and_then(|first| sent.iter().position(|s| s == first))
+        .expect("audio from the source arrived");
+    let end = start + got.len();
     assert!(
-        sent.ends_with(&got) && sent.len() - got.len() <= 2,
-        "{} of {} audio packets, or not the source's last ones",
-        got.len(),
+        start <= 2 && sent.get(start..end) == Some(&got[..]) && (sent.len() - end) * 23 <= tail_ms,
+        "audio packets {start}..{end} of {} arrived, or not the source's",
         sent.len()
     );
 }

@@ -236,17 +236,10 @@ fn end(
     result: Result<(), FeedError>,
     summary: Option<IngestSummary>,
 ) -> Result<Json<IngestSummary>, ApiError> {
-    let Admitted {
-        publisher,
-        relay,
-        plan,
-        ..
-    } = admitted;
-    match (result, relay) {
-        (Ok(()), relay) => {
+    admitted.finish(result.is_err(), &ingest.inputs, kick, &ingest.shutdown);
+    match result {
+        Ok(()) => {
             tracing::info!("the pushed body ended: unpublished");
-            drop(publisher);
-            drop(relay);
             Ok(Json(summary.unwrap_or(IngestSummary {
                 stream_id: None,
                 container: "flv",
@@ -254,18 +247,8 @@ fn end(
                 bytes: 0,
             })))
         }
-        (Err(err), relay) => {
+        Err(err) => {
             tracing::warn!("push ended: {err}");
-            match relay {
-                Some(relay) => ingest.inputs.grace.publisher_left(
-                    publisher,
-                    relay,
-                    plan,
-                    kick,
-                    &ingest.shutdown,
-                ),
-                None => drop(publisher),
-            }
             let status = match err {
                 FeedError::Idle(_) => StatusCode::REQUEST_TIMEOUT,
                 FeedError::Flv(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -312,33 +312,11 @@ async fn run(
     )
     .await;
     ingest.sessions.remove(&id);
-    let Admitted {
-        publisher,
-        relay,
-        plan,
-        ..
-    } = admitted;
-    match (result, relay) {
-        (Ok(()), relay) => {
-            tracing::info!(
-                chunks_bytes = fed.bytes,
-                "the chunked push ended: unpublished"
-            );
-            drop(publisher);
-            drop(relay);
-        }
-        (Err(err), Some(relay)) => {
-            tracing::warn!("chunked push ended: {err}");
-            ingest
-                .inputs
-                .grace
-                .publisher_left(publisher, relay, plan, &kick, &ingest.shutdown);
-        }
-        (Err(err), None) => {
-            tracing::warn!("chunked push ended: {err}");
-            drop(publisher);
-        }
+    match &result {
+        Ok(()) => tracing::info!(bytes = fed.bytes, "the chunked push ended: unpublished"),
+        Err(err) => tracing::warn!("chunked push ended: {err}"),
     }
+    admitted.finish(result.is_err(), &ingest.inputs, &kick, &ingest.shutdown);
 }
 
 /// The next PCM to encode: a chunk, silence for a chunk given up on, or the
