@@ -22,8 +22,8 @@
 //! - [`subscriber`]: the receiving side, and `subscriber_list`: the stream's
 //!   subscribers, shared so that the publisher writes to them outside the lock;
 //! - [`queue`]: each subscriber's bounded queue, its drop policy and direct writes;
-//! - [`gop`], [`media_info`], [`packet`]: the GOP cache, what a stream carries, and
-//!   the unit the hub moves.
+//! - [`gop`], [`media_info`], [`tracks`], [`packet`]: the GOP cache, what a stream
+//!   carries (and whether it has video at all), and the unit the hub moves.
 
 mod directory;
 mod fan_out;
@@ -42,6 +42,7 @@ pub mod subscriber;
 mod subscriber_list;
 #[cfg(test)]
 mod tests;
+pub mod tracks;
 
 pub use gop::GopCache;
 pub use grace::Orphan;
@@ -55,3 +56,4 @@ pub use registry::Hub;
 pub use status::StreamInfo;
 pub use stream::Stream;
 pub use subscriber::{Subscriber, SubscriberKind};
+pub use tracks::Tracks;

@@ -146,6 +146,12 @@ impl Stream {
         )
     }
 
+    /// Whether the stream carries video, as far as it has shown: a destination
+    /// that needs video asks before it starts (see [`super::tracks`]).
+    pub fn tracks(&self) -> super::Tracks {
+        self.lock().tracks()
+    }
+
     /// How many times a subscriber of this stream started dropping frames because
     /// it was too slow (since the stream entry was created, so across a publisher's
     /// reconnect within its grace period). Shown as `drop_episodes` in the status

@@ -16,6 +16,7 @@ use super::media_info::MediaInfo;
 use super::packet::{Packet, PacketKind};
 use super::queue::{QueueLimits, SubscriberQueue};
 use super::subscriber_list::{SubscriberKind, SubscriberList};
+use super::tracks::{self, AudioSpan, Tracks};
 
 /// One stream: its cached state and its subscribers.
 #[derive(Debug)]
@@ -65,6 +66,8 @@ pub(super) struct StreamState {
     /// Timestamp of the first audio frame of a stream whose metadata announced video
     /// that has not arrived yet; see [`StreamState::audio_starts_here`].
     pub(super) audio_waits_since: Option<u32>,
+    /// The audio frames received from this input, for [`super::Tracks`].
+    pub(super) audio_span: AudioSpan,
     /// Frames dropped because they came before the sequence header their decoder
     /// needs, since the stream entry was created.
     pub(super) early_frames: u64,
@@ -104,6 +107,7 @@ impl Stream {
                 media: MediaInfo::default(),
                 players: 0,
                 audio_waits_since: None,
+                audio_span: AudioSpan::default(),
                 early_frames: 0,
                 standby_unavailable: None,
             }),
@@ -208,6 +212,7 @@ impl StreamState {
                 self.gop.push(packet);
             }
             (PacketKind::Audio, false) => {
+                self.audio_span.add(packet.timestamp);
                 packet.keyframe = self.audio_starts_here(packet.timestamp);
                 self.gop.push(packet);
             }
@@ -236,6 +241,18 @@ impl StreamState {
             && timestamp.wrapping_sub(since) < u32::MAX / 2
     }
 
+    /// Whether the stream carries video, as far as it has shown (see
+    /// [`super::tracks`]).
+    pub(super) fn tracks(&self) -> Tracks {
+        let metadata = self.metadata.as_ref().map(|_| self.media.video.is_some());
+        tracks::classify(
+            self.has_video || self.video_header.is_some(),
+            metadata,
+            self.audio_span,
+            VIDEO_ANNOUNCED_WAIT_MS,
+        )
+    }
+
     /// Forgets what the last publisher sent: a new one sends its own metadata and
     /// sequence headers, and its first keyframe starts a new GOP.
     pub(super) fn reset_media(&mut self) {
@@ -248,6 +265,7 @@ impl StreamState {
         self.audio_header = None;
         self.has_video = false;
         self.audio_waits_since = None;
+        self.audio_span = AudioSpan::default();
         self.gop.reset();
     }
 
