@@ -69,9 +69,14 @@ pub struct Running {
     pub outputs: Vec<pipe::Receiver>,
 }
 
-/// Starts `ffmpeg` reading FLV on stdin and writing one FLV stream per entry of
+/// Starts `ffmpeg` reading FLV on stdin (input 0), then whatever `inputs` add
+/// (input options ending in `-i`), and writing one FLV stream per entry of
 /// `outputs` (each a profile's output arguments) on fds 3, 4, ...
-pub fn spawn(ffmpeg: &str, outputs: &[&[String]]) -> Result<Running, EncoderError> {
+pub fn spawn(
+    ffmpeg: &str,
+    inputs: &[String],
+    outputs: &[&[String]],
+) -> Result<Running, EncoderError> {
     let mut pipes = Vec::with_capacity(outputs.len());
     for _ in outputs {
         let (reader, writer) = std::io::pipe()?;
@@ -87,7 +92,13 @@ pub fn spawn(ffmpeg: &str, outputs: &[&[String]]) -> Result<Running, EncoderErro
             "-nostats",
         ])
         .args(["-progress", "pipe:2", "-stats_period", "1"])
-        .args(["-f", "flv", "-i", "pipe:0"]);
+        // The stream's tracks come first in the feed (its metadata and
+        // sequence headers), so ffmpeg need not read far to know them; its
+        // default, 5 s, would hold an audio-only stream back that long (the
+        // FLV header names video, which never comes).
+        .args(["-analyzeduration", "1000000"])
+        .args(["-f", "flv", "-i", "pipe:0"])
+        .args(inputs);
     for (i, args) in outputs.iter().enumerate() {
         command
             .args(*args)

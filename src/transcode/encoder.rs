@@ -84,6 +84,9 @@ pub struct Output {
     pub name: StreamName,
     /// Its status, which its destinations show.
     pub status: Arc<EncoderStatus>,
+    /// ffmpeg input options read beside the stream (a generated picture's):
+    /// every output of one process has the same.
+    pub inputs: Vec<String>,
     publisher: Option<Publisher>,
 }
 
@@ -100,8 +103,15 @@ impl Output {
             args,
             name,
             status,
+            inputs: Vec::new(),
             publisher: None,
         }
+    }
+
+    /// The same output, its process reading `inputs` beside the stream.
+    pub fn with_inputs(mut self, inputs: Vec<String>) -> Self {
+        self.inputs = inputs;
+        self
     }
 }
 
@@ -231,12 +241,13 @@ async fn run_once(
     stop: &CancellationToken,
 ) -> Result<RunEnd, EncoderError> {
     let args: Vec<&[String]> = outputs.iter().map(|o| o.args.as_slice()).collect();
+    let inputs = outputs.first().map_or(&[][..], |o| o.inputs.as_slice());
     let child::Running {
         mut process,
         stdin,
         stderr,
         outputs: pipes,
-    } = child::spawn(&ctx.ffmpeg, &args)?;
+    } = child::spawn(&ctx.ffmpeg, inputs, &args)?;
     let pid = process.id();
     let statuses: Vec<Arc<EncoderStatus>> = outputs.iter().map(|o| Arc::clone(&o.status)).collect();
     for status in &statuses {

@@ -47,8 +47,9 @@ struct State {
     outputs: HashMap<Key, Entry>,
     /// Encoders by id, with their users.
     encoders: HashMap<u64, (Arc<Encoder>, usize)>,
-    /// Per stream (app, name): the encoder still gathering, and what it gathered.
-    forming: HashMap<(String, String), (u64, Vec<Output>)>,
+    /// Per stream and extra inputs: the encoder still gathering, and what it
+    /// gathered.
+    forming: HashMap<Forming, (u64, Vec<Output>)>,
     next_id: u64,
 }
 
@@ -57,8 +58,14 @@ struct Key {
     app: String,
     name: String,
     profile: String,
+    inputs: Vec<String>,
     args: Vec<String>,
 }
+
+/// What outputs must have in common to gather into one process: the stream,
+/// and, for an encode that runs alone (see
+/// [`SharedEncoders::lease_alone`]), its profile.
+type Forming = (String, String, Option<String>);
 
 #[derive(Debug)]
 struct Entry {
@@ -140,10 +147,37 @@ impl SharedEncoders {
         profile: &str,
         args: Vec<String>,
     ) -> EncoderLease {
+        self.take_lease(tracker, source, profile, None, args)
+    }
+
+    /// As [`lease`](Self::lease), for an encode that runs in a process of its
+    /// own and reads `inputs` (ffmpeg input options, ending in `-i`) beside
+    /// the stream: a generated picture, whose filter graph and inputs are no
+    /// business of the stream's other encodes.
+    pub fn lease_alone(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        source: &StreamName,
+        profile: &str,
+        inputs: Vec<String>,
+        args: Vec<String>,
+    ) -> EncoderLease {
+        self.take_lease(tracker, source, profile, Some(inputs), args)
+    }
+
+    fn take_lease(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+        source: &StreamName,
+        profile: &str,
+        alone: Option<Vec<String>>,
+        args: Vec<String>,
+    ) -> EncoderLease {
         let key = Key {
             app: source.app.clone(),
             name: source.name.clone(),
             profile: profile.to_owned(),
+            inputs: alone.clone().unwrap_or_default(),
             args,
         };
         let mut state = lock(&self.state);
@@ -164,16 +198,21 @@ impl SharedEncoders {
             key.args.clone(),
             output.clone(),
             Arc::clone(&status),
+        )
+        .with_inputs(key.inputs.clone());
+        let forming = (
+            source.app.clone(),
+            source.name.clone(),
+            alone.map(|_| profile.to_owned()),
         );
-        let stream = (source.app.clone(), source.name.clone());
-        let id = match state.forming.get_mut(&stream) {
+        let id = match state.forming.get_mut(&forming) {
             Some((id, gathered)) => {
                 gathered.push(new);
                 *id
             }
             None => {
-                let id = self.start(&mut state, tracker, source);
-                state.forming.insert(stream, (id, vec![new]));
+                let id = self.start(&mut state, tracker, source, forming.clone());
+                state.forming.insert(forming, (id, vec![new]));
                 id
             }
         };
@@ -214,6 +253,7 @@ impl SharedEncoders {
         state: &mut State,
         tracker: &TaskTracker,
         source: &StreamName,
+        forming: Forming,
     ) -> u64 {
         state.next_id += 1;
         let id = state.next_id;
@@ -229,16 +269,22 @@ impl SharedEncoders {
         let span = tracing::info_span!(parent: None, "encoder", stream = %source.masked(), id);
         tracker.spawn(
             async move {
+                // An encode that runs alone has nothing to gather; it only
+                // lets the lease that started it register its output.
+                let gather = if forming.2.is_some() {
+                    Duration::ZERO
+                } else {
+                    GATHER
+                };
                 tokio::select! {
-                    () = tokio::time::sleep(GATHER) => {}
+                    () = tokio::time::sleep(gather) => {}
                     () = encoder.stop.cancelled() => {}
                 }
-                let stream = (source.app.clone(), source.name.clone());
                 let outputs = {
                     let mut state = lock(&shared.state);
-                    match state.forming.get(&stream) {
-                        Some((forming, _)) if *forming == id => {
-                            state.forming.remove(&stream).map(|(_, o)| o)
+                    match state.forming.get(&forming) {
+                        Some((gathering, _)) if *gathering == id => {
+                            state.forming.remove(&forming).map(|(_, o)| o)
                         }
                         _ => None,
                     }
@@ -337,6 +383,17 @@ mod tests {
         // another output.
         let changed = shared.lease(&tracker, &a, "720p", args("721"));
         assert_ne!(changed.output, hd.output);
+        // An encode that runs alone (a generated picture): a process of its
+        // own, shared by the leases on it and by no other profile.
+        let still = vec!["-i".to_owned(), "still.png".to_owned()];
+        let pictured = shared.lease_alone(&tracker, &a, "picture", still.clone(), args("p"));
+        let pictured_too = shared.lease_alone(&tracker, &a, "picture", still, args("p"));
+        let alone = shared.lease_alone(&tracker, &a, "other", Vec::new(), args("o"));
+        assert_ne!(pictured.encoder, hd.encoder);
+        assert_ne!(pictured.output, hd.output);
+        assert_eq!(pictured.output, pictured_too.output);
+        assert_ne!(pictured.encoder, alone.encoder);
+        drop((pictured, pictured_too, alone));
         // Another stream: another encoder.
         let other = shared.lease(&tracker, &stream("b"), "720p", args("720"));
         assert_ne!(other.encoder, hd.encoder);
