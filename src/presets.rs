@@ -47,6 +47,11 @@ pub struct Constraints {
     /// Audio bitrate ceiling in kbit/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_audio_kbps: Option<u32>,
+    /// The platform refuses or drops a stream without video (YouTube does):
+    /// an audio-only stream then gets a generated picture for it
+    /// (`[transcode] audio_only_video`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_video: bool,
 }
 
 /// One platform's ingest.

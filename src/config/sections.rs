@@ -149,6 +149,9 @@ pub struct TranscodeConfig {
     /// First restart delay after an encoder failure (then doubling, up to 30 s).
     #[serde(deserialize_with = "duration_key::millis")]
     pub restart_backoff_ms: u64,
+    /// What destinations whose platform needs video get when a stream has
+    /// none: a black picture, an image, or nothing (`off`).
+    pub audio_only_video: crate::transcode::AudioOnlyVideo,
 }
 
 /// Outbound destinations.

@@ -143,6 +143,14 @@ impl Config {
                 "must be at least 1",
             );
         }
+        if let crate::transcode::AudioOnlyVideo::Still(image) = &self.transcode.audio_only_video
+            && !image.is_file()
+        {
+            return invalid(
+                "transcode.audio_only_video",
+                "not \"off\", \"black\" or an image file that exists",
+            );
+        }
         if self.profiles.values().any(|p| p.args.is_empty()) {
             return invalid("profiles.*.args", "a profile needs ffmpeg output arguments");
         }

@@ -1,7 +1,7 @@
 //! What each destination is doing, held where the status API can read it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::event_log::{Event, EventLog};
 use crate::hub::SubscriberQueue;
 use crate::rate::SampledRate;
-use crate::transcode::{EncoderSnapshot, EncoderStatus};
+use crate::transcode::{EncoderSnapshot, EncoderStatus, generated};
 
 /// A destination's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -76,6 +76,9 @@ pub struct DestinationStatus {
     queue: Mutex<Option<Arc<SubscriberQueue>>>,
     /// The encoder's own status, for a re-encoded destination.
     encoder: Option<Arc<EncoderStatus>>,
+    /// The status of the encode that gives an audio-only stream a picture for
+    /// this destination, once it found the stream has no video.
+    generated: OnceLock<Arc<EncoderStatus>>,
 }
 
 /// A consistent copy of a destination's status.
@@ -146,6 +149,7 @@ impl DestinationStatus {
                 },
             }),
             encoder,
+            generated: OnceLock::new(),
             bytes_out: AtomicU64::new(0),
             dropped_before: AtomicU64::new(0),
             queue: Mutex::new(None),
@@ -242,15 +246,28 @@ impl DestinationStatus {
         self.dropped_before.load(Ordering::Relaxed) + current
     }
 
-    /// The status of this destination's encoder, when it re-encodes.
+    /// The status of this destination's encoder, when it re-encodes (its
+    /// profile's, or the generated picture's).
     pub fn encoder(&self) -> Option<Arc<EncoderStatus>> {
-        self.encoder.clone()
+        self.encoder_status().cloned()
+    }
+
+    fn encoder_status(&self) -> Option<&Arc<EncoderStatus>> {
+        self.encoder.as_ref().or_else(|| self.generated.get())
+    }
+
+    /// Shows `encoder` as the destination's encoder from now on: the stream
+    /// turned out to be audio-only and the destination gets a generated
+    /// picture. Its profile reads [`generated::PROFILE`].
+    pub fn set_generated(&self, encoder: Arc<EncoderStatus>) {
+        let _ = self.generated.set(encoder);
     }
 
     /// A copy for the status API.
     pub fn snapshot(&self) -> DestinationSnapshot {
+        let encoder = self.encoder_status();
         // The newer of the connection's and the encoder's last failure.
-        let encoder_error = self.encoder.as_ref().and_then(|e| e.last_error());
+        let encoder_error = encoder.and_then(|e| e.last_error());
         let mut inner = self.lock();
         let last_error = match (inner.last_error.clone(), encoder_error) {
             (Some(own), Some(encoder)) if encoder.1 > own.1 => Some(encoder),
@@ -263,7 +280,10 @@ impl DestinationStatus {
             id: self.id.clone(),
             preset: self.preset.clone(),
             url: self.url.clone(),
-            profile: self.profile.clone(),
+            profile: self
+                .profile
+                .clone()
+                .or_else(|| self.generated.get().map(|_| generated::PROFILE.to_owned())),
             state: inner.state,
             state_since: inner.state_since,
             connected_since: inner.connected_since,
@@ -274,8 +294,8 @@ impl DestinationStatus {
             reconnects: inner.reconnects,
             last_error: last_error.as_ref().map(|(e, _)| e.clone()),
             last_error_at: last_error.as_ref().map(|(_, at)| *at),
-            encoder: self.encoder.as_ref().map(|e| e.snapshot()),
-            events: match &self.encoder {
+            encoder: encoder.map(|e| e.snapshot()),
+            events: match encoder {
                 Some(encoder) => EventLog::merged(&inner.events, &encoder.events()),
                 None => inner.events.events().cloned().collect(),
             },

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::stream_name::StreamName;
+use crate::transcode::AudioOnlyVideo;
 
 use super::destination::{DestinationSpec, resolve};
 use super::status::{DestinationSnapshot, DestinationStatus};
@@ -131,6 +132,11 @@ impl Relay {
                 profile.args.clone(),
             ))
         });
+        // One that needs video and has no profile of its own gets a generated
+        // picture if the stream turns out to have none.
+        let picture = (encoder.is_none() && spec.constraints.needs_video)
+            .then(|| tables.audio_only_video.clone())
+            .filter(AudioOnlyVideo::is_on);
         let status = Arc::new(DestinationStatus::new(
             spec.id.clone(),
             spec.preset.clone(),
@@ -165,6 +171,7 @@ impl Relay {
                 name.name.clone(),
                 spec,
                 encoder,
+                picture,
                 Arc::clone(&status),
                 stop,
                 stream.ended.clone(),

@@ -1,4 +1,5 @@
-//! What a reload replaces: presets, user files, profiles and the authorization
+//! What a reload replaces: presets, user files, profiles (and the generated
+//! picture for audio-only streams) and the authorization
 //! callback, loaded together so that a broken file leaves all of them as they were.
 
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use crate::auth::PublishCallback;
 use crate::config::Config;
 use crate::presets::Presets;
-use crate::transcode::Profiles;
+use crate::transcode::{AudioOnlyVideo, Profiles};
 use crate::users::Users;
 
 use super::RelayError;
@@ -18,6 +19,8 @@ pub(super) struct Tables {
     pub(super) presets: Presets,
     pub(super) users: Users,
     pub(super) profiles: Profiles,
+    /// What destinations that need video get on an audio-only stream.
+    pub(super) audio_only_video: AudioOnlyVideo,
     pub(super) callback: Option<Arc<PublishCallback>>,
 }
 
@@ -55,6 +58,7 @@ impl Tables {
             presets,
             users,
             profiles,
+            audio_only_video: config.transcode.audio_only_video.clone(),
             callback,
         })
     }

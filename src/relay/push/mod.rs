@@ -8,10 +8,12 @@
 //!
 //! This file is the retry loop ([`run`]); one attempt is [`connect`] (TCP, TLS and
 //! the publish setup), then the [`forwarder`] (the live phase) over a [`shared_ingest`] the
-//! publisher's task can write to directly.
+//! publisher's task can write to directly. A destination that needs video first
+//! learns whether the stream has any ([`picture`]).
 
 mod connect;
 mod forwarder;
+mod picture;
 mod shared_ingest;
 
 use std::sync::Arc;
@@ -27,10 +29,12 @@ use crate::backoff::Backoff;
 use crate::hub::{Hub, SubscriberKind};
 use crate::mask::Masked;
 use crate::rtmp::client::{ClientError, ClientEvent};
+use crate::transcode::AudioOnlyVideo;
 use crate::transcode::shared::EncoderLease;
 use crate::transport::WriteError;
 
-/// How often a re-encoded destination checks whether its encoder has output yet.
+/// How often a re-encoded destination checks whether its encoder has output yet
+/// (and one that needs video, whether the stream has any).
 const ENCODER_POLL: Duration = Duration::from_millis(100);
 
 /// Quick closes in a row after which the destination is treated as refused (its
@@ -108,10 +112,26 @@ pub async fn run(
     name: String,
     spec: DestinationSpec,
     encoder: Option<EncoderLease>,
+    picture: Option<AudioOnlyVideo>,
     status: Arc<DestinationStatus>,
     stop: CancellationToken,
     ended: CancellationToken,
 ) {
+    // A destination that needs video sends an audio-only stream with a
+    // generated picture.
+    let encoder = match (encoder, picture) {
+        (None, Some(picture)) => {
+            match picture::choose(&ctx, (&app, &name), &picture, &status, &stop, &ended).await {
+                picture::Source::Stream => None,
+                picture::Source::Picture(lease) => Some(lease),
+                picture::Source::Ended => {
+                    status.set_state(State::Stopped);
+                    return;
+                }
+            }
+        }
+        (encoder, _) => encoder,
+    };
     // A re-encoded destination publishes its encoder's output, not the source;
     // it holds its lease on the encoder until it ends.
     let (hub, source_app, source_name) = match &encoder {
