@@ -281,6 +281,20 @@ async fn audio_in_another_container_is_re_encoded_to_aac() {
     prism.stop().await;
 }
 
+/// Asserts no step between a recording's audio packets is longer than a frame
+/// or two; returns the audio's span in ms.
+fn assert_continuous_audio(recording: &Path) -> i64 {
+    let audio = stream_indexes(recording, "a")[0];
+    let dts: Vec<i64> = recording_dts(recording)
+        .into_iter()
+        .filter(|(stream, _)| *stream == audio)
+        .map(|(_, dts)| dts)
+        .collect();
+    let longest = dts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest <= 50, "{recording:?}: a hole of {longest} ms");
+    dts.last().unwrap() - dts.first().unwrap()
+}
+
 /// The RMS of 16-bit mono PCM between `from` and `to` seconds (48 kHz).
 fn rms(pcm: &[i16], from: f64, to: f64) -> f64 {
     let (a, b) = ((from * 48_000.0) as usize, (to * 48_000.0) as usize);
@@ -292,7 +306,13 @@ fn rms(pcm: &[i16], from: f64, to: f64) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream() {
     let ingest = NginxSink::start("live2").await;
-    let prism = Prism::start_with(|c| point_preset(c, "youtube", ingest.url())).await;
+    let prism = Prism::start_with(|c| {
+        // YouTube needs video: it gets a black picture with the audio; a
+        // preset of one's own gets the audio alone.
+        point_preset(c, "youtube", ingest.url());
+        point_preset(c, "radio", ingest.url());
+    })
+    .await;
     let http = prism.app.as_ref().unwrap().http_addr();
     let dir = out_dir("chunks");
     let chunk = dir.join("chunk.mp3");
@@ -319,7 +339,7 @@ async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream()
     let client = http_client();
     let opened = client
         .post(format!(
-            "http://{http}/ingest/live/chunky/session?chunk_ms=1000&youtube=yt-chunky"
+            "http://{http}/ingest/live/chunky/session?chunk_ms=1000&youtube=yt-chunky&radio=chunky"
         ))
         .send()
         .await
@@ -327,7 +347,7 @@ async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream()
     assert_eq!(opened.status(), 201);
     let opened: serde_json::Value = opened.json().await.unwrap();
     let chunks = format!("http://{http}{}", opened["chunks"].as_str().unwrap());
-    ingest.wait_publishing("yt-chunky", WAIT).await;
+    ingest.wait_publishing("chunky", WAIT).await;
     let put = |seq: u64, base64: bool| {
         let request = client.put(format!("{chunks}/{seq}"));
         let request = if base64 {
@@ -355,20 +375,29 @@ async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream()
     }
     let ended = client.delete(&chunks).send().await.unwrap();
     assert_eq!(ended.status(), 204);
+    ingest.wait_unpublished("chunky", WAIT).await;
     ingest.wait_unpublished("yt-chunky", WAIT).await;
     assert_eq!(put(8, false).await, 404, "the session is gone");
 
     // Continuous: no step between audio packets longer than a frame or two.
-    let recording = ingest.recording("yt-chunky");
-    let dts: Vec<i64> = recording_dts(&recording)
-        .into_iter()
-        .filter(|(stream, _)| *stream == 0)
-        .map(|(_, dts)| dts)
-        .collect();
-    let longest = dts.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(longest <= 50, "a hole of {longest} ms");
-    let span = dts.last().unwrap() - dts.first().unwrap();
+    let recording = ingest.recording("chunky");
+    let span = assert_continuous_audio(&recording);
     assert!((7_800..=8_300).contains(&span), "8 chunks' time: {span} ms");
+    // With the picture: the same audio, from the moment the picture's
+    // encode started (the stream showed it has no video at its first audio).
+    let pictured = ingest.recording("yt-chunky");
+    let video = ffprobe_video(&pictured);
+    assert_eq!((video.width, video.height), (1280, 720));
+    let span = assert_continuous_audio(&pictured);
+    assert!(
+        (7_000..=8_300).contains(&span),
+        "about 8 chunks' time: {span} ms"
+    );
+    let frames_secs = video.frames as f64 / 30.0;
+    assert!(
+        (frames_secs * 1000.0 - span as f64).abs() < 1_000.0,
+        "{frames_secs} s of pictures"
+    );
     // And the hole is silence where chunk 5 would have been, sound around it.
     let out = std::process::Command::new(require("ffmpeg"))
         .args(["-hide_banner", "-loglevel", "error", "-i"])

@@ -794,6 +794,20 @@ pub async fn publish_with_timestamp_offset(
     publish_schedule(addr, app, key, &schedule).await;
 }
 
+/// The indexes of a file's streams of one kind (`v`, `a`), by ffprobe.
+pub fn stream_indexes(file: &Path, kind: &str) -> Vec<u32> {
+    let out = std::process::Command::new(require("ffprobe"))
+        .args(["-v", "error", "-select_streams", kind])
+        .args(["-show_entries", "stream=index", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 /// The dts of every packet of a recording in ms, per stream index, in file order.
 pub fn recording_dts(path: &Path) -> Vec<(u32, i64)> {
     let out = std::process::Command::new(require("ffprobe"))
