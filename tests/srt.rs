@@ -3,7 +3,8 @@
 //! `srt-live-transmit`; nginx-rtmp records what prism relays, compared with the
 //! source picture by picture and in its composition offsets; a caller killed and
 //! restarted within the grace period keeps the destination's one publish; and
-//! garbage and a PID storm over SRT end their connection alone while an RTMP
+//! garbage, a PID storm and broken PES lengths over SRT end their connection
+//! alone while an RTMP
 //! publisher's stream stays intact.
 
 mod common;
@@ -251,8 +252,41 @@ async fn srt_live_transmit_publishes_and_a_caller_back_within_the_grace_period_c
     prism.stop().await;
 }
 
+/// A real MPEG-TS of `source` whose every PES header lies: its packet length
+/// and its header length are wrong.
+fn broken_pes_lengths(source: &Path) -> Vec<u8> {
+    let out = std::process::Command::new(require("ffmpeg"))
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(source)
+        .args(["-c", "copy", "-f", "mpegts", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(out.status.success());
+    let mut ts = out.stdout;
+    let mut broken = 0;
+    for (i, packet) in ts.chunks_exact_mut(188).enumerate() {
+        let starts_unit = packet[1] & 0x40 != 0;
+        let payload = match (packet[3] >> 4) & 0x3 {
+            1 => 4,
+            3 => 5 + packet[4] as usize,
+            _ => continue,
+        };
+        if starts_unit && payload + 9 <= 188 && packet[payload..payload + 3] == [0, 0, 1] {
+            // PES_packet_length: too long or too short; PES_header_data_length:
+            // past the end of the packet.
+            let length: u16 = if i % 2 == 0 { 0xFFF0 } else { 3 };
+            packet[payload + 4..payload + 6].copy_from_slice(&length.to_be_bytes());
+            packet[payload + 8] = 0xF0;
+            broken += 1;
+        }
+    }
+    assert!(broken > 100, "{broken} PES headers broken");
+    ts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_and_a_pid_storm_over_srt_end_alone_while_an_rtmp_stream_stays_intact() {
+async fn garbage_a_pid_storm_and_broken_pes_lengths_over_srt_end_alone_while_an_rtmp_stream_stays_intact()
+ {
     let ingest = NginxSink::start("live2").await;
     let prism = prism_with_srt(&ingest, |c| {
         c.rtmp.idle_timeout_secs = 3;
@@ -264,7 +298,8 @@ async fn garbage_and_a_pid_storm_over_srt_end_alone_while_an_rtmp_stream_stays_i
     prism.wait_live("live", "honest").await;
     ingest.wait_publishing("yt-honest", WAIT).await;
 
-    // Random bytes, then TS packets with valid sync bytes but 4000 PIDs.
+    // Random bytes, TS packets with valid sync bytes but 4000 PIDs, and a real
+    // stream whose PES lengths lie.
     let garbage: Vec<u8> = (0..1_316 * 400u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -280,7 +315,12 @@ async fn garbage_and_a_pid_storm_over_srt_end_alone_while_an_rtmp_stream_stays_i
         packet.extend((0..184).map(|j| (i + j) as u8));
         storm.extend(packet);
     }
-    for (name, bytes) in [("garbage", garbage), ("storm", storm)] {
+    let broken = broken_pes_lengths(&clip(4));
+    for (name, bytes) in [
+        ("garbage", garbage),
+        ("storm", storm),
+        ("broken-pes", broken),
+    ] {
         let url = srt_url(&prism, &format!("live/{name}"), "");
         let mut transmit = Command::new(require("srt-live-transmit"))
             .args(["-q", "file://con", &url])
