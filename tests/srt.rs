@@ -4,8 +4,7 @@
 //! source picture by picture and in its composition offsets; a caller killed and
 //! restarted within the grace period keeps the destination's one publish; and
 //! garbage, a PID storm and broken PES lengths over SRT end their connection
-//! alone while an RTMP
-//! publisher's stream stays intact.
+//! alone while an RTMP publisher's stream stays intact.
 
 mod common;
 
