@@ -37,7 +37,11 @@ fn srt_url(prism: &Prism, stream_id: &str, extra: &str) -> String {
 
 /// ffmpeg sending `file` in real time over SRT as MPEG-TS.
 fn srt_publish(file: &Path, url: &str) -> Child {
-    let ffmpeg = require("ffmpeg");
+    srt_publish_using(&require("ffmpeg"), file, url)
+}
+
+/// [`srt_publish`] with the given ffmpeg binary.
+fn srt_publish_using(ffmpeg: &Path, file: &Path, url: &str) -> Child {
     let file = file.to_str().unwrap();
     let args = ["-hide_banner", "-loglevel", "error", "-re", "-i", file];
     Command::new(ffmpeg)
@@ -143,6 +147,93 @@ async fn ffmpeg_publishes_over_srt_and_b_frames_keep_their_composition_offsets()
         "the frame timing and composition offsets arrive as sent"
     );
     prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes_enhanced_flv() {
+    // FFmpeg 9 sends (libx265 with B-frames, over its libsrt), remuxes
+    // (`[transcode] ffmpeg`: its FLV muxer writes HEVC as enhanced RTMP) and
+    // records at the ingest, a second prism (nginx-rtmp drops enhanced video).
+    let ffmpeg = ffmpeg9();
+    let ingest = Prism::start().await;
+    let remuxer = ffmpeg.display().to_string();
+    let ingest_url = ingest.url("live2");
+    let prism = Prism::start_with(move |c| {
+        point_preset(c, "youtube", ingest_url);
+        c.srt.listen = Some("127.0.0.1:0".parse().unwrap());
+        c.transcode.ffmpeg = remuxer;
+    })
+    .await;
+    let source = generate(
+        &ffmpeg,
+        "hevc-srt-6s.flv",
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30:duration=6",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=6",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error:bframes=2",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "60",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-shortest",
+        ],
+    );
+    let recording =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("srt-hevc-{}.flv", std::process::id()));
+    let recorder = spawn_path(
+        &ffmpeg,
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            &ingest.url("live2/yt-hevc"),
+            "-c",
+            "copy",
+            "-y",
+            recording.to_str().unwrap(),
+        ],
+    );
+    ingest.wait_subscribers("live2", "yt-hevc", 1).await;
+    let url = srt_url(&prism, "live/hevc-key?youtube=yt-hevc", "");
+    let publisher = srt_publish_using(&ffmpeg, &source, &url);
+    prism.wait_live("live", "hevc-key").await;
+    // Shown as HEVC once the remux's first video arrived.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let codec = loop {
+        let streams = prism.streams_json().await;
+        let codec = streams["streams"][0]["publisher"]["video"]["codec"].clone();
+        if !codec.is_null() || tokio::time::Instant::now() > deadline {
+            break codec;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(codec, "hevc");
+    let (status, _) = finish(publisher).await;
+    assert!(status.success());
+    // The SRT caller's end is a drop; the destination ends after the grace
+    // period, and the ingest's stream with it.
+    let (status, _) = finish(recorder).await;
+    assert!(status.success(), "the recorder at the ingest: {status}");
+    assert_remuxed_intact_with(&ffmpeg, &source, &recording, 500);
+    let _ = std::fs::remove_file(&recording);
+    prism.stop().await;
+    ingest.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -980,7 +980,12 @@ pub fn light_profile(height: u32, kbps: u32) -> prism::transcode::Profile {
 /// a viewer sees; a remux through MPEG-TS changes the packets' bytes, H.264's
 /// Annex B in place of length prefixes, but not one picture).
 pub fn decoded_pictures(file: &Path) -> Vec<String> {
-    let out = std::process::Command::new(require("ffmpeg"))
+    decoded_pictures_with(&require("ffmpeg"), file)
+}
+
+/// [`decoded_pictures`], decoded by the given ffmpeg binary.
+pub fn decoded_pictures_with(ffmpeg: &Path, file: &Path) -> Vec<String> {
+    let out = std::process::Command::new(ffmpeg)
         .args(["-hide_banner", "-loglevel", "error", "-i"])
         .arg(file)
         .args([
@@ -994,7 +999,11 @@ pub fn decoded_pictures(file: &Path) -> Vec<String> {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "decoding {file:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -1010,7 +1019,16 @@ pub fn decoded_pictures(file: &Path) -> Vec<String> {
 /// keyframe). Up to `tail_ms` at the end may be missing (an SRT caller's last
 /// moments, held by the receiver for their delivery time when the close comes).
 pub fn assert_remuxed_intact(source: &Path, recording: &Path, tail_ms: usize) {
-    let (got, sent) = (decoded_pictures(recording), decoded_pictures(source));
+    assert_remuxed_intact_with(&require("ffmpeg"), source, recording, tail_ms);
+}
+
+/// [`assert_remuxed_intact`], read by the given ffmpeg binary (one that reads
+/// enhanced FLV, for HEVC).
+pub fn assert_remuxed_intact_with(ffmpeg: &Path, source: &Path, recording: &Path, tail_ms: usize) {
+    let (got, sent) = (
+        decoded_pictures_with(ffmpeg, recording),
+        decoded_pictures_with(ffmpeg, source),
+    );
     let lost = sent.len().saturating_sub(got.len());
     assert!(
         sent.starts_with(&got) && lost * 33 <= tail_ms,
@@ -1026,8 +1044,8 @@ pub fn assert_remuxed_intact(source: &Path, recording: &Path, tail_ms: usize) {
             .collect()
     };
     let (got, sent) = (
-        audio(framemd5_of_file(recording)),
-        audio(framemd5_of_file(source)),
+        audio(framemd5_of_file_with(ffmpeg, recording)),
+        audio(framemd5_of_file_with(ffmpeg, source)),
     );
     let start = got
         .first()
