@@ -149,11 +149,12 @@ async fn ffmpeg_publishes_over_srt_and_b_frames_keep_their_composition_offsets()
     prism.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hevc_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes_enhanced_flv() {
-    // FFmpeg 9 sends (libx265 with B-frames, over its libsrt), remuxes
-    // (`[transcode] ffmpeg`: its FLV muxer writes HEVC as enhanced RTMP) and
-    // records at the ingest, a second prism (nginx-rtmp drops enhanced video).
+/// A 6 s clip made and sent over SRT by FFmpeg 9 with `codecs` (its codec
+/// arguments), remuxed by FFmpeg 9 (`[transcode] ffmpeg`: its FLV muxer writes
+/// HEVC and Opus as enhanced RTMP) and recorded by FFmpeg 9 at the ingest, a
+/// second prism (nginx-rtmp drops enhanced media): every picture and audio
+/// packet arrives, and the status shows the `(video, audio)` codecs.
+async fn enhanced_over_srt_arrives_intact(key: &str, codecs: &[&str], shown: (&str, &str)) {
     let ffmpeg = ffmpeg9();
     let ingest = Prism::start().await;
     let remuxer = ffmpeg.display().to_string();
@@ -164,37 +165,27 @@ async fn hevc_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes
         c.transcode.ffmpeg = remuxer;
     })
     .await;
-    let source = generate(
-        &ffmpeg,
-        "hevc-srt-6s.flv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30:duration=6",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=6",
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error:bframes=2",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "60",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-        ],
-    );
-    let recording =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("srt-hevc-{}.flv", std::process::id()));
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=30:duration=6",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=6",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "60",
+        "-shortest",
+    ];
+    args.extend(codecs);
+    let source = generate(&ffmpeg, &format!("{key}-srt-6s.flv"), &args);
+    let recording = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("srt-{key}-{}.flv", std::process::id()));
+    let destination = format!("yt-{key}");
+    let played = ingest.url(&format!("live2/{destination}"));
     let recorder = spawn_path(
         &ffmpeg,
         &[
@@ -202,28 +193,36 @@ async fn hevc_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes
             "-loglevel",
             "error",
             "-i",
-            &ingest.url("live2/yt-hevc"),
+            &played,
             "-c",
             "copy",
             "-y",
             recording.to_str().unwrap(),
         ],
     );
-    ingest.wait_subscribers("live2", "yt-hevc", 1).await;
-    let url = srt_url(&prism, "live/hevc-key?youtube=yt-hevc", "");
+    ingest.wait_subscribers("live2", &destination, 1).await;
+    let url = srt_url(&prism, &format!("live/{key}?youtube={destination}"), "");
     let publisher = srt_publish_using(&ffmpeg, &source, &url);
-    prism.wait_live("live", "hevc-key").await;
-    // Shown as HEVC once the remux's first video arrived.
+    prism.wait_live("live", key).await;
+    // Shown once the remux's first video and audio arrived.
     let deadline = tokio::time::Instant::now() + WAIT;
-    let codec = loop {
+    let codecs = loop {
         let streams = prism.streams_json().await;
-        let codec = streams["streams"][0]["publisher"]["video"]["codec"].clone();
-        if !codec.is_null() || tokio::time::Instant::now() > deadline {
-            break codec;
+        let publisher = &streams["streams"][0]["publisher"];
+        let codecs = (
+            publisher["video"]["codec"].clone(),
+            publisher["audio"]["codec"].clone(),
+        );
+        let known = !codecs.0.is_null() && !codecs.1.is_null();
+        if known || tokio::time::Instant::now() > deadline {
+            break codecs;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(codec, "hevc");
+    assert_eq!(
+        (codecs.0.as_str(), codecs.1.as_str()),
+        (Some(shown.0), Some(shown.1))
+    );
     let (status, _) = finish(publisher).await;
     assert!(status.success());
     // The SRT caller's end is a drop; the destination ends after the grace
@@ -234,6 +233,23 @@ async fn hevc_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes
     let _ = std::fs::remove_file(&recording);
     prism.stop().await;
     ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes_enhanced_flv() {
+    let hevc = "-c:v libx265 -preset ultrafast -x265-params log-level=error:bframes=2";
+    let codecs: Vec<&str> = hevc
+        .split(' ')
+        .chain(["-c:a", "aac", "-b:a", "64k"])
+        .collect();
+    enhanced_over_srt_arrives_intact("hevc", &codecs, ("hevc", "aac")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_over_srt_reaches_the_ingest_intact_when_the_remuxing_ffmpeg_writes_enhanced_flv() {
+    let codecs = "-c:v libx264 -preset ultrafast -bf 0 -c:a libopus -b:a 64k";
+    let codecs: Vec<&str> = codecs.split(' ').collect();
+    enhanced_over_srt_arrives_intact("opus", &codecs, ("h264", "opus")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
