@@ -303,18 +303,9 @@ fn rms(pcm: &[i16], from: f64, to: f64) -> f64 {
     (window.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / window.len() as f64).sqrt()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream() {
-    let ingest = NginxSink::start("live2").await;
-    let prism = Prism::start_with(|c| {
-        // YouTube needs video: it gets a black picture with the audio; a
-        // preset of one's own gets the audio alone.
-        point_preset(c, "youtube", ingest.url());
-        point_preset(c, "radio", ingest.url());
-    })
-    .await;
-    let http = prism.app.as_ref().unwrap().http_addr();
-    let dir = out_dir("chunks");
+/// One second of a 440 Hz tone as MP3: a chunk as a recorder sends it.
+fn mp3_chunk(dir: &str) -> Vec<u8> {
+    let dir = out_dir(dir);
     let chunk = dir.join("chunk.mp3");
     let status = std::process::Command::new(require("ffmpeg"))
         .args([
@@ -335,7 +326,21 @@ async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream()
         .status()
         .unwrap();
     assert!(status.success());
-    let mp3 = std::fs::read(&chunk).unwrap();
+    std::fs::read(&chunk).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        // YouTube needs video: it gets a black picture with the audio; a
+        // preset of one's own gets the audio alone.
+        point_preset(c, "youtube", ingest.url());
+        point_preset(c, "radio", ingest.url());
+    })
+    .await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let mp3 = mp3_chunk("chunks");
     let client = http_client();
     let opened = client
         .post(format!(
@@ -417,5 +422,67 @@ async fn numbered_chunks_out_of_order_and_one_missing_make_a_continuous_stream()
     );
     assert!(before > 1_000.0 && after > 1_000.0, "{before} {after}");
     assert!(hole < before / 100.0, "silence: {hole} against {before}");
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_decodes_two_chunks_at_once_and_refuses_hopeless_ones_before_decoding() {
+    let prism = Prism::start().await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let mp3 = mp3_chunk("bounded");
+    let client = http_client();
+    let opened: serde_json::Value = client
+        .post(format!(
+            "http://{http}/ingest/live/bounded/session?chunk_ms=1000"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let chunks = format!("http://{http}{}", opened["chunks"].as_str().unwrap());
+    // Twelve at once, as a client with a backlog would send them: two are
+    // decoded at a time, the others are told to come back.
+    let puts = (0..12u64).map(|seq| {
+        let request = client.put(format!("{chunks}/{seq}")).body(mp3.clone());
+        async move { request.send().await.unwrap() }
+    });
+    let answers = futures_util::future::join_all(puts).await;
+    let mut accepted = 0;
+    let mut busy = 0;
+    for answer in &answers {
+        match answer.status().as_u16() {
+            204 => accepted += 1,
+            429 => {
+                assert_eq!(answer.headers()["retry-after"], "1");
+                busy += 1;
+            }
+            other => panic!("chunk answered {other}"),
+        }
+    }
+    assert!(
+        accepted >= 2 && busy >= 1,
+        "{accepted} accepted, {busy} told to wait"
+    );
+    // Past the window, or already taken: refused at once, not decoded
+    // (garbage would be a 422 if it were).
+    let far = client
+        .put(format!("{chunks}/100"))
+        .body("not audio")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(far.status(), 409);
+    let first = answers.iter().position(|a| a.status() == 204).unwrap();
+    let again = client
+        .put(format!("{chunks}/{first}"))
+        .body("not audio")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let ended = client.delete(&chunks).send().await.unwrap();
+    assert_eq!(ended.status(), 204);
     prism.stop().await;
 }

@@ -37,6 +37,15 @@ impl ApiError {
             retry_after: None,
         }
     }
+
+    /// A 429 telling the client when to try again.
+    pub fn too_many(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            retry_after: Some(retry_after_secs),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -67,6 +67,14 @@ impl Reorder {
 
     /// Takes chunk `seq`.
     pub fn offer(&mut self, seq: u64, data: Bytes) -> Result<(), ChunkError> {
+        self.admits(seq)?;
+        self.pending.insert(seq, data);
+        Ok(())
+    }
+
+    /// Whether chunk `seq` would be taken now: asked before a chunk is
+    /// decoded, so that one that would be refused costs no decoding.
+    pub fn admits(&self, seq: u64) -> Result<(), ChunkError> {
         if self.closing {
             return Err(ChunkError::Ended);
         }
@@ -79,7 +87,6 @@ impl Reorder {
         if self.pending.contains_key(&seq) {
             return Err(ChunkError::Duplicate(seq));
         }
-        self.pending.insert(seq, data);
         Ok(())
     }
 
@@ -148,8 +155,11 @@ mod tests {
         assert_eq!(order.step(start + second), Step::Chunk(chunk(3)));
         assert_eq!(order.offer(2, chunk(2)), Err(ChunkError::TooLate(2)));
         assert_eq!(order.offer(3, chunk(3)), Err(ChunkError::TooLate(3)));
+        assert_eq!(order.admits(5), Ok(()));
         order.offer(5, chunk(5)).unwrap();
+        assert_eq!(order.admits(5), Err(ChunkError::Duplicate(5)));
         assert_eq!(order.offer(5, chunk(5)), Err(ChunkError::Duplicate(5)));
+        assert_eq!(order.admits(2), Err(ChunkError::TooLate(2)));
         assert_eq!(
             order.offer(4 + WINDOW, chunk(9)),
             Err(ChunkError::TooFarAhead(4 + WINDOW, 4))

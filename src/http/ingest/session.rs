@@ -42,6 +42,10 @@ const MAX_CHUNK_MS: u64 = 10_000;
 const MIN_CHUNK_MS: u64 = 100;
 /// The largest chunk body accepted (before decoding).
 pub const MAX_CHUNK_BYTES: usize = 2 * 1024 * 1024;
+/// Chunks of one session decoded at once (each by a short ffmpeg): a client
+/// sending faster than real time gets 429 beyond it rather than making prism
+/// run an ffmpeg per request it holds open.
+pub const DECODES_PER_SESSION: usize = 2;
 
 /// One chunked push.
 #[derive(Debug)]
@@ -53,6 +57,8 @@ pub struct Session {
     /// Woken when a chunk comes or the session is ended.
     wake: Notify,
     last_chunk: Mutex<Instant>,
+    /// Bounds the chunks decoded at once ([`DECODES_PER_SESSION`]).
+    decoding: tokio::sync::Semaphore,
 }
 
 impl Session {
@@ -113,6 +119,7 @@ pub async fn open(
         order: Mutex::new(Reorder::new(chunk)),
         wake: Notify::new(),
         last_chunk: Mutex::new(Instant::now()),
+        decoding: tokio::sync::Semaphore::new(DECODES_PER_SESSION),
     });
     ingest.sessions.insert(id.clone(), Arc::clone(&session));
     let task = run(Arc::clone(&ingest), id.clone(), session, admitted, kick);
@@ -182,16 +189,26 @@ pub async fn put_chunk(
     } else {
         body
     };
-    let pcm = decode(&ingest.ffmpeg, body)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    session.order().offer(seq, pcm).map_err(|err| {
+    let refused = |err: ChunkError| {
         let status = match err {
             ChunkError::Ended => StatusCode::GONE,
             _ => StatusCode::CONFLICT,
         };
         ApiError::new(status, err.to_string())
-    })?;
+    };
+    session.order().admits(seq).map_err(refused)?;
+    let Ok(_decoding) = session.decoding.try_acquire() else {
+        return Err(ApiError::too_many(
+            format!(
+                "{DECODES_PER_SESSION} chunks of this session are being decoded; send the next when one is done"
+            ),
+            1,
+        ));
+    };
+    let pcm = decode(&ingest.ffmpeg, body)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    session.order().offer(seq, pcm).map_err(refused)?;
     *session.last_chunk.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     session.wake.notify_one();
     Ok(StatusCode::NO_CONTENT)
