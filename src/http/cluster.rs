@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::access::{self, Access};
 use super::api::{self, ApiError};
 use super::{HttpState, MAX_BODY_BYTES};
 use crate::cluster::{Cluster, NodeInfo};
@@ -49,7 +50,7 @@ pub async fn list_streams(
     headers: HeaderMap,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let access = api::authorize(&state, &headers, false)?;
+    let access = access::authorize(&state, &headers, false)?;
     let whole_cluster = query.scope.as_deref() != Some("node") && !headers.contains_key(FORWARDED);
     match &state.cluster {
         Some(cluster) if whole_cluster => Ok(streams(&state, cluster, &headers, &access).await),
@@ -71,7 +72,7 @@ async fn streams(
     state: &HttpState,
     cluster: &Cluster,
     headers: &HeaderMap,
-    access: &api::Access,
+    access: &Access,
 ) -> Response {
     let mut streams: Vec<serde_json::Value> = api::stream_list(state, access)
         .streams

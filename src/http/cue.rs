@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use super::HttpState;
-use super::api::{ApiError, StreamPath, authorize, body_error};
+use super::access::authorize;
+use super::api::{ApiError, StreamPath, body_error};
 use crate::rtmp::cue::{CueKind, CuePoint, CueValue};
 
 /// What a cue request answers: where the cue went on the stream's timeline.

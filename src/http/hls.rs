@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::HttpState;
-use super::api::{Access, ApiError, StreamPath, authorize_control, bearer_access};
+use super::access::{Access, authorize_control, bearer_access};
+use super::api::{ApiError, StreamPath};
 use crate::hls::live::{Broadcast, LiveHls};
 use crate::hls::packager::Packager;
 use crate::hls::path::{self, File, StreamRef};

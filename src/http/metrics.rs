@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use super::HttpState;
-use super::api::{Access, ApiError, stream_list};
+use super::access::Access;
+use super::api::{ApiError, stream_list};
 use super::model::StreamState;
 use crate::record::status::RecordingState;
 use crate::relay::status::State as DestinationState;
@@ -362,7 +363,7 @@ pub async fn metrics(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
-    super::api::authorize_read(&state, &headers)?;
+    super::access::authorize_read(&state, &headers)?;
     Ok((
         [(
             header::CONTENT_TYPE,

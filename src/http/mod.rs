@@ -6,9 +6,11 @@
 //! (`api_token` in their file) for that user's streams and saved destinations
 //! ([`saved`]). Without either, control is disabled (403).
 
+pub mod access;
 pub mod api;
 pub mod cluster;
 pub mod cue;
+pub mod error;
 pub mod hls;
 pub mod ingest;
 pub mod listener;

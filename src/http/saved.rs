@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::HttpState;
-use super::api::{Access, ApiError, authorize_control, body_error};
+use super::access::{Access, authorize_control};
+use super::api::{ApiError, body_error};
 use crate::relay::saved::SavedError;
 use crate::users::DestinationRequest;
 use crate::users::saved::{DestinationPatch, Edit, EditError};

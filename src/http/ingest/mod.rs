@@ -34,7 +34,8 @@ mod reorder;
 pub mod session;
 
 use super::HttpState;
-use super::api::{ApiError, bearer_credentials};
+use super::access::bearer_credentials;
+use super::api::ApiError;
 use crate::hub::HubError;
 use crate::relay::AuthError;
 use crate::server::ConnectionContext;
