@@ -192,7 +192,11 @@ pub async fn feed_through_ffmpeg<R: AsyncRead + Unpin>(
     command.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
     match container {
         Container::MpegTs => {
-            command.args(["-f", "mpegts"]);
+            // A PES that ffmpeg's demuxer knows to be damaged (a continuity
+            // gap, a length that does not add up, a transport error, as
+            // `ts_end` marks an SRT caller's cut end) is dropped, not sent on
+            // as a damaged frame.
+            command.args(["-fflags", "+discardcorrupt", "-f", "mpegts"]);
         }
         Container::Pcm { rate, channels } => {
             let (rate, channels) = (rate.to_string(), channels.to_string());

@@ -11,6 +11,7 @@ pub mod proxy_header;
 pub mod srt;
 pub mod standby;
 pub mod tls;
+pub mod ts_end;
 pub mod waiting;
 
 use std::net::SocketAddr;

@@ -11,7 +11,8 @@
 //! knows it (a wrong or missing passphrase fails it), and a refused publish
 //! then closes the connection. The last moments a caller sends before it
 //! closes (up to the latency) may not arrive: SRT's receiver holds them until
-//! their delivery time and the close comes first. Once
+//! their delivery time and the close comes first; the frames that cut short are
+//! dropped, not sent on damaged ([`TsEnd`]). Once
 //! admitted, the connection's MPEG-TS goes through ffmpeg's remux into the
 //! stream ([`feed::feed_through_ffmpeg`]), which maps PTS/DTS to FLV
 //! timestamps and composition offsets. SRT has no unpublish: whatever ends the
@@ -23,11 +24,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::Stream;
+
 use futures_util::StreamExt;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener, SrtSocket};
 use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +40,7 @@ use tracing::Instrument;
 use super::admission::{self, Refusal};
 use super::context::ConnectionContext;
 use super::feed::{self, Container, Fed};
+use super::ts_end::TsEnd;
 use crate::config::SrtConfig;
 use crate::hub::HubError;
 use crate::relay::AuthError;
@@ -191,7 +196,7 @@ impl Caller {
                 }
             }
         };
-        let input = StreamReader::new(socket.map(|packet| packet.map(|(_, bytes)| bytes)));
+        let input = StreamReader::new(Box::pin(marked_at_its_end(socket)));
         let stop = feed::stop_token(&kick, &self.shutdown);
         let _linked = stop.clone().drop_guard();
         let mut fed = Fed::default();
@@ -237,6 +242,22 @@ impl Caller {
 }
 
 /// The handshake's answer to a refused publish.
+/// The caller's MPEG-TS, followed at its end by the packets that mark it as
+/// cut ([`TsEnd`]), so that the frames the close cut short are dropped.
+fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::unfold(Some((socket, TsEnd::default())), |state| async move {
+        let (mut socket, mut end) = state?;
+        match socket.next().await {
+            Some(Ok((_, bytes))) => {
+                end.observe(&bytes);
+                Some((Ok(bytes), Some((socket, end))))
+            }
+            Some(Err(err)) => Some((Err(err), None)),
+            None => Some((Ok(Bytes::from(end.closing_packets())), None)),
+        }
+    })
+}
+
 fn reject_reason(refusal: &Refusal) -> ServerRejectReason {
     match refusal {
         Refusal::Auth(AuthError::UnknownKey) => ServerRejectReason::Unauthorized,
