@@ -37,8 +37,8 @@ pub enum FeedError {
     /// Nothing arrived for this long.
     #[error("no data for {0:?}")]
     Idle(Duration),
-    /// The body broke off (the client went away, the connection failed).
-    #[error("the request body ended early: {0}")]
+    /// The input broke off (the client went away, the connection failed).
+    #[error("the input broke off: {0}")]
     Body(std::io::Error),
     /// Not FLV where FLV was expected, or a tag over the limit.
     #[error("bad FLV: {0}")]

@@ -253,7 +253,17 @@ fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<By
                 Some((Ok(bytes), Some((socket, end))))
             }
             Some(Err(err)) => Some((Err(err), None)),
-            None => Some((Ok(Bytes::from(end.closing_packets())), None)),
+            // srt-tokio ends the stream the same way when its connection task
+            // failed (it panics on control packets it does not handle, such
+            // as a congestion warning): say so rather than end as a close.
+            None => match socket.close_and_finish().await {
+                Ok(()) => Some((Ok(Bytes::from(end.closing_packets())), None)),
+                Err(err) => {
+                    let failed =
+                        format!("the SRT connection failed on the caller's packets: {err}");
+                    Some((Err(std::io::Error::other(failed)), None))
+                }
+            },
         }
     })
 }
