@@ -25,6 +25,7 @@
 //! - [`gop`], [`media_info`], [`tracks`], [`packet`]: the GOP cache, what a stream
 //!   carries (and whether it has video at all), and the unit the hub moves.
 
+pub mod arena;
 mod directory;
 mod fan_out;
 pub mod gop;

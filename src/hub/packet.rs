@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use super::arena::PayloadArena;
+
 use crate::rtmp::message::type_id;
 use crate::timestamp::{Rebaser, Track};
 
@@ -159,9 +161,17 @@ impl Packet {
     /// block. A payload that owns its buffer (a message reassembled from several
     /// chunks) is not copied. This is once per packet on the publisher's side; what
     /// each subscriber gets is still a shared handle.
-    pub fn own_small_payload(&mut self) {
+    ///
+    /// Media is copied into the publisher's `arena` (no allocation per packet);
+    /// configuration, which the stream may keep for as long as it lives, into a
+    /// buffer of its own, so that it never holds an arena block alone.
+    pub fn own_small_payload(&mut self, arena: &mut PayloadArena) {
         if self.payload.len() <= SHARED_PAYLOAD_COPY_MAX && !self.payload.is_unique() {
-            self.payload = Bytes::copy_from_slice(&self.payload);
+            self.payload = if self.is_config() {
+                Bytes::copy_from_slice(&self.payload)
+            } else {
+                arena.copy(&self.payload)
+            };
         }
     }
 

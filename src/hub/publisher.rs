@@ -3,10 +3,11 @@
 //! joiners need, and fans the packet out to every subscriber's queue.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 
+use super::arena::PayloadArena;
 use super::directory::Directory;
 use super::inputs::{Admission, InputRole};
 use super::packet::{Packet, PacketKind};
@@ -23,6 +24,8 @@ pub struct Publisher {
     pub(super) stream: Arc<Stream>,
     pub(super) id: u64,
     pub(super) role: InputRole,
+    /// Where its small media payloads are copied (see [`PayloadArena`]).
+    arena: Mutex<PayloadArena>,
 }
 
 impl Publisher {
@@ -32,6 +35,7 @@ impl Publisher {
             stream,
             id,
             role,
+            arena: Mutex::default(),
         }
     }
 
@@ -160,7 +164,9 @@ impl Publisher {
     /// its track has no sequence header yet (see [`push_audio`](Self::push_audio)).
     fn push_checked(&self, mut packet: Packet, needs_header: bool) {
         // Before the lock: the copy, when there is one, is the publisher's alone.
-        packet.own_small_payload();
+        let mut arena = self.arena.lock().unwrap_or_else(PoisonError::into_inner);
+        packet.own_small_payload(&mut arena);
+        drop(arena);
         self.admit(packet, needs_header);
     }
 
