@@ -208,8 +208,17 @@ where
             let waiting = self.play_wait_deadline().is_some();
             let awaiting_user = play::awaits_user(&self.role);
             let look_elsewhere = waiting && self.ctx.cluster.get().is_some();
+            // Read first: a wake-up for data returns here without polling the
+            // waits behind it (each poll of a cancellation wait takes locks);
+            // they are polled whenever the read is pending, which tokio's
+            // cooperative budget forces at least every 128 reads, so a flood of
+            // data never hides a shutdown or a kick for long.
             tokio::select! {
                 biased;
+                read = ReadPolicy::CONNECTION.read(&mut self.io, &mut self.buf) => match read? {
+                    0 => return self.closed_by_peer(),
+                    _ => last_read = Instant::now(),
+                },
                 () = &mut shut_down => return Ok(()),
                 () = &mut kicked => {
                     tracing::info!("publisher kicked by an operator");
@@ -224,10 +233,6 @@ where
                     }
                     return Ok(());
                 }
-                read = ReadPolicy::CONNECTION.read(&mut self.io, &mut self.buf) => match read? {
-                    0 => return self.closed_by_peer(),
-                    _ => last_read = Instant::now(),
-                },
                 () = &mut timer, if armed.is_some() => {
                     // Re-armed at the top of the loop, for the deadline in force by then.
                     armed = None;
