@@ -11,7 +11,7 @@
 //! knows it (a wrong or missing passphrase fails it), and a refused publish
 //! then closes the connection. The last moments a caller sends before it
 //! closes (up to the latency) may not arrive: SRT's receiver holds them until
-//! their delivery time and the close comes first; the frames that cut short are
+//! their delivery time and the close comes first; the frames it cut short are
 //! dropped, not sent on damaged ([`TsEnd`]). Once
 //! admitted, the connection's MPEG-TS goes through ffmpeg's remux into the
 //! stream ([`feed::feed_through_ffmpeg`]), which maps PTS/DTS to FLV
@@ -25,9 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
-
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::Passphrase;
@@ -241,7 +239,6 @@ impl Caller {
     }
 }
 
-/// The handshake's answer to a refused publish.
 /// The caller's MPEG-TS, followed at its end by the packets that mark it as
 /// cut ([`TsEnd`]), so that the frames the close cut short are dropped.
 fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<Bytes>> {
@@ -268,6 +265,7 @@ fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<By
     })
 }
 
+/// The handshake's answer to a refused publish.
 fn reject_reason(refusal: &Refusal) -> ServerRejectReason {
     match refusal {
         Refusal::Auth(AuthError::UnknownKey) => ServerRejectReason::Unauthorized,
