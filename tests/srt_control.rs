@@ -3,8 +3,9 @@
 //! is admitted as a publisher, then sends control packets no encoder sends
 //! (congestion warnings and peer errors, which srt-tokio 0.4 does not handle,
 //! NAKs and drop requests for data never sent, ACK2s out of nowhere, garbage).
-//! Its connection ends; the listener goes on taking callers, and an honest
-//! caller's stream reaches the ingest intact.
+//! Its connection ends, logged as failed; the listener goes on taking callers,
+//! and an honest caller's stream reaches the ingest intact, its link's
+//! statistics logged at its end.
 
 mod common;
 
@@ -140,6 +141,8 @@ async fn hostile_control_packets_end_their_connection_alone() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    let failed = "the SRT connection failed on the caller's packets";
+    assert_eq!(captured_logs().matches(failed).count(), 3, "each said why");
     // The listener still takes callers, and an honest one arrives intact.
     let source = test_flv();
     let url = format!("srt://{server}?streamid=live/honest?youtube=yt-honest&latency=200000");
@@ -158,5 +161,19 @@ async fn hostile_control_packets_end_their_connection_alone() {
         .wait_unpublished("yt-honest", Duration::from_secs(60))
         .await;
     assert_remuxed_intact(&source, &ingest.recording("yt-honest"), 500);
+    // Its end logs how the link fared, as SRT counted it.
+    let logs = captured_logs();
+    let line = logs.lines().rfind(|l| l.contains("srt link statistics"));
+    let line = line.expect("the link's statistics are logged at its end");
+    let packets: u64 = line
+        .split("packets=")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .expect("a packet count");
+    assert!(packets > 100, "{line}");
+    assert!(
+        line.contains(" lost=0 ") && line.contains("dropped_too_late=0"),
+        "{line}"
+    );
     prism.stop().await;
 }

@@ -247,22 +247,41 @@ fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<By
         match socket.next().await {
             Some(Ok((_, bytes))) => {
                 end.observe(&bytes);
-                Some((Ok(bytes), Some((socket, end))))
+                return Some((Ok(bytes), Some((socket, end))));
             }
-            Some(Err(err)) => Some((Err(err), None)),
-            // srt-tokio ends the stream the same way when its connection task
-            // failed (it panics on control packets it does not handle, such
-            // as a congestion warning): say so rather than end as a close.
-            None => match socket.close_and_finish().await {
-                Ok(()) => Some((Ok(Bytes::from(end.closing_packets())), None)),
-                Err(err) => {
-                    let failed =
-                        format!("the SRT connection failed on the caller's packets: {err}");
-                    Some((Err(std::io::Error::other(failed)), None))
-                }
-            },
+            Some(Err(err)) => return Some((Err(err), None)),
+            None => {}
+        }
+        log_receive_statistics(&mut socket).await;
+        // srt-tokio ends the stream the same way when its connection task
+        // failed (it panics on control packets it does not handle, such as a
+        // congestion warning): say so rather than end as a close.
+        match socket.close_and_finish().await {
+            Ok(()) => Some((Ok(Bytes::from(end.closing_packets())), None)),
+            Err(err) => {
+                let failed = format!("the SRT connection failed on the caller's packets: {err}");
+                Some((Err(std::io::Error::other(failed)), None))
+            }
         }
     })
+}
+
+/// Logs how the link fared, as SRT counted it (up to a second old: srt-tokio
+/// reports once a second): what an operator needs to tell a lossy link, or
+/// too little latency for it, from a caller's own trouble.
+async fn log_receive_statistics(socket: &mut SrtSocket) {
+    let Some(stats) = socket.statistics().clone().next().await else {
+        return;
+    };
+    tracing::info!(
+        packets = stats.rx_data,
+        lost = stats.rx_loss_data,
+        retransmitted = stats.rx_retransmit_data,
+        dropped_too_late = stats.rx_dropped_data,
+        undecryptable = stats.rx_decrypt_errors,
+        rtt_ms = stats.rx_average_rtt.as_millis() as u64,
+        "srt link statistics"
+    );
 }
 
 /// The handshake's answer to a refused publish.
