@@ -2,7 +2,8 @@
 //! B-frames, with a passphrase right and wrong) and libsrt's own
 //! `srt-live-transmit`; nginx-rtmp records what prism relays, compared with the
 //! source picture by picture and in its composition offsets; a caller killed and
-//! restarted within the grace period keeps the destination's one publish; and
+//! restarted within the grace period keeps the destination's one publish; a
+//! caller whose stream ends inside a picture has that picture dropped; and
 //! garbage, a PID storm and broken PES lengths over SRT end their connection
 //! alone while an RTMP publisher's stream stays intact.
 
@@ -13,6 +14,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::sinks::{NginxSink, recording_framemd5};
+use common::srt::{srt_publish, srt_publish_using, srt_url};
 use common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
@@ -29,31 +31,6 @@ async fn prism_with_srt(ingest: &NginxSink, tune: impl FnOnce(&mut prism::Config
         tune(c);
     })
     .await
-}
-
-fn srt_url(prism: &Prism, stream_id: &str, extra: &str) -> String {
-    let addr = prism.app.as_ref().unwrap().srt_addr().unwrap();
-    format!("srt://{addr}?streamid={stream_id}&latency=200000{extra}")
-}
-
-/// ffmpeg sending `file` in real time over SRT as MPEG-TS.
-fn srt_publish(file: &Path, url: &str) -> Child {
-    srt_publish_using(&require("ffmpeg"), file, url)
-}
-
-/// [`srt_publish`] with the given ffmpeg binary.
-fn srt_publish_using(ffmpeg: &Path, file: &Path, url: &str) -> Child {
-    let file = file.to_str().unwrap();
-    let args = ["-hide_banner", "-loglevel", "error", "-re", "-i", file];
-    Command::new(ffmpeg)
-        .args(args)
-        .args(["-c", "copy", "-f", "mpegts", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
 }
 
 /// A clip with B-frames (composition offsets that must survive).

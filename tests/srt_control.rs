@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::sinks::NginxSink;
+use common::srt::{srt_publish, srt_url};
 use common::*;
 use srt_protocol::packet::{
     ControlPacket, ControlTypes, FullAckSeqNumber, MsgNumber, Packet, ReceivePacketError,
@@ -23,7 +24,6 @@ use srt_protocol::protocol::pending_connection::ConnectionResult;
 use srt_protocol::protocol::pending_connection::connect::Connect;
 use srt_protocol::settings::ConnInitSettings;
 use tokio::net::UdpSocket;
-use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -145,16 +145,8 @@ async fn hostile_control_packets_end_their_connection_alone() {
     assert_eq!(captured_logs().matches(failed).count(), 3, "each said why");
     // The listener still takes callers, and an honest one arrives intact.
     let source = test_flv();
-    let url = format!("srt://{server}?streamid=live/honest?youtube=yt-honest&latency=200000");
-    let publisher = Command::new(require("ffmpeg"))
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
-        .arg(&source)
-        .args(["-c", "copy", "-f", "mpegts", &url])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let url = srt_url(&prism, "live/honest?youtube=yt-honest", "");
+    let publisher = srt_publish(&source, &url);
     let (status, _) = finish(publisher).await;
     assert!(status.success());
     ingest

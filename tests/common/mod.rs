@@ -10,6 +10,7 @@ pub mod s3;
 #[allow(unused_imports)]
 pub use child::ChildPrism;
 pub mod sinks;
+pub mod srt;
 pub mod tap;
 pub mod wire;
 
