@@ -9,12 +9,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::sinks::{NginxSink, recording_framemd5};
 use common::srt::{srt_publish, srt_publish_using, srt_url};
+use common::ts::{b_frame_clip, inside_a_picture, mpeg_ts_of};
 use common::*;
 use futures_util::SinkExt;
 use tokio::io::AsyncWriteExt;
@@ -31,43 +32,6 @@ async fn prism_with_srt(ingest: &NginxSink, tune: impl FnOnce(&mut prism::Config
         tune(c);
     })
     .await
-}
-
-/// A clip with B-frames (composition offsets that must survive).
-fn b_frame_clip() -> PathBuf {
-    generate(
-        &require("ffmpeg"),
-        "clip-bframes-6s.flv",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30:duration=6",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=44100:duration=6",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-pix_fmt",
-            "yuv420p",
-            "-bf",
-            "2",
-            "-g",
-            "60",
-            "-keyint_min",
-            "60",
-            "-sc_threshold",
-            "0",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-shortest",
-        ],
-    )
 }
 
 /// (dts step, pts - dts) of every video packet, in ms.
@@ -347,38 +311,6 @@ async fn srt_live_transmit_publishes_and_a_caller_back_within_the_grace_period_c
         arrived.len()
     );
     prism.stop().await;
-}
-
-/// `source` remuxed to MPEG-TS by ffmpeg (video on PID 0x100, audio on 0x101).
-fn mpeg_ts_of(source: &Path) -> Vec<u8> {
-    let out = std::process::Command::new(require("ffmpeg"))
-        .args(["-hide_banner", "-loglevel", "error", "-i"])
-        .arg(source)
-        .args(["-c", "copy", "-f", "mpegts", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    assert!(out.status.success());
-    out.stdout
-}
-
-/// Where to cut `ts`, past its middle, so that a picture is cut short: after
-/// the second packet of a video PES that has more. (A video PES carries no
-/// length, so nothing in the TS itself says it was cut.)
-fn inside_a_picture(ts: &[u8]) -> usize {
-    let packets: Vec<(u16, bool)> = ts
-        .chunks_exact(188)
-        .map(|p| {
-            (
-                u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]),
-                p[1] & 0x40 != 0,
-            )
-        })
-        .collect();
-    let video = |i: usize, starts: bool| packets.get(i) == Some(&(0x100, starts));
-    (packets.len() / 2..packets.len())
-        .find(|&i| video(i, true) && video(i + 1, false) && video(i + 2, false))
-        .map(|i| (i + 2) * 188)
-        .expect("a picture to cut")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

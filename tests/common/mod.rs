@@ -12,6 +12,7 @@ pub use child::ChildPrism;
 pub mod sinks;
 pub mod srt;
 pub mod tap;
+pub mod ts;
 pub mod wire;
 
 use std::collections::HashSet;
