@@ -1,8 +1,9 @@
 //! Publishing over HTTP: curl pushes an FLV file (`-T`, as fast as it can: prism
 //! paces it) and an MPEG-TS file (chunked, remuxed by ffmpeg) to `/ingest/`, and
 //! an nginx-rtmp ingest records what prism relays, compared with the source; keys
-//! and users as for RTMP; hostile and stalled bodies end that push alone while
-//! an RTMP publisher's stream stays intact.
+//! and users as for RTMP; an MPEG-TS push that breaks off inside a picture has
+//! that picture dropped, not relayed damaged; hostile and stalled bodies end
+//! that push alone while an RTMP publisher's stream stays intact.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::sinks::{NginxSink, recording_framemd5};
+use common::ts::{b_frame_clip, inside_a_picture, mpeg_ts_of};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -118,6 +120,37 @@ async fn a_chunked_mpeg_ts_push_is_remuxed_by_ffmpeg_and_relayed() {
     ingest.wait_unpublished("yt-ts", WAIT).await;
     // Remuxed, not re-encoded: every picture of the source, from the first.
     assert_remuxed_intact(&source, &ingest.recording("yt-ts"), 0);
+    prism.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_picture_an_mpeg_ts_push_breaks_off_inside_is_dropped_not_sent_on_damaged() {
+    let ingest = NginxSink::start("live2").await;
+    let prism = Prism::start_with(|c| {
+        point_preset(c, "youtube", ingest.url());
+        c.relay.publisher_grace_secs = 0;
+    })
+    .await;
+    let http = prism.app.as_ref().unwrap().http_addr();
+    let source = b_frame_clip();
+    let mut ts = mpeg_ts_of(&source);
+    ts.truncate(inside_a_picture(&ts));
+    // A chunked push that breaks off: the TS cut inside a picture, then the
+    // connection closed without the body's terminator.
+    let mut socket = TcpStream::connect(http).await.unwrap();
+    let head = "POST /ingest/live/cut-key?youtube=yt-cut HTTP/1.1\r\nHost: prism\r\n\
+                Content-Type: video/mp2t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    socket.write_all(head.as_bytes()).await.unwrap();
+    for chunk in ts.chunks(7 * 188) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        socket.write_all(&framed).await.unwrap();
+    }
+    prism.wait_live("live", "cut-key").await;
+    drop(socket);
+    ingest.wait_unpublished("yt-cut", WAIT).await;
+    // Every picture that arrived is the source's: not the one cut short,
+    // which would decode damaged (the rest of the clip never came).
+    assert_remuxed_intact(&source, &ingest.recording("yt-cut"), 4_000);
     prism.stop().await;
 }
 

@@ -11,11 +11,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ts_end::TsEnd;
 use crate::flv::{FlvError, FlvReader, TagType};
 use crate::hub::Publisher;
 
@@ -91,6 +92,35 @@ impl Container {
             return Self::MpegTs;
         }
         Self::Other
+    }
+}
+
+/// What a body's end says of its last bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// A clean end means that all that was sent arrived (an HTTP body that
+    /// ended with its terminator); one that broke off is cut.
+    Whole,
+    /// Even a clean end may cut the last frames short: an SRT caller's close
+    /// loses what was still in flight.
+    Cut,
+}
+
+/// What [`feed_through_ffmpeg`] is given to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyKind {
+    /// Its container.
+    pub container: Container,
+    /// What its end says.
+    pub end: BodyEnd,
+}
+
+impl From<Container> for BodyKind {
+    fn from(container: Container) -> Self {
+        Self {
+            container,
+            end: BodyEnd::Whole,
+        }
     }
 }
 
@@ -181,21 +211,23 @@ impl Pacer {
 /// H.264 and AAC) into `publisher`, until the body and ffmpeg's output end.
 pub async fn feed_through_ffmpeg<R: AsyncRead + Unpin>(
     mut body: R,
-    container: Container,
+    kind: impl Into<BodyKind>,
     ffmpeg: &str,
     publisher: &Publisher,
     idle: Duration,
     stop: &CancellationToken,
     fed: &mut Fed,
 ) -> Result<(), FeedError> {
+    let kind = kind.into();
+    let container = kind.container;
     let mut command = Command::new(ffmpeg);
     command.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
     match container {
         Container::MpegTs => {
             // A PES that ffmpeg's demuxer knows to be damaged (a continuity
             // gap, a length that does not add up, a transport error, as
-            // `ts_end` marks an SRT caller's cut end) is dropped, not sent on
-            // as a damaged frame.
+            // `copy_body` marks a cut end) is dropped, not sent on as a
+            // damaged frame.
             command.args(["-fflags", "+discardcorrupt", "-f", "mpegts"]);
         }
         Container::Pcm { rate, channels } => {
@@ -261,7 +293,7 @@ pub async fn feed_through_ffmpeg<R: AsyncRead + Unpin>(
     let mut said = None;
     let fed_result = {
         let copy = async {
-            let copied = tokio::io::copy(&mut body, &mut stdin).await;
+            let copied = copy_body(&mut body, &mut stdin, kind).await;
             drop(stdin);
             copied
         };
@@ -310,6 +342,44 @@ pub async fn feed_through_ffmpeg<R: AsyncRead + Unpin>(
         return Err(FeedError::Ffmpeg(why));
     }
     Ok(())
+}
+
+/// Copies `body` into ffmpeg's input. An MPEG-TS body that broke off, or
+/// whose end is a cut, is followed by the packets that mark its end damaged
+/// ([`TsEnd`]): its last frames may have been cut short, and ffmpeg's demuxer
+/// would hand a PES cut short on as if whole (a video PES carries no length).
+async fn copy_body<R, W>(body: &mut R, input: &mut W, kind: BodyKind) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if kind.container != Container::MpegTs {
+        return tokio::io::copy(body, input).await;
+    }
+    let mut end = TsEnd::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0;
+    loop {
+        match body.read(&mut buf).await {
+            Ok(0) => {
+                if kind.end == BodyEnd::Cut {
+                    input.write_all(&end.closing_packets()).await?;
+                }
+                return Ok(copied);
+            }
+            Ok(n) => {
+                end.observe(&buf[..n]);
+                input.write_all(&buf[..n]).await?;
+                copied += n as u64;
+            }
+            Err(err) => {
+                // ffmpeg still reads to the end of its input: what arrived
+                // whole is relayed, the frame cut short is not.
+                let _ = input.write_all(&end.closing_packets()).await;
+                return Err(err);
+            }
+        }
+    }
 }
 
 /// A token cancelled by either of `kick` and `shutdown` (cancel it, or

@@ -12,7 +12,8 @@
 //! then closes the connection. The last moments a caller sends before it
 //! closes (up to the latency) may not arrive: SRT's receiver holds them until
 //! their delivery time and the close comes first; the frames it cut short are
-//! dropped, not sent on damaged ([`TsEnd`]). Once
+//! dropped, not sent on damaged (the feed marks the end as a cut:
+//! [`super::ts_end`]). Once
 //! admitted, the connection's MPEG-TS goes through ffmpeg's remux into the
 //! stream ([`feed::feed_through_ffmpeg`]), which maps PTS/DTS to FLV
 //! timestamps and composition offsets. SRT has no unpublish: whatever ends the
@@ -37,8 +38,7 @@ use tracing::Instrument;
 
 use super::admission::{self, Refusal};
 use super::context::ConnectionContext;
-use super::feed::{self, Container, Fed};
-use super::ts_end::TsEnd;
+use super::feed::{self, BodyEnd, BodyKind, Container, Fed};
 use crate::config::SrtConfig;
 use crate::hub::HubError;
 use crate::relay::AuthError;
@@ -194,13 +194,17 @@ impl Caller {
                 }
             }
         };
-        let input = StreamReader::new(Box::pin(marked_at_its_end(socket)));
+        let input = StreamReader::new(Box::pin(ending_with_its_close(socket)));
         let stop = feed::stop_token(&kick, &self.shutdown);
         let _linked = stop.clone().drop_guard();
         let mut fed = Fed::default();
         let result = feed::feed_through_ffmpeg(
             input,
-            Container::MpegTs,
+            BodyKind {
+                container: Container::MpegTs,
+                // A close loses what was in flight: the end is a cut.
+                end: BodyEnd::Cut,
+            },
             &self.ffmpeg,
             &admitted.publisher,
             self.ctx.session.idle_timeout,
@@ -239,16 +243,13 @@ impl Caller {
     }
 }
 
-/// The caller's MPEG-TS, followed at its end by the packets that mark it as
-/// cut ([`TsEnd`]), so that the frames the close cut short are dropped.
-fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<Bytes>> {
-    futures_util::stream::unfold(Some((socket, TsEnd::default())), |state| async move {
-        let (mut socket, mut end) = state?;
+/// The caller's MPEG-TS, then its close: the link's statistics logged, and
+/// an error when the connection failed rather than closed.
+fn ending_with_its_close(socket: SrtSocket) -> impl Stream<Item = std::io::Result<Bytes>> {
+    futures_util::stream::unfold(Some(socket), |state| async move {
+        let mut socket = state?;
         match socket.next().await {
-            Some(Ok((_, bytes))) => {
-                end.observe(&bytes);
-                return Some((Ok(bytes), Some((socket, end))));
-            }
+            Some(Ok((_, bytes))) => return Some((Ok(bytes), Some(socket))),
             Some(Err(err)) => return Some((Err(err), None)),
             None => {}
         }
@@ -256,13 +257,9 @@ fn marked_at_its_end(socket: SrtSocket) -> impl Stream<Item = std::io::Result<By
         // srt-tokio ends the stream the same way when its connection task
         // failed (it panics on control packets it does not handle, such as a
         // congestion warning): say so rather than end as a close.
-        match socket.close_and_finish().await {
-            Ok(()) => Some((Ok(Bytes::from(end.closing_packets())), None)),
-            Err(err) => {
-                let failed = format!("the SRT connection failed on the caller's packets: {err}");
-                Some((Err(std::io::Error::other(failed)), None))
-            }
-        }
+        let err = socket.close_and_finish().await.err()?;
+        let failed = format!("the SRT connection failed on the caller's packets: {err}");
+        Some((Err(std::io::Error::other(failed)), None))
     })
 }
 

@@ -1,10 +1,10 @@
-//! The cut end of an SRT caller's MPEG-TS, marked as damaged so that its
-//! unfinished frames are dropped rather than sent on.
+//! The cut end of an MPEG-TS body, marked as damaged so that its unfinished
+//! frames are dropped rather than sent on.
 //!
-//! A caller that closes loses its last moments (up to the latency): the
-//! receiver holds them until their delivery time and the close comes first
-//! (libsrt's receiver, `srt-live-transmit`, loses them too). What arrived
-//! therefore ends inside a PES packet of each elementary stream, and ffmpeg's
+//! A body can end inside a PES packet of each elementary stream: an HTTP push
+//! whose client went away, an SRT caller's close (the receiver holds the last
+//! moments, up to the latency, until their delivery time, and the close comes
+//! first; libsrt's receiver, `srt-live-transmit`, loses them too). ffmpeg's
 //! demuxer hands such a packet on at the end as if it were whole: an audio
 //! frame cut short, a video frame with its last slices missing (a video PES
 //! carries no length, so nothing tells it apart). Sent on, that is a damaged
