@@ -137,14 +137,8 @@ async fn a_picture_an_mpeg_ts_push_breaks_off_inside_is_dropped_not_sent_on_dama
     ts.truncate(inside_a_picture(&ts));
     // A chunked push that breaks off: the TS cut inside a picture, then the
     // connection closed without the body's terminator.
-    let mut socket = TcpStream::connect(http).await.unwrap();
-    let head = "POST /ingest/live/cut-key?youtube=yt-cut HTTP/1.1\r\nHost: prism\r\n\
-                Content-Type: video/mp2t\r\nTransfer-Encoding: chunked\r\n\r\n";
-    socket.write_all(head.as_bytes()).await.unwrap();
-    for chunk in ts.chunks(7 * 188) {
-        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
-        socket.write_all(&framed).await.unwrap();
-    }
+    let chunks: Vec<&[u8]> = ts.chunks(7 * 188).collect();
+    let socket = send_chunked(http, "/ingest/live/cut-key?youtube=yt-cut", &chunks).await;
     prism.wait_live("live", "cut-key").await;
     drop(socket);
     ingest.wait_unpublished("yt-cut", WAIT).await;
@@ -209,15 +203,7 @@ async fn raw_push(
     chunks: &[&[u8]],
     then_wait: bool,
 ) -> Option<String> {
-    let mut socket = TcpStream::connect(http).await.unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: prism\r\nTransfer-Encoding: chunked\r\n\r\n");
-    socket.write_all(head.as_bytes()).await.unwrap();
-    for chunk in chunks {
-        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
-        if socket.write_all(&framed).await.is_err() {
-            break;
-        }
-    }
+    let mut socket = send_chunked(http, path, chunks).await;
     if !then_wait {
         let _ = socket.write_all(b"0\r\n\r\n").await;
     }
@@ -237,6 +223,22 @@ async fn raw_push(
     }
     let text = String::from_utf8_lossy(&answer).into_owned();
     text.lines().next().map(str::to_owned)
+}
+
+/// Opens a chunked POST to `path` and sends `chunks` (each a chunk; a write
+/// that fails, as when prism already refused the push, ends the sending), the
+/// body left open.
+async fn send_chunked(http: std::net::SocketAddr, path: &str, chunks: &[&[u8]]) -> TcpStream {
+    let mut socket = TcpStream::connect(http).await.unwrap();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: prism\r\nTransfer-Encoding: chunked\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    for chunk in chunks {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        if socket.write_all(&framed).await.is_err() {
+            break;
+        }
+    }
+    socket
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
