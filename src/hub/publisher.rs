@@ -163,7 +163,8 @@ impl Publisher {
     /// [`push`](Self::push) for a frame that, when `needs_header`, is dropped while
     /// its track has no sequence header yet (see [`push_audio`](Self::push_audio)).
     fn push_checked(&self, mut packet: Packet, needs_header: bool) {
-        // Before the lock: the copy, when there is one, is the publisher's alone.
+        // Before the stream's lock: the copy, when there is one, is the
+        // publisher's alone (its arena is locked by no one else).
         let mut arena = self.arena.lock().unwrap_or_else(PoisonError::into_inner);
         packet.own_small_payload(&mut arena);
         drop(arena);

@@ -2,11 +2,10 @@
 //! as MPEG-TS in real time, to a URL naming prism's SRT listener.
 
 use std::path::Path;
-use std::process::Stdio;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use super::{Prism, require};
+use super::{Prism, require, spawn_path};
 
 /// The SRT URL of `prism`'s listener for `stream_id`, with 200 ms of latency
 /// and `extra` query parameters (`&passphrase=...`).
@@ -24,13 +23,8 @@ pub fn srt_publish(file: &Path, url: &str) -> Child {
 pub fn srt_publish_using(ffmpeg: &Path, file: &Path, url: &str) -> Child {
     let file = file.to_str().unwrap();
     let args = ["-hide_banner", "-loglevel", "error", "-re", "-i", file];
-    Command::new(ffmpeg)
-        .args(args)
-        .args(["-c", "copy", "-f", "mpegts", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    spawn_path(
+        ffmpeg,
+        &[&args[..], &["-c", "copy", "-f", "mpegts", url]].concat(),
+    )
 }
