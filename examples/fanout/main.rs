@@ -14,6 +14,7 @@ mod error;
 mod load;
 mod many;
 mod procs;
+mod proxy;
 mod report;
 mod run;
 mod setup;
@@ -106,6 +107,16 @@ struct Args {
     /// Destinations per stream in the many-streams mode.
     #[arg(long, default_value_t = 4)]
     many_destinations: usize,
+    /// Instead of a benchmark: be the byte proxy (`--relays proxy` starts this
+    /// binary so) listening on this port...
+    #[arg(long, hide = true, requires = "proxy_to")]
+    proxy_listen: Option<u16>,
+    /// ...connecting to this one...
+    #[arg(long, hide = true)]
+    proxy_to: Option<u16>,
+    /// ...this many times per publisher.
+    #[arg(long, hide = true, default_value_t = 1)]
+    proxy_sinks: usize,
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {
@@ -135,6 +146,9 @@ fn main() {
 }
 
 fn real_main(args: &Args) -> Result<(), BenchError> {
+    if let (Some(listen), Some(to)) = (args.proxy_listen, args.proxy_to) {
+        return proxy::serve(listen, to, args.proxy_sinks);
+    }
     procs::become_subreaper();
     if !args.many.is_empty() {
         return many_main(args);
@@ -183,6 +197,9 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
                 }
                 for captured in [false, true] {
                     for (slot, &relay) in order.iter().enumerate() {
+                        if captured && relay == Relay::Proxy {
+                            continue;
+                        }
                         eprint!(
                             "[{}/{total}] {} N={n} repeat {repeat} {}: ",
                             runs.len() + 1,
@@ -230,6 +247,13 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
              destination (least squares over N, from the medians above):\n\n",
         );
         markdown.push_str(&report::markdown_cost_models(&cost_models));
+    }
+    if let Some(floor) = report::markdown_floor(&summaries) {
+        markdown.push_str(
+            "\nRelay CPU as a multiple of the tokio proxy's, the floor of a relay on tokio \
+             (BENCHMARKS.md):\n\n",
+        );
+        markdown.push_str(&floor);
     }
     if args.scale {
         markdown.push('\n');

@@ -445,6 +445,39 @@ pub fn markdown_cost_models(models: &[CostModel]) -> String {
     out
 }
 
+/// Each relay's CPU per delivered Mbit as a multiple of the tokio proxy's at the
+/// same N (`--relays proxy`): what a relay costs above the floor of any relay on
+/// tokio, the reads and writes it must make (BENCHMARKS.md, "The floor of a relay
+/// on tokio"). `None` when the proxy was not measured.
+pub fn markdown_floor(summaries: &[Summary]) -> Option<String> {
+    let mut out = String::from(
+        "| relay | N | CPU ms / delivered Mbit | the proxy's | x the floor |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    let mut rows = 0;
+    for floor in summaries.iter().filter(|s| s.relay == Relay::Proxy) {
+        let Some(floor_cpu) = floor.cpu_ms_per_mbit.filter(|cpu| *cpu > 0.0) else {
+            continue;
+        };
+        for s in summaries
+            .iter()
+            .filter(|s| s.n == floor.n && s.relay != Relay::Proxy)
+        {
+            if let Some(cpu) = s.cpu_ms_per_mbit {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {cpu:.3} | {floor_cpu:.3} | {:.2} |",
+                    s.relay.name(),
+                    s.n,
+                    cpu / floor_cpu
+                );
+                rows += 1;
+            }
+        }
+    }
+    (rows > 0).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +531,37 @@ mod tests {
             table.contains("| prism | 1, 8, 32 | 4.00 | 0.500 |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn the_floor_table_divides_by_the_proxy_at_the_same_n() {
+        let with_cpu = |relay, n, cpu| Summary {
+            cpu_ms_per_mbit: Some(cpu),
+            ..summary(relay, n, None)
+        };
+        let summaries = [
+            with_cpu(Relay::Prism, 1, 0.5),
+            with_cpu(Relay::Nginx, 1, 0.4),
+            with_cpu(Relay::Proxy, 1, 0.25),
+            with_cpu(Relay::Prism, 8, 0.1),
+            with_cpu(Relay::Proxy, 8, 0.05),
+            with_cpu(Relay::Prism, 32, 0.07),
+        ];
+        let table = markdown_floor(&summaries).unwrap();
+        assert!(
+            table.contains("| prism | 1 | 0.500 | 0.250 | 2.00 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| nginx-rtmp | 1 | 0.400 | 0.250 | 1.60 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| prism | 8 | 0.100 | 0.050 | 2.00 |"),
+            "{table}"
+        );
+        assert!(!table.contains("| 32 |"), "no proxy at N = 32: {table}");
+        assert_eq!(markdown_floor(&summaries[..2]), None, "no proxy measured");
     }
 
     #[test]

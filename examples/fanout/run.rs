@@ -10,6 +10,7 @@ use crate::analysis::{self, Figures, Window};
 use crate::capture::{self, CaptureStats};
 use crate::error::BenchError;
 use crate::procs::{self, GroupSample, MachineSample};
+use crate::proxy::Proxy;
 use crate::setup::{self, Nginx, Prism, Publisher, Tcpdump, TcpdumpStats};
 
 /// A relay under test.
@@ -20,6 +21,11 @@ pub enum Relay {
     Prism,
     /// nginx-rtmp with one `push` per destination.
     Nginx,
+    /// A byte proxy on tokio: the floor of any relay on tokio (`proxy.rs`).
+    /// Measured without the capture only (what reaches the sinks is the
+    /// publisher's stream under its own name, which the wire analysis does not
+    /// look for).
+    Proxy,
 }
 
 impl Relay {
@@ -28,6 +34,7 @@ impl Relay {
         match self {
             Relay::Prism => "prism",
             Relay::Nginx => "nginx-rtmp",
+            Relay::Proxy => "tokio proxy",
         }
     }
 }
@@ -173,6 +180,7 @@ fn now_ns() -> u64 {
 enum Running {
     Prism(Prism),
     Nginx(Nginx),
+    Proxy(Proxy),
 }
 
 impl Running {
@@ -180,6 +188,7 @@ impl Running {
         match self {
             Running::Prism(p) => vec![p.pid()],
             Running::Nginx(n) => n.pids(),
+            Running::Proxy(p) => vec![p.pid()],
         }
     }
 
@@ -187,6 +196,7 @@ impl Running {
         match self {
             Running::Prism(p) => p.alive(),
             Running::Nginx(n) => n.alive(),
+            Running::Proxy(p) => p.alive(),
         }
     }
 
@@ -194,6 +204,7 @@ impl Running {
         match self {
             Running::Prism(p) => p.stop(),
             Running::Nginx(n) => n.stop(),
+            Running::Proxy(p) => p.stop(),
         }
     }
 }
@@ -298,6 +309,11 @@ fn execute(plan: &Plan, record: &mut RunRecord) -> Result<(), BenchError> {
         .map(|(prism, query)| (Running::Prism(prism), format!("?{query}"))),
         Relay::Nginx => Nginx::start_relay(&dir.join("nginx"), relay_port, sink_port, n)
             .map(|nginx| (Running::Nginx(nginx), String::new())),
+        Relay::Proxy if record.captured => Err(BenchError::Setup(
+            "the proxy is measured without the capture".into(),
+        )),
+        Relay::Proxy => Proxy::start(&dir.join("proxy"), relay_port, sink_port, n)
+            .map(|proxy| (Running::Proxy(proxy), String::new())),
     };
     let (mut relay, query) = match started {
         Ok(started) => started,

@@ -16,10 +16,10 @@ use crate::procs;
 pub const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
 
 /// Bound for a server to come up.
-const START_TIMEOUT: Duration = Duration::from_secs(15);
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Bound for a program to stop after its first signal.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Application and stream the publisher publishes to on the relay.
 pub const RELAY_APP: &str = "live";
@@ -154,11 +154,14 @@ impl Nginx {
     }
 
     /// The sinks: one nginx-rtmp application with `live on` that accepts any
-    /// number of publishes (one per destination), nothing recorded.
+    /// number of publishes (one per destination), nothing recorded; and the
+    /// relay's application name too, for what the byte proxy passes on as the
+    /// publisher sent it.
     pub fn start_sinks(dir: &Path, port: u16, workers: usize) -> Result<Self, BenchError> {
         let block = format!(
             "rtmp {{\n    server {{\n        listen 127.0.0.1:{port};\n        chunk_size 4096;\n        \
-             application {SINK_APP} {{\n            live on;\n        }}\n    }}\n}}\n"
+             application {SINK_APP} {{\n            live on;\n        }}\n        \
+             application {RELAY_APP} {{\n            live on;\n        }}\n    }}\n}}\n"
         );
         Self::start(dir, workers, &block, port)
     }
