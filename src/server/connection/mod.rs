@@ -189,14 +189,21 @@ where
         let mut armed: Option<Instant> = None;
         let mut last_read = Instant::now();
         loop {
+            // A read that completed no message (ffmpeg sends each chunk header
+            // alone, so about every other read) pushed nothing: the stream's
+            // subscribers are not visited for it.
+            let mut pushed = false;
             while let Some(event) = self.session.poll(&mut self.buf, last_read.into_std())? {
+                pushed = true;
                 if let Next::Close = self.on_event(event, shutdown).await {
                     self.deliver();
                     self.flush().await?;
                     return Ok(());
                 }
             }
-            self.deliver();
+            if pushed {
+                self.deliver();
+            }
             self.flush().await?;
             if let Some(at) = self.next_deadline()
                 && armed.is_none_or(|armed| at < armed)
