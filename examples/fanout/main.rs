@@ -184,7 +184,13 @@ fn real_main(args: &Args) -> Result<(), BenchError> {
     if args.scale {
         scale_search(args, &plan, &mut runs, &mut scale);
     } else {
-        let total = args.n.len() * args.repeats * args.relays.len() * 2;
+        // Two runs per relay (without and with the capture), one for the proxy.
+        let runs_per_repeat: usize = args
+            .relays
+            .iter()
+            .map(|&relay| if relay == Relay::Proxy { 1 } else { 2 })
+            .sum();
+        let total = args.n.len() * args.repeats * runs_per_repeat;
         for &n in &args.n {
             for repeat in 0..args.repeats {
                 // Alternate which relay goes first, so that a drift in the
