@@ -16,6 +16,11 @@ use crate::rtmp::chunk::OutBuf;
 /// Slices handed to one `writev`; Linux's IOV_MAX is 1024, and 64 already amortises
 /// the syscall over many chunks.
 const MAX_IO_SLICES: usize = 64;
+/// The slice array used when what is queued lists no more than this: a typical
+/// write (an inter frame of a few chunks and an audio message) fits, and filling
+/// an array of 64 empty slices first cost more than listing the slices did
+/// (callgrind, BENCHMARKS.md).
+const FEW_IO_SLICES: usize = 24;
 
 /// Writes everything queued in `out`, then flushes the transport (TLS needs it).
 pub async fn write_out<W: AsyncWrite + Unpin>(
@@ -38,10 +43,10 @@ pub fn poll_write_out<W: AsyncWrite + Unpin>(
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<()>> {
     while !out.is_empty() {
-        let n = {
-            let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
-            let count = out.io_slices(&mut slices);
-            ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?
+        let n = if out.slice_bound() <= FEW_IO_SLICES {
+            ready!(poll_write_slices::<W, FEW_IO_SLICES>(io, out, cx))?
+        } else {
+            ready!(poll_write_slices::<W, MAX_IO_SLICES>(io, out, cx))?
         };
         if n == 0 {
             return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
@@ -50,6 +55,17 @@ pub fn poll_write_out<W: AsyncWrite + Unpin>(
         *written += n as u64;
     }
     Pin::new(io).poll_flush(cx)
+}
+
+/// One `writev` of at most `N` of the slices `out` lists.
+fn poll_write_slices<W: AsyncWrite + Unpin, const N: usize>(
+    io: &mut W,
+    out: &OutBuf,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    let mut slices = [IoSlice::new(&[]); N];
+    let count = out.io_slices(&mut slices);
+    Pin::new(io).poll_write_vectored(cx, &slices[..count])
 }
 
 /// A write that did not finish within its deadline, or failed.

@@ -34,6 +34,8 @@ pub struct OutBuf {
     scratch: BytesMut,
     /// Total bytes pending (parts plus scratch tail).
     len: usize,
+    /// Slices the parts list at most (see [`OutBuf::slice_bound`]).
+    part_slices: usize,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,15 @@ impl Chunked {
 }
 
 impl Part {
+    /// Slices the whole part lists: a flat part one; a chunked part its first header
+    /// and each chunk, with a continuation header before every chunk after the first.
+    fn slices(&self) -> usize {
+        match self {
+            Part::Flat(_) => 1,
+            Part::Chunked(chunked) => 2 * chunked.payload.len().div_ceil(chunked.chunk_size),
+        }
+    }
+
     fn remaining(&self) -> usize {
         match self {
             Part::Flat(bytes) => bytes.len(),
@@ -139,7 +150,7 @@ impl OutBuf {
         }
         self.cut_scratch();
         self.len += bytes.len();
-        self.parts.push_back(Part::Flat(bytes));
+        self.push_part(Part::Flat(bytes));
     }
 
     /// Appends one chunked message: `first` (the first chunk's header), then `payload` in
@@ -163,7 +174,7 @@ impl OutBuf {
             first.as_slice().len() + payload.len() + (chunks - 1) * continuation.as_slice().len();
         self.cut_scratch();
         self.len += len;
-        self.parts.push_back(Part::Chunked(Chunked {
+        self.push_part(Part::Chunked(Chunked {
             first,
             continuation,
             payload: payload.clone(),
@@ -171,6 +182,13 @@ impl OutBuf {
             written: 0,
             len,
         }));
+    }
+
+    /// At least as many slices as [`OutBuf::io_slices`] would list now: what a
+    /// writer sizes its slice array by, so that the common write (a message or
+    /// two) does not fill an array sized for the largest.
+    pub fn slice_bound(&self) -> usize {
+        self.part_slices + usize::from(!self.scratch.is_empty())
     }
 
     /// True when nothing is waiting to be written.
@@ -229,6 +247,7 @@ impl OutBuf {
             let remaining = front.remaining();
             if remaining <= n {
                 n -= remaining;
+                self.part_slices -= front.slices();
                 self.parts.pop_front();
             } else {
                 front.advance(n);
@@ -240,9 +259,14 @@ impl OutBuf {
     /// Moves the copied bytes gathered so far into their own part, so a shared part can follow.
     fn cut_scratch(&mut self) {
         if !self.scratch.is_empty() {
-            self.parts
-                .push_back(Part::Flat(self.scratch.split().freeze()));
+            let copied = self.scratch.split().freeze();
+            self.push_part(Part::Flat(copied));
         }
+    }
+
+    fn push_part(&mut self, part: Part) {
+        self.part_slices += part.slices();
+        self.parts.push_back(part);
     }
 }
 
@@ -430,6 +454,9 @@ mod tests {
                 let count = out.io_slices(&mut few);
                 let prefix: Vec<u8> = few[..count].iter().flat_map(|s| s.iter().copied()).collect();
                 prop_assert!(pending(&out).starts_with(&prefix));
+                // The bound a writer sizes its slice array by is never short.
+                let mut all = vec![IoSlice::new(&[]); 1 << 13];
+                prop_assert!(out.io_slices(&mut all) <= out.slice_bound());
             }
         }
     }
