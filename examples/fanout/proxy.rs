@@ -1,7 +1,8 @@
 //! The floor of a relay on tokio: a byte proxy (`--relays proxy`).
 //!
 //! It reads the publisher's connection and writes each read, as it is, to every
-//! sink (a read no longer than a chunk header joined to the next one), and passes the first sink's replies back (the others' are read and
+//! sink (a read no longer than a chunk header is held and joined to the next
+//! one), and passes the first sink's replies back (the others' are read and
 //! dropped: each sink gets the publisher's own handshake and commands, which
 //! nginx-rtmp accepts without checking the echo in C2). No chunk parsing, no
 //! allocation per read, one task, on a current-thread runtime as prism's
